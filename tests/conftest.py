@@ -1,0 +1,87 @@
+"""Shared fixtures. Every test that starts processes must leave none behind (dask's check_process_leak).
+
+``no_leaks`` is autouse: after each test, no child process of this pytest process may survive
+(the forkserver and the resource tracker are infrastructure that lives for the whole session and
+is excluded by name), and no shared-memory segment that tuner created may remain in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHM_PREFIX = "tuner_"
+
+
+def _infrastructure(p: psutil.Process) -> bool:
+    try:
+        cmd = " ".join(p.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return True
+    return "forkserver" in cmd or "resource_tracker" in cmd
+
+
+def _children() -> list[psutil.Process]:
+    try:
+        kids = psutil.Process().children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for k in kids:
+        try:
+            if k.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except psutil.NoSuchProcess:
+            continue
+        if not _infrastructure(k):
+            out.append(k)
+    return out
+
+
+def _shm_segments() -> set[str]:
+    d = Path("/dev/shm")
+    if not d.is_dir():
+        return set()
+    return {p.name for p in d.iterdir() if p.name.startswith(SHM_PREFIX)}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    shm_before = _shm_segments()
+    yield
+    # Children get a short grace to finish exiting (a reaped process disappears at once; this
+    # waits on the OS, it does not paper over a leak: anything alive after 5 s fails the test).
+    deadline = time.monotonic() + 5.0
+    alive = _children()
+    while alive and time.monotonic() < deadline:
+        psutil.wait_procs(alive, timeout=0.2)
+        alive = _children()
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    leaked_shm = _shm_segments() - shm_before
+    assert not alive, f"test left child processes behind: {[(p.pid, p.name()) for p in alive]}"
+    assert not leaked_shm, f"test left shared-memory segments behind: {sorted(leaked_shm)}"
+
+
+@pytest.fixture
+def tuner_cmd() -> list[str]:
+    """How to invoke the CLI in a subprocess (the console script's code path)."""
+    return [sys.executable, "-m", "tuner"]
+
+
+@pytest.fixture
+def clean_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("COLUMNS", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

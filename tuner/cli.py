@@ -1,0 +1,81 @@
+"""The ``tuner`` command: the TUI with no arguments, or one of the subcommands.
+
+Each subcommand lives in ``tuner/commands/<name>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``; it is imported only when chosen, so ``tuner hw`` never pays for Textual.
+Errors a user can cause end as one line on stderr and exit code 2 (see :mod:`tuner.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from tuner import __version__
+from tuner.errors import ExitCode, TunerError, exit_code_for
+
+COMMANDS: dict[str, str] = {
+    "tui": "open the interactive tuning session (the default)",
+    "hw": "show the hardware as tuner sees it",
+    "bench": "sweep configurations headless, recommend one, write a profile",
+    "run": "apply a profile to a data file",
+    "check": "validate a profile",
+    "schema": "print the profile JSON Schema",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line, never a usage dump plus a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: {message}\n(try '{self.prog} --help')\n")
+        raise SystemExit(int(ExitCode.BAD_INPUT))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tuner", description="Measure how to deploy a model on this machine.")
+    parser.add_argument("--version", action="version", version=f"tuner {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(f"tuner.commands.{name}")
+        module.add_arguments(p)
+    return parser
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM takes the same clean path as Ctrl-C: engines close, workers are stopped.
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["tui", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return int(ExitCode.BAD_INPUT)
+    try:
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+    module = importlib.import_module(f"tuner.commands.{args.command}")
+    try:
+        return int(module.run(args))
+    except TunerError as e:
+        sys.stderr.write(f"tuner: {e}\n")
+        return exit_code_for(e)
+    except KeyboardInterrupt:
+        sys.stderr.write("tuner: interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return int(ExitCode.OK)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
