@@ -1,0 +1,238 @@
+"""Input and output data files, and atomic writes.
+
+Inputs: ``.npy`` (rows are items; loaded without pickle) or ``.jsonl`` (one JSON value per non-empty
+line). Outputs: the same two formats. Every write is atomic — a temporary file in the same folder,
+fsync, ``os.replace`` — so a reader sees the old file or the new one, never half of one, and a failed
+write leaves nothing behind. Errors are one-line :class:`~tuner.errors.DataError` naming file and place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from tuner.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "FORMATS",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_inputs",
+    "save_jsonl_records",
+    "save_outputs",
+]
+
+FORMATS = (".npy", ".jsonl")
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_inputs(path: str | os.PathLike[str]) -> np.ndarray | list[Any]:
+    """Read the items of an input file: a numpy array (rows are items) or a list of JSON values."""
+    p = Path(path)
+    suffix = _suffix(p, "input")
+    if not p.exists():
+        raise DataError(f"{path}: file not found")
+    if p.is_dir():
+        raise DataError(f"{path}: is a folder, not a file")
+    try:
+        return _load_npy(p, str(path)) if suffix == ".npy" else _load_jsonl(p, str(path))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+
+
+def _suffix(p: Path, what: str) -> str:
+    suffix = p.suffix.lower()
+    if suffix not in FORMATS:
+        shown = f"'{p.suffix}'" if p.suffix else "(no extension)"
+        raise DataError(f"{p}: unsupported {what} format {shown} (use .npy or .jsonl)")
+    return suffix
+
+
+def _load_npy(p: Path, name: str) -> np.ndarray:
+    import numpy as np
+
+    with open(p, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    # Check the magic ourselves: np.load would otherwise report "pickled data" for any text file.
+    if head[:4] == _ZIP_MAGIC:
+        raise DataError(f"{name}: not a .npy file (it is a .npz archive; save one array with np.save)")
+    if head != _NPY_MAGIC:
+        raise DataError(f"{name}: not a .npy file (no NUMPY header)")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise DataError(f"{name}: holds Python objects (object dtype); save a numeric array") from e
+        raise DataError(f"{name}: not a .npy file ({_first_line(e)})") from e
+    except EOFError as e:
+        raise DataError(f"{name}: not a .npy file (truncated)") from e
+    if arr.ndim < 1:
+        raise DataError(f"{name}: holds a single value (0-d array); expected rows of items")
+    if len(arr) == 0:
+        raise DataError(f"{name}: empty (0 rows)")
+    return arr
+
+
+def _load_jsonl(p: Path, name: str) -> list[Any]:
+    items: list[Any] = []
+    decoder = json.JSONDecoder()
+    lineno = 0
+    # utf-8-sig: a BOM written by some Windows editors is not part of the first value.
+    with open(p, encoding="utf-8-sig") as f:
+        try:
+            for lineno, line in enumerate(f, start=1):
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    items.append(decoder.decode(text))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{name} line {lineno}: invalid JSON ({e.msg}: column {e.colno})") from e
+        except UnicodeDecodeError as e:
+            raise DataError(f"{name} line {lineno + 1}: not UTF-8 text ({e.reason})") from e
+    if not items:
+        raise DataError(f"{name}: empty (0 items)")
+    return items
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def save_outputs(path: str | os.PathLike[str], outputs: Any) -> None:
+    """Write one output per item as ``.npy`` (stacked into one array) or ``.jsonl``, atomically."""
+    p = Path(path)
+    suffix = _suffix(p, "output")
+    if suffix == ".npy":
+        arr = _stack(str(path), outputs)
+
+        def write_npy(f: IO[bytes]) -> None:
+            import numpy as np
+
+            np.save(f, arr, allow_pickle=False)
+
+        _atomic_write(p, write_npy)
+    else:
+        rows = outputs.tolist() if hasattr(outputs, "tolist") and hasattr(outputs, "ndim") else outputs
+        _atomic_write(p, lambda f: _write_jsonl(f, str(path), rows, "output"))
+
+
+def save_jsonl_records(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> None:
+    """Write one JSON object per line (e.g. a failure sidecar), atomically; numpy values converted."""
+    _atomic_write(Path(path), lambda f: _write_jsonl(f, str(path), records, "record"))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``text`` atomically (temp file in the same folder, fsync, os.replace)."""
+    data = text.encode(encoding)
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file in the same folder, fsync, os.replace)."""
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def _atomic_write(p: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    folder = p.parent
+    if not folder.is_dir():
+        raise DataError(f"{p}: folder not found: {folder.absolute()}")
+    if p.is_dir():
+        raise DataError(f"{p}: is a folder, not a file")
+    try:
+        # Same folder as the target: os.replace is atomic only within one filesystem.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise DataError(f"{p}: cannot write ({e.strerror or e})") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes 0600 files; give the result the mode a plain open() would have.
+        os.chmod(tmp, _default_mode(p))
+        os.replace(tmp, p)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise DataError(f"{p}: cannot write ({e.strerror or e})") from e
+        raise
+    _fsync_folder(folder)
+
+
+def _default_mode(p: Path) -> int:
+    try:
+        return os.stat(p).st_mode & 0o7777  # keep the mode of the file being replaced
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename itself is durable only once the folder entry is on disk (POSIX); best effort.
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _stack(name: str, outputs: Any) -> np.ndarray:
+    import numpy as np
+
+    try:
+        if isinstance(outputs, np.ndarray):
+            arr = outputs
+        elif len(outputs) == 0:
+            arr = np.asarray([])
+        else:
+            arr = np.stack([np.asarray(o) for o in outputs])
+    except (ValueError, TypeError) as e:
+        raise DataError(
+            f"{name}: outputs cannot be stacked into one array ({_first_line(e)}); use .jsonl"
+        ) from e
+    if arr.dtype == object:
+        raise DataError(f"{name}: outputs are Python objects, not numbers; use .jsonl")
+    return arr
+
+
+def _write_jsonl(f: IO[bytes], name: str, values: Iterable[Any], noun: str) -> None:
+    for i, value in enumerate(values):
+        try:
+            line = json.dumps(value, default=_jsonable, ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{name}: {noun} {i} cannot be written as JSON ({_first_line(e)})") from e
+        f.write(line.encode("utf-8"))
+        f.write(b"\n")
+
+
+def _jsonable(value: Any) -> Any:
+    """json.dumps hook: numpy arrays become lists, numpy scalars Python scalars."""
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _first_line(e: BaseException) -> str:
+    msg = str(e).strip()
+    return msg.splitlines()[0] if msg else type(e).__name__
