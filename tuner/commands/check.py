@@ -1,15 +1,69 @@
-"""`tuner check` (not built yet)."""
+"""``tuner check PROFILE [PROFILE...]``: validate profiles, one line per file.
+
+A valid file prints ``PATH: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2``
+on stdout. A bad one is a :class:`~tuner.errors.ProfileError` whose one line names the file, the
+line and the key path; the CLI prints it as ``tuner: <message>`` and exits 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING, TextIO
 
-from tuner.errors import TunerError
+from tuner.errors import ExitCode, ProfileError
+
+if TYPE_CHECKING:  # tuner.profile (pydantic) is imported only when the command runs
+    from tuner.profile import ScalingProfile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Declare ``PROFILE [PROFILE...]``."""
+    parser.add_argument("profiles", nargs="+", metavar="PROFILE", help="profile YAML file(s) to validate")
+
+
+def summary(profile: ScalingProfile) -> str:
+    """One line saying what the runtime would apply (base ``recommended``, overrides named)."""
+    rec, auto = profile.recommended, profile.autoscale
+    threads = f"{rec.threads_per_worker} thread{'s' if rec.threads_per_worker != 1 else ''}"
+    timeout = f"timeout {rec.timeout_s:g} s" if rec.timeout_s is not None else "no timeout"
+    parts = [
+        f"{rec.backend} ×{rec.workers}",
+        threads,
+        f"partition {rec.partition_size}",
+        timeout,
+        f"autoscale {auto.min_workers}–{auto.max_workers}",
+    ]
+    if profile.platforms is not None:
+        names = [p for p, o in profile.platforms if o is not None]
+        if names:
+            parts.append(f"overrides for {', '.join(names)}")
+    return " · ".join(parts)
+
+
+def _say(line: str, out: TextIO) -> None:
+    # The line holds '×', '·', '–'; on a terminal that cannot encode them, degrade, don't crash.
+    try:
+        out.write(line + "\n")
+    except UnicodeEncodeError:
+        ascii_line = line.replace("×", "x").replace("·", "|").replace("–", "-").replace("—", "-")
+        out.write(ascii_line.encode("ascii", "replace").decode("ascii") + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TunerError("'tuner check' is not built yet")
+    """Validate every file; exit 0 if all are valid, else 2 with one ``tuner:`` line per bad file."""
+    from tuner.profile import load_profile
+
+    errors: list[ProfileError] = []
+    for path in args.profiles:
+        try:
+            profile = load_profile(path)
+        except ProfileError as e:
+            errors.append(e)
+            continue
+        _say(f"{path}: ok — {summary(profile)}", sys.stdout)
+    if len(errors) == 1:
+        raise errors[0]
+    for err in errors:  # several bad files: report each, in the CLI's format
+        _say(f"tuner: {err}", sys.stderr)
+    return int(ExitCode.BAD_INPUT) if errors else int(ExitCode.OK)
