@@ -1,0 +1,123 @@
+"""Typed events the engine emits to an optional callback. The engine never knows who listens.
+
+Events are small frozen dataclasses with a monotonic timestamp ``t`` (``time.perf_counter()``).
+They are emitted from the supervisor thread, synchronously: a callback must be quick (append to a
+queue, post a message) and must not call back into the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSubmitted:
+    t: float
+    partition: int
+    items: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStarted:
+    t: float
+    partition: int
+    worker: int
+    attempt: int
+    items: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFinished:
+    """A partition attempt that produced one output per item."""
+
+    t: float
+    partition: int
+    worker: int
+    attempt: int
+    items: int
+    service_s: float  # time inside the worker's model call
+    latency_s: float  # submit to result
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFailed:
+    """A partition attempt that failed. ``retry`` says what happens next."""
+
+    t: float
+    partition: int
+    worker: int
+    attempt: int
+    items: int
+    cause: str  # exception | timeout | crash | memory | load
+    message: str
+    retry: str  # "retry" (same partition again) | "split" (halves, to isolate) | "final"
+    injected: bool = False
+    backoff_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsFailed:
+    """Items whose outcome is a failure record, final."""
+
+    t: float
+    partition: int
+    items: int
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStarted:
+    t: float
+    worker: int
+    pid: int
+    load_s: float  # from start request to model loaded and ready
+    replacing: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerExited:
+    t: float
+    worker: int
+    pid: int
+    cause: str  # closed | retired | crash | timeout | memory | load
+    exitcode: int | None = None
+    signal: str | None = None
+    injected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSample:
+    worker: int
+    pid: int
+    cpu_percent: float
+    rss_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSample:
+    """Periodic per-worker CPU% (100 = one core) and RSS."""
+
+    t: float
+    workers: tuple[WorkerSample, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Resized:
+    t: float
+    old: int
+    new: int
+
+
+Event = (
+    PartitionSubmitted
+    | PartitionStarted
+    | PartitionFinished
+    | PartitionFailed
+    | ItemsFailed
+    | WorkerStarted
+    | WorkerExited
+    | ResourceSample
+    | Resized
+)
+EventCallback = Callable[[Event], None]

@@ -1,0 +1,122 @@
+"""Moving partitions to workers: small ones pickled through the pipe, large numpy ones through shared memory.
+
+Pickling a 100 MiB array through a pipe took ~800 ms here against ~40 ms through shared memory.
+The parent keeps a small pool of reusable segments (created once, grown by powers of two, unlinked
+at close), copies a partition in, and sends only ``(name, shape, dtype)``; the worker maps each
+segment once and views the rows without a copy. Segments are named ``tuner_<pid>_<n>`` so a test
+can tell ours from anyone else's.
+
+On Python < 3.13 attaching to a segment registers it with the resource tracker, and a worker with a
+tracker of its own would unlink our segments when it exits: :func:`ensure_tracker` starts the
+parent's tracker before any worker, so every worker shares it (and it unlinks whatever is left if
+the parent is killed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections import OrderedDict
+from multiprocessing import resource_tracker, shared_memory
+from typing import Any
+
+#: numpy partitions of at least this many bytes travel through shared memory.
+SHM_THRESHOLD = 64 * 1024
+#: segments are at least this large (rounded up to a power of two) so they can be reused.
+MIN_SEGMENT = 1 << 20
+#: how many segments a worker keeps mapped.
+WORKER_CACHE = 16
+
+PICKLED = 0
+SHARED = 1
+
+_counter = itertools.count()
+
+
+def ensure_tracker() -> None:
+    """Start the shared resource tracker before workers start (see module docstring)."""
+    if sys.platform != "win32":
+        resource_tracker.ensure_running()
+
+
+def _round_up(n: int) -> int:
+    return max(MIN_SEGMENT, 1 << (max(n, 1) - 1).bit_length())
+
+
+class SegmentPool:
+    """Parent-side reusable shared-memory segments. Used only from the supervisor thread."""
+
+    def __init__(self) -> None:
+        self._free: list[shared_memory.SharedMemory] = []
+        self._all: list[shared_memory.SharedMemory] = []
+
+    def pack(self, partition: Any) -> tuple[int, Any, shared_memory.SharedMemory | None]:
+        """``(kind, payload, segment)`` for a partition; segment is None when pickled."""
+        nbytes = getattr(partition, "nbytes", 0)
+        if nbytes < SHM_THRESHOLD or getattr(partition, "dtype", None) is None or partition.dtype.hasobject:
+            return PICKLED, partition, None
+        seg = self._acquire(nbytes)
+        import numpy as np
+
+        view: Any = np.ndarray(partition.shape, dtype=partition.dtype, buffer=seg.buf)
+        view[...] = partition
+        del view  # no exported buffer may outlive the copy, or the segment could not close
+        return SHARED, (seg.name, partition.shape, partition.dtype.str), seg
+
+    def _acquire(self, nbytes: int) -> shared_memory.SharedMemory:
+        for i, seg in enumerate(self._free):
+            if seg.size >= nbytes:
+                return self._free.pop(i)
+        name = f"tuner_{os.getpid()}_{next(_counter)}"
+        seg = shared_memory.SharedMemory(name=name, create=True, size=_round_up(nbytes))
+        self._all.append(seg)
+        return seg
+
+    def release(self, seg: shared_memory.SharedMemory | None) -> None:
+        if seg is not None:
+            self._free.append(seg)
+
+    def close(self) -> None:
+        for seg in self._all:
+            try:
+                seg.close()
+            except BufferError:  # pragma: no cover - a view escaped; unlink anyway
+                pass
+            try:
+                seg.unlink()
+            except FileNotFoundError:
+                pass
+        self._all.clear()
+        self._free.clear()
+
+
+class Attachments:
+    """Worker-side: segments mapped once and kept (LRU), rows viewed without a copy."""
+
+    def __init__(self) -> None:
+        self._maps: OrderedDict[str, shared_memory.SharedMemory] = OrderedDict()
+
+    def view(self, payload: tuple[str, tuple[int, ...], str]) -> Any:
+        import numpy as np
+
+        name, shape, dtype = payload
+        seg = self._maps.get(name)
+        if seg is None:
+            seg = _attach(name)
+            self._maps[name] = seg
+            while len(self._maps) > WORKER_CACHE:
+                _, old = self._maps.popitem(last=False)
+                try:
+                    old.close()
+                except BufferError:  # a model kept a view of its input; the mapping goes with the process
+                    pass
+        else:
+            self._maps.move_to_end(name)
+        return np.ndarray(shape, dtype=np.dtype(dtype), buffer=seg.buf)
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    if sys.version_info >= (3, 13):
+        return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg,unused-ignore]
+    return shared_memory.SharedMemory(name=name)
