@@ -95,14 +95,8 @@ def serve(
         try:
             if active:
                 fault = plan.decide(first, len(part), attempt)
-                out = run_with_fault(
-                    fault,
-                    plan,
-                    fn,
-                    part,
-                    in_process=in_process,
-                    announce=lambda k, pid=pid: send((NOTE, pid, k)),
-                )
+                announce = _announcer(send, pid)
+                out = run_with_fault(fault, plan, fn, part, in_process=in_process, announce=announce)
             else:
                 out = fn(part)
             if not hasattr(out, "__len__"):

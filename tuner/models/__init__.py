@@ -352,8 +352,9 @@ def _kind_of(text: str, obj: Callable[..., Any]) -> str:
         return "batch"
     if _binds(sig, 0):
         return "factory"
+    params = ", ".join(str(p.replace(annotation=p.empty)) for p in sig.parameters.values())
     raise ModelSpecError(
-        f"{text}: {_name(obj)}{sig} cannot be called with one partition nor with no arguments; "
+        f"{text}: {_name(obj)}({params}) cannot be called with one partition nor with no arguments; "
         "expected fn(partition), @per_item fn(item) or a zero-argument factory"
     )
 
