@@ -1,0 +1,152 @@
+"""The benchmark's vocabulary: what a trial is, what it yields, and what a sweep reports as it runs.
+
+These are the contract between the measuring code (``measure``, ``search``, ``session``), its two
+drivers (the headless ``tuner bench`` and the TUI) and ``recommend``. Plain dataclasses, JSON-able
+through :func:`dataclasses.asdict`, so a trial can be written as one JSON line and read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, order=True)
+class TrialConfig:
+    """One configuration to measure."""
+
+    backend: str = "process"
+    workers: int = 1
+    threads_per_worker: int = 1
+    partition_size: int = 64
+
+    def label(self) -> str:
+        """``process ×2 · 1 thread · partition 64``."""
+        t = "thread" if self.threads_per_worker == 1 else "threads"
+        return f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
+
+    def key(self) -> str:
+        return f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What to optimise and the constraints a recommendation must meet."""
+
+    goal: str = "throughput"  # "throughput" (maximise) | "p99" (minimise)
+    p99_budget_ms: float | None = None
+    memory_budget_mb: float | None = None
+    min_throughput: float | None = None
+
+
+@dataclass
+class TrialResult:
+    """Everything measured for one configuration. Latency is item latency: see ``latency_ms``."""
+
+    config: TrialConfig
+    throughput: float  # items/s over the measurement windows (median of windows)
+    throughput_ci: tuple[float, float]  # bootstrap 95% CI of the window throughputs' median
+    # Item latency, ms: from the moment the item's partition is submitted to the engine until its
+    # outcome is back in the caller — queueing in the engine, transport, the model call and the
+    # return trip; every item of a partition shares its partition's latency. Keys p50 p90 p95 p99.
+    latency_ms: dict[str, float]
+    latency_ci_ms: dict[str, tuple[float, float]]  # bootstrap 95% CIs, same keys
+    service_ms: dict[str, float]  # time inside the model call per partition: p50 p99 p999 max
+    cpu_share: float  # CPU of the workers as a share of usable cores (0..1+)
+    peak_rss_mb: dict[str, float]  # {"per_worker": max over workers, "total": max of the sum}
+    stable: bool  # last 3 windows within tolerance before the time cap
+    windows: list[float]  # throughput of each measurement window, items/s
+    warmup_s: float  # worker start + model load + first partitions, excluded from the figures
+    cold_start_s: float  # worker start to model loaded (max over workers)
+    measured_s: float  # time spent in measurement windows
+    items: int  # items completed in the measurement windows
+    failures: dict[str, int] = field(default_factory=dict)  # items failed for good, by cause
+    faults_seen: dict[str, int] = field(default_factory=dict)  # partition attempts failed, by cause
+    retries: int = 0
+    faults: str | None = None  # fault plan string, if one was set
+    clean_throughput: float | None = None  # same config measured without the fault plan
+    clean_p99_ms: float | None = None
+    feasible: bool = True
+    infeasible_reasons: list[str] = field(default_factory=list)
+    error: str | None = None  # the trial could not run (e.g. the model failed to load)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialResult:
+        d = dict(d)
+        d["config"] = TrialConfig(**d["config"])
+        d["throughput_ci"] = tuple(d["throughput_ci"])
+        d["latency_ci_ms"] = {k: tuple(v) for k, v in d.get("latency_ci_ms", {}).items()}
+        return cls(**d)
+
+
+class Strategy(Protocol):
+    """A search strategy (Triton Model Analyzer's config-generator shape): the runner never knows which.
+
+    ``next()`` gives the next configuration to measure, or None when done; ``report(result)`` feeds
+    each measurement back before the next call.
+    """
+
+    name: str
+
+    def next(self) -> TrialConfig | None: ...
+
+    def report(self, result: TrialResult) -> None: ...
+
+
+# -- what a sweep reports while it runs (the TUI turns each into a Textual message) -----------------
+@dataclass(frozen=True)
+class TrialStarted:
+    index: int  # 0-based trial number in this sweep
+    config: TrialConfig
+    planned: int  # the strategy's estimate of the total trial count (may change)
+
+
+@dataclass(frozen=True)
+class TrialPhase:
+    index: int
+    phase: str  # "warmup" | "measuring" | "stable" | "unstable" | "clean" (re-run without faults)
+    detail: str  # "workers starting, model loading 0.4 s", "stable: 3 windows within 5%"
+
+
+@dataclass(frozen=True)
+class WindowMeasured:
+    """One measurement window (or warm-up tick) of the current trial."""
+
+    index: int
+    t: float  # seconds since the trial started
+    phase: str  # "warmup" | "measuring"
+    throughput: float  # items/s in this window
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class EngineNote:
+    """An engine event worth a line in an event log: a fault, a worker death, a recovery."""
+
+    index: int
+    t: float
+    text: str
+    level: str = "info"  # "info" | "warning" | "error"
+
+
+@dataclass(frozen=True)
+class TrialFinished:
+    index: int
+    result: TrialResult
+
+
+@dataclass(frozen=True)
+class SweepFinished:
+    results: list[TrialResult]
+    interrupted: bool
+    elapsed_s: float
+
+
+SweepMessage = TrialStarted | TrialPhase | WindowMeasured | EngineNote | TrialFinished | SweepFinished
+SweepCallback = Callable[[SweepMessage], None]
