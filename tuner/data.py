@@ -8,6 +8,7 @@ write leaves nothing behind. Errors are one-line :class:`~tuner.errors.DataError
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -88,20 +89,23 @@ def _load_npy(p: Path, name: str) -> np.ndarray:
 def _load_jsonl(p: Path, name: str) -> list[Any]:
     items: list[Any] = []
     decoder = json.JSONDecoder()
-    lineno = 0
-    # utf-8-sig: a BOM written by some Windows editors is not part of the first value.
-    with open(p, encoding="utf-8-sig") as f:
-        try:
-            for lineno, line in enumerate(f, start=1):
-                text = line.strip()
-                if not text:
-                    continue
-                try:
-                    items.append(decoder.decode(text))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{name} line {lineno}: invalid JSON ({e.msg}: column {e.colno})") from e
-        except UnicodeDecodeError as e:
-            raise DataError(f"{name} line {lineno + 1}: not UTF-8 text ({e.reason})") from e
+    # Binary lines decoded one at a time: a text-mode file decodes in chunks, so a bad byte
+    # would be reported on the wrong line.
+    with open(p, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):  # written by some Windows editors
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{name} line {lineno}: not UTF-8 text ({e.reason})") from e
+            if not text.strip():
+                continue
+            # Decoded unstripped so the column in an error counts from the start of the line.
+            try:
+                items.append(decoder.decode(text))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{name} line {lineno}: invalid JSON ({e.msg}: column {e.colno})") from e
     if not items:
         raise DataError(f"{name}: empty (0 items)")
     return items
