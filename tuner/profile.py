@@ -62,9 +62,11 @@ __all__ = [
     "Recommended",
     "RecommendedOverride",
     "ScalingProfile",
+    "StrictLoader",
     "dump_profile_text",
     "load_profile",
     "normalise_platform",
+    "parse_profile_text",
     "profile_json_schema",
     "save_profile",
 ]
@@ -94,7 +96,9 @@ _Count = Annotated[int, Strict(), Field(ge=1)]
 _NonNegInt = Annotated[int, Strict(), Field(ge=0)]
 _Positive = Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
 _NonNeg = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0)]
-_ExceptionName = Annotated[str, Strict(), Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+_NAME_PATTERN = r"^[a-zA-Z0-9_.-]+$"
+_EXCEPTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+_ExceptionName = Annotated[str, Strict(), Field(pattern=_EXCEPTION_PATTERN)]
 
 
 def _ordered_pair(pair: tuple[float, float]) -> tuple[float, float]:
@@ -379,9 +383,7 @@ class ScalingProfile(_Model):
     """tuner scaling profile: how to run one model on one host, and the evidence for it."""
 
     schema_version: Literal[1] = Field(description="Profile format version; this tuner reads 1.")
-    name: _Str = Field(
-        pattern=r"^[a-zA-Z0-9_.-]+$", description="Profile name (letters, digits, '_', '.', '-')."
-    )
+    name: _Str = Field(pattern=_NAME_PATTERN, description="Profile name (letters, digits, '_', '.', '-').")
     created: datetime = Field(description="When the profile was made (ISO 8601, UTC).")
     tool_version: _Str = Field(description="Version of tuner that made it.")
     model: ModelRef = Field(description="The model the profile is for.")
@@ -408,7 +410,15 @@ class ScalingProfile(_Model):
                 rec = self.effective_recommended(platform) if platform else self.recommended
             except ValidationError as e:
                 first = e.errors(include_url=False)[0]
-                raise _cross(f"{where}: merged over recommended, {_explain(first)}", at=where) from None
+                inner = [str(x) for x in first["loc"]]
+                if (first.get("ctx") or {}).get("at"):
+                    inner.append(first["ctx"]["at"])
+                # Point at the override's key that broke the merge (the line falls back to the
+                # nearest written parent when the key came from the base `recommended`).
+                at = ".".join([where, *inner])
+                key = _format_loc(tuple(first["loc"]))
+                detail = f"{key}: {_explain(first)}" if key else _explain(first)
+                raise _cross(f"{where}: merged over recommended, {detail}", at=at) from None
             lo, hi = self.autoscale.min_workers, self.autoscale.max_workers
             if not lo <= rec.workers <= hi:
                 raise _cross(
@@ -533,9 +543,10 @@ def _walk(loader: StrictLoader, node: yaml.Node, loc: Loc, where: _Where, budget
     """Record the line of every key path; reject unknown tags, duplicate keys and alias bombs."""
     budget[0] -= 1
     if budget[0] < 0:
-        raise where.error(loc, f"too many YAML nodes (more than {_MAX_NODES}, aliases included)")
+        # Name the top-level key only: deep inside an alias expansion the path means little.
+        raise where.error(loc[:1], f"too many YAML nodes (more than {_MAX_NODES}, aliases expanded)")
     if len(loc) > _MAX_DEPTH:
-        raise where.error(loc, f"nested deeper than {_MAX_DEPTH} levels (a recursive alias?)")
+        raise where.error(loc[:1], f"nested deeper than {_MAX_DEPTH} levels (a recursive alias?)")
     if node.tag not in loader.yaml_constructors:
         # SafeLoader knows only plain-data tags; '!!python/object...' and custom tags end here,
         # before anything is constructed.
@@ -556,6 +567,13 @@ def _walk(loader: StrictLoader, node: yaml.Node, loc: Loc, where: _Where, budget
             if key_node.tag not in loader.yaml_constructors:
                 raise where.error(loc, f"YAML tag '{_short_tag(key_node.tag)}' is not allowed", line=line)
             key = loader.construct_object(key_node)
+            if not isinstance(key, str):
+                # Every key in a profile is a name; YAML 1.1 reads `yes:`, `on:`, `1:` as non-text.
+                raise where.error(
+                    loc,
+                    f"key '{key_node.value}' is read as {_show(key)}, not a name; put it in quotes",
+                    line=line,
+                )
             if key in first_seen:
                 raise where.error(loc, f"duplicate key '{key}' (first at line {first_seen[key]})", line=line)
             first_seen[key] = line
@@ -663,6 +681,10 @@ _KIND = {
     "datetime_from_date_parsing": "expected a date-time like 2026-11-27T05:30:00Z",
     "finite_number": "must be a finite number",
 }
+_PATTERN_WORDS = {
+    _NAME_PATTERN: "may hold only letters, digits, '_', '.' and '-'",
+    _EXCEPTION_PATTERN: "must be an exception type name such as 'ValueError' or 'mypkg.Transient'",
+}
 _BOUND = {
     "greater_than": ">",
     "greater_than_equal": ">=",
@@ -712,7 +734,8 @@ def _explain(err: ErrorDetails) -> str:
     if kind == "literal_error":
         return f"must be {ctx.get('expected', '?')} (got {_show(value)})"
     if kind == "string_pattern_mismatch":
-        return f"must match {ctx.get('pattern', '?')} (got {_show(value)})"
+        rule = _PATTERN_WORDS.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern', '?')}")
+        return f"{rule} (got {_show(value)})"
     if kind == "string_too_short":
         return "must not be empty"
     if kind in ("too_long", "too_short"):
@@ -786,7 +809,8 @@ def _translate(error: ValidationError, where: _Where) -> ProfileError:
         return loc, where.line(loc)
 
     # Report the problem nearest the top of the file: that is where a person starts reading.
-    kept.sort(key=lambda item: (place(item)[1] or 0, item[0]))
+    # On a tie, a wrong or unknown key says more than a missing one.
+    kept.sort(key=lambda item: (place(item)[1] or 0, item[1]["type"] == "missing", item[0]))
     i, err = kept[0]
     loc, line = place((i, err))
     message = hints.get(i) or _explain(err)

@@ -1,0 +1,282 @@
+"""The scaling profile: schema, strict loading with one-line errors, atomic saving, check and schema.
+
+Each bad profile in ``tests/fixtures/profiles/`` marks the line its error must point at with
+``# <-- error``; the table below says which key path and words the message must carry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner.errors import ProfileError
+from tuner.profile import (
+    HEADER,
+    SCHEMA_VERSION,
+    Recommended,
+    RecommendedOverride,
+    ScalingProfile,
+    StrictLoader,
+    dump_profile_text,
+    load_profile,
+    profile_json_schema,
+    save_profile,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "profiles"
+GOOD = FIXTURES / "good.yaml"
+MARK = "# <-- error"
+
+# file -> (key path the message names, or "" for whole-file errors; words the message must hold)
+BAD: dict[str, tuple[str, str]] = {
+    "unknown_key.yaml": ("recommended.colour", "unknown key"),
+    "typo_key.yaml": ("recommended.wrkers", "unknown key (did you mean 'workers'?)"),
+    "duplicate_key.yaml": ("", "duplicate key 'name' (first at line 3)"),
+    "duplicate_nested_key.yaml": ("recommended", "duplicate key 'workers' (first at line 19)"),
+    "wrong_type.yaml": ("recommended.workers", "expected an integer, got 'two'"),
+    "bool_as_int.yaml": ("recommended.workers", "expected an integer, got true"),
+    "number_as_string.yaml": ("tool_version", "expected a string, got 0.1 (put it in quotes)"),
+    "workers_zero.yaml": ("recommended.workers", "must be >= 1 (got 0)"),
+    "min_gt_max.yaml": ("autoscale", "min_workers (4) > max_workers (2)"),
+    "workers_outside_autoscale.yaml": ("recommended.workers", "(8) outside autoscale bounds 1–2"),
+    "timeout_zero.yaml": ("recommended.timeout_s", "must be > 0 (got 0)"),
+    "negative_retries.yaml": ("recommended.retries", "must be >= 0 (got -1)"),
+    "backoff_cap_below_base.yaml": ("recommended.backoff", "cap_s (0.01) < base_s (0.05)"),
+    "bad_backend.yaml": ("recommended.backend", "must be 'process', 'thread' or 'inline' (got 'gpu')"),
+    "nan_throughput.yaml": ("evidence.throughput", "must be a finite number"),
+    "not_yaml.yaml": ("", "not valid YAML: mapping values are not allowed here"),
+    "empty.yaml": ("", "empty file"),
+    "comments_only.yaml": ("", "empty file"),
+    "top_level_list.yaml": ("", "top level must be a mapping (got a list)"),
+    "missing_recommended.yaml": ("", "missing required key 'recommended'"),
+    "schema_version_2.yaml": ("schema_version", "unsupported schema version 2"),
+    "bad_platform_key.yaml": ("platforms.solaris", "unknown key (allowed: linux, darwin, windows)"),
+    "bad_platform_merge.yaml": ("platforms.darwin", "cap_s (0.01) < base_s (0.05)"),
+    "python_object.yaml": ("name", "YAML tag '!!python/object/apply:os.mkdir' is not allowed"),
+    "alias_bomb.yaml": ("l4", "too many YAML nodes"),
+}
+
+
+def _marked_line(path: Path) -> int | None:
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if MARK in line:
+            return n
+    return None
+
+
+def _check(
+    tuner_cmd: list[str], *paths: str | Path, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*tuner_cmd, "check", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=50,
+        cwd=cwd,
+    )
+
+
+def test_corpus_is_complete() -> None:
+    on_disk = {p.name for p in FIXTURES.glob("*.yaml")} - {"good.yaml"}
+    assert on_disk == set(BAD), "every bad fixture needs an expectation, and every expectation a file"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_profile_is_one_clear_line(name: str, tuner_cmd: list[str], tmp_path: Path) -> None:
+    path = FIXTURES / name
+    key_path, words = BAD[name]
+    # cwd = tmp_path: the !!python/object fixture would create 'pwned_by_yaml' there if it ran.
+    proc = _check(tuner_cmd, path, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    msg = lines[0]
+    assert msg.startswith(f"tuner: {path}"), msg
+    line = _marked_line(path)
+    if line is not None:
+        assert msg.startswith(f"tuner: {path} line {line}:"), msg
+    if key_path:
+        assert f": {key_path}:" in msg or f": {key_path} (" in msg or f": {key_path}." in msg, msg
+    assert words in msg, msg
+    assert not (tmp_path / "pwned_by_yaml").exists()
+
+
+def test_strict_loader_alone_rejects_duplicates() -> None:
+    # For anyone who uses the loader directly with yaml.load rather than through load_profile.
+    with pytest.raises(yaml.YAMLError, match="duplicate key 'a' \\(first at line 1\\)"):
+        yaml.load("a: 1\nb: 2\na: 3\n", Loader=StrictLoader)  # a SafeLoader subclass: safe
+
+
+def test_python_tag_is_never_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ProfileError, match="is not allowed"):
+        load_profile(FIXTURES / "python_object.yaml")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(60)
+def test_check_good_profile(tuner_cmd: list[str]) -> None:
+    proc = _check(tuner_cmd, GOOD)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout == (
+        f"{GOOD}: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2"
+        " · overrides for darwin, windows\n"
+    )
+
+
+@pytest.mark.timeout(60)
+def test_check_several_files_reports_each(tuner_cmd: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    proc = _check(tuner_cmd, GOOD, FIXTURES / "workers_zero.yaml", missing)
+    assert proc.returncode == 2
+    assert proc.stdout.startswith(f"{GOOD}: ok — ")
+    errors = proc.stderr.splitlines()
+    assert len(errors) == 2, proc.stderr
+    assert "workers_zero.yaml line" in errors[0]
+    assert errors[1] == f"tuner: {missing}: file not found"
+
+
+def test_load_errors_name_file_and_reason(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"nope\.yaml: file not found$"):
+        load_profile(tmp_path / "nope.yaml")
+    with pytest.raises(ProfileError, match="is a folder"):
+        load_profile(tmp_path)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ProfileError, match="not UTF-8"):
+        load_profile(binary)
+
+
+def test_typo_does_not_also_report_the_missing_key(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile(FIXTURES / "typo_key.yaml")
+    assert "more)" not in str(info.value)  # the missing 'workers' is the same mistake
+
+
+def test_yaml_bool_key_is_caught(tmp_path: Path) -> None:
+    text = GOOD.read_text(encoding="utf-8").replace("  faults_observed:", "  yes: 1\n  faults_observed:")
+    bad = tmp_path / "yes.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(
+        ProfileError, match=r"evidence: key 'yes' is read as true, not a name; put it in quotes"
+    ):
+        load_profile(bad)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    profile = load_profile(GOOD)
+    target = tmp_path / "deep" / "er" / "mlp.yaml"  # save creates the folders
+    assert save_profile(profile, target) == target
+    again = load_profile(target)
+    assert again == profile
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith(HEADER)
+    assert text == dump_profile_text(profile)
+    # Key order is the schema's, so a person finds things where the docs say.
+    top = [k for k in yaml.safe_load(text)]
+    assert top == [k for k in ScalingProfile.model_fields if k in top]
+    assert "null" not in text.split("platforms:")[0]  # no nulls outside explicit overrides
+    # An explicit `timeout_s: null` override (= no timeout on Windows) survives the trip.
+    assert again.effective_recommended("windows").timeout_s is None
+    assert again.effective_recommended("linux").timeout_s == 0.25
+
+
+def test_save_is_atomic_when_serialising_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = load_profile(GOOD)
+    target = tmp_path / "mlp.yaml"
+    target.write_text("old contents\n", encoding="utf-8")
+
+    def boom(*args: object, **kwargs: object) -> str:
+        raise yaml.representer.RepresenterError("cannot represent")
+
+    monkeypatch.setattr(yaml, "safe_dump", boom)
+    with pytest.raises(yaml.YAMLError):
+        save_profile(profile, target)
+    assert target.read_text(encoding="utf-8") == "old contents\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["mlp.yaml"]
+
+
+def test_save_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile = load_profile(GOOD)
+    target = tmp_path / "mlp.yaml"
+    target.write_text("old contents\n", encoding="utf-8")
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(ProfileError, match=r"mlp\.yaml: cannot write: No space left on device"):
+        save_profile(profile, target)
+    assert target.read_text(encoding="utf-8") == "old contents\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["mlp.yaml"]
+
+
+def test_save_leaves_no_temp_files_and_is_readable(tmp_path: Path) -> None:
+    save_profile(load_profile(GOOD), tmp_path / "a.yaml")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.yaml"]
+    if os.name == "posix":
+        assert (tmp_path / "a.yaml").stat().st_mode & 0o044  # not mkstemp's private 0600
+
+
+@pytest.mark.timeout(60)
+def test_schema_command_prints_json_schema(tuner_cmd: list[str]) -> None:
+    proc = subprocess.run(
+        [*tuner_cmd, "schema"], capture_output=True, text=True, encoding="utf-8", timeout=50
+    )
+    assert proc.returncode == 0, proc.stderr
+    schema = json.loads(proc.stdout)
+    assert schema == profile_json_schema()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    rec = schema["$defs"]["Recommended"]["properties"]
+    assert set(rec) == set(Recommended.model_fields)
+    assert rec["workers"]["minimum"] == 1
+    assert rec["backend"]["enum"] == ["process", "thread", "inline"]
+    # Every field documents itself.
+    for name, definition in schema["$defs"].items():
+        for field, prop in definition.get("properties", {}).items():
+            assert prop.get("description"), f"{name}.{field} has no description"
+
+
+def test_effective_recommended_merges_platform_overrides() -> None:
+    profile = load_profile(GOOD)
+    darwin = profile.effective_recommended("darwin")
+    assert darwin.backend == "thread"
+    assert darwin.threads_per_worker == 2
+    assert darwin.backoff.cap_s == 5.0
+    assert darwin.backoff.base_s == 0.05  # a partial backoff keeps the base's other value
+    assert darwin.workers == profile.recommended.workers
+    assert profile.effective_recommended("linux") == profile.recommended
+    assert profile.effective_recommended("linux2") == profile.recommended  # sys.platform-style names
+    assert profile.effective_recommended("win32").timeout_s is None
+    assert profile.effective_recommended("freebsd13") == profile.recommended  # no override for it
+    expected = {"linux": "process", "darwin": "thread", "win32": "process"}.get(sys.platform, "process")
+    assert profile.effective_recommended().backend == expected
+
+
+def test_override_fields_match_recommended() -> None:
+    # RecommendedOverride repeats Recommended's fields; this keeps them from drifting apart.
+    assert list(RecommendedOverride.model_fields) == list(Recommended.model_fields)
+
+
+def test_schema_version_constant() -> None:
+    assert SCHEMA_VERSION == 1
+    assert load_profile(GOOD).schema_version == SCHEMA_VERSION
+
+
+@pytest.mark.timeout(60)
+def test_import_stays_light() -> None:
+    # The production runtime imports tuner.profile: no numpy, no rich, no Textual.
+    code = "import sys, tuner.profile; print(sorted(m for m in ('numpy', 'rich', 'textual') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50, check=True)
+    assert out.stdout.strip() == "[]"
