@@ -46,10 +46,12 @@ def _children() -> list[psutil.Process]:
 
 
 def _shm_segments() -> set[str]:
+    """Segments this test process created (named tuner_<pid>_<n>); tests of subprocesses check theirs."""
     d = Path("/dev/shm")
     if not d.is_dir():
         return set()
-    return {p.name for p in d.iterdir() if p.name.startswith(SHM_PREFIX)}
+    mine = f"{SHM_PREFIX}{os.getpid()}_"
+    return {p.name for p in d.iterdir() if p.name.startswith(mine)}
 
 
 @pytest.fixture(autouse=True)

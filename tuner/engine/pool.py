@@ -39,6 +39,7 @@ import atexit
 import heapq
 import itertools
 import multiprocessing as mp
+import os
 import queue
 import random
 import signal
@@ -251,6 +252,9 @@ class Engine:
         self.model = model
         self.config = config or EngineConfig()
         self._cb = on_event
+        from tuner.models import spec_text
+
+        self._label = spec_text(model)
         c = self.config
         self._prefetch = 1 if c.backend == "inline" else c.prefetch
         self._retry_on = frozenset(c.retry_on)
@@ -285,6 +289,7 @@ class Engine:
         self._next_memcheck = 0.0
         self._thread: threading.Thread | None = None
         self._ctx: Any = None
+        self._env: dict[str, str] | None = None
         self._alive_r: Any = None
         self._alive_w: Any = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -328,6 +333,7 @@ class Engine:
                     ["tuner.engine.worker", "tuner.models", "numpy", "threadpoolctl"]
                 )
             ensure_tracker()
+            self._env = dict(os.environ)
             self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
         else:
             self._thread_limits = limit_threads(c.threads_per_worker)
@@ -556,7 +562,7 @@ class Engine:
             parent, child = self._ctx.Pipe(duplex=True)
             proc = self._ctx.Process(
                 target=process_main,
-                args=(child, self._alive_r, self.model, c.threads_per_worker, c.faults),
+                args=(child, self._alive_r, self.model, c.threads_per_worker, c.faults, self._env),
                 name=f"tuner-worker-{w.wid}",
                 daemon=False,
             )
@@ -593,7 +599,14 @@ class Engine:
             return
         self._post(w, (READY, threading.get_native_id(), time.perf_counter() - w.t_spawn))
         try:
-            serve(w.inbox.get, lambda m: self._post(w, m), fn, self.config.faults, in_process=False)
+            serve(
+                w.inbox.get,
+                lambda m: self._post(w, m),
+                fn,
+                self.config.faults,
+                in_process=False,
+                label=self._label,
+            )
         except SimulatedCrash:
             self._post(w, (DIED, "injected crash"))
         except BaseException as e:
@@ -681,8 +694,9 @@ class Engine:
 
     def _on_exit(self, w: _Worker) -> None:
         """A worker process's sentinel fired: it is gone."""
-        if w.cause is not None:  # we stopped or killed it: reap
-            self._reap(w)
+        if w.cause is not None:  # we stopped or killed it (reap it), or its death was handled already
+            if w in self._dying:
+                self._reap(w)
             return
         # Results it sent before dying are still in the pipe: take them first.
         self._read(w, draining=True)

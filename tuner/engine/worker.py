@@ -43,10 +43,6 @@ _THREAD_ENV = (
 )
 
 
-class OutputCountError(Exception):
-    """The model returned a different number of outputs than it was given items."""
-
-
 def limit_threads(n: int | None) -> Any:
     """Limit BLAS/OpenMP threads to ``n`` in this process; returns a handle to keep (or restore).
 
@@ -80,8 +76,14 @@ def serve(
     plan: FaultPlan,
     *,
     in_process: bool,
+    label: str = "model",
 ) -> None:
-    """Run partitions until ``recv()`` returns None. Raises SimulatedCrash out of a thread worker."""
+    """Run partitions until ``recv()`` returns None. Raises SimulatedCrash out of a thread worker.
+
+    ``label`` names the model in messages (its spec text).
+    """
+    from tuner.models import check_outputs
+
     attachments = Attachments()
     active = plan.active
     perf = time.perf_counter
@@ -99,10 +101,12 @@ def serve(
                 out = run_with_fault(fault, plan, fn, part, in_process=in_process, announce=announce)
             else:
                 out = fn(part)
-            if not hasattr(out, "__len__"):
-                out = list(out)
-            if len(out) != len(part):
-                raise OutputCountError(f"model returned {len(out)} outputs for {len(part)} inputs")
+            try:
+                counted = len(out) == len(part) and not isinstance(out, (str, bytes, dict))
+            except TypeError:
+                counted = False
+            if not counted:
+                check_outputs(label, part, out)  # raises ModelSpecError with the one-line reason
             dt = perf() - t0
         except SimulatedCrash:
             raise
@@ -132,15 +136,24 @@ def _watch_parent(alive: Any) -> None:
         os._exit(EXIT_PARENT_GONE)
 
 
-def process_main(conn: Any, alive: Any, spec: Any, threads: int | None, plan: FaultPlan) -> None:
-    """Entry point of a worker process."""
+def process_main(
+    conn: Any, alive: Any, spec: Any, threads: int | None, plan: FaultPlan, env: dict[str, str] | None = None
+) -> None:
+    """Entry point of a worker process.
+
+    ``env`` is the parent's environment when the engine started: a forkserver child would otherwise
+    inherit the forkserver's, frozen when it first started, and miss what the caller set since.
+    """
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     # Ctrl-C reaches the whole process group; the parent decides, and stops us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(alive,), name="tuner-parent-watch", daemon=True).start()
     t0 = time.perf_counter()
     try:
         limits = limit_threads(threads)
-        from tuner.models import load_model
+        from tuner.models import load_model, spec_text
 
         fn = load_model(spec)
         if threads is not None:
@@ -151,7 +164,7 @@ def process_main(conn: Any, alive: Any, spec: Any, threads: int | None, plan: Fa
         return
     conn.send((READY, os.getpid(), time.perf_counter() - t0))
     try:
-        serve(conn.recv, conn.send, fn, plan, in_process=True)
+        serve(conn.recv, conn.send, fn, plan, in_process=True, label=spec_text(spec))
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass  # parent closed the pipe: nothing left to do
     finally:

@@ -46,6 +46,7 @@ import inspect
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -271,7 +272,16 @@ def _file_module_name(path: str) -> str:
     return f"_tuner_file_{stem}_{digest}"
 
 
+_file_lock = threading.RLock()
+
+
 def _load_file(ms: ModelSpec) -> ModuleType:
+    # Thread workers load the model concurrently: one of them must not see another's half-run module.
+    with _file_lock:
+        return _load_file_locked(ms)
+
+
+def _load_file_locked(ms: ModelSpec) -> ModuleType:
     path = ms.target
     if not os.path.exists(path):
         raise ModelSpecError(f"{ms.spec}: file not found: {path}")

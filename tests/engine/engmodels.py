@@ -1,0 +1,124 @@
+"""Models the engine tests run in workers, named by file spec (``engmodels.py:NAME``).
+
+Each misbehaves on purpose, on a chosen item value, the way real models do: a native crash
+(SIGSEGV), an ``os._exit``, a kill from outside, a hang, a memory blow-up, an exception.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tuner.models import factory
+
+HERE = Path(__file__).resolve().parent
+
+
+def identity(items):
+    """Returns its items (lists or arrays) unchanged; outputs == inputs makes checks trivial."""
+    return items
+
+
+def double(items):
+    return [x * 2 for x in items]
+
+
+def row_sums(items):
+    """numpy rows in, one float per row out (checks the shared-memory path)."""
+    return np.asarray(items).sum(axis=1)
+
+
+def _marker(name: str) -> Path | None:
+    d = os.environ.get("TUNER_TEST_MARKERS")
+    return Path(d) / name if d else None
+
+
+def segv_on_13(items):
+    """A native crash (SIGSEGV) on item 13, every time."""
+    if 13 in list(items):
+        ctypes.string_at(0)
+    return list(items)
+
+
+def exit_on_13(items):
+    if 13 in list(items):
+        os._exit(3)
+    return list(items)
+
+
+def segv_once_on_13(items):
+    """Crash on item 13 the first time only (a marker file remembers), as a transient fault."""
+    m = _marker("segv_once")
+    if 13 in list(items) and m is not None and not m.exists():
+        m.touch()
+        ctypes.string_at(0)
+    return list(items)
+
+
+def raise_on_13(items):
+    if 13 in list(items):
+        raise ValueError("item 13 is poison")
+    return list(items)
+
+
+class Flaky(Exception):
+    pass
+
+
+def flaky_once_on_13(items):
+    m = _marker("flaky_once")
+    if 13 in list(items) and m is not None and not m.exists():
+        m.touch()
+        raise Flaky("transient")
+    return list(items)
+
+
+def hang_once_on_13(items):
+    m = _marker("hang_once")
+    if 13 in list(items) and m is not None and not m.exists():
+        m.touch()
+        time.sleep(600)
+    return list(items)
+
+
+def announce_pid_then_wait_on_13(items):
+    """Writes its pid to a marker and waits (up to 30 s) to be killed from outside, once."""
+    m = _marker("pid")
+    if 13 in list(items) and m is not None and not m.exists():
+        m.write_text(str(os.getpid()))
+        for _ in range(3000):
+            time.sleep(0.01)
+    return list(items)
+
+
+def hog_on_13(items):
+    """Allocate and touch 400 MB on item 13 (every time), then hold it."""
+    if 13 in list(items):
+        hog = np.ones(400 * 1024 * 1024 // 8)
+        time.sleep(5)
+        del hog
+    return list(items)
+
+
+def slow(items):
+    time.sleep(0.01 * len(items))
+    return list(items)
+
+
+def wrong_count(items):
+    return list(items)[:-1]
+
+
+@factory
+def broken_factory():
+    raise RuntimeError("weights not found")
+
+
+def sigterm_self_parent(items):  # pragma: no cover - used by a subprocess script
+    os.kill(os.getppid(), signal.SIGTERM)
+    return list(items)

@@ -1,0 +1,138 @@
+"""The engine's contract in the ordinary case: every item once, in order, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.engine.helpers import spec
+from tuner.engine import Engine, EngineConfig, Failure
+from tuner.engine import events as ev
+from tuner.errors import ConfigError, EngineClosed, ModelSpecError
+
+pytestmark = pytest.mark.timeout(60)
+
+BACKENDS = ["process", "thread", "inline"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_map_returns_every_item_once_in_order(backend: str) -> None:
+    with Engine(spec("double"), EngineConfig(backend=backend, workers=2, partition_size=7)) as engine:
+        out = list(engine.map(range(1000)))
+    assert out == [2 * i for i in range(1000)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_builtin_mlp_outputs_do_not_depend_on_backend(backend: str) -> None:
+    from tuner.models import input_generator, load_model
+
+    gen = input_generator("builtin:mlp")
+    assert gen is not None
+    x = gen(300, 1)
+    expected = load_model("builtin:mlp")(x)
+    with Engine("builtin:mlp", EngineConfig(backend=backend, workers=2, partition_size=64)) as engine:
+        got = np.stack(list(engine.map(x)))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)  # float32 BLAS: block sizes change sums
+
+
+def test_large_numpy_partitions_travel_through_shared_memory_and_come_back_right() -> None:
+    x = np.arange(512 * 300, dtype=np.float64).reshape(512, 300)  # 64 rows = 150 KiB > threshold
+    with Engine(spec("row_sums"), EngineConfig(workers=2, partition_size=64)) as engine:
+        results = list(engine.map_partitions(x))
+        import glob
+        import os
+
+        assert glob.glob(f"/dev/shm/tuner_{os.getpid()}_*"), "expected shared-memory segments while running"
+    got = np.concatenate([r.outputs for r in results])
+    np.testing.assert_array_equal(got, x.sum(axis=1))
+    # the autouse fixture checks that every segment is unlinked after close
+
+
+def test_events_describe_the_run() -> None:
+    seen: list[ev.Event] = []
+    cfg = EngineConfig(workers=2, partition_size=10, sample_interval_s=0.05)
+    with Engine(spec("slow"), cfg, on_event=seen.append) as engine:
+        list(engine.map(range(100)))
+    kinds = {type(e).__name__ for e in seen}
+    assert {
+        "WorkerStarted",
+        "PartitionSubmitted",
+        "PartitionStarted",
+        "PartitionFinished",
+        "WorkerExited",
+    } <= kinds
+    assert "ResourceSample" in kinds
+    finished = [e for e in seen if isinstance(e, ev.PartitionFinished)]
+    assert sum(e.items for e in finished) == 100
+    assert all(e.latency_s >= e.service_s > 0 for e in finished)
+    started = [e for e in seen if isinstance(e, ev.WorkerStarted)]
+    assert len(started) == 2 and all(e.pid > 0 and e.load_s > 0 for e in started)
+    exited = [e for e in seen if isinstance(e, ev.WorkerExited)]
+    assert {e.cause for e in exited} == {"closed"} and len(exited) == 2
+
+
+def test_a_model_that_fails_to_load_raises_one_line_at_start() -> None:
+    engine = Engine(spec("broken_factory"), EngineConfig(workers=2))
+    with pytest.raises(ModelSpecError) as info:
+        engine.start()
+    msg = str(info.value)
+    assert "raised RuntimeError: weights not found" in msg and "\n" not in msg
+    with pytest.raises(EngineClosed):
+        engine.submit([1])
+
+
+def test_wrong_output_count_fails_each_item_with_the_reason() -> None:
+    with Engine(spec("wrong_count"), EngineConfig(workers=1, partition_size=4, retries=0)) as engine:
+        out = list(engine.map(range(8)))
+    assert all(isinstance(o, Failure) for o in out)
+    assert out[0].cause == "exception"
+    assert "returned 0 outputs for 1 input" in out[0].message
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        EngineConfig(workers=0)
+    with pytest.raises(ConfigError, match="backend 'gpu'"):
+        EngineConfig(backend="gpu")
+    with pytest.raises(ConfigError, match="timeout_s must be > 0"):
+        EngineConfig(timeout_s=0)
+
+
+def test_threads_per_worker_is_applied_in_each_worker(tmp_path) -> None:
+    model = tmp_path / "threads_model.py"
+    model.write_text(
+        "from threadpoolctl import threadpool_info\n"
+        "import numpy\n"
+        "def fn(items):\n"
+        "    n = max(i['num_threads'] for i in threadpool_info())\n"
+        "    return [n for _ in items]\n"
+    )
+    for threads in (1, 2):
+        with Engine(
+            f"{model}:fn", EngineConfig(workers=2, threads_per_worker=threads, partition_size=4)
+        ) as e:
+            assert set(e.map(range(16))) == {threads}
+
+
+def test_torch_in_the_parent_does_not_hang_workers(tmp_path) -> None:
+    """Fork after a parallel torch op deadlocks; our workers come from a clean forkserver."""
+    model = tmp_path / "torch_model.py"
+    model.write_text(
+        "try:\n"
+        "    import torch\n"
+        "except ImportError:\n"
+        "    torch = None\n"
+        "def fn(items):\n"
+        "    if torch is None:\n"
+        "        return [x + 1 for x in items]\n"
+        "    return [float(v) for v in (torch.tensor(list(items), dtype=torch.float64) + 1)]\n"
+    )
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+        (torch.ones(256, 256) @ torch.ones(256, 256)).sum()  # start torch's intra-op pool in the parent
+    except ImportError:
+        pass
+    with Engine(f"{model}:fn", EngineConfig(workers=2, partition_size=8)) as engine:
+        assert list(engine.map(range(64))) == [x + 1 for x in range(64)]
