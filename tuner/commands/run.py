@@ -1,15 +1,212 @@
-"""`tuner run` (not built yet)."""
+"""``tuner run PROFILE --input FILE --output FILE``: apply a profile's runtime to a data file.
+
+Inputs: ``.npy`` (rows are items) or ``.jsonl`` (one JSON value per line). Outputs: ``.npy`` or
+``.jsonl``, written atomically, one per input item in input order. Items that failed for good go to a
+sidecar (default ``<output>.failures.jsonl``: index, cause, message, attempts) and are placeholders in
+the output (``null`` in .jsonl, NaN rows in .npy). Exit 1 if more than ``--max-failed-share`` of the
+items failed; exit 2, with one line and no output file, for a bad profile, data file or argument.
+
+``--faults SPEC`` rehearses failure handling: the fault plan is injected into the workers, injected
+exceptions are retried like transient errors, and the outputs must still equal a fault-free run.
+
+A progress bar goes to stderr; the data goes to files only. Everything heavy (the runtime, rich,
+numpy) is imported inside :func:`run`, so ``tuner --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-from tuner.errors import TunerError
+from tuner.errors import BadInput, DataError, ExitCode
+
+_OVERRIDES = (
+    # (flag, settings field, type, help)
+    ("--workers", "workers", int, "number of workers (widens the autoscale bounds if needed)"),
+    ("--threads-per-worker", "threads_per_worker", int, "BLAS / intra-op threads per worker"),
+    ("--partition-size", "partition_size", int, "items sent to a worker at once"),
+    ("--backend", "backend", str, "process | thread | inline"),
+    ("--timeout-s", "timeout_s", float, "seconds one partition may run before it is retried"),
+    ("--retries", "retries", int, "extra attempts for a failed partition"),
+    ("--memory-limit-mb", "memory_limit_mb", float, "RSS per worker above which it is replaced"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Declare the command's arguments (imports nothing heavy)."""
+    parser.add_argument("profile", metavar="PROFILE", help="scaling profile YAML (made by tuner bench)")
+    parser.add_argument(
+        "--input", "-i", required=True, metavar="FILE", help="input items: .npy rows or .jsonl lines"
+    )
+    parser.add_argument(
+        "--output", "-o", required=True, metavar="FILE", help="outputs: .npy or .jsonl (atomic)"
+    )
+    parser.add_argument(
+        "--failures",
+        metavar="FILE",
+        help="sidecar for failed items (default: <output>.failures.jsonl)",
+    )
+    parser.add_argument(
+        "--max-failed-share",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of items (0..1) that may fail before the exit code is 1 (default 0)",
+    )
+    parser.add_argument(
+        "--faults", metavar="SPEC", help="inject faults to rehearse, e.g. crash=0.05,slow=0.1x5"
+    )
+    parser.add_argument("--model", metavar="SPEC", help="model spec to run instead of the profile's")
+    parser.add_argument("--strict", action="store_true", help="refuse a profile measured on another host")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("overrides of the profile's settings")
+    for flag, dest, typ, help_text in _OVERRIDES:
+        group.add_argument(flag, dest=dest, type=typ, default=None, help=help_text)
+
+
+def _failures_path(args: argparse.Namespace) -> Path:
+    if args.failures:
+        return Path(args.failures)
+    return Path(f"{args.output}.failures.jsonl")
+
+
+def _check_output_path(path: Path) -> None:
+    """Fail before any work if the output cannot be written (wrong suffix, missing folder)."""
+    if path.suffix.lower() not in (".npy", ".jsonl"):
+        shown = f"'{path.suffix}'" if path.suffix else "(no extension)"
+        raise DataError(f"{path}: unsupported output format {shown} (use .npy or .jsonl)")
+    if not path.parent.is_dir():
+        raise DataError(f"{path}: folder not found: {path.parent.absolute()}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a file")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TunerError("'tuner run' is not built yet")
+    """Load, check, run, write; see the module docstring for exit codes."""
+    from tuner.data import load_inputs, save_jsonl_records, save_outputs
+    from tuner.engine import Failure, FaultPlan
+    from tuner.runtime import Runtime
+
+    if not 0.0 <= args.max_failed_share <= 1.0:
+        raise BadInput(f"--max-failed-share must be between 0 and 1 (got {args.max_failed_share:g})")
+    output = Path(args.output)
+    _check_output_path(output)
+    sidecar = _failures_path(args)
+    _check_output_path(sidecar)
+    plan = FaultPlan.parse(args.faults) if args.faults else None
+    overrides: dict[str, Any] = {
+        dest: getattr(args, dest) for _, dest, _, _ in _OVERRIDES if getattr(args, dest) is not None
+    }
+    # Everything that can be wrong with the user's files is found before a worker starts.
+    from tuner.profile import load_profile
+
+    profile = load_profile(args.profile)
+    items = load_inputs(args.input)
+    if plan is not None and plan.active and "retry_on" not in overrides:
+        # An injected exception stands for a transient error: retry it as the profile would retry
+        # one, so the rehearsal walks the retry path instead of failing items by design.
+        overrides["retry_on"] = (*profile.effective_recommended().retry_on, "InjectedFault")
+    runtime = Runtime.from_profile(
+        args.profile, model=args.model, strict=args.strict, faults=plan, **overrides
+    )
+
+    n = len(items)
+    outputs: list[Any] = []
+    failures: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with runtime, _progress(n, disabled=args.no_progress) as advance:
+        for i, out in enumerate(runtime.map(items, on_failure="yield")):
+            if isinstance(out, Failure):
+                failures.append(
+                    {"index": i, "cause": out.cause, "message": out.message, "attempts": out.attempts}
+                )
+                out = None
+            outputs.append(out)
+            if (i + 1) % 256 == 0 or i + 1 == n:
+                advance(i + 1)
+        stats = runtime.stats()
+    elapsed = time.perf_counter() - t0
+
+    save_outputs(output, _with_placeholders(outputs, output) if failures else outputs)
+    if failures or sidecar.exists():
+        # An empty sidecar replaces one from an earlier run, so it never describes other outputs.
+        save_jsonl_records(sidecar, failures)
+
+    rate = n / elapsed if elapsed > 0 else float("inf")
+    line = (
+        f"tuner: {n} items · {n - len(failures)} outputs · {len(failures)} failed · "
+        f"{stats.retries} retried · {stats.replaced} workers replaced → {output} "
+        f"({elapsed:.2f} s, {rate:,.0f} items/s; {runtime.settings.describe()})"
+    )
+    if failures:
+        line += f"; failures in {sidecar}"
+    _say(line)
+    share = len(failures) / n if n else 0.0
+    if failures and share > args.max_failed_share:
+        _say(
+            f"tuner: {len(failures)} of {n} items failed ({share:.1%} > tolerated {args.max_failed_share:.1%})"
+        )
+        return int(ExitCode.FAILED)
+    return int(ExitCode.OK)
+
+
+def _with_placeholders(outputs: list[Any], output: Path) -> Any:
+    """Outputs with a placeholder for each failed item: null in .jsonl, a NaN row in .npy."""
+    if output.suffix.lower() != ".npy":
+        return outputs
+    import numpy as np
+
+    ok = [o for o in outputs if o is not None]
+    if not ok:
+        return np.full(len(outputs), np.nan)
+    template = np.asarray(ok[0])
+    # NaN needs a float dtype; integer outputs are widened so a failed row cannot pass for a value.
+    dtype = template.dtype if np.issubdtype(template.dtype, np.floating) else np.float64
+    rows = [
+        np.full(template.shape, np.nan, dtype=dtype) if o is None else np.asarray(o, dtype=dtype)
+        for o in outputs
+    ]
+    return np.stack(rows)
+
+
+class _progress:
+    """A rich progress bar on stderr (imported only here); a no-op when disabled or not a terminal."""
+
+    def __init__(self, total: int, disabled: bool) -> None:
+        self.total = total
+        self.disabled = disabled or not sys.stderr.isatty() or os.environ.get("TERM") == "dumb"
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if self.disabled:
+            return lambda done: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("running"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("run", total=self.total)
+        return lambda done: self._progress.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+    except UnicodeEncodeError:
+        sys.stderr.write(line.encode("ascii", "replace").decode("ascii") + "\n")
