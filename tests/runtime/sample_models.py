@@ -1,0 +1,24 @@
+"""Models the runtime tests run (by spec ``tests/runtime/sample_models.py:NAME`` or as callables)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tuner.models import batch
+
+
+@batch
+def double_or_fail(partition: Any) -> list[Any]:
+    """Doubles every item; a negative item raises ValueError (not retried: a poison item)."""
+    for x in partition:
+        if x < 0:
+            raise ValueError(f"negative item {x}")
+    return [x * 2 for x in partition]
+
+
+@batch
+def slow_double(partition: Any) -> list[Any]:
+    """Doubles every item after 5 ms per partition (releases the GIL, like a remote call)."""
+    time.sleep(0.005)
+    return [x * 2 for x in partition]
