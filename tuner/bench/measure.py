@@ -1,0 +1,739 @@
+"""Measure one trial: run a configuration through the engine, closed loop, until its throughput is stable.
+
+What a trial does, in order::
+
+  Engine.start()  ── workers start, each loads the model once ──► cold_start_s (max WorkerStarted.load_s)
+  warm-up         ── closed loop, at least ``warmup_s`` and 2 partitions per worker ──► excluded
+  windows         ── ``window_s`` each; throughput = items completed (outputs, not failures) in the
+                     window / window_s ──► stop when the last ``stable_windows`` agree within
+                     ±``tolerance`` of their mean ("stable"), or at ``max_trial_s`` ("unstable")
+
+Closed loop: ``in_flight_per_worker × workers`` partitions are kept submitted to the engine; each
+completion is replaced by the next slice of the inputs (cycling). Nothing here calls the model: the
+engine is the only thing that runs it, so the figures describe the code path that serves.
+
+What the figures span (the reported window set is the last ``stable_windows`` windows of a stable
+trial, all measurement windows of an unstable one):
+
+* **throughput** — median of the window throughputs; 95% CI by bootstrap of that median.
+* **item latency** — from the moment an item's partition is submitted to the engine until its outcome
+  is back in the caller: queueing in the engine (a closed loop keeps ``in_flight_per_worker``
+  partitions per worker queued, so this includes waiting behind them), transport to the worker, the
+  model call, the return trip. Every item of a partition gets its partition's latency, so each
+  partition's latency is weighted by its item count. p50/p90/p95/p99 are weighted lower percentiles
+  of the partitions completed in the reported windows; 95% CIs by bootstrap over partitions.
+* **service time** — time inside the worker's model call, per partition attempt (p50 p99 p999 max).
+* **cpu_share** — the workers' CPU (sum of per-worker CPU%, 100 = one core) / usable cores, averaged
+  over the engine's resource samples in the measurement windows; for the thread and inline backends
+  it is this whole process's CPU (psutil), feeder thread included.
+* **peak RSS** — max over samples of the largest worker and of the sum of workers (this process for
+  thread/inline backends).
+
+With a fault plan, the configuration is first measured without faults (shorter), which gives
+``clean_throughput``/``clean_p99_ms`` and the timeout used for the faulted run (10× the clean p99.9
+service time, at least 0.1 s), then with the plan.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from tuner.bench.types import (
+    EngineNote,
+    Objective,
+    SweepCallback,
+    TrialConfig,
+    TrialPhase,
+    TrialResult,
+    WindowMeasured,
+)
+from tuner.engine import Engine, EngineConfig, FaultPlan, PartitionResult
+from tuner.engine import events as ev
+from tuner.errors import TunerError
+
+__all__ = [
+    "MeasureSettings",
+    "TrialCancelled",
+    "bootstrap_ci",
+    "check_feasible",
+    "is_stable",
+    "run_trial",
+    "timeout_for",
+    "weighted_percentiles",
+]
+
+#: How often a warm-up tick is reported (for a chart to show the rise).
+WARMUP_TICK_S = 0.25
+#: Bootstrap resamples for confidence intervals (seeded: a trial's CI is reproducible).
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 12345
+#: Event-log lines per trial before they are summarised (a 5% crash rate must not flood a UI).
+MAX_NOTES = 40
+#: Floor of a derived partition timeout, and its multiple of the p99.9 service time.
+TIMEOUT_FLOOR_S = 0.1
+TIMEOUT_FACTOR = 10.0
+PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+
+
+class TrialCancelled(TunerError):
+    """The trial was cancelled (the sweep's cancel event was set) before it finished."""
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How long and how carefully each trial is measured."""
+
+    window_s: float = 1.0
+    stable_windows: int = 3
+    tolerance: float = 0.05
+    max_trial_s: float = 12.0  # time cap (warm-up + windows) → trial marked unstable
+    warmup_s: float = (
+        0.5  # at least this long, and at least 2 partitions per worker, after all workers are ready
+    )
+    in_flight_per_worker: int = 4  # closed loop: bounded partitions in flight
+
+
+# ------------------------------------------------------------------------------- statistics
+
+
+def is_stable(windows: Sequence[float], n: int, tolerance: float) -> bool:
+    """True when the last ``n`` window throughputs are all within ±tolerance of their mean."""
+    if n < 1 or len(windows) < n:
+        return False
+    last = windows[-n:]
+    mean = sum(last) / n
+    if mean <= 0:
+        return False
+    return all(abs(w - mean) <= tolerance * mean for w in last)
+
+
+def weighted_percentiles(
+    values: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray, qs: Sequence[float]
+) -> list[float]:
+    """Weighted lower percentiles: the smallest value whose cumulative weight reaches q of the total."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return [math.nan for _ in qs]
+    w = np.asarray(weights, dtype=float)
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    cum = np.cumsum(w)
+    total = cum[-1]
+    out = []
+    for q in qs:
+        i = int(np.searchsorted(cum, q * total - 1e-9 * total, side="left"))
+        out.append(float(v[min(i, v.size - 1)]))
+    return out
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    weights: Sequence[float] | np.ndarray | None,
+    qs: Sequence[float],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> list[tuple[float, float]]:
+    """Percentile-bootstrap CIs of weighted percentiles ``qs`` (q=0.5 of window throughputs = median).
+
+    Resamples whole observations (partitions, windows) with replacement. Vectorised: the resampled
+    multiplicities are counted per row and cumulated over the sorted values, so no per-row sort.
+    """
+    v = np.asarray(values, dtype=float)
+    n = v.size
+    if n == 0:
+        return [(math.nan, math.nan) for _ in qs]
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    order = np.argsort(v, kind="stable")
+    v, w = v[order], w[order]
+    # Keep the (resamples × n) matrix to a few million cells: big trials have tens of thousands
+    # of partitions, and 1000 resamples of those would cost more than the trial's CI is worth.
+    b = max(200, min(resamples, 4_000_000 // max(1, n)))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(b, n))
+    counts = np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n)
+    cum = np.cumsum(counts * w, axis=1)
+    total = cum[:, -1:]
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    out = []
+    for q in qs:
+        pos = (cum >= q * total - 1e-9 * total).argmax(axis=1)
+        stats = v[pos]
+        out.append((float(np.quantile(stats, lo_q)), float(np.quantile(stats, hi_q))))
+    return out
+
+
+def timeout_for(service_p999_ms: float | None) -> float:
+    """Per-partition timeout from the tail of the service time: 10× p99.9, at least 0.1 s.
+
+    10× the p99.9 leaves room for a busy host (a GC pause, a noisy neighbour) without letting a
+    truly hung partition hold a worker for long; the floor keeps very fast models from timing out
+    on scheduler jitter alone.
+    """
+    if service_p999_ms is None or not math.isfinite(service_p999_ms):
+        return 1.0
+    return round(max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * service_p999_ms / 1000.0), 3)
+
+
+def check_feasible(result: TrialResult, objective: Objective | None) -> TrialResult:
+    """Set ``feasible`` and ``infeasible_reasons`` from the objective's constraints (in place)."""
+    reasons: list[str] = []
+    if result.error:
+        reasons.append(f"error: {result.error}")
+    elif result.throughput <= 0:
+        reasons.append("no items completed")
+    if objective is not None and not result.error:
+        p99 = result.latency_ms.get("p99")
+        if objective.p99_budget_ms is not None and p99 is not None and p99 > objective.p99_budget_ms:
+            reasons.append(f"p99 {p99:.3g} ms > budget {objective.p99_budget_ms:g} ms")
+        total = result.peak_rss_mb.get("total")
+        if (
+            objective.memory_budget_mb is not None
+            and total is not None
+            and total > objective.memory_budget_mb
+        ):
+            reasons.append(f"peak RSS {total:.0f} MB > budget {objective.memory_budget_mb:g} MB")
+        if objective.min_throughput is not None and result.throughput < objective.min_throughput:
+            reasons.append(f"throughput {result.throughput:.4g}/s < minimum {objective.min_throughput:g}/s")
+    if not result.faults and result.failures:
+        # Without injected faults, an item that fails for good is a broken configuration.
+        lost = sum(result.failures.values())
+        reasons.append(f"{lost} items failed ({', '.join(sorted(result.failures))})")
+    result.feasible = not reasons
+    result.infeasible_reasons = reasons
+    return result
+
+
+def error_result(config: TrialConfig, error: str, faults: FaultPlan | None = None) -> TrialResult:
+    """A trial that could not run: zero throughput, the error recorded, infeasible."""
+    r = TrialResult(
+        config=config,
+        throughput=0.0,
+        throughput_ci=(0.0, 0.0),
+        latency_ms={},
+        latency_ci_ms={},
+        service_ms={},
+        cpu_share=0.0,
+        peak_rss_mb={},
+        stable=False,
+        windows=[],
+        warmup_s=0.0,
+        cold_start_s=0.0,
+        measured_s=0.0,
+        items=0,
+        faults=str(faults) if faults is not None and faults.active else None,
+        error=error,
+    )
+    return check_feasible(r, None)
+
+
+# ------------------------------------------------------------------------------- engine events
+
+
+class _Collector:
+    """Receives engine events on the supervisor thread (append only: the callback must be quick)."""
+
+    def __init__(self) -> None:
+        self.events: deque[ev.Event] = deque()
+
+    def __call__(self, event: ev.Event) -> None:
+        if not isinstance(event, (ev.PartitionSubmitted, ev.PartitionStarted)):
+            self.events.append(event)
+
+
+class _Notes:
+    """Turns engine events into incident-timeline lines (EngineNote) and counts faults."""
+
+    def __init__(
+        self, index: int, t0: float, retries: int, emit: SweepCallback | None, timeout_s: float | None
+    ) -> None:
+        self.index = index
+        self.t0 = t0
+        self.retries = retries
+        self.emit = emit
+        self.timeout_s = timeout_s
+        self.sent = 0
+        self.suppressed = 0
+        self.faults_seen: dict[str, int] = {}
+        self.failures: dict[str, int] = {}
+        self.retried = 0
+        # worker id -> the first half of a line waiting for its replacement to come up
+        self.waiting: dict[int, tuple[float, str, str]] = {}
+        self.crashed: dict[int, ev.WorkerExited] = {}
+
+    def note(self, t: float, text: str, level: str) -> None:
+        if self.emit is None:
+            return
+        if self.sent >= MAX_NOTES:
+            self.suppressed += 1
+            return
+        self.sent += 1
+        self.emit(EngineNote(self.index, max(0.0, t - self.t0), text, level))
+
+    def handle(self, e: ev.Event) -> None:
+        if isinstance(e, ev.WorkerExited):
+            if e.cause == "crash":
+                self.crashed[e.worker] = e
+        elif isinstance(e, ev.PartitionFailed):
+            self._failed(e)
+        elif isinstance(e, ev.ItemsFailed):
+            self.failures[e.cause] = self.failures.get(e.cause, 0) + e.items
+            self.note(e.t, f"{e.items} item{'s' if e.items != 1 else ''} failed for good: {e.cause}", "error")
+        elif isinstance(e, ev.WorkerStarted) and e.replacing is not None:
+            pending = self.waiting.pop(e.replacing, None)
+            if pending is not None:
+                t, head, tail = pending
+                self.note(t, f"{head}, replaced in {e.load_s:.2f} s{tail}", "warning")
+
+    def _failed(self, e: ev.PartitionFailed) -> None:
+        self.faults_seen[e.cause] = self.faults_seen.get(e.cause, 0) + 1
+        if e.retry == "retry":
+            self.retried += 1
+            what = f"retried, attempt {e.attempt + 1}/{self.retries + 1}"
+        elif e.retry == "split":
+            what = "split in halves to isolate the failing items"
+        else:
+            what = "failed for good"
+        tag = " (injected)" if e.injected else ""
+        level = "warning" if e.injected else "error"
+        if e.cause == "crash":
+            dead = self.crashed.pop(e.worker, None)
+            if dead is not None:
+                how = f"killed by {dead.signal}" if dead.signal else f"exit {dead.exitcode}"
+                head = f"worker {e.worker} (pid {dead.pid}) crashed: {how}{tag}"
+            else:
+                head = f"{e.message}{tag}"
+            self.note(e.t, f"{head} — partition {e.partition} {what}", level)
+        elif e.cause in ("timeout", "memory"):
+            if e.cause == "timeout":
+                head = f"partition {e.partition} timed out after {self.timeout_s or 0:g} s{tag} — worker {e.worker} terminated"
+            else:
+                head = f"partition {e.partition}: worker {e.worker} over its memory limit{tag} — killed"
+            # Wait for the replacement to say how long it took; flushed at the end if it never comes.
+            self.waiting[e.worker] = (e.t, head, f", {what}")
+        else:
+            self.note(e.t, f"partition {e.partition} raised {e.message}{tag} — {what}", level)
+
+    def flush(self) -> None:
+        for t, head, tail in self.waiting.values():
+            self.note(t, f"{head}{tail}", "warning")
+        self.waiting.clear()
+        if self.suppressed and self.emit is not None:
+            self.emit(
+                EngineNote(
+                    self.index,
+                    time.perf_counter() - self.t0,
+                    f"… {self.suppressed} more engine events not shown",
+                    "info",
+                )
+            )
+            self.suppressed = 0
+
+
+# ------------------------------------------------------------------------------- one run
+
+
+@dataclass
+class _Run:
+    """The raw outcome of one engine run (faulted or clean)."""
+
+    windows: list[float]
+    reported: list[float]  # the windows the figures are over
+    stable: bool
+    lat: np.ndarray  # per-partition latency, s, in the reported windows
+    lat_w: np.ndarray  # items per partition (the latency weights)
+    service: np.ndarray  # per-attempt service time, s, in the reported windows
+    cpu_share: float
+    rss_worker: float
+    rss_total: float
+    warmup_s: float
+    cold_start_s: float
+    measured_s: float
+    items: int
+    notes: _Notes
+
+
+def _slices(inputs: Any, size: int) -> Any:
+    """Endless partitions of ``size`` consecutive items, cycling over the inputs."""
+    n = len(inputs)
+    if n == 0:
+        raise TunerError("no input items to measure with")
+    if n <= size:
+        while True:
+            yield inputs
+    pos = 0
+    while True:
+        if pos + size > n:
+            pos = 0
+        yield inputs[pos : pos + size]
+        pos += size
+
+
+def _engine_run(
+    model: Any,
+    inputs: Any,
+    config: TrialConfig,
+    settings: MeasureSettings,
+    engine_config: EngineConfig,
+    usable_cores: int,
+    *,
+    index: int,
+    t_trial0: float,
+    emit: SweepCallback | None,
+    cancel: threading.Event | None,
+    label: str,
+) -> _Run:
+    perf = time.perf_counter
+    collector = _Collector()
+    notes = _Notes(index, t_trial0, engine_config.retries, emit, engine_config.timeout_s)
+
+    def phase(name: str, detail: str) -> None:
+        if emit is not None:
+            emit(TrialPhase(index, name, detail))
+
+    phase("warmup" if label != "clean" else "clean", f"{label}workers starting, model loading")
+    in_process = engine_config.backend != "process"
+    me = None
+    if in_process:
+        import psutil
+
+        me = psutil.Process()
+    engine = Engine(model, engine_config, on_event=collector)
+    load_s: list[float] = []
+    samples: list[ev.ResourceSample] = []
+    service: list[tuple[float, float]] = []
+    with engine:
+        t_ready = perf()
+        feed = _slices(inputs, config.partition_size)
+        target = settings.in_flight_per_worker * config.workers
+        inflight: set[Future[PartitionResult]] = set()
+        # completions: (t_done, items ok, latency_s, items, service_s)
+        done_log: list[tuple[float, int, float, int, float]] = []
+
+        def refill() -> None:
+            while len(inflight) < target:
+                inflight.add(engine.submit(next(feed)))
+
+        def collect(done: set[Future[PartitionResult]]) -> None:
+            for f in done:
+                inflight.discard(f)
+                if f.cancelled():
+                    continue
+                r = f.result()
+                done_log.append((r.t_done, len(r) - r.failed, r.latency_s, len(r), r.service_s))
+
+        def drain_events() -> None:
+            while collector.events:
+                e = collector.events.popleft()
+                if isinstance(e, ev.PartitionFinished):
+                    service.append((e.t, e.service_s))
+                elif isinstance(e, ev.ResourceSample):
+                    samples.append(e)
+                elif isinstance(e, ev.WorkerStarted) and e.replacing is None:
+                    load_s.append(e.load_s)
+                    notes.handle(e)
+                else:
+                    notes.handle(e)
+
+        drain_events()
+        cold = max(load_s) if load_s else t_ready - t_trial0
+        phase("warmup" if label != "clean" else "clean", f"{label}workers ready, model loading {cold:.1f} s")
+        cpu0 = me.cpu_times() if me is not None else None
+        refill()
+        tick_start = t_ready
+        next_tick = t_ready + WARMUP_TICK_S
+        warm = True
+        t_meas0 = 0.0
+        window_end = 0.0
+        windows: list[float] = []
+        window_bounds: list[tuple[float, float]] = []
+        log_pos = 0  # done_log entries before this index belong to earlier ticks/windows
+        lag = 0.0
+        stable = False
+        wall0 = 0.0
+        while True:
+            now = perf()
+            deadline = next_tick if warm else window_end + lag
+            done, _ = wait(inflight, timeout=max(0.0, min(deadline - now, 0.1)), return_when=FIRST_COMPLETED)
+            collect(done)
+            if cancel is not None and cancel.is_set():
+                raise TrialCancelled("cancelled")
+            refill()
+            drain_events()
+            now = perf()
+            if warm:
+                if now >= next_tick:
+                    # One warm-up tick, so a chart can show the rise.
+                    entries = [d for d in done_log[log_pos:] if d[0] < now]
+                    log_pos += len(entries)
+                    _emit_window(emit, index, now - t_trial0, "warmup", entries, now - tick_start)
+                    tick_start = now
+                    next_tick = now + WARMUP_TICK_S
+                if now - t_ready >= settings.warmup_s and len(done_log) >= 2 * config.workers:
+                    warm = False
+                    # The windows start here: completions before are warm-up.
+                    collect({f for f in inflight if f.done()})
+                    log_pos = len(done_log)
+                    t_meas0 = perf()
+                    window_end = t_meas0 + settings.window_s
+                    # A window is counted once the partitions running at its end are back (items
+                    # are credited pro rata over each partition's service interval, see _credit).
+                    lag = min(settings.window_s, 2.0 * max((d[4] for d in done_log), default=0.0) + 0.01)
+                    wall0 = t_meas0
+                    if me is not None:
+                        cpu0 = me.cpu_times()
+                    phase(
+                        "measuring",
+                        f"{label}windows of {settings.window_s:g} s until {settings.stable_windows} agree "
+                        f"within {settings.tolerance:.0%}",
+                    )
+                elif now - t_ready >= settings.max_trial_s:
+                    t_meas0 = wall0 = now
+                    break
+                continue
+            if now < window_end + lag:
+                continue
+            collect({f for f in inflight if f.done()})
+            w0 = window_end - settings.window_s
+            while log_pos < len(done_log) and done_log[log_pos][0] < w0:
+                log_pos += 1
+            entries = [d for d in done_log[log_pos:] if d[0] < window_end]
+            tput = _credit(done_log[log_pos:], w0, window_end) / settings.window_s
+            windows.append(tput)
+            window_bounds.append((w0, window_end))
+            _emit_window(emit, index, window_end - t_trial0, "measuring", entries, settings.window_s)
+            if is_stable(windows, settings.stable_windows, settings.tolerance):
+                stable = True
+                break
+            if now - t_ready >= settings.max_trial_s:
+                break
+            window_end += settings.window_s
+        t_end = window_bounds[-1][1] if window_bounds else perf()
+        drain_events()
+        cpu1 = me.cpu_times() if me is not None else None
+        rss_self = me.memory_info().rss if me is not None else 0
+    # The engine is closed (with cancel on an exception: nothing waits for in-flight partitions).
+    drain_events()
+    notes.flush()
+    n_rep = settings.stable_windows if stable else len(windows)
+    rep_bounds = window_bounds[-n_rep:] if n_rep else []
+    lo = rep_bounds[0][0] if rep_bounds else t_end
+    sel = [d for d in done_log if lo <= d[0] < t_end]
+    credited = _credit(done_log, lo, t_end) if rep_bounds else 0.0
+    lat = np.array([d[2] for d in sel], dtype=float)
+    lat_w = np.array([d[3] for d in sel], dtype=float)
+    svc = np.array([s for t, s in service if lo <= t < t_end], dtype=float)
+    meas = [s for s in samples if t_meas0 <= s.t <= t_end + 0.01]
+    if in_process:
+        cpu_share = 0.0
+        if cpu0 is not None and cpu1 is not None and t_end > wall0:
+            used = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+            cpu_share = used / (t_end - wall0) / usable_cores
+        rss_worker = rss_total = rss_self / 1e6
+    else:
+        shares = [sum(w.cpu_percent for w in s.workers) / 100.0 / usable_cores for s in meas if s.workers]
+        cpu_share = float(np.mean(shares)) if shares else 0.0
+        rss_worker = max((w.rss_bytes for s in samples for w in s.workers), default=0) / 1e6
+        rss_total = max((sum(w.rss_bytes for w in s.workers) for s in samples), default=0) / 1e6
+    return _Run(
+        windows=windows,
+        reported=windows[-n_rep:] if n_rep else [],
+        stable=stable,
+        lat=lat,
+        lat_w=lat_w,
+        service=svc,
+        cpu_share=round(cpu_share, 4),
+        rss_worker=round(rss_worker, 1),
+        rss_total=round(rss_total, 1),
+        warmup_s=round(t_meas0 - t_trial0, 4) if t_meas0 else 0.0,
+        cold_start_s=round(max(load_s) if load_s else 0.0, 4),
+        measured_s=round(sum(b - a for a, b in window_bounds), 4),
+        items=round(credited),
+        notes=notes,
+    )
+
+
+def _credit(entries: Sequence[tuple[float, int, float, int, float]], w0: float, w1: float) -> float:
+    """Items completed in [w0, w1), each partition's good items spread over its service interval.
+
+    Counting whole partitions by completion time quantises a window's throughput to the partition
+    (8 workers finishing 512-item partitions in step make windows jump by 10%); spreading them over
+    the time they were being computed gives the same total with far less window-to-window noise.
+    """
+    total = 0.0
+    for t_done, ok, _lat, _n, svc in entries:
+        if svc <= 0:
+            if w0 <= t_done < w1:
+                total += ok
+            continue
+        start = t_done - svc
+        overlap = min(t_done, w1) - max(start, w0)
+        if overlap > 0:
+            total += ok * overlap / svc
+    return total
+
+
+def _emit_window(
+    emit: SweepCallback | None,
+    index: int,
+    t: float,
+    phase: str,
+    entries: list[tuple[float, int, float, int, float]],
+    span_s: float,
+) -> None:
+    if emit is None:
+        return
+    tput = sum(d[1] for d in entries) / span_s if span_s > 0 else 0.0
+    if entries:
+        p50, p95, p99 = weighted_percentiles(
+            [d[2] for d in entries], [d[3] for d in entries], (0.5, 0.95, 0.99)
+        )
+    else:
+        p50 = p95 = p99 = math.nan
+    emit(WindowMeasured(index, t, phase, tput, p50 * 1000, p95 * 1000, p99 * 1000))
+
+
+def _figures(run: _Run) -> dict[str, Any]:
+    reported = run.reported
+    tput = float(np.median(reported)) if reported else 0.0
+    (tput_ci,) = bootstrap_ci(reported, None, (0.5,)) if reported else [(0.0, 0.0)]
+    latency: dict[str, float] = {}
+    latency_ci: dict[str, tuple[float, float]] = {}
+    if run.lat.size:
+        qs = list(PERCENTILES.values())
+        vals = weighted_percentiles(run.lat, run.lat_w, qs)
+        cis = bootstrap_ci(run.lat, run.lat_w, qs)
+        for key, v, ci in zip(PERCENTILES, vals, cis, strict=True):
+            latency[key] = round(v * 1000, 4)
+            latency_ci[key] = (round(ci[0] * 1000, 4), round(ci[1] * 1000, 4))
+    service: dict[str, float] = {}
+    if run.service.size:
+        p50, p99, p999 = np.quantile(run.service, [0.5, 0.99, 0.999])
+        service = {
+            "p50": round(float(p50) * 1000, 4),
+            "p99": round(float(p99) * 1000, 4),
+            "p999": round(float(p999) * 1000, 4),
+            "max": round(float(run.service.max()) * 1000, 4),
+        }
+    return {
+        "throughput": round(tput, 2),
+        "throughput_ci": (round(tput_ci[0], 2), round(tput_ci[1], 2)),
+        "latency_ms": latency,
+        "latency_ci_ms": latency_ci,
+        "service_ms": service,
+    }
+
+
+def run_trial(
+    model: str,
+    inputs: Any,
+    config: TrialConfig,
+    settings: MeasureSettings,
+    *,
+    faults: FaultPlan | None = None,
+    engine_overrides: dict[str, Any] | None = None,
+    objective: Objective | None = None,
+    index: int = 0,
+    on_message: SweepCallback | None = None,
+    cancel: threading.Event | None = None,
+    usable_cores: int | None = None,
+) -> TrialResult:
+    """Measure one configuration through the engine (see the module docstring for what is measured).
+
+    Raises :class:`TrialCancelled` when ``cancel`` is set (the engine is closed first). A trial that
+    cannot run (the model fails to load, the engine rejects the configuration) gives a result with
+    ``error`` set, not an exception.
+    """
+    if usable_cores is None:
+        from tuner.hardware import probe
+
+        usable_cores = probe().usable_cores
+    t_trial0 = time.perf_counter()
+    overrides = dict(engine_overrides or {})
+    base = {
+        "backend": config.backend,
+        "workers": config.workers,
+        "threads_per_worker": config.threads_per_worker,
+        "partition_size": config.partition_size,
+        # Samples often enough for several per window, rarely enough to cost nothing.
+        "sample_interval_s": max(0.1, min(0.5, settings.window_s / 2)),
+    }
+    active = faults is not None and faults.active
+    try:
+        clean_run: _Run | None = None
+        if active:
+            assert faults is not None
+            short = replace(
+                settings, max_trial_s=max(settings.warmup_s + settings.window_s * 4, settings.max_trial_s / 2)
+            )
+            clean_cfg = EngineConfig(**{**base, **overrides})
+            clean_run = _engine_run(
+                model, inputs, config, short, clean_cfg, usable_cores,
+                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="clean",
+            )  # fmt: skip
+            kw = {**base, "faults": faults, "retries": 3, **overrides}
+            if kw.get("timeout_s") is None and (
+                faults.hang > 0 or any(t.kind == "hang" for t in faults.targeted)
+            ):
+                kw["timeout_s"] = timeout_for(_figures(clean_run)["service_ms"].get("p999"))
+            run = _engine_run(
+                model, inputs, config, settings, EngineConfig(**kw), usable_cores,
+                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
+            )  # fmt: skip
+        else:
+            run = _engine_run(
+                model, inputs, config, settings, EngineConfig(**{**base, **overrides}), usable_cores,
+                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
+            )  # fmt: skip
+    except TrialCancelled:
+        raise
+    except TunerError as e:
+        return error_result(config, str(e), faults)
+    fig = _figures(run)
+    result = TrialResult(
+        config=config,
+        throughput=fig["throughput"],
+        throughput_ci=fig["throughput_ci"],
+        latency_ms=fig["latency_ms"],
+        latency_ci_ms=fig["latency_ci_ms"],
+        service_ms=fig["service_ms"],
+        cpu_share=run.cpu_share,
+        peak_rss_mb={"per_worker": run.rss_worker, "total": run.rss_total},
+        stable=run.stable,
+        windows=[round(w, 2) for w in run.windows],
+        warmup_s=run.warmup_s,
+        cold_start_s=run.cold_start_s,
+        measured_s=run.measured_s,
+        items=run.items,
+        failures=dict(run.notes.failures),
+        faults_seen=dict(run.notes.faults_seen),
+        retries=run.notes.retried,
+        faults=str(faults) if active else None,
+    )
+    if clean_run is not None:
+        clean = _figures(clean_run)
+        result.clean_throughput = clean["throughput"]
+        result.clean_p99_ms = clean["latency_ms"].get("p99")
+    if on_message is not None:
+        tol = f"{settings.tolerance:.0%}"
+        if result.stable:
+            on_message(TrialPhase(index, "stable", f"stable: {settings.stable_windows} windows within {tol}"))
+        else:
+            on_message(
+                TrialPhase(
+                    index,
+                    "unstable",
+                    f"unstable: no {settings.stable_windows} windows within {tol} in {settings.max_trial_s:g} s",
+                )
+            )
+    return check_feasible(result, objective)

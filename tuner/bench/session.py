@@ -1,0 +1,212 @@
+"""A sweep: validate the model and inputs, then let a strategy pick trials and measure each one.
+
+The two drivers (``tuner bench`` and the TUI) build a :class:`SweepSpec`, make a :class:`Sweep`
+(which checks the model and inputs at once, before anything starts) and call :meth:`Sweep.run`,
+usually in a worker thread, receiving :mod:`tuner.bench.types` messages through ``on_message``.
+Neither contains benchmark logic.
+
+Budget: before each trial the sweep estimates its cost as the median of the trials so far and does
+not start one that would end past ``budget_s``. ``results_path`` gets one JSON line per trial as
+each ends (fsynced), so an interrupted sweep loses nothing; ``resume`` reads it back and the
+strategy skips the configurations already measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.bench.measure import MeasureSettings, TrialCancelled, run_trial
+from tuner.bench.search import Space, make_strategy
+from tuner.bench.types import (
+    Objective,
+    SweepCallback,
+    SweepFinished,
+    SweepMessage,
+    TrialFinished,
+    TrialResult,
+    TrialStarted,
+)
+from tuner.engine import FaultPlan
+from tuner.errors import BadInput, DataError
+
+__all__ = ["Sweep", "SweepSpec", "load_results"]
+
+
+@dataclass
+class SweepSpec:
+    """Everything a sweep needs: what to run, on what, how to search and how to measure."""
+
+    model: str
+    input_path: str | None = None
+    n_items: int = 8192
+    seed: int = 0
+    space: Space | None = None  # None → Space.default(host, model, items)
+    strategy: str = "adaptive"
+    budget_s: float | None = 150.0
+    max_trials: int | None = None
+    objective: Objective = field(default_factory=Objective)
+    faults: FaultPlan | None = None
+    settings: MeasureSettings = field(default_factory=MeasureSettings)
+    results_path: str | None = None
+    resume: bool = False
+    engine_overrides: dict[str, Any] | None = None  # passed to every trial's EngineConfig
+
+
+def load_results(path: str | os.PathLike[str], model: str | None = None) -> list[TrialResult]:
+    """Read a results JSON-lines file; a line that is not a trial is a DataError naming its line."""
+    p = Path(path)
+    out: list[TrialResult] = []
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return out
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            written_for = d.pop("model", None)
+            result = TrialResult.from_dict(d)
+        except (ValueError, TypeError, KeyError) as e:
+            raise DataError(f"{path} line {n}: not a trial result ({type(e).__name__}: {e})") from None
+        if model is not None and written_for is not None and written_for != model:
+            raise DataError(f"{path} line {n}: written for model '{written_for}', not '{model}'")
+        out.append(result)
+    return out
+
+
+class Sweep:
+    """One sweep over a model's configuration space on this host."""
+
+    def __init__(self, spec: SweepSpec, on_message: SweepCallback | None = None) -> None:
+        from tuner.data import load_inputs
+        from tuner.hardware import probe
+        from tuner.models import input_generator, validate
+
+        self.spec = spec
+        self.on_message = on_message
+        self.host = probe()
+        if spec.input_path is not None:
+            inputs: Any = load_inputs(spec.input_path)
+            if len(inputs) == 0:
+                raise DataError(f"{spec.input_path}: no items")
+        else:
+            if spec.n_items < 1:
+                raise BadInput(f"items must be >= 1 (got {spec.n_items})")
+            gen = input_generator(spec.model)
+            if gen is None:
+                raise BadInput(
+                    f"{spec.model}: the model has no input generator; give --input FILE (.npy or .jsonl)"
+                )
+            inputs = gen(spec.n_items, spec.seed)
+        self.inputs = inputs
+        # Runs the model once on a small sample: a wrong spec fails here, in one line.
+        self.info = validate(spec.model, sample=inputs[:8])
+        self.space = spec.space or Space.default(self.host, self.info, len(inputs))
+        if not self.space.configs():
+            raise BadInput(
+                "the sweep space has no feasible configuration: workers × threads exceeds the "
+                f"{self.host.usable_cores} usable cores (add --oversubscribe to allow it)"
+            )
+        self._faults = spec.faults
+        self.results: list[TrialResult] = []
+        self.resumed: list[TrialResult] = []
+        if spec.results_path and spec.resume:
+            self.resumed = load_results(spec.results_path, spec.model)
+            self.results = list(self.resumed)
+        self.elapsed_s = 0.0
+        self.interrupted = False
+        self.strategy_name = spec.strategy
+        self.trial_seconds: list[float] = []
+
+    def set_faults(self, plan: FaultPlan | None) -> None:
+        """Change the fault plan; it takes effect from the next trial."""
+        self._faults = plan
+
+    @property
+    def faults(self) -> FaultPlan | None:
+        return self._faults
+
+    def _emit(self, message: SweepMessage) -> None:
+        if self.on_message is not None:
+            self.on_message(message)
+
+    def _append_line(self, result: TrialResult) -> None:
+        if not self.spec.results_path:
+            return
+        line = json.dumps({"model": self.spec.model, **result.to_dict()}, allow_nan=True)
+        with open(self.spec.results_path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def run(self, cancel: threading.Event | None = None) -> list[TrialResult]:
+        """Run the sweep; returns every result (resumed ones first). On cancel, stops within ~2 s."""
+        spec = self.spec
+        t0 = time.perf_counter()
+        if spec.results_path and not spec.resume:
+            try:
+                Path(spec.results_path).parent.mkdir(parents=True, exist_ok=True)
+                Path(spec.results_path).write_text("", encoding="utf-8")
+            except OSError as e:
+                raise DataError(f"{spec.results_path}: cannot write ({e.strerror or e})") from None
+        known = {r.config.key(): r for r in self.resumed}
+        strategy = make_strategy(
+            spec.strategy, self.space, self.host, spec.objective, max_trials=spec.max_trials, known=known
+        )
+        index = 0
+        try:
+            while True:
+                if cancel is not None and cancel.is_set():
+                    self.interrupted = True
+                    break
+                elapsed = time.perf_counter() - t0
+                if spec.budget_s is not None and self.trial_seconds:
+                    expected = statistics.median(self.trial_seconds)
+                    if elapsed + expected > spec.budget_s:
+                        break
+                config = strategy.next()
+                if config is None:
+                    break
+                planned = int(getattr(strategy, "planned", 0)) + len(self.resumed)
+                self._emit(TrialStarted(index, config, max(planned, index + 1)))
+                t_trial = time.perf_counter()
+                try:
+                    result = run_trial(
+                        spec.model,
+                        self.inputs,
+                        config,
+                        spec.settings,
+                        faults=self._faults,
+                        engine_overrides=spec.engine_overrides,
+                        objective=spec.objective,
+                        index=index,
+                        on_message=self.on_message,
+                        cancel=cancel,
+                        usable_cores=self.host.usable_cores,
+                    )
+                except TrialCancelled:
+                    self.interrupted = True
+                    break
+                self.trial_seconds.append(time.perf_counter() - t_trial)
+                strategy.report(result)
+                self.results.append(result)
+                self._append_line(result)
+                self._emit(TrialFinished(index, result))
+                index += 1
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
+        finally:
+            self.elapsed_s = time.perf_counter() - t0
+            self._emit(SweepFinished(list(self.results), self.interrupted, self.elapsed_s))
+        return self.results
