@@ -7,11 +7,12 @@ from concurrent.futures import wait
 
 import pytest
 
-from .helpers import model_spec
 from tuner.engine import Failure
 from tuner.engine import events as ev
 from tuner.errors import ConfigError, ItemFailed
 from tuner.runtime import Runtime
+
+from .helpers import model_spec
 
 
 @pytest.mark.timeout(30)
@@ -84,7 +85,7 @@ def test_dynamic_batch_closes_at_partition_size() -> None:
         on_event=on_event,  # type: ignore[arg-type]
     ) as rt:
         futures = [rt.submit(i) for i in range(16)]
-        done, not_done = wait(futures, timeout=20)
+        _, not_done = wait(futures, timeout=20)
         assert not not_done
         assert [f.result() for f in futures] == [i * 2 for i in range(16)]
         with lock:
@@ -163,7 +164,9 @@ def test_process_backend_map_and_submit_agree() -> None:
     import numpy as np
 
     rows = np.arange(300, dtype=np.int64)
-    with Runtime("builtin:sleep", backend="process", workers=2, partition_size=32, max_batch_delay_ms=5) as rt:
+    with Runtime(
+        "builtin:sleep", backend="process", workers=2, partition_size=32, max_batch_delay_ms=5
+    ) as rt:
         mapped = np.asarray(list(rt.map(rows)))
         submitted = np.asarray([f.result(timeout=30) for f in [rt.submit(r) for r in rows]])
     assert np.array_equal(mapped, rows * 2) and np.array_equal(submitted, rows * 2)

@@ -103,7 +103,9 @@ def test_adaptation_rules() -> None:
     # A bigger host: start as measured, let the autoscaler grow into the cores.
     assert (s.workers, s.threads_per_worker) == (4, 2) and s.autoscale is not None
     assert s.autoscale.max_workers == 16
-    io = RuntimeSettings(backend="thread", workers=16, threads_per_worker=1, autoscale=AutoscaleSettings(8, 16))
+    io = RuntimeSettings(
+        backend="thread", workers=16, threads_per_worker=1, autoscale=AutoscaleSettings(8, 16)
+    )
     s, changes = adapt_to_host(io, measured_cores=2, usable=1)
     # Oversubscribed on purpose (I/O-bound): cores do not bound it, so the workers are kept.
     assert s.workers == 16 and not changes
@@ -136,17 +138,19 @@ def test_overrides_win_and_unknown_ones_are_refused(tmp_path: Path, this_host: H
         Runtime.from_profile(path, wrokers=3)
 
 
-SIDE_EFFECT_MODEL = '''
+SIDE_EFFECT_MODEL = """
 from pathlib import Path
 Path(__file__).with_name("imported.marker").write_text("imported")
 
 def predict(partition):
     return [x + 1 for x in partition]
-'''
+"""
 
 
 @pytest.mark.timeout(60)
-def test_loading_a_profile_never_imports_its_model(tmp_path: Path, this_host: Host, tuner_cmd: list[str]) -> None:
+def test_loading_a_profile_never_imports_its_model(
+    tmp_path: Path, this_host: Host, tuner_cmd: list[str]
+) -> None:
     (tmp_path / "sidefx.py").write_text(SIDE_EFFECT_MODEL)
     marker = tmp_path / "imported.marker"
     path = write_profile(tmp_path / "p.yaml", host_info(this_host), spec=f"{tmp_path / 'sidefx.py'}:predict")
