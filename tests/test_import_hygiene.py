@@ -1,0 +1,62 @@
+"""Rooms and doors (DESIGN.md), enforced in fresh interpreters like harlequin's test_import_hygiene.
+
+``tuner.runtime`` (imported by production services), ``tuner.engine`` and ``tuner.hardware`` must not
+pull in Textual, plotext, rich, the benchmark or the TUI — not on import, and not while a runtime
+built from a profile serves. ``tuner.engine`` imports nothing of tuner's but its own modules,
+``tuner.models`` and ``tuner.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+FORBIDDEN = ("textual", "plotext", "rich", "tuner.bench", "tuner.tui")
+
+
+def _modules_after(code: str) -> list[str]:
+    """``sys.modules`` keys after running ``code`` in a fresh interpreter."""
+    probe = textwrap.dedent(code) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _forbidden(mods: list[str]) -> list[str]:
+    return [m for m in mods if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+
+
+@pytest.mark.timeout(60)
+def test_runtime_engine_hardware_import_nothing_heavy() -> None:
+    mods = _modules_after("import tuner.runtime, tuner.engine, tuner.hardware")
+    assert not _forbidden(mods), _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_a_serving_runtime_imports_nothing_heavy(tmp_path: object) -> None:
+    # Build and use a runtime (inline backend: no processes) so lazy imports are exercised too.
+    mods = _modules_after(
+        """
+        from tuner.runtime import Runtime
+        with Runtime("builtin:sleep", backend="inline", partition_size=4, max_batch_delay_ms=1) as rt:
+            assert list(rt.map(range(10))) == [2 * i for i in range(10)]
+            assert rt.submit(3).result(timeout=10) == 6
+            rt.stats()
+        """
+    )
+    assert not _forbidden(mods), _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_engine_imports_only_models_and_errors_of_tuner() -> None:
+    mods = _modules_after("import tuner.engine")
+    allowed = ("tuner", "tuner.errors", "tuner.engine", "tuner.models")
+    strays = [
+        m for m in mods if m.startswith("tuner") and not any(m == a or m.startswith(a + ".") for a in allowed)
+    ]
+    assert not strays, f"tuner.engine pulled in {strays}"
+    assert not _forbidden(mods)
