@@ -1,0 +1,1 @@
+"""The Textual face of tuner: the only package that imports Textual or plotext."""

@@ -1,0 +1,621 @@
+"""The tuner TUI: set up a sweep, watch it run, take the recommendation.
+
+::
+
+    Setup form ──s──► @work(thread) ── Sweep.run(cancel) ── on_message ─► Relay ──post_message──┐
+        ▲                    │ (blocking, off the UI thread)          (coalesced ≤ 4 Hz)        │
+        │ f: set_faults ─────┘                                                                  ▼
+    Results ◄── recommend (in the worker) ◄── SweepFinished            on_sweep_batch: charts, table, log
+
+The worker is the only place that runs benchmark code; widgets change only in message handlers on
+the UI thread. Stopping or quitting sets the sweep's cancel Event and waits for the worker, so no
+engine worker process outlives the app; completed trials are already in the results file.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, ProgressBar, RichLog, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerError, get_current_worker
+
+from tuner.bench.types import (
+    EngineNote,
+    SweepFinished,
+    SweepMessage,
+    TrialFinished,
+    TrialPhase,
+    TrialResult,
+    TrialStarted,
+    WindowMeasured,
+)
+from tuner.engine.faults import FaultPlan
+from tuner.errors import BadInput, TunerError
+from tuner.tui.driver import BenchDriver, Driver, objective_of, space_text
+from tuner.tui.format import duration, profile_name, si, status_of
+from tuner.tui.messages import (
+    HostProbed,
+    ModelChecked,
+    SweepBatch,
+    SweepEnded,
+    SweepFailed,
+    SweepReady,
+    SweepResults,
+)
+from tuner.tui.relay import Relay
+from tuner.tui.screens.export import ExportScreen
+from tuner.tui.screens.faults import FaultsScreen
+from tuner.tui.screens.help import HelpScreen
+from tuner.tui.screens.load import LoadProfileScreen
+from tuner.tui.widgets.charts import ComparisonChart, LatencyChart, ThroughputChart
+from tuner.tui.widgets.hostbar import HostPanel, Load, psutil_sampler
+from tuner.tui.widgets.results import ResultsPane
+from tuner.tui.widgets.run import RunPane
+from tuner.tui.widgets.setup import FormValues, SetupForm
+from tuner.tui.widgets.trials import TrialsTable
+
+VALIDATE_DEBOUNCE_S = 0.4
+LEVEL_STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
+
+
+def _validate_model(spec: str) -> Any:
+    from tuner.models import validate
+
+    return validate(spec)
+
+
+def _probe_host() -> Any:
+    from tuner.hardware import probe
+
+    return probe()
+
+
+class TunerApp(App[int]):
+    """``tuner`` with no arguments."""
+
+    CSS_PATH = "tuner.tcss"
+    TITLE = "tuner"
+    AUTO_FOCUS = "#start"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012 - Textual reads it as is
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "start", "Start"),
+        Binding("x", "stop", "Stop"),
+        Binding("r", "restart", "Restart"),
+        Binding("f", "faults", "Faults"),
+        Binding("e", "export", "Export"),
+        Binding("l", "load_profile", "Load"),
+        Binding("1", "tab('setup')", "Setup", show=False),
+        Binding("2", "tab('run')", "Run", show=False),
+        Binding("3", "tab('results')", "Results", show=False),
+        Binding("t", "toggle_theme", "Theme", show=False),
+        Binding("escape", "unfocus", "Leave field", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        model: str = "builtin:mlp",
+        budget_s: float = 150.0,
+        window_s: float = 1.0,
+        driver: Driver | None = None,
+        host: Any = None,
+        sampler: Callable[[], Load] | None = psutil_sampler,
+        validator: Callable[[str], Any] | None = _validate_model,
+        clock: Callable[[], float] = time.time,
+        compare_path: Path | None = None,
+        profiles_dir: Path = Path("profiles"),
+    ) -> None:
+        """``driver``/``host``/``sampler``/``validator``/``clock`` are injectable for tests and snapshots."""
+        super().__init__()
+        self.driver: Driver = driver or BenchDriver()
+        self.host = host
+        self._sampler = sampler
+        self._validator = validator
+        self._clock = clock
+        self._model = model
+        self._budget = budget_s
+        self._window = window_s
+        self._compare_path = compare_path
+        self.profiles_dir = profiles_dir
+        # -- sweep state (UI thread only) --
+        self.sweep: Any = None
+        self.spec: Any = None
+        self.values: FormValues | None = None
+        self.results: list[TrialResult] = []
+        self.recommendation: Any = None
+        self.interrupted = False
+        self.faults = FaultPlan()
+        self.model_info: Any = None
+        self.model_error: str | None = None
+        self._cancel = threading.Event()
+        self._worker: Worker[None] | None = None
+        self._started_at: float | None = None
+        self._planned = 0
+        self._current = ""
+        self._phase = ""
+        self._validate_timer: Any = None
+        self.compared: tuple[Path, Any] | None = None
+        self.batches_seen = 0
+
+    # -- layout ----------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield HostPanel(self._sampler)
+        with TabbedContent(id="tabs", initial="setup"):
+            with TabPane("1 Setup", id="setup"):
+                yield SetupForm(self._model, self._budget, self._window)
+            with TabPane("2 Run", id="run"):
+                yield RunPane(id="run-pane")
+            with TabPane("3 Results", id="results"):
+                yield ResultsPane(id="results-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.host is not None:
+            self.query_one(HostPanel).show_host(self.host.summary())
+        else:
+            self._probe()
+        self._check_model(self._model)
+        if self._compare_path is not None:
+            self._load_compare(self._compare_path)
+        self.set_interval(1.0, self._tick_progress)
+
+    # -- host and model checks (thread workers) --------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="probe")
+    def _probe(self) -> None:
+        self.post_message(HostProbed(_probe_host()))
+
+    def on_host_probed(self, msg: HostProbed) -> None:
+        self.host = msg.host
+        self.query_one(HostPanel).show_host(msg.host.summary())
+
+    @on(Input.Changed, "#model")
+    def _model_changed(self, event: Input.Changed) -> None:
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+        spec = event.value.strip()
+        if spec == self._model and self.model_error is None and self.model_info is not None:
+            return
+        self._model = spec
+        self.query_one("#model-status", Static).update(Text("checking…", style="dim"))
+        # Debounced: loading a model on every keystroke would be wasteful.
+        self._validate_timer = self.set_timer(VALIDATE_DEBOUNCE_S, lambda: self._check_model(spec))
+
+    def _check_model(self, spec: str) -> None:
+        if self._validator is None:
+            self.post_message(ModelChecked(spec, None, None))
+            return
+        self._validate_worker(spec)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="validate")
+    def _validate_worker(self, spec: str) -> None:
+        assert self._validator is not None
+        try:
+            info = self._validator(spec)
+        except TunerError as e:
+            self.post_message(ModelChecked(spec, str(e)))
+            return
+        except Exception as e:  # a model that breaks in an unexpected way is still one line
+            self.post_message(ModelChecked(spec, f"{spec}: {type(e).__name__}: {e}"))
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(ModelChecked(spec, None, info))
+
+    def on_model_checked(self, msg: ModelChecked) -> None:
+        if msg.spec != self._model:
+            return  # an older check finished after the user typed more
+        status = self.query_one("#model-status", Static)
+        self.model_error = msg.error
+        self.model_info = msg.info
+        if msg.error:
+            status.update(Text("✗ " + msg.error, style="bold red"))
+        elif msg.info is not None:
+            info = msg.info
+            status.update(
+                Text(
+                    f"✓ {info.description} · {info.item} items · {info.bound}-bound · "
+                    f"loads in {info.load_s * 1000:.0f} ms",
+                    style="green",
+                )
+            )
+        else:
+            status.update(Text("✓", style="green"))
+        self._sync_buttons()
+
+    # -- starting and stopping -------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and self._worker.is_running
+
+    def _sync_buttons(self) -> None:
+        self.query_one("#start", Button).disabled = self.model_error is not None or self.running
+        self.query_one("#stop", Button).disabled = not self.running
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        """Start a sweep with the form's values."""
+        if self.running:
+            self.notify("A sweep is running: x stops it, r restarts it.")
+            return
+        if self.model_error is not None:
+            self.notify(self.model_error, severity="error", title="model")
+            return
+        form = self.query_one(SetupForm)
+        err = self.query_one("#form-error", Static)
+        try:
+            values = form.read()
+        except BadInput as e:
+            err.update(Text(str(e), style="bold red"))
+            self.query_one(TabbedContent).active = "setup"
+            self.notify(str(e), severity="error")
+            return
+        err.update("")
+        self.faults = values.faults
+        self.values = values
+        self._reset_run()
+        self._cancel = threading.Event()
+        self._started_at = self._clock()
+        self._worker = self._run_sweep(values, self._cancel)
+        self._sync_buttons()
+        self.query_one(TabbedContent).active = "run"
+        self.log_event(
+            Text(
+                f"sweep started: {values.model} · {values.strategy} · budget {values.budget_s:g} s"
+                + (f" · faults {values.faults}" if values.faults.active else ""),
+                style="bold",
+            )
+        )
+
+    @on(Button.Pressed, "#stop")
+    def action_stop(self) -> None:
+        """Stop the sweep; the trials already finished are kept."""
+        if not self.running:
+            return
+        self._cancel.set()
+        self.log_event(
+            Text("stopping: the current trial is abandoned, finished trials are kept", style="yellow")
+        )
+        self._set_status("stopping…")
+
+    async def action_restart(self) -> None:
+        """Stop (and wait), then start again with the current setup."""
+        await self.stop_and_wait()
+        self.action_start()
+
+    async def stop_and_wait(self) -> None:
+        """Cancel the sweep and wait for its worker thread: after this no engine worker remains."""
+        worker = self._worker
+        if worker is None:
+            return
+        self._cancel.set()
+        if worker.is_running:
+            try:
+                await worker.wait()
+            except WorkerError:
+                pass
+        self._sync_buttons()
+
+    async def action_quit(self) -> None:
+        """Quit; a running sweep is stopped first so nothing is left behind."""
+        if self.running:
+            self.notify("stopping the sweep…")
+        await self.stop_and_wait()
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        # Belt and braces: however the app ends, the sweep's engine is told to stop.
+        self._cancel.set()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
+    def _run_sweep(self, values: FormValues, cancel: threading.Event) -> None:
+        relay = Relay(self.post_message)
+        try:
+            try:
+                sweep, spec = self.driver.make_sweep(values, relay, self.host, self.model_info)
+            except TunerError as e:
+                self.post_message(SweepFailed(str(e)))
+                return
+            self.post_message(SweepReady(sweep, space_text(getattr(sweep, "space", None)), spec))
+            try:
+                results = sweep.run(cancel)
+            except TunerError as e:
+                relay.flush()
+                self.post_message(SweepFailed(str(e)))
+                return
+            relay.flush()
+            rec = None
+            if results:
+                try:
+                    # Recommending bootstraps intervals: done here, off the UI thread.
+                    rec = self.driver.recommend(
+                        results, objective_of(values), getattr(sweep, "host", self.host)
+                    )
+                except TunerError as e:
+                    self.post_message(SweepFailed(f"recommend: {e}"))
+            self.post_message(SweepResults(rec, list(results)))
+        except Exception as e:  # never let a bug kill the app silently: say it in the log
+            relay.flush()
+            self.post_message(SweepFailed(f"{type(e).__name__}: {e}"))
+        finally:
+            self.post_message(SweepEnded())
+
+    # -- sweep messages (UI thread) ----------------------------------------------------------------
+    def on_sweep_ready(self, msg: SweepReady) -> None:
+        self.sweep = msg.sweep
+        self.spec = msg.spec
+        if msg.space_text:
+            self.log_event(Text(f"space: {msg.space_text}", style="dim"))
+        if getattr(msg.sweep, "host", None) is not None and self.host is None:
+            self.host = msg.sweep.host
+
+    def on_sweep_failed(self, msg: SweepFailed) -> None:
+        self.log_event(Text("✗ " + msg.text, style="bold red"))
+        self._set_status(Text("✗ " + msg.text, style="bold red"))
+        self.notify(msg.text, severity="error", title="sweep")
+
+    def on_sweep_ended(self, msg: SweepEnded) -> None:
+        self._sync_buttons()
+        self._tick_progress()
+
+    def on_sweep_batch(self, batch: SweepBatch) -> None:
+        self.batches_seen += 1
+        tput = self.query_one(ThroughputChart)
+        lat = self.query_one(LatencyChart)
+        charts_dirty = compare_dirty = False
+        with self.batch_update():
+            for m in batch.messages:
+                charts_dirty |= isinstance(m, (WindowMeasured, TrialStarted, TrialPhase))
+                compare_dirty |= isinstance(m, TrialFinished)
+                self._apply(m, tput, lat)
+            if batch.dropped_notes:
+                self.log_event(Text(f"… {batch.dropped_notes} more engine events in this burst", style="dim"))
+            if charts_dirty:
+                tput.redraw()
+                lat.redraw()
+            if compare_dirty:
+                self.query_one(ComparisonChart).redraw()
+
+    def _apply(self, m: SweepMessage, tput: ThroughputChart, lat: LatencyChart) -> None:
+        if isinstance(m, WindowMeasured):
+            tput.add(m)
+            lat.add(m)
+        elif isinstance(m, TrialStarted):
+            self._planned = m.planned
+            self._current = m.config.label()
+            self._phase = "warm-up"
+            tput.reset(f"trial {m.index + 1}")
+            lat.reset()
+            self.log_event(Text(f"trial {m.index + 1}: {self._current}", style="bold"), m.index)
+            self._tick_progress()
+        elif isinstance(m, TrialPhase):
+            # The detail usually starts with the phase word already ("stable: 3 windows within 5%").
+            word = {"warmup": "warm-up"}.get(m.phase, m.phase)
+            detail = m.detail or word
+            self._phase = detail if detail.startswith(m.phase) else f"{word}: {detail}"
+            tput.phase_text = self._phase
+            if m.phase in ("stable", "unstable", "clean"):
+                self.log_event(Text(self._phase, style="yellow" if m.phase == "unstable" else "dim"), m.index)
+            self._tick_progress()
+        elif isinstance(m, EngineNote):
+            self.log_event(Text(m.text, style=LEVEL_STYLE.get(m.level, "")), m.index)
+        elif isinstance(m, TrialFinished):
+            self._trial_finished(m.result, m.index)
+        elif isinstance(m, SweepFinished):
+            self.interrupted = m.interrupted
+            word = "stopped" if m.interrupted else "finished"
+            self.log_event(
+                Text(f"sweep {word}: {len(m.results)} trials in {duration(m.elapsed_s)}", style="bold")
+            )
+            self._set_status(f"sweep {word}: {len(m.results)} trials in {duration(m.elapsed_s)}")
+            self._started_at = None
+            self.query_one("#progress", ProgressBar).update(total=100, progress=100)
+
+    def _trial_finished(self, r: TrialResult, index: int) -> None:
+        self.results.append(r)
+        self.query_one(TrialsTable).add_result(r)
+        self.query_one(ComparisonChart).set_results(self.results)
+        st = status_of(r)
+        line = Text(f"done: {si(r.throughput)} items/s · p99 {r.latency_ms.get('p99', 0):.2f} ms · {st}")
+        if r.infeasible_reasons:
+            line.append(" (" + "; ".join(r.infeasible_reasons) + ")")
+        if r.error:
+            line.append(f" — {r.error}")
+        line.stylize(
+            "bold red" if st in ("error", "infeasible") else "yellow" if st == "unstable" else "green"
+        )
+        self.log_event(line, index)
+        self._update_counts()
+
+    def on_sweep_results(self, msg: SweepResults) -> None:
+        self.recommendation = msg.rec
+        pane = self.query_one(ResultsPane)
+        pane.show(msg.rec, msg.results, self.interrupted)
+        if self.compared is not None:
+            self._show_compare()
+        tabs = self.query_one(TabbedContent)
+        if msg.rec is not None and tabs.active == "run" and not self.interrupted:
+            tabs.active = "results"
+
+    # -- small pieces -----------------------------------------------------------------------------
+    def _reset_run(self) -> None:
+        self.results = []
+        self.recommendation = None
+        self.interrupted = False
+        self._planned = 0
+        self._current = self._phase = ""
+        self.query_one(TrialsTable).clear_results()
+        self.query_one(ComparisonChart).set_results([])
+        self.query_one(ComparisonChart).redraw()
+        self.query_one(ThroughputChart).reset("")
+        self.query_one(ThroughputChart).redraw()
+        self.query_one(LatencyChart).reset()
+        self.query_one(LatencyChart).redraw()
+        self.query_one("#events", RichLog).clear()
+        self._update_counts()
+
+    def log_event(self, text: Text, index: int | None = None) -> None:
+        """One timestamped line in the event log."""
+        stamp = Text(time.strftime("%H:%M:%S ", time.localtime(self._clock())), style="dim")
+        if index is not None:
+            stamp.append(f"t{index + 1} ", style="dim")
+        self.query_one("#events", RichLog).write(stamp + text)
+
+    def _set_status(self, text: str | Text) -> None:
+        self.query_one("#run-status", Static).update(text)
+
+    def _tick_progress(self) -> None:
+        if self._started_at is None or self.values is None:
+            return
+        elapsed = self._clock() - self._started_at
+        budget = self.values.budget_s
+        done = len(self.results)
+        eta = max(0.0, budget - elapsed)
+        if done and self._planned > done:
+            eta = min(eta, elapsed / done * (self._planned - done))
+        of = f" of ~{self._planned}" if self._planned else ""
+        trial = f"trial {done + 1}{of}" if self._current else "starting"
+        status = (
+            f"{trial} · {self._current} · {self._phase}"
+            if self._current
+            else "starting: loading the model, probing"
+        )
+        self._set_status(f"{status}\n{duration(elapsed)} elapsed · ETA {duration(eta)}")
+        self.query_one("#progress", ProgressBar).update(total=budget, progress=min(elapsed, budget))
+
+    def _update_counts(self) -> None:
+        outputs = sum(r.items for r in self.results)
+        lost = sum(sum(r.failures.values()) for r in self.results)
+        retried = sum(r.retries for r in self.results)
+        faults = sum(sum(r.faults_seen.values()) for r in self.results)
+        text = f"{outputs + lost:,} items · {outputs:,} outputs · {lost:,} lost · {retried:,} retried"
+        if faults:
+            text += f" · {faults:,} faults seen"
+        text += f" · faults injected: {self.faults}"
+        self.query_one("#counts", Static).update(text)
+
+    # -- other actions ------------------------------------------------------------------------------
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_unfocus(self) -> None:
+        if isinstance(self.focused, Input):
+            self.set_focus(None)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_faults(self) -> None:
+        """Change fault rates; a running sweep takes them from its next trial."""
+
+        def done(plan: FaultPlan | None) -> None:
+            if plan is None:
+                return
+            self.apply_faults(plan)
+
+        self.push_screen(FaultsScreen(self.faults, self.running), done)
+
+    @on(Button.Pressed, "#apply-faults")
+    def _apply_faults_button(self) -> None:
+        try:
+            plan = self.query_one(SetupForm).read_faults()
+        except BadInput as e:
+            self.query_one("#form-error", Static).update(Text(str(e), style="bold red"))
+            return
+        self.apply_faults(plan)
+
+    def apply_faults(self, plan: FaultPlan) -> None:
+        """Take a new fault plan now (form, log, and the running sweep from its next trial)."""
+        self.faults = plan
+        self.query_one(SetupForm).set_faults(plan)
+        if self.running and self.sweep is not None:
+            self.sweep.set_faults(plan if plan.active else None)
+            self.log_event(Text(f"faults set to {plan}: applied from the next trial", style="bold yellow"))
+        else:
+            self.log_event(Text(f"faults set to {plan} for the next sweep", style="yellow"))
+        self._update_counts()
+        self.notify(f"faults: {plan}")
+
+    def action_export(self) -> None:
+        """Show the profile YAML and write it where the user says."""
+        rec = self.recommendation
+        if rec is None or getattr(rec, "best", None) is None:
+            self.notify("Nothing to export yet: run a sweep to the end (s).", severity="warning")
+            return
+        name = profile_name(self.values.model if self.values else self._model)
+        host = getattr(self.sweep, "host", None) or self.host
+        info = getattr(self.sweep, "info", None) or self.model_info
+        try:
+            profile = self.driver.build_profile(rec, name, self.spec, host, info)
+        except TunerError as e:
+            self.notify(str(e), severity="error", title="export")
+            return
+
+        def written(path: Path | None) -> None:
+            if path is not None:
+                self.log_event(Text(f"profile written to {path}", style="bold green"))
+                self.notify(f"wrote {path}", title="export")
+
+        self.push_screen(ExportScreen(profile, self.profiles_dir / f"{name}.yaml"), written)
+
+    def action_load_profile(self) -> None:
+        """Load a profile to compare against."""
+
+        def loaded(result: tuple[Path, Any] | None) -> None:
+            if result is not None:
+                self.compared = result
+                self._show_compare()
+                self.query_one(TabbedContent).active = "results"
+
+        self.push_screen(LoadProfileScreen(f"{self.profiles_dir}/"), loaded)
+
+    def _load_compare(self, path: Path) -> None:
+        from tuner.profile import load_profile
+
+        try:
+            self.compared = (path, load_profile(path))
+        except TunerError as e:
+            self.notify(str(e), severity="error", title="profile")
+            return
+        self._show_compare()
+
+    def _show_compare(self) -> None:
+        assert self.compared is not None
+        path, profile = self.compared
+        best = getattr(self.recommendation, "best", None)
+        diff: list[str] = []
+        if self.host is not None and profile.host.fingerprint != self.host.fingerprint():
+            diff = [f"profile host: {profile.host.summary}"]
+        self.query_one(ResultsPane).compare(str(path), profile, best, diff)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Any:
+        """The command palette: every action, by name."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Start sweep", "Start a sweep with the setup's values (s)", self.action_start)
+        yield SystemCommand("Stop sweep", "Stop; finished trials are kept (x)", self.action_stop)
+        yield SystemCommand("Restart sweep", "Stop, then start again (r)", self.action_restart)
+        yield SystemCommand(
+            "Fault rates",
+            "Inject crashes, exceptions, hangs, stragglers, memory spikes (f)",
+            self.action_faults,
+        )
+        yield SystemCommand(
+            "Export profile", "Write the recommendation as a profile YAML (e)", self.action_export
+        )
+        yield SystemCommand(
+            "Load profile", "Compare against an existing profile (l)", self.action_load_profile
+        )
+        yield SystemCommand("Help", "Keys and how to read the views (?)", self.action_help)

@@ -1,0 +1,122 @@
+"""How the app reaches the benchmark: build a sweep from the form, recommend, build a profile.
+
+The app talks to this small object instead of importing ``tuner.bench`` directly, so tests and
+snapshots can drive the UI with a seeded fake sweep while the real app uses the real one. The
+real driver imports the benchmark lazily: opening the TUI does not pay for it up front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from tuner.bench.types import Objective, SweepCallback, TrialResult
+from tuner.tui.widgets.setup import FormValues
+
+
+class Driver(Protocol):
+    """What the app needs of the benchmark."""
+
+    def make_sweep(
+        self, values: FormValues, on_message: SweepCallback, host: Any, info: Any
+    ) -> tuple[Any, Any]:
+        """``(sweep, spec)``; raises BadInput (ModelSpecError, DataError) with one line."""
+        ...
+
+    def recommend(self, results: list[TrialResult], objective: Objective, host: Any) -> Any: ...
+
+    def build_profile(self, rec: Any, name: str, spec: Any, host: Any, info: Any) -> Any: ...
+
+
+def objective_of(values: FormValues) -> Objective:
+    """The objective and constraints the form asks for."""
+    return Objective(
+        goal=values.goal, p99_budget_ms=values.p99_budget_ms, memory_budget_mb=values.memory_budget_mb
+    )
+
+
+class BenchDriver:
+    """The real benchmark (``tuner.bench``), the same code ``tuner bench`` runs headless."""
+
+    def __init__(
+        self,
+        results_path: Path | None = Path(".tuner/last-sweep.jsonl"),
+        settings_hook: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.results_path = results_path
+        self._settings_hook = settings_hook
+
+    def make_sweep(
+        self, values: FormValues, on_message: SweepCallback, host: Any, info: Any
+    ) -> tuple[Any, Any]:
+        from tuner.bench.measure import MeasureSettings
+        from tuner.bench.search import Space
+        from tuner.bench.session import Sweep, SweepSpec
+
+        settings = MeasureSettings(window_s=values.window_s)
+        if self._settings_hook is not None:
+            settings = self._settings_hook(settings)
+        space = None
+        overrides = {
+            k: v
+            for k, v in (
+                ("backends", values.backends),
+                ("workers", values.workers),
+                ("threads", values.threads),
+                ("partition_sizes", values.partitions),
+            )
+            if v is not None
+        }
+        if overrides:
+            if host is None or info is None:
+                from tuner.hardware import probe
+                from tuner.models import validate
+
+                host = host or probe()
+                info = info or validate(values.model)
+            space = dataclasses.replace(Space.default(host, info, values.n_items), **overrides)  # type: ignore[arg-type]
+        if self.results_path is not None:
+            self.results_path.parent.mkdir(parents=True, exist_ok=True)
+        spec = SweepSpec(
+            model=values.model,
+            input_path=values.input_path,
+            n_items=values.n_items,
+            space=space,
+            strategy=values.strategy,
+            budget_s=values.budget_s,
+            max_trials=values.max_trials,
+            objective=objective_of(values),
+            faults=values.faults if values.faults.active else None,
+            settings=settings,
+            results_path=str(self.results_path) if self.results_path else None,
+        )
+        return Sweep(spec, on_message=on_message), spec
+
+    def recommend(self, results: list[TrialResult], objective: Objective, host: Any) -> Any:
+        from tuner.bench.recommend import recommend
+
+        return recommend(results, objective, host)
+
+    def build_profile(self, rec: Any, name: str, spec: Any, host: Any, info: Any) -> Any:
+        from tuner.bench.recommend import build_profile
+
+        return build_profile(rec, name=name, spec=spec, host=host, info=info)
+
+
+def space_text(space: Any) -> str:
+    """``workers 1,2 · threads 1,2 · partitions 16,64,256 · process`` for whatever Space holds."""
+    if space is None:
+        return ""
+    parts = []
+    for attr, label in (
+        ("backends", ""),
+        ("workers", "workers "),
+        ("threads", "threads "),
+        ("partition_sizes", "partitions "),
+    ):
+        v = getattr(space, attr, None)
+        if v:
+            parts.append(label + ",".join(str(x) for x in v))
+    return " · ".join(parts)

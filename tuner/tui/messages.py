@@ -1,0 +1,67 @@
+"""Textual messages that carry the sweep's stream from its worker thread to the widgets.
+
+The worker never touches a widget: it posts these (``post_message`` is thread-safe) and the app's
+handlers update the widgets on the UI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from tuner.bench.types import SweepMessage
+
+
+@dataclass
+class SweepBatch(Message):
+    """Sweep messages in the order they happened, coalesced so the UI wakes a few times a second."""
+
+    messages: list[SweepMessage]
+    dropped_notes: int = 0  # engine notes left out of a storm (the log says how many)
+
+
+@dataclass
+class SweepReady(Message):
+    """The sweep object exists (model and inputs validated): fault rates can now be changed."""
+
+    sweep: Any
+    space_text: str
+    spec: Any = None
+
+
+@dataclass
+class SweepFailed(Message):
+    """The sweep could not start or stopped with an error; ``text`` is one line for a person."""
+
+    text: str
+
+
+@dataclass
+class SweepEnded(Message):
+    """The worker thread is done (after SweepFinished or a failure): buttons go back to idle."""
+
+
+@dataclass
+class ModelChecked(Message):
+    """Result of validating the model field: ``error`` is None when the spec is good."""
+
+    spec: str
+    error: str | None
+    info: Any = None
+
+
+@dataclass
+class HostProbed(Message):
+    """The hardware probe finished."""
+
+    host: Any
+
+
+@dataclass
+class SweepResults(Message):
+    """The sweep returned: its results and the recommendation (None when none could be made)."""
+
+    rec: Any
+    results: list[Any]

@@ -1,0 +1,121 @@
+"""The trials table: one row per finished configuration, sortable, infeasible and unstable marked.
+
+Sort with ``o`` (cycles the column) and ``O`` (reverses), or click a column header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable
+
+from tuner.bench.types import TrialResult
+from tuner.tui.format import ms, si, status_of
+
+STATUS_STYLE = {"stable": "green", "unstable": "yellow", "infeasible": "bold red", "error": "bold red"}
+
+# (header, sort key); the key turns a result into something comparable.
+COLUMNS: list[tuple[str, Callable[[int, TrialResult], Any]]] = [
+    ("#", lambda i, r: i),
+    (
+        "configuration",
+        lambda i, r: (
+            r.config.backend,
+            r.config.workers,
+            r.config.threads_per_worker,
+            r.config.partition_size,
+        ),
+    ),
+    ("items/s", lambda i, r: r.throughput),
+    ("p99", lambda i, r: r.latency_ms.get("p99", float("inf"))),
+    ("CPU", lambda i, r: r.cpu_share),
+    ("RSS", lambda i, r: r.peak_rss_mb.get("total", 0.0)),
+    ("status", lambda i, r: status_of(r)),
+]
+
+
+class TrialsTable(DataTable[Any]):
+    """Finished trials; the best so far is starred."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "sort_next", "Sort by"),
+        Binding("O", "sort_reverse", "Reverse", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="trials", zebra_stripes=True, cursor_type="row")
+        self.results: list[TrialResult] = []
+        self.sort_col = 0
+        self.reverse = False
+        self.border_title = "trials"
+
+    def on_mount(self) -> None:
+        self._rebuild()
+
+    def add_result(self, r: TrialResult) -> None:
+        self.results.append(r)
+        self._rebuild()
+
+    def clear_results(self) -> None:
+        self.results = []
+        self._rebuild()
+
+    def action_sort_next(self) -> None:
+        self.sort_col = (self.sort_col + 1) % len(COLUMNS)
+        # Bigger is better for throughput: show it best-first by default.
+        self.reverse = COLUMNS[self.sort_col][0] in ("items/s",)
+        self._rebuild()
+
+    def action_sort_reverse(self) -> None:
+        self.reverse = not self.reverse
+        self._rebuild()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        if event.column_index == self.sort_col:
+            self.reverse = not self.reverse
+        else:
+            self.sort_col = event.column_index
+            self.reverse = COLUMNS[self.sort_col][0] in ("items/s",)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.clear(columns=True)
+        for n, (name, _) in enumerate(COLUMNS):
+            label = name + ((" ▼" if self.reverse else " ▲") if n == self.sort_col and n else "")
+            self.add_column(label, key=name)
+        ok = [r for r in self.results if r.error is None and r.feasible]
+        best = max(ok, key=lambda r: r.throughput) if ok else None
+        key = COLUMNS[self.sort_col][1]
+        order = sorted(enumerate(self.results, 1), key=lambda ir: key(*ir), reverse=self.reverse)
+        for i, r in order:
+            self.add_row(*_cells(i, r, r is best), key=str(i))
+        self.border_subtitle = f"{len(self.results)} trials · sorted by {COLUMNS[self.sort_col][0]} (o)"
+
+
+def _cells(i: int, r: TrialResult, best: bool) -> list[Text | str]:
+    p99 = r.latency_ms.get("p99")
+    thr = Text(si(r.throughput))
+    lat = Text(ms(p99))
+    if r.clean_throughput is not None:
+        # With faults injected the row shows both figures: as measured, and the same config clean.
+        thr.append(f" ({si(r.clean_throughput)} clean)", style="dim")
+    if r.clean_p99_ms is not None:
+        lat.append(f" ({ms(r.clean_p99_ms)})", style="dim")
+    status = status_of(r)
+    stext = Text(status, style=STATUS_STYLE[status])
+    if r.retries:
+        stext.append(f" · {r.retries} retried", style="dim")
+    label = Text(("★ " if best else "  ") + r.config.label(), style="bold" if best else "")
+    return [
+        str(i),
+        label,
+        thr,
+        lat,
+        f"{r.cpu_share * 100:.0f}%",
+        f"{r.peak_rss_mb.get('total', 0.0):.0f} MB",
+        stext,
+    ]
