@@ -1,0 +1,159 @@
+"""The runtime with its profile against a naive deployment, per built-in model, in one run.
+
+Run: ``.venv/bin/python tests/benchmarks/runtime_vs_naive.py [--repeats 5] [--models mlp,pyloop,sleep]``
+
+For each built-in model (mlp, pyloop, sleep) this loads ``profiles/<name>.yaml`` — the profile
+``tuner bench`` exported; a missing one is reported and that model skipped — and times, on the same
+inputs, alternating, ``--repeats`` times each:
+
+* **runtime**: ``Runtime.from_profile(profile)`` (everything the profile says), ``list(rt.map(items))``;
+* **naive**: ``multiprocessing.Pool(os.cpu_count()).map`` with the default chunking (chunksize
+  ``ceil(n / (4 * processes))``, as ``Pool.map`` computes it) and default BLAS threads. Each chunk
+  is one call of the same model function the engine calls — built lazily once per worker process
+  by ``tuner.models.load_model`` — so both run the same code path, only deployed differently.
+
+Both are warm (model loaded in every worker) before the clock starts; the pool start-up is not
+timed for either. Printed: medians of items/s, the ratio runtime/naive (target >= 1.0 everywhere,
+>= 2 on mlp) and the runtime's throughput as a share of the profile's ``evidence.throughput``
+(target >= 95%). ``--fallback`` runs a model with no profile on a stated hand-picked configuration
+instead of skipping it (not a profile figure; labelled as such).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = ("mlp", "pyloop", "sleep")
+N_ITEMS = {"mlp": 32768, "pyloop": 20000, "sleep": 20000}
+
+_naive_fn: Any = None
+
+
+def _naive_chunk(chunk: Any) -> Any:
+    """The naive worker: build the model once per process (lazily), run one chunk through it."""
+    global _naive_fn
+    if _naive_fn is None:
+        from tuner.models import load_model
+
+        _naive_fn = load_model(os.environ["TUNER_BENCH_SPEC"])
+    return _naive_fn(chunk)
+
+
+def default_chunks(items: Any, processes: int) -> list[Any]:
+    """The slices Pool.map would send by default: chunksize = ceil(n / (4 * processes))."""
+    size = max(1, math.ceil(len(items) / (4 * processes)))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def time_naive(pool: Any, items: Any) -> float:
+    chunks = default_chunks(items, os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    out = pool.map(_naive_chunk, chunks, chunksize=1)
+    dt = time.perf_counter() - t0
+    assert sum(len(o) for o in out) == len(items)
+    return len(items) / dt
+
+
+def time_runtime(rt: Any, items: Any) -> float:
+    t0 = time.perf_counter()
+    n = sum(1 for _ in rt.map(items))
+    dt = time.perf_counter() - t0
+    assert n == len(items)
+    return len(items) / dt
+
+
+def bench_model(name: str, repeats: int, fallback: bool, partition: int = 64) -> dict[str, Any] | None:
+    from tuner.models import input_generator
+    from tuner.runtime import Runtime
+
+    spec = f"builtin:{name}"
+    path = REPO / "profiles" / f"{name}.yaml"
+    if path.exists():
+        rt = Runtime.from_profile(path)
+        recorded = rt.profile.evidence.throughput if rt.profile is not None else None
+        source = str(path.relative_to(REPO))
+    elif fallback:
+        from tuner.hardware import probe
+
+        cores = probe().usable_cores
+        rt = Runtime(spec, backend="process", workers=cores, threads_per_worker=1, partition_size=partition)
+        recorded = None
+        source = "NO PROFILE — hand-picked configuration"
+    else:
+        print(f"{name}: {path.relative_to(REPO)} is missing (run `tuner bench` for it); skipped")
+        return None
+    gen = input_generator(spec)
+    assert gen is not None
+    items = gen(N_ITEMS[name], 1)
+    os.environ["TUNER_BENCH_SPEC"] = spec
+    procs = os.cpu_count() or 1
+    rt_rates: list[float] = []
+    naive_rates: list[float] = []
+    # Pool's default start method (fork on Linux) and default BLAS threads: what a naive deployment gets.
+    with rt, mp.Pool(procs) as pool:
+        pool.map(_naive_chunk, default_chunks(items[: procs * 64], procs), chunksize=1)  # warm-up
+        list(rt.map(items[: 4 * rt.settings.partition_size * max(1, rt.workers)]))  # warm-up
+        for _ in range(repeats):
+            rt_rates.append(time_runtime(rt, items))
+            naive_rates.append(time_naive(pool, items))
+        settings = rt.settings.describe()
+    r, n = statistics.median(rt_rates), statistics.median(naive_rates)
+    return {
+        "model": name,
+        "source": source,
+        "settings": settings,
+        "runtime": r,
+        "naive": n,
+        "ratio": r / n,
+        "recorded": recorded,
+        "share": (r / recorded) if recorded else None,
+        "runtime_runs": rt_rates,
+        "naive_runs": naive_rates,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--fallback", action="store_true", help="run models without a profile on a stated config"
+    )
+    parser.add_argument("--fallback-partition", type=int, default=64, help="partition size with --fallback")
+    args = parser.parse_args(argv)
+    print(
+        f"{os.cpu_count()} CPUs (os.cpu_count()); naive = Pool({os.cpu_count()}).map, default chunking/threads"
+    )
+    rows = []
+    for name in args.models.split(","):
+        row = bench_model(name.strip(), args.repeats, args.fallback, args.fallback_partition)
+        if row is None:
+            continue
+        rows.append(row)
+        share = (
+            f"{row['share']:.0%} of profile's {row['recorded']:,.0f}/s" if row["share"] is not None else "n/a"
+        )
+        target = 2.0 if row["model"] == "mlp" else 1.0
+        ok = "ok" if row["ratio"] >= target else f"BELOW TARGET {target:g}x"
+        print(
+            f"{row['model']:<7} runtime {row['runtime']:>10,.0f} items/s   naive {row['naive']:>10,.0f} items/s   "
+            f"ratio {row['ratio']:.2f}x ({ok})   {share}\n"
+            f"        {row['source']}: {row['settings']}\n"
+            f"        runs runtime {[round(x) for x in row['runtime_runs']]} naive {[round(x) for x in row['naive_runs']]}"
+        )
+    if not rows:
+        print("nothing measured: no profiles/<model>.yaml yet (or pass --fallback)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
