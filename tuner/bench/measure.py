@@ -76,8 +76,8 @@ WARMUP_TICK_S = 0.25
 #: Bootstrap resamples for confidence intervals (seeded: a trial's CI is reproducible).
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 12345
-#: Event-log lines per trial before they are summarised (a 5% crash rate must not flood a UI).
-MAX_NOTES = 40
+#: Event-log lines per second before the rest are summarised (a 5% crash rate must not flood a UI).
+NOTES_PER_S = 4
 #: Floor of a derived partition timeout, and its multiple of the p99.9 service time.
 TIMEOUT_FLOOR_S = 0.1
 TIMEOUT_FACTOR = 10.0
@@ -262,7 +262,8 @@ class _Notes:
         self.retries = retries
         self.emit = emit
         self.timeout_s = timeout_s
-        self.sent = 0
+        self.sent = 0  # notes sent in the current second
+        self.second = 0.0
         self.suppressed = 0
         self.faults_seen: dict[str, int] = {}
         self.failures: dict[str, int] = {}
@@ -274,11 +275,22 @@ class _Notes:
     def note(self, t: float, text: str, level: str) -> None:
         if self.emit is None:
             return
-        if self.sent >= MAX_NOTES:
+        if t - self.second >= 1.0:
+            self._summarise(t)
+            self.second = t
+            self.sent = 0
+        if self.sent >= NOTES_PER_S:
             self.suppressed += 1
             return
         self.sent += 1
         self.emit(EngineNote(self.index, max(0.0, t - self.t0), text, level))
+
+    def _summarise(self, t: float) -> None:
+        if self.suppressed and self.emit is not None:
+            n = self.suppressed
+            text = f"… {n} more engine event{'s' if n != 1 else ''} not shown"
+            self.emit(EngineNote(self.index, max(0.0, t - self.t0), text, "info"))
+        self.suppressed = 0
 
     def handle(self, e: ev.Event) -> None:
         if isinstance(e, ev.WorkerExited):
@@ -328,16 +340,7 @@ class _Notes:
         for t, head, tail in self.waiting.values():
             self.note(t, f"{head}{tail}", "warning")
         self.waiting.clear()
-        if self.suppressed and self.emit is not None:
-            self.emit(
-                EngineNote(
-                    self.index,
-                    time.perf_counter() - self.t0,
-                    f"… {self.suppressed} more engine events not shown",
-                    "info",
-                )
-            )
-            self.suppressed = 0
+        self._summarise(time.perf_counter())
 
 
 # ------------------------------------------------------------------------------- one run
@@ -401,7 +404,7 @@ def _engine_run(
         if emit is not None:
             emit(TrialPhase(index, name, detail))
 
-    phase("warmup" if label != "clean" else "clean", f"{label}workers starting, model loading")
+    phase("clean" if label else "warmup", f"{label}workers starting, model loading")
     in_process = engine_config.backend != "process"
     me = None
     if in_process:
@@ -447,7 +450,7 @@ def _engine_run(
 
         drain_events()
         cold = max(load_s) if load_s else t_ready - t_trial0
-        phase("warmup" if label != "clean" else "clean", f"{label}workers ready, model loading {cold:.1f} s")
+        phase("clean" if label else "warmup", f"{label}workers ready, model loading {cold:.1f} s")
         cpu0 = me.cpu_times() if me is not None else None
         refill()
         tick_start = t_ready
@@ -679,7 +682,7 @@ def run_trial(
             clean_cfg = EngineConfig(**{**base, **overrides})
             clean_run = _engine_run(
                 model, inputs, config, short, clean_cfg, usable_cores,
-                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="clean",
+                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="without faults: ",
             )  # fmt: skip
             kw = {**base, "faults": faults, "retries": 3, **overrides}
             if kw.get("timeout_s") is None and (

@@ -1,0 +1,192 @@
+"""Unit tests of the benchmark's arithmetic and search: no processes, no engine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tuner.bench.measure import bootstrap_ci, check_feasible, is_stable, timeout_for, weighted_percentiles
+from tuner.bench.recommend import build_profile, pareto_front, recommend
+from tuner.bench.search import AdaptiveStrategy, GridStrategy, Space, hardware_guess, make_strategy
+from tuner.bench.session import SweepSpec
+from tuner.bench.types import Objective, TrialConfig, TrialResult
+from tuner.errors import ConfigError
+
+
+def result(
+    config: TrialConfig,
+    throughput: float,
+    p99: float = 10.0,
+    *,
+    stable: bool = True,
+    faults_seen: dict[str, int] | None = None,
+) -> TrialResult:
+    r = TrialResult(
+        config=config,
+        throughput=throughput,
+        throughput_ci=(throughput * 0.99, throughput * 1.01),
+        latency_ms={"p50": p99 / 2, "p90": p99 * 0.8, "p95": p99 * 0.9, "p99": p99},
+        latency_ci_ms={"p99": (p99 * 0.9, p99 * 1.1)},
+        service_ms={"p50": 1.0, "p99": 2.0, "p999": 3.0, "max": 4.0},
+        cpu_share=0.9,
+        peak_rss_mb={"per_worker": 50.0, "total": 50.0 * config.workers},
+        stable=stable,
+        windows=[throughput] * 3,
+        warmup_s=0.5,
+        cold_start_s=0.3,
+        measured_s=3.0,
+        items=int(throughput * 3),
+        faults_seen=faults_seen or {},
+    )
+    return check_feasible(r, Objective())
+
+
+@pytest.mark.timeout(10)
+def test_stability_needs_the_last_windows_within_tolerance() -> None:
+    assert is_stable([100, 50, 100, 101, 99], 3, 0.05)
+    assert not is_stable([100, 101, 120], 3, 0.05)
+    assert not is_stable([100, 100], 3, 0.05)  # too few windows
+    assert not is_stable([0, 0, 0], 3, 0.05)  # nothing completed is not "stable"
+    assert is_stable([100, 109, 104], 3, 0.05)  # mean 104.3: all within 5%
+
+
+@pytest.mark.timeout(10)
+def test_weighted_percentiles_weight_each_partition_by_its_items() -> None:
+    # One 90-item partition at 1 ms, one 10-item partition at 100 ms: p50 and p90 are 1 ms,
+    # p95 and p99 are 100 ms (an unweighted median of the two partitions would say 50 ms).
+    lat, w = [0.001, 0.100], [90, 10]
+    assert weighted_percentiles(lat, w, (0.5, 0.9, 0.95, 0.99)) == [0.001, 0.001, 0.1, 0.1]
+    assert math.isnan(weighted_percentiles([], [], (0.5,))[0])
+    # Unweighted agrees with numpy's "lower" method (inverted_cdf) on plain data.
+    x = np.random.default_rng(1).exponential(size=1001)
+    for q in (0.5, 0.9, 0.99):
+        assert weighted_percentiles(x, np.ones_like(x), (q,))[0] == pytest.approx(
+            np.quantile(x, q, method="inverted_cdf")
+        )
+
+
+@pytest.mark.timeout(10)
+def test_bootstrap_ci_brackets_the_estimate_and_is_reproducible() -> None:
+    x = np.random.default_rng(2).normal(10.0, 1.0, size=2000)
+    w = np.ones_like(x)
+    (ci,) = bootstrap_ci(x, w, (0.5,))
+    median = weighted_percentiles(x, w, (0.5,))[0]
+    assert ci[0] <= median <= ci[1]
+    assert ci[1] - ci[0] < 0.3  # 2000 samples: the median is known to ~±0.07
+    assert bootstrap_ci(x, w, (0.5,)) == [ci]  # seeded
+    (wide,) = bootstrap_ci(x[:20], w[:20], (0.5,))
+    assert wide[1] - wide[0] > ci[1] - ci[0]
+
+
+@pytest.mark.timeout(10)
+def test_timeout_is_ten_times_the_tail_with_a_floor() -> None:
+    assert timeout_for(50.0) == 0.5
+    assert timeout_for(1.0) == 0.1  # floor
+    assert timeout_for(None) > 0
+
+
+@pytest.mark.timeout(10)
+def test_pareto_front_keeps_only_undominated_trials() -> None:
+    a = result(TrialConfig("process", 2, 1, 256), 1000, p99=40)
+    b = result(TrialConfig("process", 2, 1, 64), 800, p99=10)
+    c = result(TrialConfig("process", 1, 1, 64), 500, p99=20)  # dominated by b
+    d = result(TrialConfig("process", 2, 1, 16), 300, p99=5)
+    assert pareto_front([a, b, c, d]) == [a, b, d]
+
+
+@pytest.mark.timeout(10)
+def test_space_respects_usable_cores_unless_oversubscribed() -> None:
+    s = Space(("process",), (1, 2), (1, 2), (64,), max_parallel=2)
+    assert {(c.workers, c.threads_per_worker) for c in s.configs()} == {(1, 1), (1, 2), (2, 1)}
+    over = Space(("process",), (1, 2), (1, 2), (64,), oversubscribe=True, max_parallel=2)
+    assert len(over.configs()) == 4
+    with pytest.raises(ConfigError):
+        Space(("gpu",), (1,), (1,), (64,))
+
+
+def surface(c: TrialConfig) -> float:
+    """A synthetic throughput surface shaped like mlp on 4 cores: best at process × 4 × 1 × 256."""
+    cores_used = c.workers * c.threads_per_worker
+    eff = 1.0 if c.threads_per_worker == 1 else 0.7
+    per_call = 1.0 / (1.0 + 64 / c.partition_size) * (1.0 - c.partition_size / 4096)  # overhead vs cache
+    backend = 1.0 if c.backend == "process" else 0.4  # the GIL
+    return 1000.0 * min(cores_used, 4) * eff * per_call * backend
+
+
+@pytest.mark.timeout(10)
+def test_adaptive_finds_the_grid_optimum_with_fewer_trials() -> None:
+    space = Space(
+        ("process", "thread"), (1, 2, 4), (1, 2, 4), (16, 32, 64, 128, 256, 512, 1024), max_parallel=4
+    )
+    grid = GridStrategy(space)
+    grid_results = []
+    while (c := grid.next()) is not None:
+        grid_results.append(result(c, surface(c)))
+    grid_best = max(grid_results, key=lambda r: r.throughput)
+
+    adaptive = AdaptiveStrategy(space, Objective(), TrialConfig("process", 4, 1, 64))
+    seen = []
+    while (c := adaptive.next()) is not None:
+        r = result(c, surface(c))
+        seen.append(r)
+        adaptive.report(r)
+    best = max(seen, key=lambda r: r.throughput)
+    assert best.config == grid_best.config
+    assert len(seen) <= len(grid_results) / 3, (len(seen), len(grid_results))
+    assert len({r.config for r in seen}) == len(seen)  # never measures a config twice
+
+
+@pytest.mark.timeout(10)
+def test_adaptive_respects_max_trials_and_skips_known_results() -> None:
+    space = Space(("process",), (1, 2), (1,), (16, 32, 64, 128), max_parallel=2)
+    start = hardware_guess(space, None)
+    known = {start.key(): result(start, surface(start))}
+    s = make_strategy("adaptive", space, None, Objective(), max_trials=2, known=known)
+    asked = []
+    while (c := s.next()) is not None:
+        asked.append(c)
+        s.report(result(c, surface(c)))
+    assert len(asked) <= 2
+    assert start not in asked
+
+
+@pytest.mark.timeout(10)
+def test_recommend_picks_best_feasible_and_keeps_infeasible() -> None:
+    obj = Objective(p99_budget_ms=20)
+    fast_slow_tail = result(TrialConfig("process", 2, 1, 512), 2000, p99=80)
+    check_feasible(fast_slow_tail, obj)
+    good = result(TrialConfig("process", 2, 1, 64), 1500, p99=8)
+    one = result(TrialConfig("process", 1, 1, 64), 800, p99=8)
+    rec = recommend([fast_slow_tail, good, one], obj, None)
+    assert not fast_slow_tail.feasible and fast_slow_tail in rec.infeasible
+    assert rec.best is good
+    assert rec.min_workers == 1 and rec.max_workers == 2  # 1 worker reaches >= 50% of the best
+    assert rec.retries == 2 and rec.backoff == (0.05, 2.0)  # no faults seen
+    assert rec.timeout_s == 0.1  # 10 × 3 ms p99.9 is below the floor
+    assert rec.words[0].startswith("Recommended: 2 worker processes × 1 BLAS thread, partitions of 64")
+
+
+@pytest.mark.timeout(10)
+def test_more_faults_mean_more_retries() -> None:
+    cfg = TrialConfig("process", 2, 1, 64)
+    calm = recommend([result(cfg, 1000)], Objective(), None)
+    stormy = recommend([result(cfg, 1000, faults_seen={"crash": 20, "timeout": 5})], Objective(), None)
+    assert stormy.retries > calm.retries
+    assert stormy.backoff[0] >= calm.backoff[0]
+
+
+@pytest.mark.timeout(20)
+def test_build_profile_round_trips(tmp_path) -> None:
+    from tuner.hardware import probe
+    from tuner.profile import load_profile, save_profile
+
+    cfg = TrialConfig("process", 2, 1, 64)
+    rec = recommend([result(cfg, 1000), result(TrialConfig("process", 1, 1, 64), 600)], Objective(), None)
+    profile = build_profile(rec, name="unit", spec=SweepSpec(model="builtin:mlp"), host=probe(), info=None)
+    path = save_profile(profile, tmp_path / "unit.yaml")
+    back = load_profile(path)
+    assert back.recommended.workers == 2 and back.recommended.timeout_s == rec.timeout_s
+    assert back.autoscale.min_workers <= 2 <= back.autoscale.max_workers
+    assert back.evidence.throughput == 1000

@@ -1,0 +1,431 @@
+"""From trial results to a recommendation, and from a recommendation to a scaling profile.
+
+What is derived here, and why:
+
+* **best** — the feasible trial with the best objective (throughput, or lowest p99); a stable trial
+  wins a tie within its noise. Infeasible trials stay in the results (shown, marked), never dropped.
+* **Pareto front** — the trials no other beats on both throughput (higher) and p99 (lower).
+* **timeout_s** — 10× the p99.9 partition service time of the best trial, at least 0.1 s
+  (:func:`tuner.bench.measure.timeout_for`): a hung partition is cut short, a slow one is not.
+* **retries and backoff** — from the faults observed: none → 2 retries, backoff 0.05–2 s; with a
+  per-attempt failure rate f, enough retries that an item is lost with probability below 1e-6
+  (f^(retries+1) < 1e-6), between 2 and 8; when workers crashed or hung, the backoff base is at
+  least a quarter of the cold start (a replacement needs that long to load the model) and the cap
+  5 s when failures are frequent (> 5% of attempts).
+* **autoscale** — max = the best's worker count (more did not measure faster, or the cores cap
+  it); min = the fewest workers measured (same backend, threads and partition size) that reach
+  half the best throughput — a pool that can absorb half the peak without waiting for a cold
+  start — or half the best's workers when that was not measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from tuner.bench.measure import timeout_for
+from tuner.bench.search import beats, score
+from tuner.bench.types import Objective, TrialResult
+from tuner.errors import BadInput
+
+if TYPE_CHECKING:
+    from tuner.bench.session import SweepSpec
+    from tuner.hardware import Host
+    from tuner.models import ModelInfo
+    from tuner.profile import ScalingProfile
+
+__all__ = ["Recommendation", "build_profile", "fmt_rate", "pareto_front", "recommend"]
+
+#: retries so that an item is lost with at most this probability, given the observed failure rate
+LOSS_TARGET = 1e-6
+MIN_RETRIES, MAX_RETRIES = 2, 8
+#: share of the best throughput the smallest pool should still serve
+MIN_POOL_SHARE = 0.5
+#: queued partitions per worker above which the runtime adds a worker (the closed loop's depth)
+BACKLOG_PER_WORKER = 4.0
+
+
+@dataclass
+class Recommendation:
+    """The best feasible configuration, the alternatives, and the derived runtime settings."""
+
+    best: TrialResult | None
+    runner_ups: list[TrialResult]
+    pareto: list[TrialResult]
+    timeout_s: float | None
+    retries: int
+    backoff: tuple[float, float]
+    retry_on: list[str]
+    min_workers: int
+    max_workers: int
+    autoscale_reasoning: str
+    words: list[str]  # the recommendation in plain words, like WALKTHROUGH section 4
+    infeasible: list[TrialResult] = field(default_factory=list)
+    retry_reasoning: str = ""
+    timeout_reasoning: str = ""
+
+
+def fmt_rate(x: float) -> str:
+    """51234 → '51.2k'."""
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.1f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.2f}k"
+    return f"{x:.0f}"
+
+
+def fmt_ms(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.3g} ms" if x < 100 else f"{x:.0f} ms"
+
+
+def pareto_front(results: list[TrialResult]) -> list[TrialResult]:
+    """Trials not dominated on (throughput higher, p99 lower), by throughput descending."""
+    pts = [r for r in results if r.throughput > 0 and r.latency_ms.get("p99") is not None and not r.error]
+    pts.sort(key=lambda r: (-r.throughput, r.latency_ms["p99"]))
+    front: list[TrialResult] = []
+    best_p99 = math.inf
+    for r in pts:
+        if r.latency_ms["p99"] < best_p99:
+            front.append(r)
+            best_p99 = r.latency_ms["p99"]
+    return front
+
+
+def _rank_key(r: TrialResult, objective: Objective) -> tuple[float, bool]:
+    return (score(r, objective), r.stable)
+
+
+def _pick(results: list[TrialResult], objective: Objective) -> TrialResult | None:
+    ranked = sorted(results, key=lambda r: score(r, objective), reverse=True)
+    if not ranked:
+        return None
+    top = ranked[0]
+    # A stable trial within the top one's noise is the safer pick over an unstable one.
+    if not top.stable:
+        for r in ranked[1:]:
+            if r.stable and not beats(top, r, objective):
+                return r
+    return top
+
+
+def _retries(results: list[TrialResult], best: TrialResult) -> tuple[int, tuple[float, float], str]:
+    attempts_failed = sum(sum(r.faults_seen.values()) for r in results)
+    partitions = sum(max(1, r.items // max(1, r.config.partition_size)) for r in results if r.items)
+    if attempts_failed == 0:
+        return 2, (0.05, 2.0), "no failures observed: 2 retries, backoff 0.05–2 s"
+    rate = min(0.9, attempts_failed / max(1, partitions + attempts_failed))
+    need = math.ceil(math.log(LOSS_TARGET) / math.log(rate)) - 1 if rate > 0 else MIN_RETRIES
+    retries = max(MIN_RETRIES, min(MAX_RETRIES, need))
+    kinds: dict[str, int] = {}
+    for r in results:
+        for k, v in r.faults_seen.items():
+            kinds[k] = kinds.get(k, 0) + v
+    base, cap = 0.05, 2.0
+    if any(k in kinds for k in ("crash", "timeout", "memory")):
+        base = max(base, round(best.cold_start_s / 4, 3))
+    if rate > 0.05:
+        cap = 5.0
+    cap = max(cap, base)
+    seen = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    text = (
+        f"{attempts_failed} failed attempts in ~{partitions} partitions ({rate:.1%}; {seen}): "
+        f"{retries} retries keep the chance of losing an item below {LOSS_TARGET:g}"
+    )
+    return retries, (base, cap), text
+
+
+def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None) -> tuple[int, int, str]:
+    c = best.config
+    same = {
+        r.config.workers: r
+        for r in results
+        if r.feasible
+        and r.config.backend == c.backend
+        and r.config.threads_per_worker == c.threads_per_worker
+        and r.config.partition_size == c.partition_size
+    }
+    hi = c.workers
+    more = [r for w, r in same.items() if w > c.workers]
+    cores = host.usable_cores if host is not None else None
+    if more:
+        why_max = f"{max(r.config.workers for r in more)} workers measured no faster than {hi}"
+    elif cores is not None and c.workers * c.threads_per_worker > cores:
+        why_max = f"{hi} workers is the largest pool measured (more than the {cores} usable cores: its workers mostly wait)"
+    elif cores is not None and c.workers * c.threads_per_worker == cores:
+        why_max = f"{hi} × {c.threads_per_worker} thread(s) already uses the {cores} usable cores"
+    else:
+        why_max = f"{hi} workers is the most measured"
+    target = MIN_POOL_SHARE * best.throughput
+    fewer = sorted(w for w, r in same.items() if w < c.workers and r.throughput >= target)
+    if fewer:
+        lo = fewer[0]
+        r = same[lo]
+        why_min = (
+            f"{lo} worker{'s' if lo != 1 else ''} already serve{'s' if lo == 1 else ''} "
+            f"{fmt_rate(r.throughput)} items/s, {r.throughput / best.throughput:.0%} of the best"
+        )
+    else:
+        lo = max(1, math.ceil(c.workers * MIN_POOL_SHARE))
+        why_min = (
+            f"fewer workers not measured at these settings; {lo} is half the pool, "
+            f"about half the best throughput if it scales linearly"
+        )
+        if lo == c.workers:
+            why_min = f"{lo} worker{'s' if lo != 1 else ''} is the smallest pool"
+    text = (
+        f"min {lo}: {why_min} (a pool that absorbs half the peak without a cold start of "
+        f"{best.cold_start_s:.2f} s); max {hi}: {why_max}"
+    )
+    return lo, hi, text
+
+
+def recommend(results: list[TrialResult], objective: Objective, host: Host | None) -> Recommendation:
+    """The recommendation from a sweep's results (see the module docstring for what is derived)."""
+    ok = [r for r in results if r.feasible and not r.error and r.throughput > 0]
+    infeasible = [r for r in results if not r.feasible]
+    best = _pick(ok, objective)
+    front = pareto_front(ok or [r for r in results if not r.error])
+    if best is None:
+        words = ["No feasible configuration: nothing to recommend."]
+        for r in infeasible[:5]:
+            words.append(f"  {r.config.label()}: {'; '.join(r.infeasible_reasons) or 'infeasible'}")
+        return Recommendation(
+            best=None,
+            runner_ups=[],
+            pareto=front,
+            timeout_s=None,
+            retries=2,
+            backoff=(0.05, 2.0),
+            retry_on=[],
+            min_workers=1,
+            max_workers=1,
+            autoscale_reasoning="",
+            words=words,
+            infeasible=infeasible,
+        )
+    ranked = sorted(ok, key=lambda r: _rank_key(r, objective), reverse=True)
+    runner_ups = [r for r in ranked if r is not best][:3]
+    p999 = best.service_ms.get("p999")
+    timeout = timeout_for(p999)
+    if p999:
+        t_text = f"{timeout:g} s per partition ({timeout / (p999 / 1000):.0f}× the p99.9 service time of {fmt_ms(p999)})"
+    else:
+        t_text = f"{timeout:g} s per partition (no service times measured: a default)"
+    retries, backoff, r_text = _retries(results, best)
+    lo, hi, a_text = _autoscale(results, best, host)
+    c = best.config
+    kind = {"process": "worker process", "thread": "worker thread", "inline": "inline worker"}[c.backend]
+    tw = "BLAS thread" if c.threads_per_worker == 1 else "BLAS threads"
+    words = [
+        f"Recommended: {c.workers} {kind}{'es' if c.backend == 'process' and c.workers != 1 else ('s' if c.workers != 1 and c.backend != 'process' else '')}"
+        f" × {c.threads_per_worker} {tw}, partitions of {c.partition_size}",
+    ]
+    lo_ci, hi_ci = best.throughput_ci
+    line = (
+        f"  {fmt_rate(best.throughput)} items/s (95% CI {fmt_rate(lo_ci)}–{fmt_rate(hi_ci)}), "
+        f"p99 {fmt_ms(best.latency_ms.get('p99'))}"
+    )
+    slowest = min(ok, key=lambda r: r.throughput)
+    if slowest is not best and slowest.throughput > 0:
+        line += (
+            f" — {best.throughput / slowest.throughput:.1f}× the slowest measured ({slowest.config.label()})"
+        )
+    if not best.stable:
+        line += " [unstable: windows never agreed within tolerance]"
+    words.append(line)
+    if best.faults:
+        words.append(
+            f"  with faults {best.faults}: {fmt_rate(best.throughput)} items/s, p99 {fmt_ms(best.latency_ms.get('p99'))}; "
+            f"without: {fmt_rate(best.clean_throughput or 0)} items/s, p99 {fmt_ms(best.clean_p99_ms)}"
+        )
+    words.append(
+        f"  timeout {t_text}, {retries} retries, backoff {backoff[0]:g}–{backoff[1]:g} s with jitter"
+    )
+    words.append(
+        f"  autoscale {lo}–{hi} workers; scale-up on backlog > {BACKLOG_PER_WORKER:g} partitions per worker; "
+        f"cold start {best.cold_start_s:.2f} s"
+    )
+    if runner_ups:
+        words.append(
+            "  runner-ups: " + "; ".join(f"{r.config.label()} {fmt_rate(r.throughput)}/s" for r in runner_ups)
+        )
+    if infeasible:
+        words.append(f"  {len(infeasible)} configuration(s) infeasible (shown in the table, not recommended)")
+    return Recommendation(
+        best=best,
+        runner_ups=runner_ups,
+        pareto=front,
+        timeout_s=timeout,
+        retries=retries,
+        backoff=backoff,
+        retry_on=[],
+        min_workers=lo,
+        max_workers=hi,
+        autoscale_reasoning=a_text,
+        words=words,
+        infeasible=infeasible,
+        retry_reasoning=r_text,
+        timeout_reasoning=t_text,
+    )
+
+
+def _blas(host: Host) -> str | None:
+    if not host.blas:
+        return None
+    b = host.blas[0]
+    version = ".".join(str(b.get("version") or "?").split(".")[:3])
+    return f"{b.get('internal_api')} {version}"
+
+
+def _pct(d: dict[str, float], keys: tuple[str, ...]) -> dict[str, float]:
+    return {k: float(d[k]) for k in keys if k in d and math.isfinite(d[k])}
+
+
+def build_profile(
+    rec: Recommendation,
+    *,
+    name: str,
+    spec: SweepSpec,
+    host: Host,
+    info: ModelInfo | None,
+    trials_run: int | None = None,
+    measuring_s: float | None = None,
+) -> ScalingProfile:
+    """The profile YAML's content from a recommendation (raises BadInput when there is none)."""
+    from tuner import __version__
+    from tuner.profile import (
+        Autoscale,
+        Backoff,
+        Baseline,
+        Candidate,
+        Evidence,
+        HostInfo,
+        InputInfo,
+        LatencyIntervals,
+        ModelRef,
+        PeakRss,
+        Percentiles,
+        Recommended,
+        ScalingProfile,
+    )
+    from tuner.profile import (
+        Objective as ProfileObjective,
+    )
+
+    best = rec.best
+    if best is None:
+        raise BadInput("no feasible configuration was measured: nothing to write to a profile")
+    c = best.config
+
+    def cand(r: TrialResult) -> Candidate:
+        return Candidate(
+            backend=r.config.backend,  # type: ignore[arg-type]
+            workers=r.config.workers,
+            threads_per_worker=r.config.threads_per_worker,
+            partition_size=r.config.partition_size,
+            throughput=float(r.throughput),
+            p99_ms=r.latency_ms.get("p99"),
+        )
+
+    obj = spec.objective
+    platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
+    source = f"file {spec.input_path}" if spec.input_path else "builtin generator"
+    item = getattr(info, "item", None)
+    ok = [r for r in [best, *rec.runner_ups] if r.throughput > 0]
+    slowest = min(ok, key=lambda r: r.throughput) if ok else None
+    faults_observed: dict[str, int] = {}
+    memory_limit = None
+    if obj.memory_budget_mb is not None:
+        memory_limit = float(obj.memory_budget_mb) / c.workers
+    kwargs: dict[str, Any] = {}
+    if slowest is not None and slowest is not best:
+        kwargs["baseline"] = Baseline(
+            name=f"slowest runner-up measured: {slowest.config.label()}",
+            throughput=float(slowest.throughput),
+            p99_ms=slowest.latency_ms.get("p99"),
+        )
+    for k, v in best.faults_seen.items():
+        faults_observed[k] = faults_observed.get(k, 0) + int(v)
+    return ScalingProfile(
+        schema_version=1,
+        name=name,
+        created=datetime.now(timezone.utc).replace(microsecond=0),
+        tool_version=__version__,
+        model=ModelRef(
+            spec=spec.model,
+            input=InputInfo(
+                source=source,
+                kind=None,
+                item=item if item and item != "unknown" else None,
+                items=spec.n_items if spec.input_path is None else None,
+            ),
+        ),
+        host=HostInfo(
+            fingerprint=host.fingerprint(),
+            summary=host.summary(),
+            usable_cores=host.usable_cores,
+            logical_cores=host.logical_cores,
+            physical_cores=host.physical_cores,
+            memory_total_gb=round(host.memory_total_bytes / 1e9, 1),
+            cpu_model=host.cpu_model or "unknown",
+            platform=platform,  # type: ignore[arg-type]
+            machine=host.machine,
+            blas=_blas(host),
+        ),
+        objective=ProfileObjective(
+            goal=obj.goal,  # type: ignore[arg-type]
+            p99_budget_ms=obj.p99_budget_ms,
+            memory_budget_mb=obj.memory_budget_mb,
+            min_throughput=obj.min_throughput,
+        ),
+        recommended=Recommended(
+            backend=c.backend,  # type: ignore[arg-type]
+            workers=c.workers,
+            threads_per_worker=c.threads_per_worker,
+            partition_size=c.partition_size,
+            timeout_s=rec.timeout_s,
+            retries=rec.retries,
+            retry_on=list(rec.retry_on),
+            backoff=Backoff(base_s=float(rec.backoff[0]), cap_s=float(rec.backoff[1])),
+            memory_limit_mb=memory_limit,
+        ),
+        autoscale=Autoscale(
+            min_workers=rec.min_workers,
+            max_workers=rec.max_workers,
+            target_backlog_per_worker=BACKLOG_PER_WORKER,
+            target_p99_ms=obj.p99_budget_ms,
+            reasoning=rec.autoscale_reasoning,
+        ),
+        evidence=Evidence(
+            throughput=float(best.throughput),
+            throughput_ci=(float(best.throughput_ci[0]), float(best.throughput_ci[1])),
+            latency_ms=Percentiles(**_pct(best.latency_ms, ("p50", "p90", "p95", "p99"))),
+            latency_ci_ms=LatencyIntervals(
+                **{
+                    k: (float(v[0]), float(v[1]))
+                    for k, v in best.latency_ci_ms.items()
+                    if k in ("p50", "p90", "p95", "p99")
+                }
+            ),
+            service_time_ms=Percentiles(**_pct(best.service_ms, ("p50", "p99", "p999"))),
+            cold_start_s=float(best.cold_start_s),
+            cpu_share=float(best.cpu_share),
+            peak_rss_mb=PeakRss(
+                per_worker=best.peak_rss_mb.get("per_worker"), total=best.peak_rss_mb.get("total")
+            ),
+            trials_run=trials_run,
+            strategy=spec.strategy,
+            measuring_s=round(measuring_s, 1) if measuring_s is not None else None,
+            faults=best.faults,
+            faults_observed=faults_observed or None,
+            runner_ups=[cand(r) for r in rec.runner_ups],
+            pareto=[cand(r) for r in rec.pareto],
+            **kwargs,
+        ),
+    )
