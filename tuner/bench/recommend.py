@@ -162,19 +162,26 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
     else:
         why_max = f"{hi} workers is the most measured"
     target = MIN_POOL_SHARE * best.throughput
-    fewer = sorted(w for w, r in same.items() if w < c.workers and r.throughput >= target)
-    if fewer:
-        lo = fewer[0]
+    measured_fewer = {w: r for w, r in same.items() if w < c.workers}
+    reaching = sorted(w for w, r in measured_fewer.items() if r.throughput >= target)
+    if reaching:
+        lo = reaching[0]
         r = same[lo]
         why_min = (
-            f"{lo} worker{'s' if lo != 1 else ''} already serve{'s' if lo == 1 else ''} "
-            f"{fmt_rate(r.throughput)} items/s, {r.throughput / best.throughput:.0%} of the best"
+            f"{lo} worker{'s' if lo != 1 else ''} measured {fmt_rate(r.throughput)} items/s, "
+            f"{r.throughput / best.throughput:.0%} of the best — the smallest pool reaching half"
         )
+    elif measured_fewer:
+        lo = c.workers
+        shown = ", ".join(
+            f"{w} → {r.throughput / best.throughput:.0%}" for w, r in sorted(measured_fewer.items())
+        )
+        why_min = f"smaller pools measured below half the best throughput ({shown})"
     else:
         lo = max(1, math.ceil(c.workers * MIN_POOL_SHARE))
         why_min = (
-            f"fewer workers not measured at these settings; {lo} is half the pool, "
-            f"about half the best throughput if it scales linearly"
+            f"smaller pools not measured at these settings; {lo} is half the pool, "
+            "about half the best throughput if it scales linearly"
         )
         if lo == c.workers:
             why_min = f"{lo} worker{'s' if lo != 1 else ''} is the smallest pool"

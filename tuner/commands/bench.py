@@ -333,9 +333,11 @@ def _emit_outputs(
             # plotext writes ANSI colour codes; rich keeps them on a terminal and drops them elsewhere.
             human.print(Text.from_ansi(text), soft_wrap=True)
     for line in rec.words:
-        human.print(line, markup=False, highlight=False)
+        human.print(line, markup=False, highlight=False, soft_wrap=True)
     if rec.best is not None:
-        human.print(f"  autoscale reasoning: {rec.autoscale_reasoning}", markup=False, highlight=False)
+        human.print(
+            f"  autoscale reasoning: {rec.autoscale_reasoning}", markup=False, highlight=False, soft_wrap=True
+        )
     if args.csv:
         atomic_write_text(args.csv, csv_text(results))
     if args.summary:
@@ -356,7 +358,7 @@ def _emit_outputs(
         )
         save_profile(profile, args.out)
         written = args.out
-        human.print(f"profile written to {args.out}", markup=False, highlight=False)
+        human.print(f"profile written to {args.out}", markup=False, highlight=False, soft_wrap=True)
     elif args.out and interrupted:
         human.print(f"interrupted: profile not written to {args.out} (resume with --resume)", markup=False)
     return written
@@ -456,7 +458,8 @@ def _gate(args: argparse.Namespace) -> int:
             },
         )
         print(json.dumps(summary, indent=2))
-    human.print(text, markup=False, highlight=False)
+    # Plain print: one line a CI log (or a grep) can rely on, never wrapped by rich.
+    print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
     if failed:
         raise Regression(f"regression against {args.baseline}: {', '.join(reasons)} (limit {tolerance:g}%)")
     return int(ExitCode.OK)

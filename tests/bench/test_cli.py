@@ -1,0 +1,191 @@
+"""`tuner bench` end to end, in subprocesses: sweeps, profiles, resume, the CI gate, bad arguments.
+
+Windows are tiny (0.2 s) and budgets small so the whole file stays well under a minute or two.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuner.profile import load_profile
+
+FAST = ["--window", "0.2"]
+
+SLOWABLE = """
+import os
+import time
+
+from tuner.models import batch
+
+
+def gen(n, seed):
+    return list(range(n))
+
+
+@batch(inputs=gen, bound="io")
+def slowable(rows):
+    # The "build" under test: TUNER_TEST_DELAY_MS makes it slower without changing the code.
+    time.sleep(float(os.environ.get("TUNER_TEST_DELAY_MS", "2")) / 1000.0)
+    return [r * 2 for r in rows]
+"""
+
+
+def bench(tuner_cmd, env, *args, cwd=None, timeout=120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*tuner_cmd, "bench", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+    )
+
+
+def lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.timeout(120)
+def test_small_sweep_writes_a_sane_profile_and_json(tmp_path, tuner_cmd, clean_env) -> None:
+    out = tmp_path / "profiles" / "sleep.yaml"
+    results = tmp_path / "r.jsonl"
+    p = bench(
+        tuner_cmd, clean_env, "--model", "builtin:sleep", *FAST, "--budget", "8", "--items", "2048",
+        "--out", str(out), "--results", str(results), "--csv", str(tmp_path / "r.csv"),
+        "--summary", str(tmp_path / "s.md"), "--json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)  # stdout is only the JSON
+    assert summary["profile"] == str(out)
+    assert summary["recommendation"]["throughput"] > 0
+    assert len(summary["trials"]) == len(lines(results)) >= 2
+    profile = load_profile(out)
+    rec = profile.recommended
+    assert rec.workers >= 1 and rec.timeout_s is not None and rec.timeout_s > 0
+    assert profile.evidence.throughput > 0
+    assert profile.autoscale.min_workers <= rec.workers <= profile.autoscale.max_workers
+    assert "Recommended:" in p.stderr  # the words go to stderr with --json
+    assert (tmp_path / "r.csv").read_text().count("\n") == len(summary["trials"]) + 1
+    assert "| configuration |" in (tmp_path / "s.md").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_grid_sweep_of_a_gil_bound_model_prints_table_and_words(tmp_path, tuner_cmd, clean_env) -> None:
+    p = bench(
+        tuner_cmd, clean_env, "--model", "builtin:pyloop", *FAST, "--strategy", "grid", "--items", "1024",
+        "--backends", "process,thread", "--workers", "1,2", "--partition-sizes", "32",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "Recommended:" in p.stdout
+    assert "trials" in p.stdout and "throughput (items/s) vs workers" in p.stdout
+    assert p.stdout.count("partition 32") >= 4
+
+
+@pytest.mark.timeout(120)
+def test_interrupted_sweep_resumes_without_redoing_trials(tmp_path, tuner_cmd, clean_env) -> None:
+    results = tmp_path / "r.jsonl"
+    args = [
+        "--model", "builtin:sleep", *FAST, "--strategy", "grid", "--backends", "process",
+        "--workers", "1,2", "--partition-sizes", "16,32,64", "--items", "1024", "--results", str(results),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [*tuner_cmd, "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env
+    )
+    deadline = time.monotonic() + 60
+    while len(lines(results)) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the file, not guessing how long a trial takes
+    assert len(lines(results)) >= 1, "no trial finished"
+    t_sig = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t_sig < 4.0  # stops promptly (2 s target, slack for a loaded CI box)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    first = lines(results)
+    assert 1 <= len(first) < 6
+
+    p = bench(tuner_cmd, clean_env, *args, "--resume", "--json")
+    assert p.returncode == 0, p.stderr
+    final = lines(results)
+    keys = [json.dumps(d["config"], sort_keys=True) for d in final]
+    assert len(final) == 6 and len(set(keys)) == 6  # every config once: none redone
+    assert final[: len(first)] == first
+
+
+@pytest.mark.timeout(120)
+def test_gate_passes_unchanged_and_fails_when_slowed(tmp_path, tuner_cmd, clean_env) -> None:
+    model = tmp_path / "slowable.py"
+    model.write_text(SLOWABLE)
+    spec = f"{model}:slowable"
+    profile = tmp_path / "slowable.yaml"
+    fixed = ["--backends", "thread", "--workers", "1", "--partition-sizes", "16", "--items", "512"]
+    p = bench(tuner_cmd, clean_env, "--model", spec, *FAST, *fixed, "--out", str(profile), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+
+    ok = bench(
+        tuner_cmd, clean_env, "--baseline", str(profile), "--max-regression", "10", *FAST, cwd=tmp_path
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "within 10% — ok" in ok.stdout
+
+    slowed = dict(clean_env, TUNER_TEST_DELAY_MS="6")
+    bad = bench(
+        tuner_cmd, slowed, "--baseline", str(profile), "--max-regression", "10", *FAST,
+        "--summary", str(tmp_path / "gate.md"), cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "REGRESSION" in bad.stdout
+    assert bad.stderr.strip().splitlines()[-1].startswith("tuner: regression against")
+    assert "Regression gate" in (tmp_path / "gate.md").read_text()
+
+
+BAD_ARGS = [
+    (["--workers", "0"], "--workers"),
+    (["--workers", "two"], "not an integer"),
+    (["--partition-sizes", ""], "--partition-sizes"),
+    (["--backends", "gpu"], "--backends"),
+    (["--strategy", "random"], "--strategy"),
+    (["--objective", "fast"], "--objective"),
+    (["--budget", "-1"], "--budget"),
+    (["--window", "0"], "--window"),
+    (["--p99-ms", "abc"], "--p99-ms"),
+    (["--faults", "crash=2"], "crash"),
+    (["--faults", "explode=0.1"], "explode"),
+    (["--model", "no_such_module_xyz:fn"], "no_such_module_xyz"),
+    (["--input", "missing.npy"], "missing.npy"),
+    (["--resume"], "--resume"),
+    (["--out", "profile.txt"], ".yaml"),
+    (["--baseline", "missing.yaml"], "missing.yaml"),
+    (["--name", "bad name"], "--name"),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("args", "needle"), BAD_ARGS, ids=[" ".join(a) for a, _ in BAD_ARGS])
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path, tuner_cmd, clean_env, args, needle) -> None:
+    out = tmp_path / "p.yaml"
+    extra = [] if "--out" in args else ["--out", str(out)]
+    p = bench(tuner_cmd, clean_env, *args, *extra, "--results", str(tmp_path / "r.jsonl"), cwd=tmp_path)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tuner: "), p.stderr
+    assert needle in err[0]
+    assert "Traceback" not in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.timeout(60)
+def test_bad_profile_for_the_gate_names_file_and_line(tmp_path, tuner_cmd, clean_env) -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "profiles"
+    p = bench(tuner_cmd, clean_env, "--baseline", str(fixtures / "duplicate_key.yaml"))
+    assert p.returncode == 2
+    assert p.stderr.startswith("tuner: ") and "duplicate_key.yaml line" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
