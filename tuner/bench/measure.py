@@ -340,6 +340,14 @@ class _Notes:
         for t, head, tail in self.waiting.values():
             self.note(t, f"{head}{tail}", "warning")
         self.waiting.clear()
+        # A worker that died with nothing in flight (no PartitionFailed to pair it with).
+        for dead in self.crashed.values():
+            how = f"killed by {dead.signal}" if dead.signal else f"exit {dead.exitcode}"
+            tag = " (injected)" if dead.injected else ""
+            self.note(
+                dead.t, f"worker {dead.worker} (pid {dead.pid}) crashed: {how}{tag} — replaced", "warning"
+            )
+        self.crashed.clear()
         self._summarise(time.perf_counter())
 
 

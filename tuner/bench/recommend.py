@@ -65,6 +65,7 @@ class Recommendation:
     infeasible: list[TrialResult] = field(default_factory=list)
     retry_reasoning: str = ""
     timeout_reasoning: str = ""
+    results: list[TrialResult] = field(default_factory=list)  # every trial, for the evidence
 
 
 def fmt_rate(x: float) -> str:
@@ -279,6 +280,7 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
         infeasible=infeasible,
         retry_reasoning=r_text,
         timeout_reasoning=t_text,
+        results=list(results),
     )
 
 
@@ -344,7 +346,7 @@ def build_profile(
     platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
     source = f"file {spec.input_path}" if spec.input_path else "builtin generator"
     item = getattr(info, "item", None)
-    ok = [r for r in [best, *rec.runner_ups] if r.throughput > 0]
+    ok = [r for r in (rec.results or [best, *rec.runner_ups]) if r.throughput > 0 and not r.error]
     slowest = min(ok, key=lambda r: r.throughput) if ok else None
     faults_observed: dict[str, int] = {}
     memory_limit = None
@@ -353,7 +355,7 @@ def build_profile(
     kwargs: dict[str, Any] = {}
     if slowest is not None and slowest is not best:
         kwargs["baseline"] = Baseline(
-            name=f"slowest runner-up measured: {slowest.config.label()}",
+            name=f"slowest configuration measured: {slowest.config.label()}",
             throughput=float(slowest.throughput),
             p99_ms=slowest.latency_ms.get("p99"),
         )

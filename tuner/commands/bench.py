@@ -368,8 +368,6 @@ def _gate(args: argparse.Namespace) -> int:
     """Re-measure the baseline profile's recommended config; exit 1 beyond --max-regression."""
     import statistics
 
-    from rich.console import Console
-
     from tuner.bench.recommend import fmt_ms, fmt_rate, recommend
     from tuner.bench.report import json_summary
     from tuner.bench.search import Space
@@ -394,7 +392,6 @@ def _gate(args: argparse.Namespace) -> int:
     spec.resume = False
     if profile.model.input is not None and profile.model.input.items and not args.input:
         spec.n_items = profile.model.input.items
-    human = Console(stderr=True) if args.json else Console()
     sweep = Sweep(spec)
     results: list[TrialResult] = []
     with _Progress(None) as progress:
