@@ -143,6 +143,23 @@ def test_gate_passes_unchanged_and_fails_when_slowed(tmp_path, tuner_cmd, clean_
     assert "Regression gate" in (tmp_path / "gate.md").read_text()
 
 
+@pytest.mark.timeout(120)
+def test_fault_plan_reports_figures_with_and_without_faults(tmp_path, tuner_cmd, clean_env) -> None:
+    p = bench(
+        tuner_cmd, clean_env, "--model", "builtin:sleep", *FAST, "--strategy", "grid", "--items", "1024",
+        "--backends", "process", "--workers", "2", "--partition-sizes", "32",
+        "--faults", "crash=0.05,hang=0.02,seed=3", "--json",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    (trial,) = json.loads(p.stdout)["trials"]
+    assert trial["faults"] and trial["clean_throughput"] > 0 and trial["clean_p99_ms"] > 0
+    assert trial["faults_seen"].get("crash", 0) + trial["faults_seen"].get("timeout", 0) > 0
+    assert trial["retries"] > 0 and not trial["failures"]  # retried, nothing lost
+    assert "crashed: exit 1 (injected)" in p.stderr  # the incident timeline
+    rec = json.loads(p.stdout)["recommendation"]
+    assert rec["retries"] > 2  # faults observed → more retries than the calm default
+
+
 BAD_ARGS = [
     (["--workers", "0"], "--workers"),
     (["--workers", "two"], "not an integer"),

@@ -428,7 +428,7 @@ def build_profile(
             peak_rss_mb=PeakRss(
                 per_worker=best.peak_rss_mb.get("per_worker"), total=best.peak_rss_mb.get("total")
             ),
-            trials_run=trials_run,
+            trials_run=trials_run if trials_run is not None else (len(rec.results) or None),
             strategy=spec.strategy,
             measuring_s=round(measuring_s, 1) if measuring_s is not None else None,
             faults=best.faults,
