@@ -86,6 +86,7 @@ class TunerApp(App[int]):
     TITLE = "tuner"
     AUTO_FOCUS = "#start"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012 - Textual reads it as is
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "start", "Start"),
         Binding("x", "stop", "Stop"),
@@ -120,6 +121,13 @@ class TunerApp(App[int]):
         """``driver``/``host``/``sampler``/``validator``/``clock`` are injectable for tests and snapshots."""
         super().__init__()
         self.driver: Driver = driver or BenchDriver()
+        if isinstance(self.driver, BenchDriver):
+            # Start multiprocessing's resource tracker now, while sys.stderr is still the real one:
+            # once Textual runs, stderr is its print capture (no valid fileno) and the tracker's
+            # spawn fails with "bad value(s) in fds_to_keep" (see /tmp/engine_issues.txt).
+            from tuner.engine.transport import ensure_tracker
+
+            ensure_tracker()
         self.host = host
         self._sampler = sampler
         self._validator = validator
@@ -170,6 +178,12 @@ class TunerApp(App[int]):
         if self._compare_path is not None:
             self._load_compare(self._compare_path)
         self.set_interval(1.0, self._tick_progress)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        # On a short terminal the Run and Results views drop the host summary line (the bars stay).
+        for tab in ("setup", "run", "results"):
+            self.screen.set_class(event.pane.id == tab, f"tab-{tab}")
 
     # -- host and model checks (thread workers) --------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe")
@@ -363,6 +377,10 @@ class TunerApp(App[int]):
         self.log_event(Text("✗ " + msg.text, style="bold red"))
         self._set_status(Text("✗ " + msg.text, style="bold red"))
         self.notify(msg.text, severity="error", title="sweep")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is self._worker:
+            self._sync_buttons()
 
     def on_sweep_ended(self, msg: SweepEnded) -> None:
         self._sync_buttons()

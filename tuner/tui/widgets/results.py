@@ -40,28 +40,34 @@ class ResultsPane(Vertical):
         chart = self.query_one(ParetoChart)
         table = self.query_one("#runner-ups", DataTable)
         table.clear()
+        lines = [w for w in (getattr(rec, "words", None) or []) if not w.strip().startswith("runner-ups:")]
         if rec is None or getattr(rec, "best", None) is None:
             why = (
                 "the sweep was stopped before any trial finished"
                 if interrupted and not results
-                else ("no configuration met the constraints" if results else "no trial finished")
+                else "no configuration met the constraints"
+                if results
+                else "no trial finished"
             )
-            words.update(Text(f"No recommendation: {why}.", style="bold yellow"))
+            text = Text(f"No recommendation: {why}.\n", style="bold yellow")
+            for line in lines[1:]:
+                text.append(line + "\n")
+            words.update(text)
             chart.set_data(results, [], None)
             chart.redraw()
             return
         best: TrialResult = rec.best
         text = Text()
-        text.append("Recommended: ", style="bold")
-        text.append(best.config.label() + "\n", style="bold green")
-        for line in getattr(rec, "words", []) or []:
-            text.append("  " + line + "\n")
-        derived = _derived(rec)
-        if derived:
-            text.append("\n" + derived + "\n", style="dim")
+        # The first line is the headline ("Recommended: 2 worker processes × 1 BLAS thread, ...").
+        head = lines[0] if lines else f"Recommended: {best.config.label()}"
+        text.append(head + "\n", style="bold green")
+        for line in lines[1:]:
+            text.append(line + "\n")
+        if not lines:
+            text.append(_derived(rec) + "\n", style="dim")
         if interrupted:
             text.append("\nfrom a sweep stopped early: fewer configurations were measured\n", style="yellow")
-        text.append("\ne exports it as a profile", style="dim italic")
+        text.append("\ne exports it as a profile · l loads one to compare", style="dim italic")
         words.update(text)
         for r in getattr(rec, "runner_ups", []) or []:
             ratio = r.throughput / best.throughput if best.throughput else 0.0

@@ -23,7 +23,7 @@ class RunPane(Vertical):
             yield ComparisonChart()
         with Horizontal(id="run-bottom"):
             yield TrialsTable()
-            log = RichLog(id="events", max_lines=2000, wrap=True, markup=False)
+            log = RichLog(id="events", max_lines=2000, wrap=True, markup=False, min_width=20)
             log.border_title = "events"
             yield log
         yield Static("", id="counts")

@@ -179,8 +179,8 @@ class SetupForm(VerticalScroll):
                 yield from _row(label, Input("0", id=f"fault-{key}", compact=True))
             yield Button("Apply faults", id="apply-faults", compact=True)
         with Horizontal(id="setup-buttons"):
-            yield Button("▶ Start  s", id="start", variant="success", compact=True)
-            yield Button("■ Stop  x", id="stop", variant="error", compact=True, disabled=True)
+            yield Button("Start  s", id="start", variant="success", compact=True)
+            yield Button("Stop  x", id="stop", variant="error", compact=True, disabled=True)
             yield Static("", id="form-error")
 
     # -- reading ---------------------------------------------------------------------------------

@@ -31,10 +31,11 @@ COLUMNS: list[tuple[str, Callable[[int, TrialResult], Any]]] = [
     ),
     ("items/s", lambda i, r: r.throughput),
     ("p99", lambda i, r: r.latency_ms.get("p99", float("inf"))),
+    ("status", lambda i, r: status_of(r)),
     ("CPU", lambda i, r: r.cpu_share),
     ("RSS", lambda i, r: r.peak_rss_mb.get("total", 0.0)),
-    ("status", lambda i, r: status_of(r)),
 ]
+NARROW = 72  # below this width the table uses short labels: "proc×2 t1 p64"
 
 
 class TrialsTable(DataTable[Any]):
@@ -51,9 +52,15 @@ class TrialsTable(DataTable[Any]):
         self.sort_col = 0
         self.reverse = False
         self.border_title = "trials"
+        self._narrow = False
 
     def on_mount(self) -> None:
         self._rebuild()
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW
+        if narrow != self._narrow:
+            self._rebuild()
 
     def add_result(self, r: TrialResult) -> None:
         self.results.append(r)
@@ -91,31 +98,41 @@ class TrialsTable(DataTable[Any]):
         best = max(ok, key=lambda r: r.throughput) if ok else None
         key = COLUMNS[self.sort_col][1]
         order = sorted(enumerate(self.results, 1), key=lambda ir: key(*ir), reverse=self.reverse)
+        self._narrow = 0 < self.size.width < NARROW
         for i, r in order:
-            self.add_row(*_cells(i, r, r is best), key=str(i))
+            self.add_row(*_cells(i, r, r is best, self._narrow), key=str(i))
         self.border_subtitle = f"{len(self.results)} trials · sorted by {COLUMNS[self.sort_col][0]} (o)"
 
 
-def _cells(i: int, r: TrialResult, best: bool) -> list[Text | str]:
+def short_label(r: TrialResult) -> str:
+    """``proc×2 t1 p64``: the configuration when the table is narrow (80 columns)."""
+    c = r.config
+    return f"{c.backend[:4]}×{c.workers} t{c.threads_per_worker} p{c.partition_size}"
+
+
+def _cells(i: int, r: TrialResult, best: bool, narrow: bool = False) -> list[Text | str]:
     p99 = r.latency_ms.get("p99")
     thr = Text(si(r.throughput))
     lat = Text(ms(p99))
-    if r.clean_throughput is not None:
+    if r.clean_throughput is not None and not narrow:
         # With faults injected the row shows both figures: as measured, and the same config clean.
         thr.append(f" ({si(r.clean_throughput)} clean)", style="dim")
-    if r.clean_p99_ms is not None:
+    if r.clean_p99_ms is not None and not narrow:
         lat.append(f" ({ms(r.clean_p99_ms)})", style="dim")
     status = status_of(r)
     stext = Text(status, style=STATUS_STYLE[status])
     if r.retries:
         stext.append(f" · {r.retries} retried", style="dim")
-    label = Text(("★ " if best else "  ") + r.config.label(), style="bold" if best else "")
+    label = Text(
+        ("★ " if best else "  ") + (short_label(r) if narrow else r.config.label()),
+        style="bold" if best else "",
+    )
     return [
         str(i),
         label,
         thr,
         lat,
+        stext,
         f"{r.cpu_share * 100:.0f}%",
         f"{r.peak_rss_mb.get('total', 0.0):.0f} MB",
-        stext,
     ]
