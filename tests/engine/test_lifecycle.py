@@ -160,3 +160,15 @@ def test_close_without_wait_cancels_what_has_not_run() -> None:
     for f in futures:
         if not f.cancelled():
             assert f.result().outputs == list(range(10))
+
+
+@pytest.mark.timeout(30)
+def test_stopping_a_map_early_cancels_what_has_not_started() -> None:
+    seen: list[ev.Event] = []
+    with Engine(spec("slow"), EngineConfig(workers=1, partition_size=5), on_event=seen.append) as engine:
+        it = engine.map(range(1000))
+        assert [next(it) for _ in range(5)] == list(range(5))
+        it.close()  # type: ignore[attr-defined]
+        assert list(engine.map(range(10))) == list(range(10))  # still serving
+    finished = sum(e.items for e in seen if isinstance(e, ev.PartitionFinished))
+    assert finished < 300, f"{finished} items ran after the caller stopped"

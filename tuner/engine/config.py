@@ -36,7 +36,7 @@ class EngineConfig:
     backoff: Backoff = field(default_factory=Backoff)
     memory_limit_mb: float | None = None  # per worker RSS; process backend only
     isolate: bool = True  # split a partition that failed for good, to isolate the failing items
-    prefetch: int = 2  # partitions queued per worker, to hide the round trip
+    prefetch: int = 16  # at most this many partitions queued per worker (adapts to service time)
     faults: FaultPlan = field(default_factory=FaultPlan)
     sample_interval_s: float = 0.5  # ResourceSample cadence (when someone listens)
     start_method: str | None = None  # None: forkserver where available, else spawn

@@ -42,6 +42,7 @@ import multiprocessing as mp
 import os
 import queue
 import random
+import select
 import signal
 import socket
 import threading
@@ -56,7 +57,7 @@ from typing import Any
 from tuner.engine import events as ev
 from tuner.engine.config import EngineConfig, Failure
 from tuner.engine.faults import SimulatedCrash
-from tuner.engine.transport import PICKLED, SegmentPool, ensure_tracker
+from tuner.engine.transport import PICKLED, Channel, SegmentPool, ensure_tracker
 from tuner.engine.worker import (
     DIED,
     ERR,
@@ -77,6 +78,8 @@ TERMINATE_GRACE_S = 0.5
 STOP_GRACE_S = 2.0
 #: how often the RSS watcher looks when a memory limit is set.
 MEMORY_CHECK_S = 0.05
+#: queue enough partitions per worker to cover this much of their service time (adaptive prefetch).
+PREFETCH_COVER_S = 0.005
 #: a worker that dies while loading the model this many times in a row ends the engine.
 MAX_LOAD_CRASHES = 3
 
@@ -181,9 +184,11 @@ class _Job:
 class _Part:
     """A slice of a job sent to a worker; split in halves when it fails for good."""
 
-    __slots__ = ("attempt", "first", "id", "items", "job", "n", "offset", "seg", "t_start", "total")
+    __slots__ = ("attempt", "exact", "first", "id", "items", "job", "n", "offset", "seg", "t_start", "total")
 
-    def __init__(self, pid: int, job: _Job, offset: int, items: Any, total: int = 0) -> None:
+    def __init__(
+        self, pid: int, job: _Job, offset: int, items: Any, total: int = 0, exact: bool = False
+    ) -> None:
         self.id = pid
         self.job = job
         self.offset = offset
@@ -194,12 +199,16 @@ class _Part:
         self.total = total  # failed attempts of these items, all sizes
         self.seg: Any = None
         self.t_start = 0.0
+        # A worker may hold back results of tiny partitions to send several at once; a partition
+        # re-run after a crash or timeout is "exact": sent alone, so the next death is charged to
+        # the partition that really caused it.
+        self.exact = exact
 
 
 class _Worker:
     __slots__ = (
         "cause",
-        "conn",
+        "chan",
         "fn",
         "inbox",
         "inflight",
@@ -220,7 +229,7 @@ class _Worker:
         self.wid = wid
         self.replacing = replacing
         self.proc: Any = None
-        self.conn: Any = None
+        self.chan: Channel | None = None
         self.thread: threading.Thread | None = None
         self.inbox: queue.SimpleQueue[Any] | None = None
         self.fn: Callable[[Any], Any] | None = None  # inline backend
@@ -256,7 +265,11 @@ class Engine:
 
         self._label = spec_text(model)
         c = self.config
-        self._prefetch = 1 if c.backend == "inline" else c.prefetch
+        # Partitions queued per worker adapt to the service time (see _adapt_prefetch): deep for tiny
+        # partitions, whose cost is the round trip; shallow for long ones, so one slow worker never
+        # holds many partitions hostage.
+        self._prefetch = 1 if c.backend == "inline" else min(2, c.prefetch)
+        self._svc_ewma = 0.0
         self._retry_on = frozenset(c.retry_on)
         self._rng = random.Random(c.faults.seed)
         self._target = 1 if c.backend == "inline" else c.workers
@@ -280,7 +293,8 @@ class Engine:
         self._workers: list[_Worker] = []
         self._dying: list[_Worker] = []
         self._wids = itertools.count(1)
-        self._waitmap: dict[Any, tuple[str, _Worker | None]] = {}
+        self._poller = _Poller()
+        self._unflushed: list[_Worker] = []
         self._wait_dirty = True
         self._load_crashes = 0
         self._segments = SegmentPool()
@@ -352,41 +366,68 @@ class Engine:
         ``first_item`` is the index of the first item in the caller's stream (fault decisions are
         keyed by it); by default items are numbered in submission order.
         """
+        return self.submit_many([items], first_item)[0]
+
+    def submit_many(
+        self, partitions: Sequence[Any], first_item: int | None = None
+    ) -> list[Future[PartitionResult]]:
+        """Submit several partitions at once: one wake-up of the supervisor, one write per worker."""
         if self._closed:
             raise EngineClosed("the engine is closed")
         if not self._started:
             self.start()
         if self._broken is not None:
             raise ModelSpecError(self._broken)
-        n = len(items)
-        if first_item is None:
-            first_item = self._next_item
-        self._next_item = max(self._next_item, first_item + n)
-        fut: Future[PartitionResult] = Future()
-        job = _Job(next(self._ids), items, first_item, fut, time.perf_counter())
-        if n == 0:
-            fut.set_result(PartitionResult(items, 0, first_item, job.t, job.t, 0.0, 0))
-            return fut
-        with self._lock:
-            self._outstanding.add(fut)
-        self._subq.append(job)
-        if self._waiting:
-            self._poke()
-        return fut
+        futures: list[Future[PartitionResult]] = []
+        jobs = []
+        first = self._next_item if first_item is None else first_item
+        now = time.perf_counter()
+        for items in partitions:
+            n = len(items)
+            fut: Future[PartitionResult] = Future()
+            futures.append(fut)
+            job = _Job(next(self._ids), items, first, fut, now)
+            first += n
+            if n == 0:
+                fut.set_result(PartitionResult(items, 0, job.first, now, now, 0.0, 0))
+            else:
+                jobs.append(job)
+        self._next_item = max(self._next_item, first)
+        if jobs:
+            with self._lock:
+                self._outstanding.update(j.future for j in jobs)
+            self._subq.extend(jobs)
+            if self._waiting:
+                self._poke()
+        return futures
 
     def map_partitions(
         self, items: Iterable[Any], partition_size: int | None = None, window: int | None = None
     ) -> Iterator[PartitionResult]:
-        """Partition ``items``, keep a bounded window in flight, yield results in input order."""
+        """Partition ``items``, keep a bounded window in flight, yield results in input order.
+
+        The window is refilled in bursts (when half of it has drained), so the supervisor wakes once
+        per burst rather than once per partition.
+        """
         size = partition_size or self.config.partition_size
+        chunks = _chunks(items, size)
         pending: deque[Future[PartitionResult]] = deque()
-        for chunk in _chunks(items, size):
-            pending.append(self.submit(chunk))
-            limit = window or max(4, self._target * (self._prefetch + 2))
-            while len(pending) >= limit:
+        exhausted = False
+        try:
+            while True:
+                limit = window or max(8, 2 * self._target * (self._prefetch + 2))
+                if not exhausted and len(pending) <= limit // 2:
+                    room = limit - len(pending)
+                    burst = list(itertools.islice(chunks, room))
+                    exhausted = len(burst) < room
+                    if burst:
+                        pending.extend(self.submit_many(burst))
+                if not pending:
+                    return
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:
+            for f in pending:  # the caller stopped early: what has not started never will
+                f.cancel()
 
     def map(self, items: Iterable[Any], partition_size: int | None = None) -> Iterator[Any]:
         """One outcome per item, in input order: its output, or a :class:`Failure`."""
@@ -487,23 +528,24 @@ class Engine:
                 self._take_submissions()
             if self._pending:
                 self._dispatch()
+            if self._unflushed:
+                self._flush()
             if self._wait_dirty:
                 self._rebuild_waitmap()
             self._waiting = True
             if self._subq or self._ctl or self._outbox:
-                ready: list[Any] = []
+                ready: list[tuple[str, _Worker | None]] = []
             else:
-                ready = wait(list(self._waitmap), self._timeout(perf()))
+                ready = self._poller.wait(self._timeout(perf()))
             self._waiting = False
-            for obj in ready:
-                kind, w = self._waitmap.get(obj, ("gone", None))
+            for kind, w in ready:
                 if kind == "wake":
                     try:
                         while self._wake_r.recv(4096):
                             pass
                     except (BlockingIOError, OSError):
                         pass
-                elif kind == "conn" and w is not None:
+                elif kind == "chan" and w is not None:
                     self._read(w)
                 elif kind == "sentinel" and w is not None:
                     self._on_exit(w)
@@ -545,21 +587,35 @@ class Engine:
         m: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
         for w in self._workers:
             if w.proc is not None:
-                if w.conn is not None:
-                    m[w.conn] = ("conn", w)
+                if w.chan is not None:
+                    m[w.chan] = ("chan", w)
                 m[w.proc.sentinel] = ("sentinel", w)
         for w in self._dying:
             if w.proc is not None:
                 m[w.proc.sentinel] = ("sentinel", w)
-        self._waitmap = m
+        self._poller.assign(m)
         self._wait_dirty = False
+
+    def _flush(self) -> None:
+        """Write what is queued for each worker; what a busy worker's socket can't take waits for POLLOUT."""
+        still = []
+        for w in self._unflushed:
+            if w.chan is None or w.cause is not None:
+                continue
+            try:
+                if not w.chan.flush():
+                    still.append(w)
+            except OSError:
+                pass  # the worker is gone; its sentinel fires and its partitions are re-run
+        self._unflushed = still
+        self._poller.want_write({w.chan for w in still if w.chan is not None})
 
     # -- workers --------------------------------------------------------------------------------
     def _spawn(self, replacing: int | None) -> _Worker:
         w = _Worker(next(self._wids), replacing)
         c = self.config
         if c.backend == "process":
-            parent, child = self._ctx.Pipe(duplex=True)
+            parent, child = socket.socketpair()
             proc = self._ctx.Process(
                 target=process_main,
                 args=(child, self._alive_r, self.model, c.threads_per_worker, c.faults, self._env),
@@ -568,7 +624,7 @@ class Engine:
             )
             proc.start()
             child.close()
-            w.proc, w.conn, w.pid = proc, parent, proc.pid
+            w.proc, w.chan, w.pid = proc, Channel(parent), proc.pid
         elif c.backend == "thread":
             w.inbox = queue.SimpleQueue()
             w.thread = threading.Thread(
@@ -601,7 +657,7 @@ class Engine:
         try:
             serve(
                 w.inbox.get,
-                lambda m: self._post(w, m),
+                lambda m, *_: self._post(w, m),
                 fn,
                 self.config.faults,
                 in_process=False,
@@ -636,10 +692,7 @@ class Engine:
         """Ask an idle worker to leave (it is not replaced)."""
         w.cause = cause
         if w.proc is not None:
-            try:
-                w.conn.send(None)
-            except OSError:
-                pass
+            self._queue(w, None)
             w.kill_at = time.perf_counter() + STOP_GRACE_S
             self._workers.remove(w)
             self._dying.append(w)
@@ -685,9 +738,12 @@ class Engine:
         if not w.inflight:
             return
         head = w.inflight.popleft()
-        # Partitions queued behind the head never started: they go back, no attempt counted.
+        head.exact = True
+        # Partitions queued behind the head never started (or their results were held back for
+        # batching and lost): they go back, no attempt counted, and run exact from now on.
         while w.inflight:
             part = w.inflight.pop()
+            part.exact = True
             self._release(part)
             self._pending.appendleft(part)
         self._attempt_failed(head, cause, message, worker=w.wid, **details)
@@ -748,11 +804,8 @@ class Engine:
         self._wait_dirty = True
 
     def _close_conn(self, w: _Worker) -> None:
-        if w.conn is not None:
-            try:
-                w.conn.close()
-            except OSError:
-                pass
+        if w.chan is not None:
+            w.chan.close()
 
     def _check_kills(self, now: float) -> None:
         for w in list(self._dying):
@@ -811,10 +864,12 @@ class Engine:
 
     # -- messages -------------------------------------------------------------------------------
     def _read(self, w: _Worker, draining: bool = False) -> None:
-        conn = w.conn
+        assert w.chan is not None
         try:
-            while w.cause is None and conn.poll():
-                self._on_message(w, conn.recv())
+            for msg in w.chan.receive():
+                if w.cause is not None:
+                    break
+                self._on_message(w, msg)
         except (EOFError, OSError):
             if not draining and w.cause is None:
                 # The pipe closed: the process is exiting; its sentinel tells us how.
@@ -931,7 +986,12 @@ class Engine:
                     best = w
             if len(best.inflight) >= prefetch:
                 return
-            self._send(best, pending.popleft())
+            part = pending.popleft()
+            if part.job.future.cancelled():  # cancelled before it ran: drop it
+                self._release(part)
+                self._forget(part.job.future)
+                continue
+            self._send(best, part)
 
     def _send(self, w: _Worker, part: _Part) -> None:
         now = time.perf_counter()
@@ -943,22 +1003,19 @@ class Engine:
             self._cb(ev.PartitionStarted(now, part.id, w.wid, part.attempt + 1, part.n))
         if w.proc is not None:
             kind, payload, part.seg = self._segments.pack(part.items)
-            try:
-                w.conn.send((part.id, part.attempt + 1, part.first, kind, payload))
-            except OSError:
-                pass  # the worker is dying; its sentinel will fire and the partition is re-run
+            self._queue(w, (part.id, part.attempt + 1, part.first, kind, payload, part.exact))
         elif w.inbox is not None:
-            w.inbox.put((part.id, part.attempt + 1, part.first, PICKLED, part.items))
+            w.inbox.put((part.id, part.attempt + 1, part.first, PICKLED, part.items, False))
         else:
             self._run_inline(w, part)
 
     def _run_inline(self, w: _Worker, part: _Part) -> None:
         assert w.fn is not None
-        msgs = iter(((part.id, part.attempt + 1, part.first, PICKLED, part.items), None))
+        msgs = iter(((part.id, part.attempt + 1, part.first, PICKLED, part.items, False), None))
         try:
             serve(
                 msgs.__next__,
-                lambda m: self._outbox.append((w, m)),
+                lambda m, *_: self._outbox.append((w, m)),
                 w.fn,
                 self.config.faults,
                 in_process=False,
@@ -966,13 +1023,27 @@ class Engine:
         except SimulatedCrash:
             self._outbox.append((w, (DIED, "injected crash")))
 
+    def _queue(self, w: _Worker, msg: Any) -> None:
+        assert w.chan is not None
+        if not w.chan.pending:
+            self._unflushed.append(w)
+        w.chan.queue(msg)
+
     def _release(self, part: _Part) -> None:
         if part.seg is not None:
             self._segments.release(part.seg)
             part.seg = None
 
+    def _adapt_prefetch(self, service_s: float) -> None:
+        self._svc_ewma = service_s if self._svc_ewma == 0.0 else 0.9 * self._svc_ewma + 0.1 * service_s
+        # Enough queued work to cover ~5 ms of round trips, between 2 and config.prefetch.
+        depth = 1 + int(PREFETCH_COVER_S / max(self._svc_ewma, 1e-6))
+        self._prefetch = max(min(2, self.config.prefetch), min(self.config.prefetch, depth))
+
     def _finished(self, w: _Worker, part: _Part, out: Any, service_s: float, now: float) -> None:
         self._release(part)
+        if self.config.backend != "inline":
+            self._adapt_prefetch(service_s)
         job = part.job
         job.service_s += service_s
         job.attempts = max(job.attempts, part.total + 1)
@@ -1011,8 +1082,8 @@ class Engine:
         elif c.isolate and part.n > 1:
             mid = part.n // 2
             job = part.job
-            left = _Part(next(self._ids), job, part.offset, part.items[:mid], part.total)
-            right = _Part(next(self._ids), job, part.offset + mid, part.items[mid:], part.total)
+            left = _Part(next(self._ids), job, part.offset, part.items[:mid], part.total, part.exact)
+            right = _Part(next(self._ids), job, part.offset + mid, part.items[mid:], part.total, part.exact)
             self._pending.appendleft(right)
             self._pending.appendleft(left)
             decision = "split"
@@ -1052,8 +1123,9 @@ class Engine:
             self._complete(job, job.slots, time.perf_counter())
 
     def _complete(self, job: _Job, outputs: Sequence[Any], now: float) -> None:
-        result = PartitionResult(outputs, job.failed, job.first, job.t, now, job.service_s, job.attempts)
-        job.future.set_result(result)
+        if not job.future.cancelled():  # the caller may cancel a future it no longer wants
+            result = PartitionResult(outputs, job.failed, job.first, job.t, now, job.service_s, job.attempts)
+            job.future.set_result(result)
         self._forget(job.future)
 
     def _forget(self, fut: Future[PartitionResult]) -> None:
@@ -1084,10 +1156,12 @@ class Engine:
         for w in self._workers:
             w.inflight.clear()
             if w.proc is not None:
-                try:
-                    w.conn.send(None)
-                except OSError:
-                    pass
+                if w.chan is not None:
+                    w.chan.queue(None)
+                    try:
+                        w.chan.flush()
+                    except OSError:
+                        pass
                 if cancel:
                     try:
                         w.proc.terminate()
@@ -1126,6 +1200,52 @@ class Engine:
             self._outstanding.clear()
         for f in leftover:
             f.cancel()
+
+
+class _Poller:
+    """Waits on the supervisor's sockets and sentinels: a persistent poll set where the OS has poll()
+    (multiprocessing.connection.wait builds a new selector on every call — a cost per partition),
+    else connection.wait (Windows: sockets and process handles)."""
+
+    def __init__(self) -> None:
+        self._map: dict[Any, tuple[str, _Worker | None]] = {}
+        self._by_fd: dict[int, tuple[str, _Worker | None]] = {}
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        self._writers: set[Any] = set()
+
+    def assign(self, m: dict[Any, tuple[str, _Worker | None]]) -> None:
+        self._map = m
+        if self._poll is None:
+            return
+        for fd in self._by_fd:
+            self._poll.unregister(fd)
+        self._by_fd = {}
+        for obj, what in m.items():
+            fd = obj if isinstance(obj, int) else obj.fileno()
+            self._by_fd[fd] = what
+            self._poll.register(fd, select.POLLIN | (select.POLLOUT if obj in self._writers else 0))
+
+    def want_write(self, chans: set[Any]) -> None:
+        """Also wake when these channels can take more output (a worker's socket was full)."""
+        if chans == self._writers:
+            return
+        self._writers = chans
+        if self._poll is not None:
+            for obj, _ in self._map.items():
+                if isinstance(obj, Channel):
+                    flags = select.POLLIN | (select.POLLOUT if obj in chans else 0)
+                    self._poll.modify(obj.fileno(), flags)
+
+    def wait(self, timeout: float | None) -> list[tuple[str, _Worker | None]]:
+        if self._poll is None:
+            return [self._map[o] for o in wait(list(self._map), timeout) if o in self._map]
+        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        out = []
+        for fd, _ in self._poll.poll(ms):
+            what = self._by_fd.get(fd)
+            if what is not None:
+                out.append(what)
+        return out
 
 
 def _signal_name(exitcode: int | None) -> str | None:

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
+import socket
+import struct
 import sys
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
@@ -120,3 +124,139 @@ def _attach(name: str) -> shared_memory.SharedMemory:
     if sys.version_info >= (3, 13):
         return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg,unused-ignore]
     return shared_memory.SharedMemory(name=name)
+
+
+# -- framed messages over a socket pair ---------------------------------------------------------------
+# multiprocessing.Connection costs one syscall per message each way (two to receive: header, body).
+# With tiny partitions that is the engine's whole cost, and every syscall hands the GIL to the
+# caller's thread and back. Frames (8-byte length + pickle) let the supervisor send every partition
+# queued for a worker in one write and take every result waiting in one read; its socket is
+# non-blocking, so a worker busy with a long partition can never stall the supervisor.
+_HEADER = struct.Struct("!Q")
+_READ_CHUNK = 1 << 18
+
+
+def encode(msg: Any) -> bytes:
+    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+def _decode_frames(buf: bytearray, out: list[Any]) -> None:
+    """Move every complete frame at the head of ``buf`` into ``out`` (decoded)."""
+    pos = 0
+    size = len(buf)
+    with memoryview(buf) as view:
+        while size - pos >= 8:
+            (n,) = _HEADER.unpack_from(buf, pos)
+            if size - pos - 8 < n:
+                break
+            out.append(pickle.loads(view[pos + 8 : pos + 8 + n]))
+            pos += 8 + n
+    if pos:
+        del buf[:pos]
+
+
+class Channel:
+    """The supervisor's end of a worker's socket: buffered, non-blocking, batched."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._out = bytearray()
+        self._in = bytearray()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def queue(self, msg: Any) -> None:
+        """Add a message to the next flush."""
+        self._out += encode(msg)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._out)
+
+    def flush(self) -> bool:
+        """Write what the socket takes now; True when nothing is left. Raises OSError if the peer is gone."""
+        out = self._out
+        while out:
+            try:
+                n = self.sock.send(out)
+            except BlockingIOError:
+                return False
+            del out[:n]
+        return True
+
+    def receive(self) -> list[Any]:
+        """Every complete message available now (maybe none). Raises EOFError when the peer closed."""
+        while True:
+            try:
+                chunk = self.sock.recv(_READ_CHUNK)
+            except BlockingIOError:
+                break
+            except ConnectionResetError:
+                raise EOFError from None
+            if not chunk:
+                if self._in:
+                    break  # deliver what is complete first; EOF shows again on the next read
+                raise EOFError
+            self._in += chunk
+            if len(chunk) < _READ_CHUNK:
+                break
+        msgs: list[Any] = []
+        _decode_frames(self._in, msgs)
+        return msgs
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class WorkerChannel:
+    """The worker's end: blocking reads of whole frames; results of tiny partitions sent in batches.
+
+    A result may wait (``defer``) only while more partitions are already queued here and for at most
+    ``BATCH_RESULTS_S``: the parent then wakes once for several results instead of once per result.
+    """
+
+    BATCH_RESULTS_S = 0.001
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
+        self.sock = sock
+        self._in = bytearray()
+        self._ready: deque[Any] = deque()
+        self._out = bytearray()
+        self._out_since = 0.0
+
+    def recv(self) -> Any:
+        if not self._ready and self._out:
+            self.flush()  # about to block: nothing may wait behind us
+        while not self._ready:
+            chunk = self.sock.recv(_READ_CHUNK)
+            if not chunk:
+                raise EOFError
+            self._in += chunk
+            msgs: list[Any] = []
+            _decode_frames(self._in, msgs)
+            self._ready.extend(msgs)
+        return self._ready.popleft()
+
+    def send(self, msg: Any, defer: bool = False) -> None:
+        if not self._out:
+            self._out_since = time.perf_counter()
+        self._out += encode(msg)
+        if (
+            not defer
+            or not self._ready
+            or len(self._out) > _READ_CHUNK
+            or time.perf_counter() - self._out_since > self.BATCH_RESULTS_S
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self._out:
+            self.sock.sendall(self._out)
+            self._out.clear()

@@ -4,7 +4,7 @@ One loop (:func:`serve`) serves every backend; only how messages travel differs 
 process, a queue for a thread, a direct call for inline). Messages are plain tuples, the cheapest
 thing to pickle:
 
-    parent -> worker   (partition_id, attempt, first_item, kind, payload)   or None to stop
+    parent -> worker   (partition_id, attempt, first_item, kind, payload, exact)   or None to stop
     worker -> parent   (OK, partition_id, outputs, service_s)
                        (ERR, partition_id, exc_type, message, traceback, service_s)
                        (NOTE, partition_id, fault_kind)       an injected fault is about to strike
@@ -26,10 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 from tuner.engine.faults import FaultPlan, SimulatedCrash, run_with_fault
-from tuner.engine.transport import SHARED, Attachments
+from tuner.engine.transport import SHARED, Attachments, WorkerChannel
 
 OK, ERR, NOTE, READY, LOAD_ERR, DIED = range(6)
 
+#: results of partitions faster than this may be batched (see WorkerChannel).
+DEFER_BELOW_S = 0.0005
 #: exit code of a worker that noticed its parent is gone.
 EXIT_PARENT_GONE = 75
 
@@ -71,16 +73,19 @@ def _limit_torch(n: int) -> None:
 
 def serve(
     recv: Callable[[], Any],
-    send: Callable[[Any], None],
+    send: Callable[..., None],
     fn: Callable[[Any], Any],
     plan: FaultPlan,
     *,
     in_process: bool,
     label: str = "model",
+    flush: Callable[[], None] | None = None,
 ) -> None:
     """Run partitions until ``recv()`` returns None. Raises SimulatedCrash out of a thread worker.
 
-    ``label`` names the model in messages (its spec text).
+    ``label`` names the model in messages (its spec text). ``flush`` sends results held back for
+    batching; it runs before an ``exact`` partition (one re-run after a crash or a timeout), so the
+    supervisor can tell exactly which partition a worker was running when it died.
     """
     from tuner.models import check_outputs
 
@@ -91,7 +96,9 @@ def serve(
         msg = recv()
         if msg is None:
             return
-        pid, attempt, first, kind, payload = msg
+        pid, attempt, first, kind, payload, exact = msg
+        if exact and flush is not None:
+            flush()  # a suspect partition: results before it must be out before it runs
         part = attachments.view(payload) if kind == SHARED else payload
         t0 = perf()
         try:
@@ -115,7 +122,10 @@ def serve(
             continue
         del part
         try:
-            send((OK, pid, out, dt))
+            if dt < DEFER_BELOW_S and not exact:
+                send((OK, pid, out, dt), True)  # a tiny partition's result may ride with the next ones
+            else:
+                send((OK, pid, out, dt))
         except Exception as e:
             send((ERR, pid, type(e).__name__, f"output could not be sent: {e}", traceback.format_exc(), dt))
 
@@ -137,9 +147,9 @@ def _watch_parent(alive: Any) -> None:
 
 
 def process_main(
-    conn: Any, alive: Any, spec: Any, threads: int | None, plan: FaultPlan, env: dict[str, str] | None = None
+    sock: Any, alive: Any, spec: Any, threads: int | None, plan: FaultPlan, env: dict[str, str] | None = None
 ) -> None:
-    """Entry point of a worker process.
+    """Entry point of a worker process; ``sock`` is its end of the framed channel.
 
     ``env`` is the parent's environment when the engine started: a forkserver child would otherwise
     inherit the forkserver's, frozen when it first started, and miss what the caller set since.
@@ -150,6 +160,7 @@ def process_main(
     # Ctrl-C reaches the whole process group; the parent decides, and stops us in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(alive,), name="tuner-parent-watch", daemon=True).start()
+    chan = WorkerChannel(sock)
     t0 = time.perf_counter()
     try:
         limits = limit_threads(threads)
@@ -159,14 +170,14 @@ def process_main(
         if threads is not None:
             _limit_torch(threads)  # the model may have imported torch just now
     except BaseException as e:
-        conn.send((LOAD_ERR, _one_line(e)))
-        conn.close()
+        chan.send((LOAD_ERR, _one_line(e)))
+        sock.close()
         return
-    conn.send((READY, os.getpid(), time.perf_counter() - t0))
+    chan.send((READY, os.getpid(), time.perf_counter() - t0))
     try:
-        serve(conn.recv, conn.send, fn, plan, in_process=True, label=spec_text(spec))
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
-        pass  # parent closed the pipe: nothing left to do
+        serve(chan.recv, chan.send, fn, plan, in_process=True, label=spec_text(spec), flush=chan.flush)
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass  # parent closed the channel: nothing left to do
     finally:
         del limits
 
