@@ -39,9 +39,22 @@ _counter = itertools.count()
 
 
 def ensure_tracker() -> None:
-    """Start the shared resource tracker before workers start (see module docstring)."""
-    if sys.platform != "win32":
+    """Start the shared resource tracker before workers start (see module docstring).
+
+    The tracker is handed ``sys.stderr``'s file descriptor; inside a Textual app ``sys.stderr`` is a
+    capture object without a real one, so the process's original stderr is lent for the call.
+    """
+    if sys.platform == "win32":
+        return
+    current = sys.stderr
+    if sys.__stderr__ is None or current is sys.__stderr__:
         resource_tracker.ensure_running()
+        return
+    sys.stderr = sys.__stderr__
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.stderr = current
 
 
 def _round_up(n: int) -> int:
