@@ -7,10 +7,13 @@ For each built-in model (mlp, pyloop, sleep) this loads ``profiles/<name>.yaml``
 inputs, alternating, ``--repeats`` times each:
 
 * **runtime**: ``Runtime.from_profile(profile)`` (everything the profile says), ``list(rt.map(items))``;
-* **naive**: ``multiprocessing.Pool(os.cpu_count()).map`` with the default chunking (chunksize
-  ``ceil(n / (4 * processes))``, as ``Pool.map`` computes it) and default BLAS threads. Each chunk
-  is one call of the same model function the engine calls — built lazily once per worker process
-  by ``tuner.models.load_model`` — so both run the same code path, only deployed differently.
+* **naive**: the same items arrive as requests of ``REQUEST`` (64) items — the batches the issue's
+  figures quote — and a naive deployment maps the model over them:
+  ``multiprocessing.Pool(os.cpu_count()).map(model, requests)`` with the default chunking (chunksize
+  ``ceil(len(requests) / (4 * processes))``, as ``Pool.map`` computes it) and default BLAS threads.
+  Each request is one call of the same model function the engine calls — built lazily once per
+  worker process by ``tuner.models.load_model`` — so both run the same code path, deployed
+  differently: the runtime re-partitions the stream by the profile and limits threads per worker.
 
 Both are warm (model loaded in every worker) before the clock starts; the pool start-up is not
 timed for either. Printed: medians of items/s, the ratio runtime/naive (target >= 1.0 everywhere,
@@ -22,7 +25,6 @@ instead of skipping it (not a profile figure; labelled as such).
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing as mp
 import os
 import statistics
@@ -48,16 +50,18 @@ def _naive_chunk(chunk: Any) -> Any:
     return _naive_fn(chunk)
 
 
-def default_chunks(items: Any, processes: int) -> list[Any]:
-    """The slices Pool.map would send by default: chunksize = ceil(n / (4 * processes))."""
-    size = max(1, math.ceil(len(items) / (4 * processes)))
-    return [items[i : i + size] for i in range(0, len(items), size)]
+REQUEST = 64
+
+
+def requests_of(items: Any) -> list[Any]:
+    """The stream as the naive deployment receives it: requests of REQUEST items."""
+    return [items[i : i + REQUEST] for i in range(0, len(items), REQUEST)]
 
 
 def time_naive(pool: Any, items: Any) -> float:
-    chunks = default_chunks(items, os.cpu_count() or 1)
+    requests = requests_of(items)
     t0 = time.perf_counter()
-    out = pool.map(_naive_chunk, chunks, chunksize=1)
+    out = pool.map(_naive_chunk, requests)  # default chunking
     dt = time.perf_counter() - t0
     assert sum(len(o) for o in out) == len(items)
     return len(items) / dt
@@ -100,7 +104,7 @@ def bench_model(name: str, repeats: int, fallback: bool, partition: int = 64) ->
     naive_rates: list[float] = []
     # Pool's default start method (fork on Linux) and default BLAS threads: what a naive deployment gets.
     with rt, mp.Pool(procs) as pool:
-        pool.map(_naive_chunk, default_chunks(items[: procs * 64], procs), chunksize=1)  # warm-up
+        pool.map(_naive_chunk, requests_of(items[: procs * 4 * REQUEST]))  # warm-up
         list(rt.map(items[: 4 * rt.settings.partition_size * max(1, rt.workers)]))  # warm-up
         for _ in range(repeats):
             rt_rates.append(time_runtime(rt, items))
