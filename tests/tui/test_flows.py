@@ -65,8 +65,8 @@ def log_text(app: TunerApp) -> str:
 
 
 @pytest.mark.timeout(60)
-async def test_sweep_fills_charts_table_and_results(results_path: Path) -> None:
-    app = real_app(results_path)
+async def test_sweep_fills_charts_table_results_then_export(results_path: Path, tmp_path: Path) -> None:
+    app = real_app(results_path, profiles_dir=tmp_path / "profiles")
     async with app.run_test(size=SIZE) as pilot:
         await fill_setup(pilot)
         await pilot.press("s")
@@ -86,6 +86,27 @@ async def test_sweep_fills_charts_table_and_results(results_path: Path) -> None:
         # The same JSON-lines file the headless mode writes: one line per finished trial.
         lines = results_path.read_text().splitlines()
         assert len(lines) == 2 and "config" in json.loads(lines[0])
+        # Export: the YAML is shown, the default path is profiles/<name>.yaml, the file loads back.
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.screen.query("#export-yaml"), what="the export dialog")
+        assert "recommended:" in app.screen.query_one("#export-yaml").text
+        path_input = app.screen.query_one("#export-path", Input)
+        assert path_input.value == str(tmp_path / "profiles" / "sleep.yaml")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not app.screen.query("#export-yaml"), what="the dialog to close")
+        profile = load_profile(tmp_path / "profiles" / "sleep.yaml")
+        assert profile.model.spec == "builtin:sleep"
+        assert f"profile written to {tmp_path / 'profiles' / 'sleep.yaml'}" in log_text(app)
+        # Load it back to compare against it.
+        await pilot.press("l")
+        await pilot.pause()
+        app.screen.query_one("#load-path", Input).value = str(tmp_path / "profiles" / "sleep.yaml")
+        await pilot.press("enter")
+        await wait_for(
+            pilot,
+            lambda: "this sweep's best" in str(app.query_one("#compare", Static).render()),
+            what="the comparison",
+        )
         await pilot.press("q")
 
 
@@ -125,7 +146,7 @@ async def test_quit_mid_sweep_stops_the_engine(results_path: Path) -> None:
 async def test_fault_rate_change_shows_faults_in_the_log(results_path: Path) -> None:
     app = real_app(results_path)
     async with app.run_test(size=SIZE) as pilot:
-        await fill_setup(pilot, backends="process", workers="1-2", partitions="32,64,128", max_trials="3")
+        await fill_setup(pilot, backends="process", workers="1-2", partitions="32,64,128", max_trials="")
         await pilot.press("s")
         await wait_for(pilot, lambda: app.sweep is not None, timeout=20, what="the sweep to start")
         await pilot.press("f")
@@ -142,36 +163,6 @@ async def test_fault_rate_change_shows_faults_in_the_log(results_path: Path) -> 
             detail=lambda: log_text(app),
         )
         assert "crashed" in log_text(app)
-        await pilot.press("q")
-
-
-@pytest.mark.timeout(60)
-async def test_export_writes_a_valid_profile(results_path: Path, tmp_path: Path) -> None:
-    app = real_app(results_path, profiles_dir=tmp_path / "profiles")
-    async with app.run_test(size=SIZE) as pilot:
-        await fill_setup(pilot, workers="1", max_trials="1")
-        await pilot.press("s")
-        await wait_for(pilot, lambda: app.recommendation is not None, timeout=40, what="a recommendation")
-        await pilot.press("e")
-        await wait_for(pilot, lambda: app.screen.query("#export-yaml"), what="the export dialog")
-        assert "recommended:" in app.screen.query_one("#export-yaml").text
-        path_input = app.screen.query_one("#export-path", Input)
-        assert path_input.value == str(tmp_path / "profiles" / "sleep.yaml")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.screen.query("#export-yaml"), what="the dialog to close")
-        profile = load_profile(tmp_path / "profiles" / "sleep.yaml")
-        assert profile.model.spec == "builtin:sleep"
-        assert f"profile written to {tmp_path / 'profiles' / 'sleep.yaml'}" in log_text(app)
-        # Load it back to compare against it.
-        await pilot.press("l")
-        await pilot.pause()
-        app.screen.query_one("#load-path", Input).value = str(tmp_path / "profiles" / "sleep.yaml")
-        await pilot.press("enter")
-        await wait_for(
-            pilot,
-            lambda: "this sweep's best" in str(app.query_one("#compare", Static).render()),
-            what="the comparison",
-        )
         await pilot.press("q")
 
 
