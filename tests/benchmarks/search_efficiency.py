@@ -6,8 +6,9 @@ share of the grid's best, and the adaptive measuring time as a share of the grid
 Target (issue 3): >= 95% of the grid's best throughput in <= 1/3 of its measuring time.
 
 Because both searches measure on a live host, the grid's best may be a lucky window; the script
-also prints the grid's own figure for the configuration adaptive chose, to tell a search miss from
-measurement noise.
+also prints the grid's own figure for the configuration adaptive chose, and, when the two searches
+chose different configurations, re-measures both back to back (alternating, twice each) — the
+"confirmed" ratio — to tell a search miss from measurement noise. Results go to --save as JSON lines.
 
     .venv/bin/python tests/benchmarks/search_efficiency.py [--models mlp,pyloop,sleep] [--window 0.5]
 """
@@ -15,10 +16,13 @@ measurement noise.
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import time
 
-from tuner.bench.measure import MeasureSettings
+from tuner.bench.measure import MeasureSettings, run_trial
 from tuner.bench.session import Sweep, SweepSpec
+from tuner.bench.types import TrialConfig
 
 
 def sweep(model: str, strategy: str, settings: MeasureSettings, items: int) -> tuple[Sweep, float]:
@@ -28,11 +32,22 @@ def sweep(model: str, strategy: str, settings: MeasureSettings, items: int) -> t
     return s, time.perf_counter() - t0
 
 
+def confirm(sweep: Sweep, a: TrialConfig, b: TrialConfig, settings: MeasureSettings) -> float:
+    """Median throughput of ``a`` over that of ``b``, measured alternately, twice each."""
+    got: dict[TrialConfig, list[float]] = {a: [], b: []}
+    for _ in range(2):
+        for c in (a, b):
+            r = run_trial(sweep.spec.model, sweep.inputs, c, settings, usable_cores=sweep.host.usable_cores)
+            got[c].append(r.throughput)
+    return statistics.median(got[a]) / statistics.median(got[b])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mlp,pyloop,sleep")
     ap.add_argument("--window", type=float, default=0.5)
     ap.add_argument("--items", type=int, default=8192)
+    ap.add_argument("--save", default="/tmp/search_efficiency.jsonl")
     args = ap.parse_args()
     settings = MeasureSettings(
         window_s=args.window, warmup_s=min(0.5, args.window), max_trial_s=12 * args.window
@@ -45,6 +60,13 @@ def main() -> None:
         g_best = max(grid.results, key=lambda r: r.throughput)
         a_best = max(adaptive.results, key=lambda r: r.throughput)
         same = next((r for r in grid.results if r.config == a_best.config), None)
+        with open(args.save, "a") as f:
+            for strategy, sw in (("grid", grid), ("adaptive", adaptive)):
+                for r in sw.results:
+                    f.write(json.dumps({"model": name, "strategy": strategy, **r.to_dict()}) + "\n")
+        confirmed = (
+            1.0 if a_best.config == g_best.config else confirm(grid, a_best.config, g_best.config, settings)
+        )
         rows.append(
             (
                 name,
@@ -57,6 +79,7 @@ def main() -> None:
                 a_best.config.label(),
                 t_grid,
                 t_adaptive,
+                confirmed,
             )
         )
         print(

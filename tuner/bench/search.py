@@ -9,7 +9,8 @@ measurement back. The session that runs them never knows which one it drives.
   one worker per usable core, 1 thread each, partitions of 64). One dimension at a time, it steps
   partition size (×2, ÷2), workers (next up/down), threads, a workers↔threads trade at constant
   cores (the move a BLAS model needs), and the backend, and keeps going in a direction while that
-  improves the objective by more than the noise. It stops when a full pass over the dimensions
+  improves the objective by more than the noise, taking one step more through a level stretch
+  (a neighbour within the noise of the best) before giving up on a direction. It stops when a full pass over the dimensions
   finds no neighbour better than the best by more than the noise, or at its trial budget.
   Pruning: a direction that got worse is not followed further; a backend that failed (its
   trial could not run) or lost to the best by more than half at equal settings is not tried again.
@@ -37,6 +38,8 @@ MIN_PARTITION = 16
 MAX_PARTITION = 1024
 #: A neighbour must beat the best by more than this share (or the best's CI, if wider) to move.
 MIN_NOISE = 0.03
+#: Steps a climb takes through a plateau (a neighbour level with the best within the noise).
+PLATEAU_STEPS = 1
 #: The hardware guess's partition size.
 START_PARTITION = 64
 #: latency-bound (io) models may run this many workers per usable core.
@@ -345,15 +348,25 @@ class AdaptiveStrategy:
                     continue
                 for direction in (1, -1):
                     moved = False
+                    probe = self.best.config
+                    flat = 0
                     while True:
-                        cand = self._step(self.best.config, dim, values, direction)
-                        if cand is None or not self._ok(cand):
+                        cand = self._step(probe, dim, values, direction)
+                        if cand is None or not self.space.feasible(cand) or cand.backend in self.dead_backends:
                             break
                         before = self.best
-                        yield cand
-                        if self.best is before:
-                            break  # no better by more than the noise: stop this way
-                        moved = improved = True
+                        known = self.results.get(cand.key())
+                        r = known if known is not None else (yield cand)
+                        if self.best is not before:
+                            moved = improved = True
+                            probe, flat = self.best.config, 0
+                            continue
+                        if known is None and flat < PLATEAU_STEPS and not beats(before, r, self.objective):
+                            # Level within the noise: one more step, in case the gain is just
+                            # beyond it (per-partition overhead fades slowly with partition size).
+                            probe, flat = cand, flat + 1
+                            continue
+                        break  # worse, or flat for too long: stop this way
                     if moved:
                         break  # went up: no need to look down from a point we came from
 
