@@ -64,6 +64,7 @@ from tuner.tui.widgets.setup import FormValues, SetupForm
 from tuner.tui.widgets.trials import TrialsTable
 
 VALIDATE_DEBOUNCE_S = 0.4
+CHART_INTERVAL_S = 0.5  # live charts redraw at most this often
 LEVEL_STYLE = {"info": "", "warning": "yellow", "error": "bold red"}
 
 
@@ -156,6 +157,7 @@ class TunerApp(App[int]):
         self._validate_timer: Any = None
         self.compared: tuple[Path, Any] | None = None
         self.batches_seen = 0
+        self._dirty_live = self._dirty_compare = False
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -178,12 +180,28 @@ class TunerApp(App[int]):
         if self._compare_path is not None:
             self._load_compare(self._compare_path)
         self.set_interval(1.0, self._tick_progress)
+        self.set_interval(CHART_INTERVAL_S, self._flush_charts)
+
+    def _flush_charts(self) -> None:
+        if not (self._dirty_live or self._dirty_compare):
+            return
+        if self.query_one(TabbedContent).active != "run":
+            return
+        with self.batch_update():
+            if self._dirty_live:
+                self.query_one(ThroughputChart).redraw()
+                self.query_one(LatencyChart).redraw()
+            if self._dirty_compare:
+                self.query_one(ComparisonChart).redraw()
+        self._dirty_live = self._dirty_compare = False
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
         # On a short terminal the Run and Results views drop the host summary line (the bars stay).
         for tab in ("setup", "run", "results"):
             self.screen.set_class(event.pane.id == tab, f"tab-{tab}")
+        if event.pane.id == "run":
+            self.call_after_refresh(self._flush_charts)
 
     # -- host and model checks (thread workers) --------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="probe")
@@ -398,11 +416,10 @@ class TunerApp(App[int]):
                 self._apply(m, tput, lat)
             if batch.dropped_notes:
                 self.log_event(Text(f"… {batch.dropped_notes} more engine events in this burst", style="dim"))
-            if charts_dirty:
-                tput.redraw()
-                lat.redraw()
-            if compare_dirty:
-                self.query_one(ComparisonChart).redraw()
+            # Charts are only marked here; _flush_charts redraws them at most twice a second, and
+            # only while the Run view is on screen (a plotext build is the UI's biggest CPU cost).
+            self._dirty_live |= charts_dirty
+            self._dirty_compare |= compare_dirty
 
     def _apply(self, m: SweepMessage, tput: ThroughputChart, lat: LatencyChart) -> None:
         if isinstance(m, WindowMeasured):

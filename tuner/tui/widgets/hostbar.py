@@ -58,7 +58,7 @@ class LoadBars(Widget):
 
     load: reactive[Load | None] = reactive(None, layout=True)
 
-    def __init__(self, sampler: Callable[[], Load] | None = psutil_sampler, interval_s: float = 0.5) -> None:
+    def __init__(self, sampler: Callable[[], Load] | None = psutil_sampler, interval_s: float = 1.0) -> None:
         super().__init__(id="load-bars")
         self._sampler = sampler
         self._interval = interval_s

@@ -1,0 +1,150 @@
+"""Does the TUI disturb what it measures? Same sweep headless and inside the app, one run.
+
+    .venv/bin/python tests/benchmarks/ui_overhead.py [--model builtin:mlp] [--repeat 2]
+
+Baseline: ``Sweep.run`` called directly (what ``tuner bench`` does). Then the same spec driven by
+the app (headless Textual, real widgets, real charts), alternating, ``--repeat`` times each.
+Prints the best throughput of each mode and their ratio (target: TUI within 5% of headless), the
+CPU the UI process itself used during the sweep beyond the headless run's (the sweep thread's own
+bookkeeping is in both), and the latency of key presses handled during the sweep (target < 100 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the frozen host fakes
+
+from tuner.bench.measure import MeasureSettings
+from tuner.bench.search import Space
+from tuner.bench.session import Sweep, SweepSpec
+
+
+def spec_for(model: str, window: float) -> SweepSpec:
+    return SweepSpec(
+        model=model,
+        n_items=8192,
+        space=Space(("process",), (1, 2), (1,), (64,)),
+        budget_s=None,
+        max_trials=2,
+        settings=MeasureSettings(window_s=window),
+    )
+
+
+def _cpu() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system  # this process only: the UI and the sweep thread, not the workers
+
+
+def headless(model: str, window: float) -> tuple[float, float, float]:
+    sweep = Sweep(spec_for(model, window))
+    c0, t0 = _cpu(), time.perf_counter()
+    results = sweep.run(threading.Event())
+    return max(r.throughput for r in results), _cpu() - c0, time.perf_counter() - t0
+
+
+async def in_app(
+    model: str, window: float, press_keys: bool = False
+) -> tuple[float, float, float, list[float]]:
+    from textual.widgets import Input, TabbedContent
+
+    from tuner.tui.app import TunerApp
+    from tuner.tui.driver import BenchDriver
+
+    app = TunerApp(model=model, window_s=window, driver=BenchDriver(results_path=None))
+    latencies: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        for wid, value in (
+            ("backends", "process"),
+            ("workers", "1,2"),
+            ("threads", "1"),
+            ("partitions", "64"),
+            ("max-trials", "2"),
+            ("items", "8192"),
+            ("budget", "1000"),
+        ):
+            app.query_one(f"#{wid}", Input).value = value
+        await pilot.pause()
+        tabs = app.query_one(TabbedContent)
+        c0, t0 = _cpu(), time.perf_counter()
+        await pilot.press("s")
+        keys = ["3", "2"]
+        n = 0
+        while app.recommendation is None or app.running:
+            await asyncio.sleep(0.5)  # a person glancing at the screen, pressing a key now and then
+            if press_keys and app.sweep is not None and app.running:
+                # Time from the key entering the app to its action having run (the tab switched),
+                # polled every 2 ms from the app's own loop.
+                want = {"3": "results", "2": "run"}[keys[n % 2]]
+                k0 = time.perf_counter()
+                app.simulate_key(keys[n % 2])
+                while tabs.active != want and time.perf_counter() - k0 < 5:
+                    await asyncio.sleep(0.002)
+                latencies.append(time.perf_counter() - k0)
+                n += 1
+            if time.perf_counter() - t0 > 300:
+                raise SystemExit("the sweep inside the app did not finish in 300 s")
+        cpu, wall = _cpu() - c0, time.perf_counter() - t0
+        best = max(r.throughput for r in app.results)
+        await pilot.press("q")
+    return best, cpu, wall, latencies
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="builtin:mlp")
+    ap.add_argument("--window", type=float, default=0.5)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    from tuner.engine.transport import ensure_tracker
+
+    ensure_tracker()  # before Textual captures stderr (see the TUI's app.py)
+    h_best, a_best, h_cpu, a_cpu, h_wall, a_wall, lat = [], [], [], [], [], [], []
+    for i in range(args.repeat):
+        b, c, w = headless(args.model, args.window)
+        h_best.append(b), h_cpu.append(c), h_wall.append(w)
+        b, c, w, _ = asyncio.run(in_app(args.model, args.window))
+        a_best.append(b), a_cpu.append(c), a_wall.append(w)
+        print(
+            f"round {i + 1}: headless {h_best[-1]:,.0f} items/s · TUI {a_best[-1]:,.0f} items/s", flush=True
+        )
+    # Key presses in a separate TUI run: switching views re-renders whole screens, which would
+    # otherwise be counted as the UI's idle cost during a sweep.
+    lat = asyncio.run(in_app(args.model, args.window, press_keys=True))[3]
+    hb, ab = max(h_best), max(a_best)
+    ui_cpu = statistics.mean(a_cpu) / statistics.mean(a_wall) - statistics.mean(h_cpu) / statistics.mean(
+        h_wall
+    )
+    print(
+        f"\nmodel {args.model}, 2 trials (process ×1 and ×2, partition 64), window {args.window:g} s, "
+        f"{args.repeat} rounds, {psutil.cpu_count()} logical cores"
+    )
+    print(
+        f"best throughput   headless {hb:,.0f} items/s   TUI {ab:,.0f} items/s   "
+        f"ratio {ab / hb:.3f} ({(ab / hb - 1) * 100:+.1f}%; target within 5%)"
+    )
+    print(
+        f"main-process CPU  headless {statistics.mean(h_cpu) / statistics.mean(h_wall) * 100:.1f}% of a core   "
+        f"TUI {statistics.mean(a_cpu) / statistics.mean(a_wall) * 100:.1f}% of a core   "
+        f"UI overhead {ui_cpu * 100:+.1f}% of a core"
+    )
+    if lat:
+        lat_ms = sorted(x * 1000 for x in lat)
+        p95 = lat_ms[min(len(lat_ms) - 1, int(0.95 * len(lat_ms)))]
+        print(
+            f"key presses during the sweep: {len(lat_ms)}, median {statistics.median(lat_ms):.1f} ms, "
+            f"p95 {p95:.1f} ms, max {lat_ms[-1]:.1f} ms (target < 100 ms)"
+        )
+
+
+if __name__ == "__main__":
+    main()
