@@ -5,7 +5,10 @@ What a trial does, in order::
   Engine.start()  ── workers start, each loads the model once ──► cold_start_s (max WorkerStarted.load_s)
   warm-up         ── closed loop, at least ``warmup_s`` and 2 partitions per worker ──► excluded
   windows         ── ``window_s`` each; throughput = items completed (outputs, not failures) in the
-                     window / window_s ──► stop when the last ``stable_windows`` agree within
+                     window / window_s, each partition's items credited pro rata over its service
+                     interval (so a window's figure is not quantised to whole partitions; a window
+                     is counted once the partitions running at its end are back)
+                     ──► stop when the last ``stable_windows`` agree within
                      ±``tolerance`` of their mean ("stable"), or at ``max_trial_s`` ("unstable")
 
 Closed loop: ``in_flight_per_worker × workers`` partitions are kept submitted to the engine; each
