@@ -204,6 +204,8 @@ async def feed(app: Any, pilot: Any, messages: list[SweepMessage], *, recommend:
     app._started_at = FIXED_CLOCK - 42.0
     app.post_message(SweepBatch(messages))
     await pilot.pause()
+    app._flush_charts()  # the charts' refresh timer, run now: snapshots must not race it
+    await pilot.pause()
     fin = [m for m in messages if isinstance(m, SweepFinished)]
     if fin and recommend:
         from tuner.bench.recommend import recommend as real_recommend

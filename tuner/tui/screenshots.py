@@ -30,6 +30,7 @@ async def shoot(model: str, out: Path, size: tuple[int, int]) -> None:
     """Run one sweep and save the screens (``size`` is the terminal)."""
     from tuner.tui.app import TunerApp
     from tuner.tui.driver import BenchDriver
+    from tuner.tui.widgets.charts import ThroughputChart
 
     small = size[0] < 100
     app = TunerApp(model=model, window_s=0.5, budget_s=120, driver=BenchDriver(results_path=None))
@@ -56,7 +57,7 @@ async def shoot(model: str, out: Path, size: tuple[int, int]) -> None:
             app.save_screenshot(str(out / "faults.svg"))
             await pilot.press("enter")
         await _wait(
-            pilot, lambda: len(app.results) >= 3 and len(app.query_one("ThroughputChart").points) >= 4, 120
+            pilot, lambda: len(app.results) >= 3 and len(app.query_one(ThroughputChart).points) >= 4, 120
         )
         await pilot.pause(0.6)  # one chart refresh period
         app.save_screenshot(str(out / f"run{tag}.svg"))
