@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from tuner.bench.measure import timeout_for
+from tuner.bench.measure import TIMEOUT_FLOOR_S, timeout_for
 from tuner.bench.search import beats, score
 from tuner.bench.types import Objective, TrialResult
 from tuner.errors import BadInput
@@ -143,14 +143,24 @@ def _retries(results: list[TrialResult], best: TrialResult) -> tuple[int, tuple[
 
 def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None) -> tuple[int, int, str]:
     c = best.config
-    same = {
-        r.config.workers: r
-        for r in results
-        if r.feasible
-        and r.config.backend == c.backend
-        and r.config.threads_per_worker == c.threads_per_worker
-        and r.config.partition_size == c.partition_size
-    }
+
+    def pools(any_backend: bool) -> dict[int, TrialResult]:
+        out: dict[int, TrialResult] = {}
+        for r in results:
+            if (
+                r.feasible
+                and (any_backend or r.config.backend == c.backend)
+                and r.config.threads_per_worker == c.threads_per_worker
+                and r.config.partition_size == c.partition_size
+                and (r.config.workers not in out or r.throughput > out[r.config.workers].throughput)
+            ):
+                out[r.config.workers] = r
+        return out
+
+    same = pools(any_backend=False)
+    if not any(w < c.workers for w in same):
+        # No smaller pool on this backend: the other backend's, at equal settings, says as much.
+        same = {**pools(any_backend=True), c.workers: best}
     hi = c.workers
     more = [r for w, r in same.items() if w > c.workers]
     cores = host.usable_cores if host is not None else None
@@ -164,13 +174,14 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
         why_max = f"{hi} workers is the most measured"
     target = MIN_POOL_SHARE * best.throughput
     measured_fewer = {w: r for w, r in same.items() if w < c.workers}
-    reaching = sorted(w for w, r in measured_fewer.items() if r.throughput >= target)
+    # "Reaches half" within the noise: the upper end of its CI does.
+    reaching = sorted(w for w, r in measured_fewer.items() if max(r.throughput, r.throughput_ci[1]) >= target)
     if reaching:
         lo = reaching[0]
         r = same[lo]
         why_min = (
             f"{lo} worker{'s' if lo != 1 else ''} measured {fmt_rate(r.throughput)} items/s, "
-            f"{r.throughput / best.throughput:.0%} of the best — the smallest pool reaching half"
+            f"{r.throughput / best.throughput:.0%} of the best — the smallest pool reaching about half (within its CI)"
         )
     elif measured_fewer:
         lo = c.workers
@@ -222,7 +233,10 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
     p999 = best.service_ms.get("p999")
     timeout = timeout_for(p999)
     if p999:
-        t_text = f"{timeout:g} s per partition ({timeout / (p999 / 1000):.0f}× the p99.9 service time of {fmt_ms(p999)})"
+        if timeout <= TIMEOUT_FLOOR_S and 10 * p999 / 1000 < TIMEOUT_FLOOR_S:
+            t_text = f"{timeout:g} s per partition (the floor: 10× the p99.9 service time of {fmt_ms(p999)} is less)"
+        else:
+            t_text = f"{timeout:g} s per partition (10× the p99.9 service time of {fmt_ms(p999)})"
     else:
         t_text = f"{timeout:g} s per partition (no service times measured: a default)"
     retries, backoff, r_text = _retries(results, best)

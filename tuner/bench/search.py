@@ -352,7 +352,11 @@ class AdaptiveStrategy:
                     flat = 0
                     while True:
                         cand = self._step(probe, dim, values, direction)
-                        if cand is None or not self.space.feasible(cand) or cand.backend in self.dead_backends:
+                        if (
+                            cand is None
+                            or not self.space.feasible(cand)
+                            or cand.backend in self.dead_backends
+                        ):
                             break
                         before = self.best
                         known = self.results.get(cand.key())

@@ -207,6 +207,16 @@ def _apply_space(sweep: Sweep, overrides: dict[str, Any], oversubscribe: bool) -
 # ------------------------------------------------------------------------------- progress
 
 
+def _console(stderr: bool) -> Any:
+    """A rich console; a file or CI log gets 120 columns (rich's 80 squeezes the results table)."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=120)
+    return console
+
+
 class _Progress:
     """A rich progress bar on stderr: trial n of ~N, the current configuration and phase, ETA."""
 
@@ -477,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
     spec, overrides = _spec_from_args(args)
     sweep = Sweep(spec)  # validates model and inputs: a bad one is one line, nothing started
     _apply_space(sweep, overrides, args.oversubscribe)
-    human = Console(stderr=True) if args.json else Console()
+    human = _console(stderr=args.json)
     err = Console(stderr=True)
     err.print(f"host: {sweep.host.summary()}", markup=False, highlight=False)
     err.print(
