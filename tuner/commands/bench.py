@@ -34,6 +34,10 @@ GATE_P99_SLACK_MS = 0.5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `tuner bench` (values are checked in run(), so each error is one line)."""
+    parser.epilog = (
+        "exit codes: 0 ok; 1 regression beyond --max-regression (or nothing feasible); "
+        "2 bad input or usage; 130 interrupted (completed trials kept in --results)"
+    )
     a = parser.add_argument
     a("--model", default=None, help="model spec (default builtin:mlp; with --baseline, the profile's model)")
     a(
