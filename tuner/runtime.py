@@ -594,7 +594,9 @@ class Runtime:
         window = max(4, ceiling * (self.engine_config.prefetch + 2))
         inflight: deque[tuple[int, Future[PartitionResult]]] = deque()
         index = 0
-        chunks = _chunks(items, s.partition_size)
+        from tuner.engine.pool import partitions
+
+        chunks = partitions(items, s.partition_size)
         while True:
             while len(inflight) < window:
                 chunk = next(chunks, None)
@@ -819,25 +821,6 @@ class Runtime:
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[Any]:
-    """Consecutive partitions of ``size`` items: views of arrays, slices of lists, lists otherwise."""
-    if (
-        hasattr(items, "__getitem__")
-        and hasattr(items, "__len__")
-        and not isinstance(items, (str, bytes, dict))
-    ):
-        seq: Any = items
-        for i in range(0, len(seq), size):
-            yield seq[i : i + size]
-        return
-    it = iter(items)
-    while True:
-        chunk = list(itertools.islice(it, size))
-        if not chunk:
-            return
-        yield chunk
 
 
 def _as_partition(items: list[Any]) -> Any:

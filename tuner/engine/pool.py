@@ -410,7 +410,7 @@ class Engine:
         per burst rather than once per partition.
         """
         size = partition_size or self.config.partition_size
-        chunks = _chunks(items, size)
+        chunks = partitions(items, size)
         pending: deque[Future[PartitionResult]] = deque()
         exhausted = False
         try:
@@ -1258,9 +1258,13 @@ def _signal_name(exitcode: int | None) -> str | None:
         return f"signal {-exitcode}"
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[Any]:
-    """Consecutive slices of ``size`` items: views of arrays and lists, lists from other iterables."""
-    if hasattr(items, "__getitem__") and hasattr(items, "__len__"):
+def partitions(items: Iterable[Any], size: int) -> Iterator[Any]:
+    """Consecutive partitions of ``size`` items: views of arrays, slices of lists, lists otherwise."""
+    if (
+        hasattr(items, "__getitem__")
+        and hasattr(items, "__len__")
+        and not isinstance(items, (str, bytes, dict))
+    ):
         seq: Any = items
         for i in range(0, len(seq), size):
             yield seq[i : i + size]
