@@ -62,7 +62,13 @@ def test_small_sweep_writes_a_sane_profile_and_json(tmp_path, tuner_cmd, clean_e
     summary = json.loads(p.stdout)  # stdout is only the JSON
     assert summary["profile"] == str(out)
     assert summary["recommendation"]["throughput"] > 0
-    assert len(summary["trials"]) == len(lines(results)) >= 2
+    written = lines(results)
+    keys = {json.dumps(d["config"], sort_keys=True) for d in written}
+    assert len(summary["trials"]) == len(keys) >= 2
+    # the winner was measured twice: its merged line comes last, holding both trials' windows
+    assert len(written) == len(keys) + 1
+    first_trial = next(d for d in written if d["config"] == written[-1]["config"])
+    assert len(written[-1]["windows"]) > len(first_trial["windows"])
     profile = load_profile(out)
     rec = profile.recommended
     assert rec.workers >= 1 and rec.timeout_s is not None and rec.timeout_s > 0
@@ -112,8 +118,11 @@ def test_interrupted_sweep_resumes_without_redoing_trials(tmp_path, tuner_cmd, c
     assert p.returncode == 0, p.stderr
     final = lines(results)
     keys = [json.dumps(d["config"], sort_keys=True) for d in final]
-    assert len(final) == 6 and len(set(keys)) == 6  # every config once: none redone
+    # every config measured once (none redone), plus one confirmation of the winner at the end
+    assert len(set(keys)) == 6 and len(final) == 7
+    assert len(set(keys[:-1])) == 6
     assert final[: len(first)] == first
+    assert len(json.loads(p.stdout)["trials"]) == 6
 
 
 @pytest.mark.timeout(120)

@@ -14,8 +14,8 @@ What is derived here, and why:
   5 s when failures are frequent (> 5% of attempts).
 * **autoscale** — max = the best's worker count (more did not measure faster, or the cores cap
   it); min = the fewest workers measured (same backend, threads and partition size; else any
-  backend) that reach about half the best throughput (within 5%) — a pool that can absorb half the peak without waiting for a cold
-  start — or half the best's workers when that was not measured.
+  backend) that reach about half the best throughput (within 5%) — a pool that can absorb half
+  the peak without waiting for a cold start — or half the best's workers when not measured.
 """
 
 from __future__ import annotations
