@@ -44,9 +44,13 @@ class BenchDriver:
         self,
         results_path: Path | None = Path(".tuner/last-sweep.jsonl"),
         settings_hook: Callable[[Any], Any] | None = None,
+        in_process: bool = False,
     ) -> None:
         self.results_path = results_path
         self._settings_hook = settings_hook
+        # By default the sweep runs in a child process (tuner.tui.remote): the UI then neither slows
+        # the measurement nor is slowed by it. in_process=True keeps it in this process (debugging).
+        self.in_process = in_process
 
     def make_sweep(
         self, values: FormValues, on_message: SweepCallback, host: Any, info: Any
@@ -92,7 +96,11 @@ class BenchDriver:
             settings=settings,
             results_path=str(self.results_path) if self.results_path else None,
         )
-        return Sweep(spec, on_message=on_message), spec
+        if self.in_process:
+            return Sweep(spec, on_message=on_message), spec
+        from tuner.tui.remote import RemoteSweep
+
+        return RemoteSweep(spec, on_message=on_message), spec
 
     def recommend(self, results: list[TrialResult], objective: Objective, host: Any) -> Any:
         from tuner.bench.recommend import recommend
