@@ -26,7 +26,7 @@ from tuner.profile import load_profile, save_profile
 
 
 def fresh_profile(model: str, budget: float, folder: Path) -> Path:
-    spec = SweepSpec(model=model, budget_s=budget)
+    spec = SweepSpec(model=model, budget_s=budget, confirm=True)  # as `tuner bench` does
     sweep = Sweep(spec)
     results = sweep.run()
     rec = recommend(results, spec.objective, sweep.host)

@@ -5,8 +5,8 @@ The two drivers (``tuner bench`` and the TUI) build a :class:`SweepSpec`, make a
 usually in a worker thread, receiving :mod:`tuner.bench.types` messages through ``on_message``.
 Neither contains benchmark logic.
 
-After the search, the winner is measured once more and the two trials merged into its row
-(see :meth:`Sweep._confirm`). Budget: before each trial the sweep estimates its cost as the median of the trials so far and does
+With ``confirm``, after the search the winner is measured once more and the two trials merged
+into its row (see :meth:`Sweep._confirm`). Budget: before each trial the sweep estimates its cost as the median of the trials so far and does
 not start one that would end past ``budget_s``. ``results_path`` gets one JSON line per trial as
 each ends (fsynced), so an interrupted sweep loses nothing; ``resume`` reads it back and the
 strategy skips the configurations already measured.
@@ -59,7 +59,11 @@ class SweepSpec:
     results_path: str | None = None
     resume: bool = False
     engine_overrides: dict[str, Any] | None = None  # passed to every trial's EngineConfig
-    confirm: bool = True  # measure the winner once more and merge (against the winner's curse)
+    # Measure the winner once more and merge the two trials (against the winner's curse). Off by
+    # default: the confirmation arrives as one more TrialStarted/TrialFinished pair for a config
+    # already shown, so a driver must update that row (by config key) rather than add one.
+    # `tuner bench` turns it on.
+    confirm: bool = False
 
 
 def load_results(path: str | os.PathLike[str], model: str | None = None) -> list[TrialResult]:
