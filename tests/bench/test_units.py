@@ -190,3 +190,24 @@ def test_build_profile_round_trips(tmp_path) -> None:
     assert back.recommended.workers == 2 and back.recommended.timeout_s == rec.timeout_s
     assert back.autoscale.min_workers <= 2 <= back.autoscale.max_workers
     assert back.evidence.throughput == 1000
+
+
+@pytest.mark.timeout(10)
+def test_p99_objective_prefers_the_lowest_tail() -> None:
+    fast = result(TrialConfig("process", 2, 1, 1024), 2000, p99=90)
+    snappy = result(TrialConfig("process", 2, 1, 16), 900, p99=4)
+    rec = recommend([fast, snappy], Objective(goal="p99"), None)
+    assert rec.best is snappy
+    assert rec.runner_ups == [fast]
+
+
+@pytest.mark.timeout(10)
+def test_merging_a_confirmation_trial_uses_both_trials_windows() -> None:
+    from tuner.bench.session import merge_trials
+
+    cfg = TrialConfig("process", 2, 1, 64)
+    lucky = result(cfg, 1100)
+    again = result(cfg, 1000)
+    merged = merge_trials(lucky, again, Objective())
+    assert merged.config == cfg and 1000 <= merged.throughput <= 1100
+    assert len(merged.windows) == 6 and merged.items == lucky.items + again.items
