@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.benchmarks import _models as m  # noqa: E402
-from tuner.engine import Engine, EngineConfig  # noqa: E402
+from tests.benchmarks import _models as m
+from tuner.engine import Engine, EngineConfig
 
 WORKERS = 2
 SPEC = f"{Path(m.__file__).resolve()}"
