@@ -53,13 +53,15 @@ class TrialsTable(DataTable[Any]):
         self.reverse = False
         self.border_title = "trials"
         self._narrow = False
+        self._built_width = -1
 
     def on_mount(self) -> None:
         self._rebuild()
 
     def on_resize(self) -> None:
-        narrow = self.size.width < NARROW
-        if narrow != self._narrow:
+        # Rebuild on any width change: rows added while the Run view was hidden (width 0) were laid
+        # out for no width, and the narrow/full labels depend on the width too. A few rows: cheap.
+        if self.size.width != self._built_width:
             self._rebuild()
 
     def add_result(self, r: TrialResult) -> None:
@@ -91,16 +93,28 @@ class TrialsTable(DataTable[Any]):
 
     def _rebuild(self) -> None:
         self.clear(columns=True)
-        for n, (name, _) in enumerate(COLUMNS):
-            label = name + ((" ▼" if self.reverse else " ▲") if n == self.sort_col and n else "")
-            self.add_column(label, key=name)
         ok = [r for r in self.results if r.error is None and r.feasible]
         best = max(ok, key=lambda r: r.throughput) if ok else None
         key = COLUMNS[self.sort_col][1]
         order = sorted(enumerate(self.results, 1), key=lambda ir: key(*ir), reverse=self.reverse)
         self._narrow = 0 < self.size.width < NARROW
-        for i, r in order:
-            self.add_row(*_cells(i, r, r is best, self._narrow), key=str(i))
+        self._built_width = self.size.width
+        rows = [(i, _cells(i, r, r is best, self._narrow)) for i, r in order]
+        for n, (name, _) in enumerate(COLUMNS):
+            label = name + ((" ▼" if self.reverse else " ▲") if n == self.sort_col and n else "")
+            # Explicit widths: Textual's auto width kept the header's width when the table was
+            # cleared and refilled in one go, cutting "process ×2 · 1 thread · partition 64" short.
+            width = max(
+                [len(label)]
+                + [
+                    Text(c).cell_len if isinstance(c, str) else c.cell_len
+                    for _, cs in rows
+                    for c in cs[n : n + 1]
+                ]
+            )
+            self.add_column(label, key=name, width=width)
+        for i, cells in rows:
+            self.add_row(*cells, key=str(i))
         self.border_subtitle = f"{len(self.results)} trials · sorted by {COLUMNS[self.sort_col][0]} (o)"
 
 
