@@ -434,7 +434,14 @@ def _gate(args: argparse.Namespace) -> int:
     if p99 is not None and old_p99:
         dp = (p99 - old_p99) / old_p99 * 100
         text += f", p99 {fmt_ms(p99)} vs {fmt_ms(old_p99)} ({dp:+.0f}%)"
-        if p99 > old_p99 * (1 + tolerance / 100) + GATE_P99_SLACK_MS:
+        # A tail percentile is noisier than a median: the gate calls a p99 regression only when the
+        # intervals separate — the new p99's 95% CI lower bound above the baseline's upper bound
+        # plus the tolerance (seen here: an unchanged build's p99 +16% on a loaded 2-core CI box).
+        lows = [r.latency_ci_ms["p99"][0] for r in good if "p99" in r.latency_ci_ms]
+        new_low = statistics.median(lows) if lows else p99
+        old_ci = profile.evidence.latency_ci_ms.p99 if profile.evidence.latency_ci_ms else None
+        old_high = old_ci[1] if old_ci else old_p99
+        if new_low > old_high * (1 + tolerance / 100) + GATE_P99_SLACK_MS:
             failed = True
             reasons.append(f"p99 rose {dp:.0f}%")
     text += f": {'beyond' if failed else 'within'} {tolerance:g}% — {'REGRESSION' if failed else 'ok'}"
