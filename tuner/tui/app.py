@@ -24,6 +24,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, ProgressBar, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerError, get_current_worker
@@ -504,13 +505,19 @@ class TunerApp(App[int]):
         stamp = Text(time.strftime("%H:%M:%S ", time.localtime(self._clock())), style="dim")
         if index is not None:
             stamp.append(f"t{index + 1} ", style="dim")
-        self.query_one("#events", RichLog).write(stamp + text)
+        try:
+            self.query_one("#events", RichLog).write(stamp + text)
+        except NoMatches:
+            pass  # closing
 
     def _set_status(self, text: str | Text) -> None:
-        self.query_one("#run-status", Static).update(text)
+        try:
+            self.query_one("#run-status", Static).update(text)
+        except NoMatches:
+            pass  # the app is closing: a last timer tick or message arrives after the widgets left
 
     def _tick_progress(self) -> None:
-        if self._started_at is None or self.values is None:
+        if self._started_at is None or self.values is None or not self.query("#progress"):
             return
         elapsed = self._clock() - self._started_at
         budget = self.values.budget_s
@@ -537,7 +544,10 @@ class TunerApp(App[int]):
         if faults:
             text += f" · {faults:,} faults seen"
         text += f" · faults injected: {self.faults}"
-        self.query_one("#counts", Static).update(text)
+        try:
+            self.query_one("#counts", Static).update(text)
+        except NoMatches:
+            pass  # closing
 
     # -- other actions ------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
