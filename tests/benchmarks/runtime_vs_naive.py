@@ -51,6 +51,7 @@ def _naive_chunk(chunk: Any) -> Any:
 
 
 REQUEST = 64
+SETTLE_S = 1.0
 
 
 def requests_of(items: Any) -> list[Any]:
@@ -107,7 +108,12 @@ def bench_model(name: str, repeats: int, fallback: bool, partition: int = 64) ->
         pool.map(_naive_chunk, requests_of(items[: procs * 4 * REQUEST]))  # warm-up
         list(rt.map(items[: 4 * rt.settings.partition_size * max(1, rt.workers)]))  # warm-up
         for _ in range(repeats):
+            # Idle BLAS threads of the other deployment spin for a while after their last call
+            # (OpenBLAS does), stealing the first moments of the next run: each run starts after a
+            # settle pause. This is a benchmark's quiet period, not synchronisation.
+            time.sleep(SETTLE_S)
             rt_rates.append(time_runtime(rt, items))
+            time.sleep(SETTLE_S)
             naive_rates.append(time_naive(pool, items))
         settings = rt.settings.describe()
         rs = rt.settings
