@@ -97,25 +97,35 @@ class TrialsTable(DataTable[Any]):
         best = max(ok, key=lambda r: r.throughput) if ok else None
         key = COLUMNS[self.sort_col][1]
         order = sorted(enumerate(self.results, 1), key=lambda ir: key(*ir), reverse=self.reverse)
-        self._narrow = 0 < self.size.width < NARROW
         self._built_width = self.size.width
-        rows = [(i, _cells(i, r, r is best, self._narrow)) for i, r in order]
-        for n, (name, _) in enumerate(COLUMNS):
-            label = name + ((" ▼" if self.reverse else " ▲") if n == self.sort_col and n else "")
+        labels = [
+            name + ((" ▼" if self.reverse else " ▲") if n == self.sort_col and n else "")
+            for n, (name, _) in enumerate(COLUMNS)
+        ]
+
+        def layout(narrow: bool) -> tuple[list[tuple[int, list[Text | str]]], list[int]]:
+            rows = [(i, _cells(i, r, r is best, narrow)) for i, r in order]
             # Explicit widths: Textual's auto width kept the header's width when the table was
             # cleared and refilled in one go, cutting "process ×2 · 1 thread · partition 64" short.
-            width = max(
-                [len(label)]
-                + [
-                    Text(c).cell_len if isinstance(c, str) else c.cell_len
-                    for _, cs in rows
-                    for c in cs[n : n + 1]
-                ]
-            )
+            widths = [
+                max([len(label)] + [_cell_len(cs[n]) for _, cs in rows]) for n, label in enumerate(labels)
+            ]
+            return rows, widths
+
+        self._narrow = 0 < self.size.width < NARROW
+        rows, widths = layout(self._narrow)
+        if not self._narrow and 0 < self.size.width < sum(widths) + 2 * len(widths) + 2:
+            self._narrow = True  # full labels would push the last columns out of sight
+            rows, widths = layout(True)
+        for label, width, (name, _) in zip(labels, widths, COLUMNS, strict=True):
             self.add_column(label, key=name, width=width)
         for i, cells in rows:
             self.add_row(*cells, key=str(i))
         self.border_subtitle = f"{len(self.results)} trials · sorted by {COLUMNS[self.sort_col][0]} (o)"
+
+
+def _cell_len(cell: Text | str) -> int:
+    return Text(cell).cell_len if isinstance(cell, str) else cell.cell_len
 
 
 def short_label(r: TrialResult) -> str:
