@@ -30,6 +30,7 @@ from tuner.bench.types import (
     SweepCallback,
     SweepFinished,
     SweepMessage,
+    TrialConfig,
     TrialFinished,
     TrialPhase,
     TrialResult,
@@ -215,19 +216,7 @@ class Sweep:
         self._emit(TrialStarted(index, best.config, index + 1))
         self._emit(TrialPhase(index, "warmup", "confirming the winner: measuring it once more"))
         try:
-            again = run_trial(
-                spec.model,
-                self.inputs,
-                best.config,
-                spec.settings,
-                faults=self._faults,
-                engine_overrides=spec.engine_overrides,
-                objective=spec.objective,
-                index=index,
-                on_message=self.on_message,
-                cancel=cancel,
-                usable_cores=self.host.usable_cores,
-            )
+            again = self._trial(best.config, index, cancel)
         except TrialCancelled:
             self.interrupted = True
             return
@@ -235,6 +224,23 @@ class Sweep:
         self.results[self.results.index(best)] = merged
         self._append_line(merged)
         self._emit(TrialFinished(index, merged))
+
+    def _trial(self, config: TrialConfig, index: int, cancel: threading.Event | None) -> TrialResult:
+        """One trial of this sweep's model, inputs, settings and current fault plan."""
+        spec = self.spec
+        return run_trial(
+            spec.model,
+            self.inputs,
+            config,
+            spec.settings,
+            faults=self._faults,
+            engine_overrides=spec.engine_overrides,
+            objective=spec.objective,
+            index=index,
+            on_message=self.on_message,
+            cancel=cancel,
+            usable_cores=self.host.usable_cores,
+        )
 
     def run(self, cancel: threading.Event | None = None) -> list[TrialResult]:
         """Run the sweep; returns every result (resumed ones first). On cancel, stops within ~2 s."""
@@ -268,19 +274,7 @@ class Sweep:
                 self._emit(TrialStarted(index, config, max(planned, index + 1)))
                 t_trial = time.perf_counter()
                 try:
-                    result = run_trial(
-                        spec.model,
-                        self.inputs,
-                        config,
-                        spec.settings,
-                        faults=self._faults,
-                        engine_overrides=spec.engine_overrides,
-                        objective=spec.objective,
-                        index=index,
-                        on_message=self.on_message,
-                        cancel=cancel,
-                        usable_cores=self.host.usable_cores,
-                    )
+                    result = self._trial(config, index, cancel)
                 except TrialCancelled:
                     self.interrupted = True
                     break
