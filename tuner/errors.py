@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # a regression past tolerance, or items that failed for good
     BAD_INPUT = 2  # bad model spec, profile, data file or argument
+    INCONCLUSIVE = 3  # the regression gate could not measure cleanly (host busy): neither pass nor fail
     INTERRUPTED = 130  # Ctrl-C or SIGTERM
 
 
@@ -55,6 +56,14 @@ class EngineClosed(TunerError):
     """The engine was used after close()."""
 
 
+class EngineFailed(TunerError):
+    """A bug inside tuner's own engine (not the user's model or input); its traceback is logged."""
+
+
+class Overloaded(TunerError):
+    """The runtime refused work: ``max_pending`` items are already in flight (the service's 503)."""
+
+
 class ItemFailed(TunerError):
     """An item failed for good; raised by the runtime's ``map`` when failures raise."""
 
@@ -68,6 +77,12 @@ class Regression(TunerError):
     """The regression gate found throughput or p99 beyond tolerance."""
 
     exit_code = ExitCode.FAILED
+
+
+class Inconclusive(TunerError):
+    """The regression gate could not get a clean measurement (the host was busy): no verdict."""
+
+    exit_code = ExitCode.INCONCLUSIVE
 
 
 def exit_code_for(error: BaseException) -> int:
