@@ -1,34 +1,19 @@
-"""The scaling profile: schema, strict YAML loading, atomic saving, JSON Schema.
+"""The profile's schema: pydantic models, one per mapping of the YAML, with a description on every field.
 
-A profile is the YAML that records what tuner recommends for one model on one host, the host it
-was measured on and the evidence. The production runtime imports this module, so it imports only
-pydantic, yaml and the standard library at module level (no numpy, no rich).
-
-Loading is strict and safe:
-
-* ``yaml.SafeLoader`` only (a subclass); any tag it does not know, ``!!python/object`` included,
-  is rejected before anything is constructed — loading a profile never imports or runs code.
-* Duplicate keys are an error (PyYAML silently keeps the last one).
-* The node tree is composed first and walked, so every error names the file, the line and the key
-  path: ``profiles/x.yaml line 14: recommended.workers: must be >= 1 (got 0)``.
-* pydantic's ``ValidationError`` is translated to that one line; no pydantic formatting and no
-  traceback reaches the user (everything raised is :class:`tuner.errors.ProfileError`).
+A profile is the YAML that records what tuner recommends for one model on one host, the host it was
+measured on and the evidence. Every model forbids unknown keys, takes numbers strictly (no "2" for 2,
+no ``true`` for 1) and refuses NaN and infinity; cross-field rules (``cap_s >= base_s``, workers inside
+the autoscale bounds on every platform) are model validators whose errors point at the key to fix.
+The JSON Schema ``tuner schema`` prints is generated from these models.
 """
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import os
 import sys
-import tempfile
-import types
 import typing
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     AllowInfNan,
@@ -39,11 +24,13 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
-from tuner.errors import ProfileError
+from tuner.profile.errors import explain, format_loc
 
 __all__ = [
+    "PATTERN_WORDS",
+    "PLATFORMS",
     "SCHEMA_VERSION",
     "Autoscale",
     "Backoff",
@@ -62,34 +49,20 @@ __all__ = [
     "Recommended",
     "RecommendedOverride",
     "ScalingProfile",
-    "StrictLoader",
-    "dump_profile_text",
-    "load_profile",
     "normalise_platform",
-    "parse_profile_text",
     "profile_json_schema",
-    "save_profile",
 ]
 
 SCHEMA_VERSION = 1
 """The profile format this tuner reads and writes; bumped on any incompatible change."""
 
-HEADER = "# tuner scaling profile — edit by hand if you like; validate with: tuner check PATH\n"
-
-# A profile is a few kilobytes; these limits keep a hostile or mistaken file (a log, a YAML
-# "billion laughs" of nested aliases) from costing memory or time before we can say what is wrong.
-_MAX_BYTES = 1 << 20
-_MAX_NODES = 20_000
-_MAX_DEPTH = 32
-
 Backend = Literal["process", "thread", "inline"]
 Platform = Literal["linux", "darwin", "windows"]
+PLATFORMS: tuple[str, ...] = typing.get_args(Platform)
 
 # Strict numbers: YAML already gives real ints and floats, so a string "2" or a boolean where a
 # number belongs is a mistake to report, not something to coerce (pydantic's lax mode takes
 # `workers: true` as 1). Ints are accepted where floats are expected; NaN and infinity are not.
-_Int = Annotated[int, Strict()]
-_Float = Annotated[float, Strict(), AllowInfNan(False)]
 _Str = Annotated[str, Strict()]
 
 _Count = Annotated[int, Strict(), Field(ge=1)]
@@ -99,6 +72,12 @@ _NonNeg = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0)]
 _NAME_PATTERN = r"^[a-zA-Z0-9_.-]+$"
 _EXCEPTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 _ExceptionName = Annotated[str, Strict(), Field(pattern=_EXCEPTION_PATTERN)]
+
+PATTERN_WORDS = {
+    _NAME_PATTERN: "may hold only letters, digits, '_', '.' and '-'",
+    _EXCEPTION_PATTERN: "must be an exception type name such as 'ValueError' or 'mypkg.Transient'",
+}
+"""What each pattern of the schema means, in the words an error message uses."""
 
 
 def _ordered_pair(pair: tuple[float, float]) -> tuple[float, float]:
@@ -122,11 +101,6 @@ class _Model(BaseModel):
     """Base of every profile model: unknown keys are errors, so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid", validate_default=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# Schema
-# ---------------------------------------------------------------------------------------------
 
 
 class InputInfo(_Model):
@@ -402,7 +376,7 @@ class ScalingProfile(_Model):
     def _consistent(self) -> ScalingProfile:
         # Every platform's merged configuration must itself be valid, and start inside the
         # autoscaler's bounds: otherwise the runtime would find out only on that OS, in production.
-        for platform in (None, *_PLATFORMS):
+        for platform in (None, *PLATFORMS):
             if platform is not None and self._override(platform) is None:
                 continue
             where = "recommended" if platform is None else f"platforms.{platform}"
@@ -416,8 +390,9 @@ class ScalingProfile(_Model):
                 # Point at the override's key that broke the merge (the line falls back to the
                 # nearest written parent when the key came from the base `recommended`).
                 at = ".".join([where, *inner])
-                key = _format_loc(tuple(first["loc"]))
-                detail = f"{key}: {_explain(first)}" if key else _explain(first)
+                key = format_loc(tuple(first["loc"]))
+                why = explain(first, Recommended, PATTERN_WORDS)
+                detail = f"{key}: {why}" if key else why
                 raise _cross(f"{where}: merged over recommended, {detail}", at=at) from None
             lo, hi = self.autoscale.min_workers, self.autoscale.max_workers
             if not lo <= rec.workers <= hi:
@@ -444,9 +419,6 @@ class ScalingProfile(_Model):
         return Recommended.model_validate(merged)
 
 
-_PLATFORMS: tuple[str, ...] = typing.get_args(Platform)
-
-
 def normalise_platform(value: str) -> str | None:
     """'linux', 'darwin' or 'windows' for a ``sys.platform``-like value; None for other systems."""
     v = value.lower()
@@ -464,422 +436,6 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------------------------
-
-Loc = tuple[Any, ...]
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-class _DuplicateKey(yaml.constructor.ConstructorError):
-    """A mapping names the same key twice."""
-
-
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of silently keeping the last one.
-
-    ``load_profile`` also finds duplicates while walking the node tree (to name the key path); this
-    override keeps the loader safe on its own for anyone who uses it with ``yaml.load``.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == _MERGE_TAG:
-                continue
-            key = self.construct_object(key_node, deep=True)
-            with contextlib.suppress(TypeError):  # unhashable keys: the base class reports them
-                if key in seen:
-                    raise _DuplicateKey(
-                        f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
-                        seen[key].start_mark,
-                        f"duplicate key {key!r}",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
-
-
-class _Where:
-    """Where the keys of one document are: key path -> line (1-based)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.lines: dict[Loc, int] = {}
-
-    def line(self, loc: Loc) -> int | None:
-        loc = tuple(x for x in loc if x != "[key]")
-        while loc not in self.lines and loc:
-            loc = loc[:-1]
-        return self.lines.get(loc)
-
-    def error(self, loc: Loc, message: str, line: int | None = None) -> ProfileError:
-        line = self.line(loc) if line is None else line
-        where = f"{self.name} line {line}" if line is not None else self.name
-        path = _format_loc(loc)
-        return ProfileError(f"{where}: {path}: {message}" if path else f"{where}: {message}")
-
-
-def _format_loc(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _short_tag(tag: str) -> str:
-    return tag.replace("tag:yaml.org,2002:", "!!")
-
-
-def _walk(loader: StrictLoader, node: yaml.Node, loc: Loc, where: _Where, budget: list[int]) -> None:
-    """Record the line of every key path; reject unknown tags, duplicate keys and alias bombs."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        # Name the top-level key only: deep inside an alias expansion the path means little.
-        raise where.error(loc[:1], f"too many YAML nodes (more than {_MAX_NODES}, aliases expanded)")
-    if len(loc) > _MAX_DEPTH:
-        raise where.error(loc[:1], f"nested deeper than {_MAX_DEPTH} levels (a recursive alias?)")
-    if node.tag not in loader.yaml_constructors:
-        # SafeLoader knows only plain-data tags; '!!python/object...' and custom tags end here,
-        # before anything is constructed.
-        raise where.error(
-            loc,
-            f"YAML tag '{_short_tag(node.tag)}' is not allowed (a profile holds plain data only)",
-            line=node.start_mark.line + 1,
-        )
-    if isinstance(node, yaml.MappingNode):
-        first_seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == _MERGE_TAG:  # '<<: *anchor' — its keys keep the alias's lines
-                _walk(loader, value_node, loc, where, budget)
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise where.error(loc, "keys must be plain names, not lists or mappings", line=line)
-            if key_node.tag not in loader.yaml_constructors:
-                raise where.error(loc, f"YAML tag '{_short_tag(key_node.tag)}' is not allowed", line=line)
-            key = loader.construct_object(key_node)
-            if not isinstance(key, str):
-                # Every key in a profile is a name; YAML 1.1 reads `yes:`, `on:`, `1:` as non-text.
-                raise where.error(
-                    loc,
-                    f"key '{key_node.value}' is read as {_show(key)}, not a name; put it in quotes",
-                    line=line,
-                )
-            if key in first_seen:
-                raise where.error(loc, f"duplicate key '{key}' (first at line {first_seen[key]})", line=line)
-            first_seen[key] = line
-            child: Loc = (*loc, key)
-            where.lines[child] = line
-            _walk(loader, value_node, child, where, budget)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            child = (*loc, i)
-            where.lines[child] = item.start_mark.line + 1
-            _walk(loader, item, child, where, budget)
-
-
-def _read_text(path: Path, name: str) -> str:
-    try:
-        if path.is_dir():
-            raise ProfileError(f"{name}: is a folder, not a profile file")
-        with path.open("rb") as f:
-            data = f.read(_MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ProfileError(f"{name}: file not found") from None
-    except OSError as e:
-        raise ProfileError(f"{name}: cannot read: {e.strerror or e}") from None
-    if len(data) > _MAX_BYTES:
-        raise ProfileError(f"{name}: too large for a profile (more than {_MAX_BYTES // 1024} KiB)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{name}: not UTF-8 text (byte {e.start})") from None
-
-
-def _yaml_error(name: str, e: yaml.YAMLError) -> ProfileError:
-    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
-        mark = e.problem_mark
-        problem = " ".join(str(e.problem or "").split())
-        return ProfileError(
-            f"{name} line {mark.line + 1}: not valid YAML: {problem} (column {mark.column + 1})"
-        )
-    return ProfileError(f"{name}: not valid YAML: {' '.join(str(e).split())}")
-
-
-def parse_profile_text(text: str, name: str = "<profile>") -> ScalingProfile:
-    """Validate profile YAML held in a string; ``name`` is how errors refer to it."""
-    if not text.strip():
-        raise ProfileError(f"{name}: empty file")
-    where = _Where(name)
-    loader = StrictLoader(text)
-    try:
-        try:
-            root = loader.get_single_node()
-        except yaml.YAMLError as e:
-            raise _yaml_error(name, e) from None
-        if root is None:
-            raise ProfileError(f"{name}: empty file (comments only)")
-        if not isinstance(root, yaml.MappingNode) or root.tag != "tag:yaml.org,2002:map":
-            kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
-            raise ProfileError(
-                f"{name} line {root.start_mark.line + 1}: top level must be a mapping (got {kind})"
-            )
-        where.lines[()] = root.start_mark.line + 1
-        _walk(loader, root, (), where, [_MAX_NODES])
-        try:
-            data = loader.construct_document(root)
-        except yaml.YAMLError as e:
-            raise _yaml_error(name, e) from None
-    finally:
-        loader.dispose()
-    if "schema_version" in data:
-        v = data["schema_version"]
-        if type(v) is not int or v != SCHEMA_VERSION:
-            raise where.error(
-                ("schema_version",),
-                f"unsupported schema version {_show(v)} (this tuner reads version {SCHEMA_VERSION})",
-            )
-    try:
-        return ScalingProfile.model_validate(data)
-    except ValidationError as e:
-        raise _translate(e, where) from None
-
-
-def load_profile(path: str | os.PathLike[str]) -> ScalingProfile:
-    """Read and validate a profile; any problem is one :class:`ProfileError` line naming file, line and key."""
-    name = os.fspath(path)
-    return parse_profile_text(_read_text(Path(path), name), name)
-
-
-# --- pydantic errors -> one line ---------------------------------------------------------------
-
-_KIND = {
-    "int_type": "expected an integer",
-    "int_parsing": "expected an integer",
-    "int_from_float": "expected an integer",
-    "float_type": "expected a number",
-    "float_parsing": "expected a number",
-    "string_type": "expected a string",
-    "bool_type": "expected true or false",
-    "bool_parsing": "expected true or false",
-    "model_type": "expected a mapping",
-    "model_attributes_type": "expected a mapping",
-    "dict_type": "expected a mapping",
-    "list_type": "expected a list",
-    "tuple_type": "expected a list [low, high]",
-    "datetime_type": "expected a date-time like 2026-11-27T05:30:00Z",
-    "datetime_parsing": "expected a date-time like 2026-11-27T05:30:00Z",
-    "datetime_from_date_parsing": "expected a date-time like 2026-11-27T05:30:00Z",
-    "finite_number": "must be a finite number",
-}
-_PATTERN_WORDS = {
-    _NAME_PATTERN: "may hold only letters, digits, '_', '.' and '-'",
-    _EXCEPTION_PATTERN: "must be an exception type name such as 'ValueError' or 'mypkg.Transient'",
-}
-_BOUND = {
-    "greater_than": ">",
-    "greater_than_equal": ">=",
-    "less_than": "<",
-    "less_than_equal": "<=",
-}
-
-
-def _show(value: Any) -> str:
-    """A value as the user wrote it in YAML, shortened."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return f"{value:g}" if isinstance(value, float) else str(value)
-    if isinstance(value, str):
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "...'"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return type(value).__name__
-
-
-def _explain(err: ErrorDetails) -> str:
-    """One error's message, without its key path."""
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    loc = err["loc"]
-    if kind == "missing":
-        if loc and isinstance(loc[-1], int):
-            return "expected a list [low, high]"
-        return f"missing required key '{loc[-1]}'" if loc else "missing required key"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind in _KIND:
-        text = f"{_KIND[kind]}, got {_show(value)}"
-        if kind == "string_type" and isinstance(value, (int, float)):
-            text += " (put it in quotes)"
-        return text
-    if kind in _BOUND:
-        bound = next(iter(ctx.values()), "?")
-        return f"must be {_BOUND[kind]} {_show(bound)} (got {_show(value)})"
-    if kind == "literal_error":
-        return f"must be {ctx.get('expected', '?')} (got {_show(value)})"
-    if kind == "string_pattern_mismatch":
-        rule = _PATTERN_WORDS.get(str(ctx.get("pattern")), f"must match {ctx.get('pattern', '?')}")
-        return f"{rule} (got {_show(value)})"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind in ("too_long", "too_short"):
-        return f"expected a list [low, high], got {len(value) if isinstance(value, (list, tuple)) else '?'} items"
-    if kind in ("cross_field", "interval_order"):
-        return err["msg"]
-    msg = err["msg"]
-    msg = msg.removeprefix("Value error, ")
-    return f"{msg[:1].lower()}{msg[1:]} (got {_show(value)})"
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The model class whose fields are valid at ``loc`` (to suggest a key for a typo)."""
-    model: type[BaseModel] | None = ScalingProfile
-    for part in loc:
-        if model is None:
-            return None
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        model = _inner_model(field.annotation) if field is not None else None
-    return model
-
-
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, typing.Annotated):
-        for arg in typing.get_args(annotation):
-            found = _inner_model(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _translate(error: ValidationError, where: _Where) -> ProfileError:
-    errors = error.errors(include_url=False)
-    # A typo'd key shows up twice in pydantic's list: the unknown key and the missing real one.
-    # Report the typo with a suggestion and drop the missing-key error it explains.
-    explained: set[Loc] = set()
-    hints: dict[int, str] = {}
-    for i, err in enumerate(errors):
-        if err["type"] != "extra_forbidden" or not err["loc"]:
-            continue
-        parent, key = err["loc"][:-1], err["loc"][-1]
-        model = _model_at(parent)
-        allowed = list(model.model_fields) if model is not None else []
-        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        if close:
-            hints[i] = f"unknown key (did you mean '{close[0]}'?)"
-            explained.add((*parent, close[0]))
-        elif allowed:
-            hints[i] = f"unknown key (allowed: {', '.join(allowed)})"
-    kept = [
-        (i, err)
-        for i, err in enumerate(errors)
-        if not (err["type"] == "missing" and tuple(err["loc"]) in explained)
-    ]
-
-    def place(item: tuple[int, ErrorDetails]) -> tuple[Loc, int | None]:
-        _, err = item
-        loc = tuple(err["loc"])
-        if err["type"] == "missing":
-            # A missing key has no line of its own: point at its parent mapping.
-            return loc[:-1], where.line(loc[:-1])
-        at = (err.get("ctx") or {}).get("at")
-        if at:
-            target = (*loc, *at.split("."))
-            return loc, where.line(target)
-        return loc, where.line(loc)
-
-    # Report the problem nearest the top of the file: that is where a person starts reading.
-    # On a tie, a wrong or unknown key says more than a missing one.
-    kept.sort(key=lambda item: (place(item)[1] or 0, item[1]["type"] == "missing", item[0]))
-    i, err = kept[0]
-    loc, line = place((i, err))
-    message = hints.get(i) or _explain(err)
-    # (for a missing key, loc is now the parent mapping's path; the message names the key)
-    if len(kept) > 1:
-        message += f" (+{len(kept) - 1} more)"
-    return where.error(loc, message, line=line)
-
-
-# ---------------------------------------------------------------------------------------------
-# Saving
-# ---------------------------------------------------------------------------------------------
-
-
-def dump_profile_text(profile: ScalingProfile) -> str:
-    """The YAML ``save_profile`` writes: schema key order, no nulls, a comment header."""
-    data = profile.model_dump(mode="json", exclude_none=True)
-    if profile.platforms is not None:
-        # Overrides keep exactly the keys that were set, including an explicit `timeout_s: null`
-        # (= no timeout on that OS), which exclude_none would silently drop.
-        data["platforms"] = {
-            p: o.model_dump(mode="json", exclude_unset=True)
-            for p in _PLATFORMS
-            if (o := getattr(profile.platforms, p)) is not None
-        }
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
-    return HEADER + body
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half of it.
-
-    Private on purpose: it can be swapped for ``tuner.data.atomic_write_text`` once that lands.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644  # mkstemp makes 0600; a profile is meant to be read by others
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # make the rename itself durable; best effort
-        with contextlib.suppress(OSError):
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-
-def save_profile(profile: ScalingProfile, path: str | os.PathLike[str]) -> Path:
-    """Write ``profile`` as YAML to ``path`` atomically (creating its folder); returns the path."""
-    text = dump_profile_text(profile)  # serialise first: a failure here must not touch the file
-    target = Path(path)
-    try:
-        _atomic_write_text(target, text)
-    except OSError as e:
-        raise ProfileError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from None
-    return target
 
 
 def profile_json_schema() -> dict[str, Any]:
