@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuner.errors import ProfileError
+from tuner.errors import DataError, ProfileError
 from tuner.profile import (
     HEADER,
     SCHEMA_VERSION,
@@ -216,10 +216,27 @@ def test_save_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.M
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
-    with pytest.raises(ProfileError, match=r"mlp\.yaml: cannot write: No space left on device"):
+    with pytest.raises(DataError) as info:
         save_profile(profile, target)
+    assert str(info.value) == f"{target}: cannot write (No space left on device)"
     assert target.read_text(encoding="utf-8") == "old contents\n"
     assert [p.name for p in tmp_path.iterdir()] == ["mlp.yaml"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")
+def test_save_respects_the_umask(tmp_path: Path) -> None:
+    # A saved profile gets the mode a plain open() would give: readable by others under the
+    # usual umask 022, private under 077 (a fixed 0644 would leak it).
+    profile = load_profile(GOOD)
+    old = os.umask(0o077)
+    try:
+        save_profile(profile, tmp_path / "private.yaml")
+        os.umask(0o022)
+        save_profile(profile, tmp_path / "shared.yaml")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private.yaml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "shared.yaml").stat().st_mode & 0o777 == 0o644
 
 
 def test_save_leaves_no_temp_files_and_is_readable(tmp_path: Path) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
-from tuner.errors import ProfileError
+from tuner.data import atomic_write_text
 from tuner.profile.schema import PLATFORMS, ScalingProfile
 
 __all__ = ["HEADER", "dump_profile_text", "save_profile"]
@@ -33,43 +31,12 @@ def dump_profile_text(profile: ScalingProfile) -> str:
     return HEADER + body
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half of it.
-
-    Private on purpose: it can be swapped for ``tuner.data.atomic_write_text`` once that lands.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644  # mkstemp makes 0600; a profile is meant to be read by others
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # make the rename itself durable; best effort
-        with contextlib.suppress(OSError):
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-
 def save_profile(profile: ScalingProfile, path: str | os.PathLike[str]) -> Path:
-    """Write ``profile`` as YAML to ``path`` atomically (creating its folder); returns the path."""
+    """Write ``profile`` as YAML to ``path`` atomically (creating its folder); returns the path.
+
+    A file that cannot be written is a one-line :class:`~tuner.errors.DataError`; the file already
+    there, if any, is left as it was.
+    """
     text = dump_profile_text(profile)  # serialise first: a failure here must not touch the file
-    target = Path(path)
-    try:
-        _atomic_write_text(target, text)
-    except OSError as e:
-        raise ProfileError(f"{os.fspath(path)}: cannot write: {e.strerror or e}") from None
-    return target
+    atomic_write_text(path, text, parents=True)
+    return Path(path)
