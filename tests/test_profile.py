@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from tuner.profile import (
     StrictLoader,
     dump_profile_text,
     load_profile,
+    parse_profile_text,
     profile_json_schema,
     save_profile,
 )
@@ -60,6 +62,9 @@ BAD: dict[str, tuple[str, str]] = {
     "bad_platform_merge.yaml": ("platforms.darwin", "cap_s (0.01) < base_s (0.05)"),
     "python_object.yaml": ("name", "YAML tag '!!python/object/apply:os.mkdir' is not allowed"),
     "alias_bomb.yaml": ("l4", "too many YAML nodes"),
+    "deep_flow_nesting.yaml": ("evidence", "nested deeper than 32 levels"),
+    "deep_block_nesting.yaml": ("evidence", "nested deeper than 32 levels"),
+    "huge_integer.yaml": ("recommended.workers", "integer too long (5000 digits)"),
 }
 
 
@@ -109,6 +114,37 @@ def test_bad_profile_is_one_clear_line(name: str, tuner_cmd: list[str], tmp_path
         assert f": {key_path}:" in msg or f": {key_path} (" in msg or f": {key_path}." in msg, msg
     assert words in msg, msg
     assert not (tmp_path / "pwned_by_yaml").exists()
+
+
+@pytest.mark.timeout(60)
+def test_oversized_file_is_one_clear_line(tuner_cmd: list[str], tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(GOOD.read_text(encoding="utf-8") + "# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    proc = _check(tuner_cmd, big)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"tuner: {big}: too large for a profile (more than 1024 KiB)\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_huge_document_is_refused_while_it_is_read() -> None:
+    # 1 MiB of `[1,1,1,...]` is half a million YAML nodes: counting them after composing the
+    # tree cost ~350 MB and seconds before saying "too many nodes"; refuse as they are read.
+    text = "name: x\nl: [" + "1," * ((1 << 20) // 2 - 16) + "1]\n"
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProfileError) as info:
+            parse_profile_text(text, "wide.yaml")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == "wide.yaml line 2: l: too many YAML nodes (more than 20000)"
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_strict_loader_alone_bounds_depth() -> None:
+    # For anyone who uses the loader directly: a YAMLError, not a RecursionError.
+    with pytest.raises(yaml.YAMLError, match="nested deeper than 32 levels"):
+        yaml.load("a: " + "[" * 5000 + "]" * 5000, Loader=StrictLoader)  # a SafeLoader subclass: safe
 
 
 def test_strict_loader_alone_rejects_duplicates() -> None:

@@ -34,18 +34,57 @@ _MAX_BYTES = 1 << 20
 _MAX_NODES = 20_000
 _MAX_DEPTH = 32
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
 
 
 class _DuplicateKey(yaml.constructor.ConstructorError):
     """A mapping names the same key twice."""
 
 
+class _OverLimit(yaml.composer.ComposerError):
+    """A document too deep or too large to be a profile, found while it is composed."""
+
+    def __init__(self, problem: str, mark: yaml.Mark, loc: Loc) -> None:
+        super().__init__(None, None, problem, mark)
+        self.loc = loc
+
+
 class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of silently keeping the last one.
+    """SafeLoader that rejects duplicate keys, and documents too deep or too large to be a profile.
 
     ``load_profile`` also finds duplicates while walking the node tree (to name the key path); this
-    override keeps the loader safe on its own for anyone who uses it with ``yaml.load``.
+    loader stays safe on its own for anyone who uses it with ``yaml.load``.
     """
+
+    max_depth = _MAX_DEPTH
+    max_nodes = _MAX_NODES
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._loc: list[Any] = []  # key path of the node being composed
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        # PyYAML composes recursively, two Python frames a level: unbounded, a document nested a
+        # few hundred levels deep ends in RecursionError. Counting nodes here stops a huge
+        # document while it is read, before its tree sits in memory.
+        self._nodes += 1
+        if self._nodes > self.max_nodes:
+            problem = f"too many YAML nodes (more than {self.max_nodes})"
+            raise _OverLimit(problem, self.peek_event().start_mark, tuple(self._loc))
+        if parent is None:
+            return super().compose_node(parent, index)
+        if isinstance(index, yaml.ScalarNode):
+            self._loc.append(index.value)  # a mapping's value, under its key as written
+        else:
+            self._loc.append("[key]" if index is None else index)  # a mapping's key, or a list's item
+        try:
+            if len(self._loc) > self.max_depth:
+                problem = f"nested deeper than {self.max_depth} levels"
+                raise _OverLimit(problem, self.peek_event().start_mark, tuple(self._loc))
+            return super().compose_node(parent, index)
+        finally:
+            self._loc.pop()
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
@@ -96,7 +135,7 @@ def _walk(loader: StrictLoader, node: yaml.Node, loc: Loc, where: Where, budget:
                 raise where.error(loc, "keys must be plain names, not lists or mappings", line=line)
             if key_node.tag not in loader.yaml_constructors:
                 raise where.error(loc, f"YAML tag '{_short_tag(key_node.tag)}' is not allowed", line=line)
-            key = loader.construct_object(key_node)
+            key = _scalar(loader, key_node, loc, where)
             if not isinstance(key, str):
                 # Every key in a profile is a name; YAML 1.1 reads `yes:`, `on:`, `1:` as non-text.
                 raise where.error(
@@ -115,6 +154,18 @@ def _walk(loader: StrictLoader, node: yaml.Node, loc: Loc, where: Where, budget:
             child = (*loc, i)
             where.lines[child] = item.start_mark.line + 1
             _walk(loader, item, child, where, budget)
+    elif node.tag == _INT_TAG:
+        _scalar(loader, node, loc, where)
+
+
+def _scalar(loader: StrictLoader, node: yaml.Node, loc: Loc, where: Where) -> Any:
+    """Construct one scalar; an integer too long for Python to convert is an error at its key."""
+    try:
+        return loader.construct_object(node)
+    except ValueError:
+        # int() refuses decimal strings past sys.get_int_max_str_digits() (4300 by default).
+        digits = sum(c.isdigit() for c in str(node.value))
+        raise where.error(loc, f"integer too long ({digits} digits)", line=node.start_mark.line + 1) from None
 
 
 def _read_text(path: Path, name: str) -> str:
@@ -147,6 +198,8 @@ def _yaml_error(name: str, e: yaml.YAMLError) -> ProfileError:
 
 def parse_profile_text(text: str, name: str = "<profile>") -> ScalingProfile:
     """Validate profile YAML held in a string; ``name`` is how errors refer to it."""
+    if len(text) > _MAX_BYTES:
+        raise ProfileError(f"{name}: too large for a profile (more than {_MAX_BYTES // 1024} KiB)")
     if not text.strip():
         raise ProfileError(f"{name}: empty file")
     where = Where(name)
@@ -154,6 +207,10 @@ def parse_profile_text(text: str, name: str = "<profile>") -> ScalingProfile:
     try:
         try:
             root = loader.get_single_node()
+        except _OverLimit as e:
+            # Name the top-level key only: deep inside the nesting the path means little.
+            line = e.problem_mark.line + 1 if e.problem_mark is not None else None
+            raise where.error(e.loc[:1], str(e.problem), line=line) from None
         except yaml.YAMLError as e:
             raise _yaml_error(name, e) from None
         if root is None:
