@@ -6,12 +6,17 @@ Each bad profile in ``tests/fixtures/profiles/`` marks the line its error must p
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,6 +35,7 @@ from tuner.profile import (
     profile_json_schema,
     save_profile,
 )
+from tuner.profile.errors import format_loc, show
 
 FIXTURES = Path(__file__).parent / "fixtures" / "profiles"
 GOOD = FIXTURES / "good.yaml"
@@ -51,7 +57,11 @@ BAD: dict[str, tuple[str, str]] = {
     "negative_retries.yaml": ("recommended.retries", "must be >= 0 (got -1)"),
     "backoff_cap_below_base.yaml": ("recommended.backoff", "cap_s (0.01) < base_s (0.05)"),
     "bad_backend.yaml": ("recommended.backend", "must be 'process', 'thread' or 'inline' (got 'gpu')"),
-    "nan_throughput.yaml": ("evidence.throughput", "must be a finite number"),
+    "nan_throughput.yaml": ("evidence.throughput", "must be a finite number > 0 (got nan)"),
+    "inf_timeout.yaml": ("recommended.timeout_s", "must be a finite number > 0 (got inf)"),
+    "negative_inf_delay.yaml": ("autoscale.downscale_delay_s", "must be a finite number >= 0 (got -inf)"),
+    "nan_in_interval.yaml": ("evidence.throughput_ci[1]", "must be a finite number >= 0 (got nan)"),
+    "float_overflow.yaml": ("host.memory_total_gb", "must be a finite number > 0 (got 1e+400: too large)"),
     "not_yaml.yaml": ("", "not valid YAML: mapping values are not allowed here"),
     "empty.yaml": ("", "empty file"),
     "comments_only.yaml": ("", "empty file"),
@@ -145,6 +155,72 @@ def test_strict_loader_alone_bounds_depth() -> None:
     # For anyone who uses the loader directly: a YAMLError, not a RecursionError.
     with pytest.raises(yaml.YAMLError, match="nested deeper than 32 levels"):
         yaml.load("a: " + "[" * 5000 + "]" * 5000, Loader=StrictLoader)  # a SafeLoader subclass: safe
+
+
+def _number_fields(schema: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """(key path, JSON Schema) of every float field of the profile; list items at index 0."""
+    defs = schema["$defs"]
+
+    def options(node: dict[str, Any]) -> list[dict[str, Any]]:
+        node = defs[node["$ref"].split("/")[-1]] if "$ref" in node else node
+        found = []
+        for option in node.get("anyOf", [node]):
+            found.append(defs[option["$ref"].split("/")[-1]] if "$ref" in option else option)
+        return found
+
+    def walk(node: dict[str, Any], loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        for option in options(node):
+            if option.get("type") == "number":
+                yield loc, option
+            for key, child in option.get("properties", {}).items():
+                yield from walk(child, (*loc, key))
+            for i, child in enumerate(option.get("prefixItems", [])):
+                yield from walk(child, (*loc, i))
+            if isinstance(option.get("items"), dict):
+                yield from walk(option["items"], (*loc, 0))
+
+    yield from walk(schema, ())
+
+
+def _put(data: dict[str, Any], loc: tuple[Any, ...], value: float) -> None:
+    node: Any = data
+    for part, after in itertools.pairwise(loc):
+        if isinstance(node, dict) and part not in node:
+            node[part] = [1.0, 2.0] if isinstance(after, int) else {}  # an interval, or a mapping
+        node = node[part]
+    node[loc[-1]] = value
+
+
+def _range_words(number: dict[str, Any]) -> str:
+    words = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    return " and".join(f" {op} {number[k]:g}" for k, op in words.items() if k in number)
+
+
+NUMBER_FIELDS = list(_number_fields(profile_json_schema()))
+
+
+def test_every_number_field_is_swept() -> None:
+    # The sweep below covers every float of the schema; a few that must be among them:
+    paths = {".".join(map(str, loc)) for loc, _ in NUMBER_FIELDS}
+    assert {"recommended.timeout_s", "evidence.throughput_ci.1", "platforms.darwin.backoff.cap_s"} <= paths
+    assert len(paths) > 40
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_no_number_field_takes_nan_or_infinity(value: float) -> None:
+    good = yaml.safe_load(GOOD.read_text(encoding="utf-8"))
+    token = {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}[show(value)]
+    for loc, number in NUMBER_FIELDS:
+        data = copy.deepcopy(good)
+        _put(data, loc, value)
+        text = yaml.safe_dump(data, sort_keys=False)
+        with pytest.raises(ProfileError) as info:
+            parse_profile_text(text, "p.yaml")
+        message = str(info.value)
+        expected = f": {format_loc(loc)}: must be a finite number{_range_words(number)} (got {show(value)})"
+        assert message.startswith("p.yaml line ") and message.endswith(expected), (loc, message)
+        line = int(message.split()[2].rstrip(":"))
+        assert token in text.splitlines()[line - 1], (loc, message)
 
 
 def test_strict_loader_alone_rejects_duplicates() -> None:

@@ -79,7 +79,6 @@ _KIND = {
     "datetime_type": "expected a date-time like 2026-11-27T05:30:00Z",
     "datetime_parsing": "expected a date-time like 2026-11-27T05:30:00Z",
     "datetime_from_date_parsing": "expected a date-time like 2026-11-27T05:30:00Z",
-    "finite_number": "must be a finite number",
 }
 _BOUND = {
     "greater_than": ">",
@@ -95,8 +94,14 @@ def show(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        if abs(value) < 10**15:
+            return str(value)
+        digits = str(abs(value))  # shown like a float: 1.23e+400
+        mantissa = f"{digits[0]}.{digits[1:3]}".rstrip("0").rstrip(".")
+        return f"{'-' if value < 0 else ''}{mantissa}e+{len(digits) - 1}"
     if isinstance(value, str):
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "...'"
@@ -119,6 +124,11 @@ def explain(err: ErrorDetails, root: type[BaseModel], patterns: Mapping[str, str
         return f"missing required key '{loc[-1]}'" if loc else "missing required key"
     if kind == "extra_forbidden":
         return "unknown key"
+    if kind == "finite_number" or (kind == "float_type" and type(value) is int):
+        # NaN, infinity, or an integer past the largest float: say which numbers are allowed.
+        bounds = _bounds(_number_schema(root, tuple(loc)))
+        shown = show(value) + (": too large" if type(value) is int else "")
+        return f"must be a finite number{bounds} (got {shown})"
     if kind in _KIND:
         text = f"{_KIND[kind]}, got {show(value)}"
         if kind == "string_type" and isinstance(value, (int, float)):
@@ -141,6 +151,47 @@ def explain(err: ErrorDetails, root: type[BaseModel], patterns: Mapping[str, str
     msg = err["msg"]
     msg = msg.removeprefix("Value error, ")
     return f"{msg[:1].lower()}{msg[1:]} (got {show(value)})"
+
+
+def _number_schema(root: type[BaseModel], loc: Loc) -> dict[str, Any]:
+    """The JSON Schema of the number at ``loc`` (as ``tuner schema`` publishes it), or {}."""
+    schema = root.model_json_schema()
+    defs = schema.get("$defs", {})
+
+    def options(node: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for option in node.get("anyOf", [node]):
+            while "$ref" in option:  # "#/$defs/Name"
+                option = defs.get(option["$ref"].rsplit("/", 1)[-1], {})
+            out.append(option)
+        return out
+
+    node = schema
+    for part in loc:
+        found: dict[str, Any] | None = None
+        for option in options(node):
+            if isinstance(part, int) and part < len(option.get("prefixItems", [])):
+                found = option["prefixItems"][part]
+            elif isinstance(part, int) and isinstance(option.get("items"), dict):
+                found = option["items"]
+            elif isinstance(part, str) and part in option.get("properties", {}):
+                found = option["properties"][part]
+            elif isinstance(part, str) and isinstance(option.get("additionalProperties"), dict):
+                found = option["additionalProperties"]
+            if found is not None:
+                break
+        if found is None:
+            return {}
+        node = found
+    return next((o for o in options(node) if o.get("type") in ("number", "integer")), {})
+
+
+_RANGE_WORDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+
+
+def _bounds(number: dict[str, Any]) -> str:
+    """' > 0', ' >= 0 and <= 1', or '' for a number without bounds."""
+    return " and".join(f" {op} {show(number[k])}" for k, op in _RANGE_WORDS.items() if k in number)
 
 
 def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:

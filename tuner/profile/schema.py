@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AllowInfNan,
     BaseModel,
     ConfigDict,
     Field,
@@ -62,13 +61,14 @@ PLATFORMS: tuple[str, ...] = typing.get_args(Platform)
 
 # Strict numbers: YAML already gives real ints and floats, so a string "2" or a boolean where a
 # number belongs is a mistake to report, not something to coerce (pydantic's lax mode takes
-# `workers: true` as 1). Ints are accepted where floats are expected; NaN and infinity are not.
+# `workers: true` as 1). Ints are accepted where floats are expected; NaN and infinity are refused
+# for every float by _Model's config.
 _Str = Annotated[str, Strict()]
 
 _Count = Annotated[int, Strict(), Field(ge=1)]
 _NonNegInt = Annotated[int, Strict(), Field(ge=0)]
-_Positive = Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
-_NonNeg = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0)]
+_Positive = Annotated[float, Strict(), Field(gt=0)]
+_NonNeg = Annotated[float, Strict(), Field(ge=0)]
 _NAME_PATTERN = r"^[a-zA-Z0-9_.-]+$"
 _EXCEPTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 _ExceptionName = Annotated[str, Strict(), Field(pattern=_EXCEPTION_PATTERN)]
@@ -98,9 +98,11 @@ def _cross(detail: str, at: str = "") -> PydanticCustomError:
 
 
 class _Model(BaseModel):
-    """Base of every profile model: unknown keys are errors, so typos never pass silently."""
+    """Base of every profile model: unknown keys are errors, so typos never pass silently; no
+    float field takes NaN or infinity (``.nan`` and ``.inf`` are valid YAML floats, infinity
+    passes any lower bound, and a field without bounds would take either)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=False)
+    model_config = ConfigDict(extra="forbid", validate_default=False, allow_inf_nan=False)
 
 
 class InputInfo(_Model):
