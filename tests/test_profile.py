@@ -403,6 +403,21 @@ def test_schema_version_constant() -> None:
     assert load_profile(GOOD).schema_version == SCHEMA_VERSION
 
 
+def test_package_keeps_its_public_names() -> None:
+    # Code outside imports these from tuner.profile; the modules behind them may move.
+    import tuner.profile
+
+    names = {
+        "HEADER", "SCHEMA_VERSION", "Autoscale", "Backoff", "BackoffOverride", "Baseline", "Candidate",
+        "Evidence", "HostInfo", "InputInfo", "LatencyIntervals", "ModelRef", "Objective", "PeakRss",
+        "Percentiles", "PlatformOverrides", "Recommended", "RecommendedOverride", "ScalingProfile",
+        "StrictLoader", "dump_profile_text", "load_profile", "normalise_platform", "parse_profile_text",
+        "profile_json_schema", "save_profile",
+    }  # fmt: skip
+    assert set(tuner.profile.__all__) == names
+    assert all(hasattr(tuner.profile, name) for name in names)
+
+
 @pytest.mark.timeout(60)
 def test_import_stays_light() -> None:
     # The production runtime imports tuner.profile: no numpy, no rich, no Textual.
