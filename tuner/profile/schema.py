@@ -27,31 +27,6 @@ from pydantic_core import PydanticCustomError
 
 from tuner.profile.errors import explain, format_loc
 
-__all__ = [
-    "PATTERN_WORDS",
-    "PLATFORMS",
-    "SCHEMA_VERSION",
-    "Autoscale",
-    "Backoff",
-    "BackoffOverride",
-    "Baseline",
-    "Candidate",
-    "Evidence",
-    "HostInfo",
-    "InputInfo",
-    "LatencyIntervals",
-    "ModelRef",
-    "Objective",
-    "PeakRss",
-    "Percentiles",
-    "PlatformOverrides",
-    "Recommended",
-    "RecommendedOverride",
-    "ScalingProfile",
-    "normalise_platform",
-    "profile_json_schema",
-]
-
 SCHEMA_VERSION = 1
 """The profile format this tuner reads and writes; bumped on any incompatible change."""
 
