@@ -3,8 +3,10 @@
 * ``yaml.SafeLoader`` only (a subclass); any tag it does not know, ``!!python/object`` included,
   is rejected before anything is constructed — loading a profile never imports or runs code.
 * Duplicate keys are an error (PyYAML silently keeps the last one).
-* Size, node count and nesting depth are bounded, so a hostile or mistaken file (a log, a YAML
-  "billion laughs" of nested aliases) costs neither memory nor time before we can say what is wrong.
+* Size, node count and nesting depth are bounded — the nodes and the depth while the document is
+  read, and again with aliases expanded — so a hostile or mistaken file (a log, a YAML "billion
+  laughs" of nested aliases, ``[[[[...`` thousands deep) costs neither memory nor time, nor ends in
+  a RecursionError, before we can say what is wrong.
 * The node tree is composed first and walked, so every error names the file, the line and the key
   path: ``profiles/x.yaml line 14: recommended.workers: must be >= 1 (got 0)``.
 * pydantic's ``ValidationError`` is translated to that one line (:mod:`tuner.profile.errors`); no
@@ -28,8 +30,8 @@ from tuner.profile.schema import PATTERN_WORDS, SCHEMA_VERSION, ScalingProfile
 
 __all__ = ["StrictLoader", "load_profile", "parse_profile_text"]
 
-# A profile is a few kilobytes; these limits keep a hostile or mistaken file (a log, a YAML
-# "billion laughs" of nested aliases) from costing memory or time before we can say what is wrong.
+# A profile is a few kilobytes and its deepest key path has 4 parts: ample room, and still far
+# from Python's recursion limit (composing takes two frames per level).
 _MAX_BYTES = 1 << 20
 _MAX_NODES = 20_000
 _MAX_DEPTH = 32
