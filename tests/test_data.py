@@ -225,6 +225,27 @@ def test_atomic_write_gives_a_normal_file_mode(tmp_path: Path) -> None:
         os.umask(umask)
 
 
+def test_atomic_write_creates_folders_only_when_asked(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "profile.yaml"
+    with pytest.raises(DataError, match="folder not found"):
+        atomic_write_text(target, "x\n")
+    assert listing(tmp_path) == []
+    atomic_write_text(target, "x\n", parents=True)
+    assert target.read_text() == "x\n"
+    assert listing(target.parent) == ["profile.yaml"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")
+def test_atomic_write_never_changes_the_process_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reading the umask means setting it, process-wide: another thread creating a file meanwhile
+    # would get the temporary value. The writer must let the kernel apply it instead.
+    calls: list[int] = []
+    real = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real(mask))
+    atomic_write_text(tmp_path / "new.txt", "x")
+    assert calls == []
+
+
 def test_failed_replace_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "profile.yaml"
     path.write_text("old\n")

@@ -1,4 +1,4 @@
-"""Rooms and doors (DESIGN.md), enforced in fresh interpreters like harlequin's test_import_hygiene.
+"""Which tuner package may import which, enforced in fresh interpreters like harlequin's test_import_hygiene.
 
 ``tuner.runtime`` (imported by production services), ``tuner.engine`` and ``tuner.hardware`` must not
 pull in Textual, plotext, rich, the benchmark or the TUI — not on import, and not while a runtime

@@ -504,6 +504,31 @@ def test_importing_tuner_models_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_tuner_models_imports_no_other_room_of_tuner() -> None:
+    # Preloaded by the engine's forkserver and imported in every worker: the spec, decorator,
+    # loader and validation modules only, not the numpy-backed built-ins until a builtin: spec
+    # is resolved.
+    code = "import sys, tuner.models\nprint(' '.join(sorted(m for m in sys.modules if m.startswith('tuner'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    mods = set(out.stdout.split())
+    strays = {m for m in mods if m not in ("tuner", "tuner.errors") and not m.startswith("tuner.models")}
+    assert not strays, strays
+    assert "tuner.models.builtin" not in mods
+
+
+def test_package_keeps_its_public_names() -> None:
+    # Code outside imports these from tuner.models; the modules behind them may move.
+    import tuner.models
+
+    names = {
+        "BOUNDS", "BatchFn", "InputGen", "ModelInfo", "ModelSpec", "batch", "check_outputs", "factory",
+        "input_generator", "load_model", "parse_spec", "per_item", "resolve", "spec_text", "validate",
+    }  # fmt: skip
+    assert set(tuner.models.__all__) == names
+    assert all(hasattr(tuner.models, name) for name in names)
+    assert callable(tuner.models.validate)  # the function, not a module of the same name
+
+
 def test_model_spec_is_frozen() -> None:
     ms = ModelSpec("builtin:mlp", "builtin", "mlp", "mlp")
     with pytest.raises(AttributeError):

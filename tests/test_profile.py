@@ -6,16 +6,22 @@ Each bad profile in ``tests/fixtures/profiles/`` marks the line its error must p
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tuner.errors import ProfileError
+from tuner.errors import DataError, ProfileError
 from tuner.profile import (
     HEADER,
     SCHEMA_VERSION,
@@ -25,9 +31,11 @@ from tuner.profile import (
     StrictLoader,
     dump_profile_text,
     load_profile,
+    parse_profile_text,
     profile_json_schema,
     save_profile,
 )
+from tuner.profile.errors import format_loc, show
 
 FIXTURES = Path(__file__).parent / "fixtures" / "profiles"
 GOOD = FIXTURES / "good.yaml"
@@ -49,7 +57,11 @@ BAD: dict[str, tuple[str, str]] = {
     "negative_retries.yaml": ("recommended.retries", "must be >= 0 (got -1)"),
     "backoff_cap_below_base.yaml": ("recommended.backoff", "cap_s (0.01) < base_s (0.05)"),
     "bad_backend.yaml": ("recommended.backend", "must be 'process', 'thread' or 'inline' (got 'gpu')"),
-    "nan_throughput.yaml": ("evidence.throughput", "must be a finite number"),
+    "nan_throughput.yaml": ("evidence.throughput", "must be a finite number > 0 (got nan)"),
+    "inf_timeout.yaml": ("recommended.timeout_s", "must be a finite number > 0 (got inf)"),
+    "negative_inf_delay.yaml": ("autoscale.downscale_delay_s", "must be a finite number >= 0 (got -inf)"),
+    "nan_in_interval.yaml": ("evidence.throughput_ci[1]", "must be a finite number >= 0 (got nan)"),
+    "float_overflow.yaml": ("host.memory_total_gb", "must be a finite number > 0 (got 1e+400: too large)"),
     "not_yaml.yaml": ("", "not valid YAML: mapping values are not allowed here"),
     "empty.yaml": ("", "empty file"),
     "comments_only.yaml": ("", "empty file"),
@@ -60,6 +72,9 @@ BAD: dict[str, tuple[str, str]] = {
     "bad_platform_merge.yaml": ("platforms.darwin", "cap_s (0.01) < base_s (0.05)"),
     "python_object.yaml": ("name", "YAML tag '!!python/object/apply:os.mkdir' is not allowed"),
     "alias_bomb.yaml": ("l4", "too many YAML nodes"),
+    "deep_flow_nesting.yaml": ("evidence", "nested deeper than 32 levels"),
+    "deep_block_nesting.yaml": ("evidence", "nested deeper than 32 levels"),
+    "huge_integer.yaml": ("recommended.workers", "integer too long (5000 digits)"),
 }
 
 
@@ -109,6 +124,103 @@ def test_bad_profile_is_one_clear_line(name: str, tuner_cmd: list[str], tmp_path
         assert f": {key_path}:" in msg or f": {key_path} (" in msg or f": {key_path}." in msg, msg
     assert words in msg, msg
     assert not (tmp_path / "pwned_by_yaml").exists()
+
+
+@pytest.mark.timeout(60)
+def test_oversized_file_is_one_clear_line(tuner_cmd: list[str], tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text(GOOD.read_text(encoding="utf-8") + "# " + "x" * (1 << 20) + "\n", encoding="utf-8")
+    proc = _check(tuner_cmd, big)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"tuner: {big}: too large for a profile (more than 1024 KiB)\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_huge_document_is_refused_while_it_is_read() -> None:
+    # 1 MiB of `[1,1,1,...]` is half a million YAML nodes: counting them after composing the
+    # tree cost ~350 MB and seconds before saying "too many nodes"; refuse as they are read.
+    text = "name: x\nl: [" + "1," * ((1 << 20) // 2 - 16) + "1]\n"
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProfileError) as info:
+            parse_profile_text(text, "wide.yaml")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == "wide.yaml line 2: l: too many YAML nodes (more than 20000)"
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_strict_loader_alone_bounds_depth() -> None:
+    # For anyone who uses the loader directly: a YAMLError, not a RecursionError.
+    with pytest.raises(yaml.YAMLError, match="nested deeper than 32 levels"):
+        yaml.load("a: " + "[" * 5000 + "]" * 5000, Loader=StrictLoader)  # a SafeLoader subclass: safe
+
+
+def _number_fields(schema: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """(key path, JSON Schema) of every float field of the profile; list items at index 0."""
+    defs = schema["$defs"]
+
+    def options(node: dict[str, Any]) -> list[dict[str, Any]]:
+        node = defs[node["$ref"].split("/")[-1]] if "$ref" in node else node
+        found = []
+        for option in node.get("anyOf", [node]):
+            found.append(defs[option["$ref"].split("/")[-1]] if "$ref" in option else option)
+        return found
+
+    def walk(node: dict[str, Any], loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+        for option in options(node):
+            if option.get("type") == "number":
+                yield loc, option
+            for key, child in option.get("properties", {}).items():
+                yield from walk(child, (*loc, key))
+            for i, child in enumerate(option.get("prefixItems", [])):
+                yield from walk(child, (*loc, i))
+            if isinstance(option.get("items"), dict):
+                yield from walk(option["items"], (*loc, 0))
+
+    yield from walk(schema, ())
+
+
+def _put(data: dict[str, Any], loc: tuple[Any, ...], value: float) -> None:
+    node: Any = data
+    for part, after in itertools.pairwise(loc):
+        if isinstance(node, dict) and part not in node:
+            node[part] = [1.0, 2.0] if isinstance(after, int) else {}  # an interval, or a mapping
+        node = node[part]
+    node[loc[-1]] = value
+
+
+def _range_words(number: dict[str, Any]) -> str:
+    words = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    return " and".join(f" {op} {number[k]:g}" for k, op in words.items() if k in number)
+
+
+NUMBER_FIELDS = list(_number_fields(profile_json_schema()))
+
+
+def test_every_number_field_is_swept() -> None:
+    # The sweep below covers every float of the schema; a few that must be among them:
+    paths = {".".join(map(str, loc)) for loc, _ in NUMBER_FIELDS}
+    assert {"recommended.timeout_s", "evidence.throughput_ci.1", "platforms.darwin.backoff.cap_s"} <= paths
+    assert len(paths) > 40
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_no_number_field_takes_nan_or_infinity(value: float) -> None:
+    good = yaml.safe_load(GOOD.read_text(encoding="utf-8"))
+    token = {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}[show(value)]
+    for loc, number in NUMBER_FIELDS:
+        data = copy.deepcopy(good)
+        _put(data, loc, value)
+        text = yaml.safe_dump(data, sort_keys=False)
+        with pytest.raises(ProfileError) as info:
+            parse_profile_text(text, "p.yaml")
+        message = str(info.value)
+        expected = f": {format_loc(loc)}: must be a finite number{_range_words(number)} (got {show(value)})"
+        assert message.startswith("p.yaml line ") and message.endswith(expected), (loc, message)
+        line = int(message.split()[2].rstrip(":"))
+        assert token in text.splitlines()[line - 1], (loc, message)
 
 
 def test_strict_loader_alone_rejects_duplicates() -> None:
@@ -216,10 +328,27 @@ def test_save_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.M
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
-    with pytest.raises(ProfileError, match=r"mlp\.yaml: cannot write: No space left on device"):
+    with pytest.raises(DataError) as info:
         save_profile(profile, target)
+    assert str(info.value) == f"{target}: cannot write (No space left on device)"
     assert target.read_text(encoding="utf-8") == "old contents\n"
     assert [p.name for p in tmp_path.iterdir()] == ["mlp.yaml"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")
+def test_save_respects_the_umask(tmp_path: Path) -> None:
+    # A saved profile gets the mode a plain open() would give: readable by others under the
+    # usual umask 022, private under 077 (a fixed 0644 would leak it).
+    profile = load_profile(GOOD)
+    old = os.umask(0o077)
+    try:
+        save_profile(profile, tmp_path / "private.yaml")
+        os.umask(0o022)
+        save_profile(profile, tmp_path / "shared.yaml")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private.yaml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "shared.yaml").stat().st_mode & 0o777 == 0o644
 
 
 def test_save_leaves_no_temp_files_and_is_readable(tmp_path: Path) -> None:
@@ -272,6 +401,21 @@ def test_override_fields_match_recommended() -> None:
 def test_schema_version_constant() -> None:
     assert SCHEMA_VERSION == 1
     assert load_profile(GOOD).schema_version == SCHEMA_VERSION
+
+
+def test_package_keeps_its_public_names() -> None:
+    # Code outside imports these from tuner.profile; the modules behind them may move.
+    import tuner.profile
+
+    names = {
+        "HEADER", "SCHEMA_VERSION", "Autoscale", "Backoff", "BackoffOverride", "Baseline", "Candidate",
+        "Evidence", "HostInfo", "InputInfo", "LatencyIntervals", "ModelRef", "Objective", "PeakRss",
+        "Percentiles", "PlatformOverrides", "Recommended", "RecommendedOverride", "ScalingProfile",
+        "StrictLoader", "dump_profile_text", "load_profile", "normalise_platform", "parse_profile_text",
+        "profile_json_schema", "save_profile",
+    }  # fmt: skip
+    assert set(tuner.profile.__all__) == names
+    assert all(hasattr(tuner.profile, name) for name in names)
 
 
 @pytest.mark.timeout(60)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -137,26 +137,40 @@ def save_jsonl_records(path: str | os.PathLike[str], records: Iterable[Mapping[s
     _atomic_write(Path(path), lambda f: _write_jsonl(f, str(path), records, "record"))
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Replace ``path`` with ``text`` atomically (temp file in the same folder, fsync, os.replace)."""
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, encoding: str = "utf-8", *, parents: bool = False
+) -> None:
+    """Replace ``path`` with ``text`` atomically (see :func:`atomic_write_bytes`)."""
     data = text.encode(encoding)
-    _atomic_write(Path(path), lambda f: f.write(data))
+    _atomic_write(Path(path), lambda f: f.write(data), parents=parents)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file in the same folder, fsync, os.replace)."""
-    _atomic_write(Path(path), lambda f: f.write(data))
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, parents: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically: a reader sees the old file or the new one, never half.
+
+    A temporary file in the same folder, fsync, ``os.replace``, fsync of the folder. The new file
+    keeps the mode of the one it replaces, or gets the mode a plain ``open()`` would give (umask
+    applied). On any failure, Ctrl-C included, the temporary file is removed and the old file is
+    untouched. ``parents=True`` creates missing folders; otherwise a missing folder is an error.
+    Raises :class:`~tuner.errors.DataError` (one line) when the file cannot be written.
+    """
+    _atomic_write(Path(path), lambda f: f.write(data), parents=parents)
 
 
-def _atomic_write(p: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def _atomic_write(p: Path, write: Callable[[IO[bytes]], Any], parents: bool = False) -> None:
     folder = p.parent
+    if parents and not folder.is_dir():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"{p}: cannot create folder {folder} ({e.strerror or e})") from e
     if not folder.is_dir():
         raise DataError(f"{p}: folder not found: {folder.absolute()}")
     if p.is_dir():
         raise DataError(f"{p}: is a folder, not a file")
     try:
         # Same folder as the target: os.replace is atomic only within one filesystem.
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{p.name}.", suffix=".tmp")
+        fd, tmp = _create_temp(folder, p.name)
     except OSError as e:
         raise DataError(f"{p}: cannot write ({e.strerror or e})") from e
     try:
@@ -164,11 +178,13 @@ def _atomic_write(p: Path, write: Callable[[IO[bytes]], Any]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes 0600 files; give the result the mode a plain open() would have.
-        os.chmod(tmp, _default_mode(p))
+        with contextlib.suppress(FileNotFoundError):  # a replaced file keeps its mode
+            os.chmod(tmp, os.stat(p).st_mode & 0o7777)
         os.replace(tmp, p)
     except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
+        # Suppress any OSError here: failing to remove the temporary file must not hide why
+        # the write failed.
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(e, OSError):
             raise DataError(f"{p}: cannot write ({e.strerror or e})") from e
@@ -176,13 +192,21 @@ def _atomic_write(p: Path, write: Callable[[IO[bytes]], Any]) -> None:
     _fsync_folder(folder)
 
 
-def _default_mode(p: Path) -> int:
-    try:
-        return os.stat(p).st_mode & 0o7777  # keep the mode of the file being replaced
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+    """A new, empty file beside ``name``, opened for writing, with a plain ``open()``'s mode.
+
+    Not ``tempfile.mkstemp``: it makes 0600 files, and learning the umask to widen them means
+    setting it, process-wide and racing any other thread creating a file. ``O_EXCL`` with mode
+    0666 lets the kernel apply the umask, as it does for ``open()``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = folder / f".{name}.{os.urandom(4).hex()}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.models import BatchFn, InputGen, factory
+from tuner.models.decorators import BatchFn, InputGen, factory
 
 __all__ = ["BUILTINS", "PYLOOP_ROUNDS", "BuiltinModel"]
 

@@ -125,8 +125,9 @@ class TunerApp(App[int]):
         self.driver: Driver = driver or BenchDriver()
         if isinstance(self.driver, BenchDriver):
             # Start multiprocessing's resource tracker now, while sys.stderr is still the real one:
-            # once Textual runs, stderr is its print capture (no valid fileno) and the tracker's
-            # spawn fails with "bad value(s) in fds_to_keep" (see /tmp/engine_issues.txt).
+            # once Textual runs, stderr is its print capture, whose fileno() is -1; the tracker hands
+            # sys.stderr.fileno() to the child it spawns, and -1 fails that spawn with
+            # "bad value(s) in fds_to_keep".
             from tuner.engine.transport import ensure_tracker
 
             ensure_tracker()

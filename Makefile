@@ -1,0 +1,63 @@
+# The README's two commands; each creates or updates the virtual environment .venv first.
+#   make bench   the main job: sweep the built-in MLP headless, recommend, write profiles/mlp.yaml
+#   make test    ruff, mypy and the test suite (.ci/run runs exactly this)
+# Needs python3 >= 3.10 and make. .venv is (re)installed when pyproject.toml, this file or the test
+# extras change; a stamp file in .venv records each install.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Extras of the test environment besides [dev], comma-separated (e.g. onnx,torch,sklearn,ray).
+TEST_EXTRAS ?=
+# Requirements installed before those extras, so pip does not choose them itself. torch needs its
+# pinned CPU wheel (torch==2.13.0) first: an unpinned torch pulls a CUDA build of several GB.
+TEST_PREINSTALL ?=
+
+BENCH_ARGS ?= --model builtin:mlp --out profiles/mlp.yaml
+PYTEST_ARGS ?=
+
+comma := ,
+DEV_STAMP := $(VENV)/.installed-dev
+TEST_STAMP := $(VENV)/.installed-test
+TEST_WANTED := $(VENV)/.wanted-test
+TEST_SPEC := $(strip $(TEST_PREINSTALL)) [dev$(if $(strip $(TEST_EXTRAS)),$(comma)$(strip $(TEST_EXTRAS)))]
+
+.DEFAULT_GOAL := help
+.PHONY: help bench test FORCE
+
+help:
+	@echo "make bench   sweep builtin:mlp and write profiles/mlp.yaml (creates .venv on first use)"
+	@echo "make test    ruff, mypy and the test suite (creates .venv on first use)"
+
+bench: $(DEV_STAMP)
+	$(BIN)/tuner bench $(BENCH_ARGS)
+
+test: $(TEST_STAMP)
+	$(BIN)/ruff check tuner
+	$(BIN)/mypy
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(DEV_STAMP): pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "tuner needs Python >= 3.10; $(PYTHON) is " + sys.version.split()[0])'
+	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e '.[dev]'
+	@touch $@
+
+# Rewritten only when the wanted test extras differ from the last install's, so that a change to
+# TEST_EXTRAS or TEST_PREINSTALL (here or on the command line) reinstalls, and nothing else does.
+$(TEST_WANTED): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TEST_SPEC)' | cmp -s - $@ || echo '$(TEST_SPEC)' > $@
+
+$(TEST_STAMP): $(DEV_STAMP) $(TEST_WANTED)
+ifneq ($(strip $(TEST_PREINSTALL)),)
+	$(BIN)/python -m pip install -qq $(TEST_PREINSTALL)
+endif
+ifneq ($(strip $(TEST_EXTRAS)),)
+	$(BIN)/python -m pip install -qq -e '.[dev,$(strip $(TEST_EXTRAS))]'
+endif
+	@touch $@
+
+FORCE:

@@ -1,0 +1,425 @@
+"""The profile's schema: pydantic models, one per mapping of the YAML, with a description on every field.
+
+A profile is the YAML that records what tuner recommends for one model on one host, the host it was
+measured on and the evidence. Every model forbids unknown keys, takes numbers strictly (no "2" for 2,
+no ``true`` for 1) and refuses NaN and infinity; cross-field rules (``cap_s >= base_s``, workers inside
+the autoscale bounds on every platform) are model validators whose errors point at the key to fix.
+The JSON Schema ``tuner schema`` prints is generated from these models.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from tuner.profile.errors import explain, format_loc
+
+SCHEMA_VERSION = 1
+"""The profile format this tuner reads and writes; bumped on any incompatible change."""
+
+Backend = Literal["process", "thread", "inline"]
+Platform = Literal["linux", "darwin", "windows"]
+PLATFORMS: tuple[str, ...] = typing.get_args(Platform)
+
+# Strict numbers: YAML already gives real ints and floats, so a string "2" or a boolean where a
+# number belongs is a mistake to report, not something to coerce (pydantic's lax mode takes
+# `workers: true` as 1). Ints are accepted where floats are expected; NaN and infinity are refused
+# for every float by _Model's config.
+_Str = Annotated[str, Strict()]
+
+_Count = Annotated[int, Strict(), Field(ge=1)]
+_NonNegInt = Annotated[int, Strict(), Field(ge=0)]
+_Positive = Annotated[float, Strict(), Field(gt=0)]
+_NonNeg = Annotated[float, Strict(), Field(ge=0)]
+_NAME_PATTERN = r"^[a-zA-Z0-9_.-]+$"
+_EXCEPTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+_ExceptionName = Annotated[str, Strict(), Field(pattern=_EXCEPTION_PATTERN)]
+
+PATTERN_WORDS = {
+    _NAME_PATTERN: "may hold only letters, digits, '_', '.' and '-'",
+    _EXCEPTION_PATTERN: "must be an exception type name such as 'ValueError' or 'mypkg.Transient'",
+}
+"""What each pattern of the schema means, in the words an error message uses."""
+
+
+def _ordered_pair(pair: tuple[float, float]) -> tuple[float, float]:
+    if pair[0] > pair[1]:
+        raise PydanticCustomError(
+            "interval_order", "low ({low}) > high ({high})", {"low": pair[0], "high": pair[1]}
+        )
+    return pair
+
+
+_Interval = Annotated[tuple[_NonNeg, _NonNeg], AfterValidator(_ordered_pair)]
+
+
+def _cross(detail: str, at: str = "") -> PydanticCustomError:
+    """A cross-field error. ``at`` is a dotted key path (relative to the model that raises it)
+    whose line the message should point at; the shown key path stays the model's own."""
+    return PydanticCustomError("cross_field", "{detail}", {"detail": detail, "at": at})
+
+
+class _Model(BaseModel):
+    """Base of every profile model: unknown keys are errors, so typos never pass silently; no
+    float field takes NaN or infinity (``.nan`` and ``.inf`` are valid YAML floats, infinity
+    passes any lower bound, and a field without bounds would take either)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=False, allow_inf_nan=False)
+
+
+class InputInfo(_Model):
+    """What the model was fed while measuring."""
+
+    source: _Str = Field(
+        description="Where the input came from, e.g. 'builtin generator' or 'file data.npy'."
+    )
+    kind: Literal["ndarray", "list"] | None = Field(
+        default=None, description="How items were passed: rows of an ndarray, or a Python list."
+    )
+    item: _Str | None = Field(default=None, description="One item's type and shape, e.g. 'float32[256]'.")
+    items: _NonNegInt | None = Field(default=None, description="How many items the measured input held.")
+
+
+class ModelRef(_Model):
+    """The model the profile is for. A reference only: loading a profile never imports or runs it."""
+
+    spec: _Str = Field(
+        min_length=1,
+        description="Model spec as given to tuner: 'builtin:mlp', 'pkg.mod:fn', 'file.py:fn', 'model.onnx'.",
+    )
+    input: InputInfo | None = Field(default=None, description="The input used while measuring.")
+
+
+class HostInfo(_Model):
+    """The machine the profile was measured on (from ``tuner.hardware``)."""
+
+    fingerprint: _Str = Field(
+        min_length=1,
+        description="Stable hash of the hardware facts; a different host gives a different value.",
+    )
+    summary: _Str = Field(description="One human line describing the host.")
+    usable_cores: _Count = Field(
+        description="Cores this process may really use (affinity, container CPU quota)."
+    )
+    logical_cores: _Count = Field(description="Logical CPUs the OS reports.")
+    physical_cores: _Count | None = Field(
+        default=None, description="Physical cores, when the OS can tell (it cannot always)."
+    )
+    memory_total_gb: _Positive = Field(description="Memory available to this process, in GB.")
+    cpu_model: _Str = Field(description="CPU model name as the OS reports it.")
+    platform: Platform = Field(description="Operating system family.")
+    machine: _Str = Field(description="CPU architecture, e.g. 'x86_64' or 'arm64'.")
+    blas: _Str | None = Field(
+        default=None, description="BLAS library and version numpy uses, e.g. 'openblas 0.3.31'."
+    )
+
+
+class Objective(_Model):
+    """What the recommendation optimises, and the constraints it had to meet."""
+
+    goal: Literal["throughput", "p99"] = Field(
+        default="throughput", description="'throughput': most items/s; 'p99': lowest 99th-percentile latency."
+    )
+    p99_budget_ms: _Positive | None = Field(
+        default=None, description="Reject configurations whose p99 exceeds this."
+    )
+    memory_budget_mb: _Positive | None = Field(
+        default=None, description="Reject configurations whose total peak RSS exceeds this."
+    )
+    min_throughput: _Positive | None = Field(
+        default=None, description="Reject configurations slower than this many items/s."
+    )
+
+
+class Backoff(_Model):
+    """Retry delay: full jitter, uniform in [0, min(cap_s, base_s * 2**attempt)]."""
+
+    base_s: _Positive = Field(default=0.05, description="Delay scale of the first retry, seconds.")
+    cap_s: _Positive = Field(default=2.0, description="Longest delay between retries, seconds (>= base_s).")
+
+    @model_validator(mode="after")
+    def _cap_at_least_base(self) -> Backoff:
+        if self.cap_s < self.base_s:
+            raise _cross(f"cap_s ({self.cap_s:g}) < base_s ({self.base_s:g})", at="cap_s")
+        return self
+
+
+class BackoffOverride(_Model):
+    """A partial :class:`Backoff` in a platform override; unset fields keep the base values."""
+
+    base_s: _Positive | None = Field(default=None, description="Delay scale of the first retry, seconds.")
+    cap_s: _Positive | None = Field(default=None, description="Longest delay between retries, seconds.")
+
+
+# One description per knob, shared by Recommended and RecommendedOverride so they cannot drift.
+_REC_DOC = {
+    "backend": "How workers run: 'process' (one process each), 'thread' (threads in this process), "
+    "'inline' (in the caller, no pool).",
+    "workers": "Number of workers, each with the model loaded once.",
+    "threads_per_worker": "BLAS / intra-op threads each worker may use.",
+    "partition_size": "Items sent to a worker at once (the unit of dispatch).",
+    "timeout_s": "Seconds one partition may run before its worker is replaced and the partition retried; "
+    "absent or null = no timeout.",
+    "retries": "Extra attempts for a failed partition before its items fail for good.",
+    "retry_on": "Exception type names (e.g. 'ConnectionError') whose failures are retried; worker "
+    "crashes, timeouts and memory-limit kills are always retried.",
+    "backoff": "Delay between retries (full jitter).",
+    "memory_limit_mb": "RSS above which a worker is replaced; absent or null = no limit.",
+    "max_batch_delay_ms": "How long the runtime waits to fill a partition when items arrive one by one.",
+}
+
+
+class Recommended(_Model):
+    """The configuration the runtime applies."""
+
+    backend: Backend = Field(description=_REC_DOC["backend"])
+    workers: _Count = Field(description=_REC_DOC["workers"])
+    threads_per_worker: _Count = Field(description=_REC_DOC["threads_per_worker"])
+    partition_size: _Count = Field(description=_REC_DOC["partition_size"])
+    timeout_s: _Positive | None = Field(default=None, description=_REC_DOC["timeout_s"])
+    retries: _NonNegInt = Field(default=3, description=_REC_DOC["retries"])
+    retry_on: list[_ExceptionName] = Field(default_factory=list, description=_REC_DOC["retry_on"])
+    backoff: Backoff = Field(default_factory=Backoff, description=_REC_DOC["backoff"])
+    memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
+    max_batch_delay_ms: _NonNeg = Field(default=5.0, description=_REC_DOC["max_batch_delay_ms"])
+
+
+class RecommendedOverride(_Model):
+    """Any subset of :class:`Recommended`'s fields, merged over it on one platform."""
+
+    backend: Backend | None = Field(default=None, description=_REC_DOC["backend"])
+    workers: _Count | None = Field(default=None, description=_REC_DOC["workers"])
+    threads_per_worker: _Count | None = Field(default=None, description=_REC_DOC["threads_per_worker"])
+    partition_size: _Count | None = Field(default=None, description=_REC_DOC["partition_size"])
+    timeout_s: _Positive | None = Field(default=None, description=_REC_DOC["timeout_s"])
+    retries: _NonNegInt | None = Field(default=None, description=_REC_DOC["retries"])
+    retry_on: list[_ExceptionName] | None = Field(default=None, description=_REC_DOC["retry_on"])
+    backoff: BackoffOverride | None = Field(default=None, description=_REC_DOC["backoff"])
+    memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
+    max_batch_delay_ms: _NonNeg | None = Field(default=None, description=_REC_DOC["max_batch_delay_ms"])
+
+
+class PlatformOverrides(_Model):
+    """Per-OS partial overrides of ``recommended`` (e.g. threads on macOS, where fork is unsafe)."""
+
+    linux: RecommendedOverride | None = Field(default=None, description="Applied on Linux.")
+    darwin: RecommendedOverride | None = Field(default=None, description="Applied on macOS.")
+    windows: RecommendedOverride | None = Field(default=None, description="Applied on Windows.")
+
+
+class Autoscale(_Model):
+    """Bounds and pace of the runtime's autoscaler."""
+
+    min_workers: _Count = Field(description="Never fewer workers than this.")
+    max_workers: _Count = Field(description="Never more workers than this (>= min_workers).")
+    target_backlog_per_worker: _Positive = Field(
+        default=4.0, description="Queued partitions per worker above which the autoscaler adds a worker."
+    )
+    target_p99_ms: _Positive | None = Field(
+        default=None, description="Also scale up when the recent p99 latency exceeds this."
+    )
+    upscale_delay_s: _NonNeg = Field(
+        default=0.0, description="How long the need must persist before adding workers, seconds."
+    )
+    downscale_delay_s: _NonNeg = Field(
+        default=300.0,
+        description="How long the need must persist before removing workers, seconds "
+        "(300 = the Kubernetes HPA default stabilisation window).",
+    )
+    interval_s: _Positive = Field(default=1.0, description="How often the autoscaler looks, seconds.")
+    reasoning: _Str = Field(default="", description="Why these bounds, in words.")
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> Autoscale:
+        if self.min_workers > self.max_workers:
+            raise _cross(
+                f"min_workers ({self.min_workers}) > max_workers ({self.max_workers})", at="min_workers"
+            )
+        return self
+
+
+class Percentiles(_Model):
+    """Latency percentiles in milliseconds."""
+
+    p50: _NonNeg | None = Field(default=None, description="Median, ms.")
+    p90: _NonNeg | None = Field(default=None, description="90th percentile, ms.")
+    p95: _NonNeg | None = Field(default=None, description="95th percentile, ms.")
+    p99: _NonNeg | None = Field(default=None, description="99th percentile, ms.")
+    p999: _NonNeg | None = Field(default=None, description="99.9th percentile, ms.")
+
+
+class LatencyIntervals(_Model):
+    """Confidence intervals [low, high] of latency percentiles, in milliseconds."""
+
+    p50: _Interval | None = Field(default=None, description="Interval of the median, ms.")
+    p90: _Interval | None = Field(default=None, description="Interval of the 90th percentile, ms.")
+    p95: _Interval | None = Field(default=None, description="Interval of the 95th percentile, ms.")
+    p99: _Interval | None = Field(default=None, description="Interval of the 99th percentile, ms.")
+    p999: _Interval | None = Field(default=None, description="Interval of the 99.9th percentile, ms.")
+
+
+class PeakRss(_Model):
+    """Peak resident memory while measuring, in MB."""
+
+    per_worker: _NonNeg | None = Field(default=None, description="Largest worker's peak RSS, MB.")
+    total: _NonNeg | None = Field(default=None, description="Peak RSS of all workers together, MB.")
+
+
+class Baseline(_Model):
+    """The naive configuration the recommendation is compared with."""
+
+    name: _Str = Field(description="What the baseline is, e.g. 'naive Pool(os.cpu_count()) default threads'.")
+    throughput: _Positive = Field(description="Its throughput, items/s.")
+    p99_ms: _NonNeg | None = Field(default=None, description="Its p99 latency, ms.")
+
+
+class Candidate(_Model):
+    """One measured configuration (a runner-up or a point on the Pareto front)."""
+
+    backend: Backend = Field(description=_REC_DOC["backend"])
+    workers: _Count = Field(description=_REC_DOC["workers"])
+    threads_per_worker: _Count = Field(description=_REC_DOC["threads_per_worker"])
+    partition_size: _Count = Field(description=_REC_DOC["partition_size"])
+    throughput: _Positive = Field(description="Measured throughput, items/s.")
+    p99_ms: _NonNeg | None = Field(default=None, description="Measured p99 latency, ms.")
+
+
+class Evidence(_Model):
+    """What was measured for the recommended configuration."""
+
+    throughput: _Positive = Field(description="Items per second.")
+    throughput_ci: _Interval | None = Field(
+        default=None, description="Confidence interval of throughput [low, high]."
+    )
+    latency_ms: Percentiles | None = Field(default=None, description="Per-item latency percentiles, ms.")
+    latency_ci_ms: LatencyIntervals | None = Field(
+        default=None, description="Confidence intervals of the latency percentiles, ms."
+    )
+    service_time_ms: Percentiles | None = Field(
+        default=None, description="Partition service time (on a worker, excluding queueing), ms."
+    )
+    cold_start_s: _NonNeg | None = Field(
+        default=None, description="Time to first result from a cold pool, seconds."
+    )
+    cpu_share: _NonNeg | None = Field(
+        default=None, description="Share of the usable cores kept busy (1.0 = all)."
+    )
+    peak_rss_mb: PeakRss | None = Field(default=None, description="Peak resident memory, MB.")
+    trials_run: _NonNegInt | None = Field(default=None, description="Configurations measured.")
+    strategy: _Str | None = Field(default=None, description="Search strategy, e.g. 'grid' or 'adaptive'.")
+    measuring_s: _NonNeg | None = Field(default=None, description="Wall time spent measuring, seconds.")
+    faults: _Str | None = Field(default=None, description="Fault plan injected while measuring, if any.")
+    faults_observed: dict[str, _NonNegInt] | None = Field(
+        default=None, description="Failures seen by kind, e.g. {crash: 3, timeout: 1}."
+    )
+    baseline: Baseline | None = Field(default=None, description="The naive configuration, for comparison.")
+    runner_ups: list[Candidate] = Field(default_factory=list, description="Next-best configurations.")
+    pareto: list[Candidate] = Field(default_factory=list, description="Throughput/p99 Pareto front.")
+
+
+class ScalingProfile(_Model):
+    """tuner scaling profile: how to run one model on one host, and the evidence for it."""
+
+    schema_version: Literal[1] = Field(description="Profile format version; this tuner reads 1.")
+    name: _Str = Field(pattern=_NAME_PATTERN, description="Profile name (letters, digits, '_', '.', '-').")
+    created: datetime = Field(description="When the profile was made (ISO 8601, UTC).")
+    tool_version: _Str = Field(description="Version of tuner that made it.")
+    model: ModelRef = Field(description="The model the profile is for.")
+    host: HostInfo = Field(description="The machine it was measured on.")
+    objective: Objective = Field(
+        default_factory=Objective, description="What was optimised, under which limits."
+    )
+    recommended: Recommended = Field(description="The configuration the runtime applies.")
+    autoscale: Autoscale = Field(description="Autoscaler bounds and pace.")
+    platforms: PlatformOverrides | None = Field(
+        default=None, description="Per-OS partial overrides merged over `recommended`."
+    )
+    evidence: Evidence = Field(description="What was measured.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScalingProfile:
+        # Every platform's merged configuration must itself be valid, and start inside the
+        # autoscaler's bounds: otherwise the runtime would find out only on that OS, in production.
+        for platform in (None, *PLATFORMS):
+            if platform is not None and self._override(platform) is None:
+                continue
+            where = "recommended" if platform is None else f"platforms.{platform}"
+            try:
+                rec = self.effective_recommended(platform) if platform else self.recommended
+            except ValidationError as e:
+                first = e.errors(include_url=False)[0]
+                inner = [str(x) for x in first["loc"]]
+                if (first.get("ctx") or {}).get("at"):
+                    inner.append(first["ctx"]["at"])
+                # Point at the override's key that broke the merge (the line falls back to the
+                # nearest written parent when the key came from the base `recommended`).
+                at = ".".join([where, *inner])
+                key = format_loc(tuple(first["loc"]))
+                why = explain(first, Recommended, PATTERN_WORDS)
+                detail = f"{key}: {why}" if key else why
+                raise _cross(f"{where}: merged over recommended, {detail}", at=at) from None
+            lo, hi = self.autoscale.min_workers, self.autoscale.max_workers
+            if not lo <= rec.workers <= hi:
+                raise _cross(
+                    f"{where}.workers ({rec.workers}) outside autoscale bounds {lo}–{hi}",
+                    at=f"{where}.workers",
+                )
+        return self
+
+    def _override(self, platform: str) -> RecommendedOverride | None:
+        return getattr(self.platforms, platform, None) if self.platforms is not None else None
+
+    def effective_recommended(self, platform: str | None = None) -> Recommended:
+        """``recommended`` with the override for ``platform`` merged over it.
+
+        ``platform`` is 'linux', 'darwin' or 'windows', or a ``sys.platform`` value; the default is
+        this process's platform. An OS without an override gets ``recommended`` unchanged.
+        """
+        key = normalise_platform(sys.platform if platform is None else platform)
+        override = self._override(key) if key else None
+        if override is None:
+            return self.recommended
+        merged = _deep_merge(self.recommended.model_dump(), override.model_dump(exclude_unset=True))
+        return Recommended.model_validate(merged)
+
+
+def normalise_platform(value: str) -> str | None:
+    """'linux', 'darwin' or 'windows' for a ``sys.platform``-like value; None for other systems."""
+    v = value.lower()
+    if v.startswith("linux"):
+        return "linux"
+    if v in ("darwin", "macos", "mac"):
+        return "darwin"
+    if v in ("win32", "cygwin", "windows", "win"):
+        return "windows"
+    return None
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def profile_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a profile (draft 2020-12), for editors and other tools."""
+    schema = ScalingProfile.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "tuner scaling profile",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
