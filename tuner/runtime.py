@@ -53,7 +53,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -774,12 +774,10 @@ class Runtime:
                 if not inflight:
                     return
                 first, fut = inflight.popleft()
-                if fut.cancelled():
-                    raise self._engine_error()
-                exc = fut.exception()
-                if exc is not None:
-                    raise exc
-                result = fut.result()
+                try:
+                    result = fut.result()  # an engine error (its supervisor broke) is raised as is
+                except CancelledError:  # we cancel only what we abandon: the engine dropped it
+                    raise self._engine_error() from None
                 if not result.failed:
                     yield from result.outputs
                     continue

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tuner.engine import events as ev
 from tuner.autoscale import AutoscalePolicy
+from tuner.engine import events as ev
 from tuner.runtime import AutoscaleSettings, Runtime
 
 from .helpers import model_spec
