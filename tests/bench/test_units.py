@@ -171,3 +171,35 @@ def test_merging_a_confirmation_trial_uses_both_trials_windows() -> None:
     merged = merge_trials(lucky, again, Objective())
     assert merged.config == cfg and 1000 <= merged.throughput <= 1100
     assert len(merged.windows) == 6 and merged.items == lucky.items + again.items
+
+
+@pytest.mark.timeout(10)
+def test_max_pending_is_throughput_times_the_budget_and_never_below_the_measured_depth() -> None:
+    from tuner.bench.recommend import max_pending_for
+
+    # 50k items/s × 100 ms = 5000 items (above 4 × 2 workers × 64 = 512).
+    n, why = max_pending_for(50_000.0, 64, 2, 100.0)
+    assert n == 5000 and "p99 budget of 100 ms" in why and "Little's law" in why
+    # No objective: one second of work.
+    n, why = max_pending_for(50_000.0, 64, 2, None)
+    assert n == 50_000 and "1 s of work" in why
+    # A tight budget would starve the pool below what was measured: the closed loop's depth wins.
+    n, why = max_pending_for(1_000.0, 64, 2, 10.0)
+    assert n == 512 and "is only 10" in why
+
+
+@pytest.mark.timeout(20)
+def test_profile_records_max_pending_and_why(tmp_path) -> None:
+    from tuner.hardware import probe
+    from tuner.profile import load_profile, save_profile
+
+    cfg = TrialConfig("process", 2, 1, 64)
+    obj = Objective(p99_budget_ms=50.0)
+    rec = recommend([result(cfg, 40_000.0)], obj, None)
+    assert rec.max_pending == 2000 and any("backpressure: max_pending 2000" in w for w in rec.words)
+    profile = build_profile(
+        rec, name="unit", spec=SweepSpec(model="builtin:mlp", objective=obj), host=probe(), info=None
+    )
+    back = load_profile(save_profile(profile, tmp_path / "unit.yaml"))
+    assert back.recommended.max_pending == 2000 and back.recommended.overload == "block"
+    assert "max_pending 2000: 40.0k items/s × the p99 budget of 50 ms" in back.autoscale.reasoning
