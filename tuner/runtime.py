@@ -384,6 +384,11 @@ class _Meter:
         return hist.total / span, lat
 
 
+#: Set while the runtime's own threads run a caller's code (future callbacks, event callbacks):
+#: those threads are what frees room, so a submit from there must never wait for it.
+_callback_thread = threading.local()
+
+
 class _Gate:
     """At most ``limit`` items in flight; past it, block, time out or refuse (the overload policy)."""
 
@@ -412,11 +417,15 @@ class _Gate:
             if self.closed:
                 raise EngineClosed("the runtime is closed")
             if self.pending + n > self.limit:
-                if policy == "reject":
+                if policy == "reject" or getattr(_callback_thread, "active", False):
                     self.rejected += 1
+                    why = (
+                        "; a callback run by the runtime cannot wait for room (only its own thread frees it)"
+                        if policy != "reject"
+                        else "; retry later, or raise max_pending"
+                    )
                     raise Overloaded(
-                        f"overloaded: {self.pending} items in flight (max_pending {self.limit}); "
-                        "retry later, or raise max_pending"
+                        f"overloaded: {self.pending} items in flight (max_pending {self.limit}){why}"
                     )
                 deadline = None if policy == "block" else time.monotonic() + timeout_s
                 while self.pending + n > self.limit and not self.closed:
@@ -901,11 +910,14 @@ class Runtime:
             if entry is None:
                 return
             batch, fut = entry
+            _callback_thread.active = True  # resolving futures runs the callers' callbacks
             try:
                 self._complete(batch, fut)
             except Exception as e:  # guarded: one bad batch never stops the completer
                 log.exception("runtime: could not hand partition outcomes to their futures")
                 _fail(batch, _engine_failed("the runtime could not deliver this outcome", e))
+            finally:
+                _callback_thread.active = False
 
     def _complete(self, batch: list[_Pending], fut: Future[PartitionResult]) -> None:
         from tuner.engine import Failure
@@ -1023,6 +1035,7 @@ def _guarded(callback: Callable[[Event], None]) -> Callable[[Event], None]:
     seen: set[type[BaseException]] = set()
 
     def call(event: Event) -> None:
+        _callback_thread.active = True  # the engine's supervisor: it must never wait for room
         try:
             callback(event)
         except Exception as e:

@@ -182,3 +182,29 @@ def test_bad_backpressure_settings_are_refused() -> None:
         Runtime("builtin:sleep", backend="thread", overload="drop")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"overload_timeout_s must be a finite number > 0 \(got inf\)"):
         Runtime("builtin:sleep", backend="thread", overload_timeout_s=float("inf"))
+
+
+@pytest.mark.timeout(30)
+def test_a_callback_that_submits_past_the_bound_is_refused_not_deadlocked() -> None:
+    """Future callbacks run in the runtime's completer, the thread that frees room: it cannot wait."""
+    model = Gated()
+    model.release.set()
+    seen: list[Any] = []
+    with Runtime(model, backend="thread", workers=1, partition_size=2, max_pending=2) as rt:
+        chained: list[Any] = []
+
+        def chain(_f: Any) -> None:
+            try:
+                chained.append(rt.submit(10))  # the room `a` gave back
+                chained.append(rt.submit(11))  # full again: would wait forever on its own thread
+            except Overloaded as e:
+                seen.append(e)
+
+        a = rt.submit(1)
+        a.add_done_callback(chain)
+        b = rt.submit(2)
+        assert b.result(timeout=10) == 4, "the completer went on resolving"
+        assert a.result(timeout=10) == 2
+        wait_for(lambda: bool(seen), 10, "the second chained submit to be refused")
+        assert "a callback run by the runtime cannot wait for room" in str(seen[0])
+        assert [f.result(timeout=10) for f in chained] == [20]
