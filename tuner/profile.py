@@ -271,6 +271,10 @@ class RecommendedOverride(_Model):
     backoff: BackoffOverride | None = Field(default=None, description=_REC_DOC["backoff"])
     memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
     max_batch_delay_ms: _NonNeg | None = Field(default=None, description=_REC_DOC["max_batch_delay_ms"])
+    max_pending: _Count | None = Field(default=None, description="Overrides recommended.max_pending.")
+    overload: Literal["block", "timeout", "reject"] | None = Field(
+        default=None, description="Overrides recommended.overload."
+    )
 
 
 class PlatformOverrides(_Model):

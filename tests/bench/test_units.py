@@ -196,7 +196,8 @@ def test_profile_records_max_pending_and_why(tmp_path) -> None:
     cfg = TrialConfig("process", 2, 1, 64)
     obj = Objective(p99_budget_ms=50.0)
     rec = recommend([result(cfg, 40_000.0)], obj, None)
-    assert rec.max_pending == 2000 and any("backpressure: max_pending 2000" in w for w in rec.words)
+    assert rec.max_pending == 2000 and "max_pending 2000" in rec.pending_reasoning
+    assert rec.pending_reasoning in rec.autoscale_reasoning  # `tuner bench` prints it with the bounds
     profile = build_profile(
         rec, name="unit", spec=SweepSpec(model="builtin:mlp", objective=obj), host=probe(), info=None
     )

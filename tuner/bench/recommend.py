@@ -310,7 +310,6 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
         f"  autoscale {lo}–{hi} workers; scale-up on backlog > {BACKLOG_PER_WORKER:g} partitions per worker; "
         f"cold start {best.cold_start_s:.2f} s"
     )
-    words.append(f"  backpressure: {p_text}")
     if runner_ups:
         words.append(
             "  runner-ups: " + "; ".join(f"{r.config.label()} {fmt_rate(r.throughput)}/s" for r in runner_ups)
@@ -327,7 +326,8 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
         retry_on=[],
         min_workers=lo,
         max_workers=hi,
-        autoscale_reasoning=a_text,
+        # The runtime's bounds and pace, in one reasoning: backpressure is part of its pace.
+        autoscale_reasoning=f"{a_text}; {p_text}",
         words=words,
         infeasible=infeasible,
         retry_reasoning=r_text,
@@ -464,8 +464,7 @@ def build_profile(
             max_workers=rec.max_workers,
             target_backlog_per_worker=BACKLOG_PER_WORKER,
             target_p99_ms=obj.p99_budget_ms,
-            # The schema's one reasoning field for the runtime's pace and bounds: backpressure too.
-            reasoning="; ".join(x for x in (rec.autoscale_reasoning, rec.pending_reasoning) if x),
+            reasoning=rec.autoscale_reasoning,  # max_pending's derivation included
         ),
         evidence=Evidence(
             throughput=float(best.throughput),
