@@ -28,8 +28,9 @@ Nothing is left pending: an item future resolves with its output, its failure re
 engine's error; leaving ``map`` early cancels its partitions still in flight.
 
 What a profile applies: backend, workers, threads per worker, partition size, timeout, retries,
-``retry_on``, backoff, memory limit, the dynamic batcher's delay and the autoscaler's bounds and pace;
-the ``platforms:`` entry for this OS is merged over ``recommended`` first.
+``retry_on``, backoff, memory limit, the dynamic batcher's delay, the backpressure bound and policy
+(``max_pending``, ``overload``) and the autoscaler's bounds and pace; the ``platforms:`` entry for this
+OS is merged over ``recommended`` first.
 
 Safety: loading a profile never executes code from it. The model spec in a profile is a reference;
 the runtime imports it only when it builds the model, i.e. when it starts (``start()``, ``with``, or the
@@ -206,8 +207,8 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
         backoff_cap_s=rec.backoff.cap_s,
         memory_limit_mb=rec.memory_limit_mb,
         max_batch_delay_ms=rec.max_batch_delay_ms,
-        max_pending=getattr(rec, "max_pending", None),
-        overload=getattr(rec, "overload", "block"),
+        max_pending=rec.max_pending,
+        overload=rec.overload,
         autoscale=AutoscaleSettings(
             min_workers=a.min_workers,
             max_workers=a.max_workers,
