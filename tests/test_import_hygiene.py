@@ -60,3 +60,13 @@ def test_engine_imports_only_models_and_errors_of_tuner() -> None:
     ]
     assert not strays, f"tuner.engine pulled in {strays}"
     assert not _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_stats_and_autoscale_are_light_rooms() -> None:
+    """The statistics module and the autoscaler policy: standard library and tuner.errors only."""
+    mods = _modules_after("import tuner.stats, tuner.autoscale")
+    tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
+    assert tuner_mods == ["tuner", "tuner.autoscale", "tuner.errors", "tuner.stats"], tuner_mods
+    assert "numpy" not in mods and not _forbidden(mods)
+    assert "numpy" not in _modules_after("import tuner.runtime"), "numpy stays lazy for the runtime"

@@ -12,16 +12,25 @@
 
 Data flow::
 
-    map(items) ──── partitions ─────────────────────────────┐
+               ┌─ gate: at most max_pending items in flight; past it block, time out or
+               │  reject (Overloaded) — the overload policy
+    map(items) ┴─ partitions ───────────────────────────────┐
     submit(item) ─► queue ─► batcher thread: a partition    ├─► Engine (the one tuner.bench measured)
                              closes at partition_size or    │        │ PartitionResult futures
                              max_batch_delay_ms             ┘        ▼
-    item futures ◄── completer thread (outputs / ItemFailed) ◄── done-callbacks ──► latency ring, counters
-    autoscaler thread: every interval_s, backlog per worker and p99 ─► engine.resize(n), with its reason
+    item futures ◄── completer thread (outputs / ItemFailed / ◄── done-callbacks ──► live histogram,
+                     the engine's error)                                              counters, gate
+    autoscaler thread: every interval_s feeds backlog, p99 and time to the AutoscalePolicy
+                       (tuner.autoscale) ─► engine.resize(n), with the policy's reason
+
+Nothing is left pending: an item future resolves with its output, its failure record
+(:class:`ItemFailed`) or, when the engine itself failed or was closed under the runtime, with the
+engine's error; leaving ``map`` early cancels its partitions still in flight.
 
 What a profile applies: backend, workers, threads per worker, partition size, timeout, retries,
-``retry_on``, backoff, memory limit, the dynamic batcher's delay and the autoscaler's bounds and pace;
-the ``platforms:`` entry for this OS is merged over ``recommended`` first.
+``retry_on``, backoff, memory limit, the dynamic batcher's delay, the backpressure bound and policy
+(``max_pending``, ``overload``) and the autoscaler's bounds and pace; the ``platforms:`` entry for this
+OS is merged over ``recommended`` first.
 
 Safety: loading a profile never executes code from it. The model spec in a profile is a reference;
 the runtime imports it only when it builds the model, i.e. when it starts (``start()``, ``with``, or the
@@ -45,11 +54,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from tuner.errors import ConfigError, EngineClosed, ItemFailed, ProfileError, TunerError
+from tuner.autoscale import AutoscalePolicy, AutoscaleSettings, check_number
+from tuner.errors import (
+    ConfigError,
+    EngineClosed,
+    EngineFailed,
+    ItemFailed,
+    Overloaded,
+    ProfileError,
+    TunerError,
+)
+from tuner.stats import WindowedHistogram
 
 if TYPE_CHECKING:
     from tuner.engine import Engine, FaultPlan, PartitionResult
@@ -69,48 +88,31 @@ __all__ = [
 #: The logger every runtime message goes to (one warning line on a host mismatch; scaling at INFO).
 log = logging.getLogger("tuner.runtime")
 
-#: Latency samples kept for percentiles (one per completed partition): a bounded ring, so stats()
-#: costs the same after a day as after a minute.
-LATENCY_RING = 4096
 #: Window of the "recent" throughput and percentiles when there is no autoscaler to set one.
 STATS_WINDOW_S = 5.0
+#: Slots per window of the live latency histogram (the window's edge is this fine).
+STATS_SLOTS = 5
 #: Scaling decisions kept for stats().
 DECISIONS_KEPT = 256
+#: Default bound on items in flight, in partitions per worker of the pool's ceiling: room for one
+#: map's full look-ahead window and as much again of submitted items.
+DEFAULT_PENDING_PARTITIONS_PER_WORKER = 36
 
 OnFailure = Literal["raise", "yield"]
+Overload = Literal["block", "timeout", "reject"]
+OVERLOAD_POLICIES: tuple[str, ...] = ("block", "timeout", "reject")
 
 
 # --------------------------------------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True)
-class AutoscaleSettings:
-    """Bounds and pace of the autoscaler (the profile's ``autoscale:`` section)."""
-
-    min_workers: int
-    max_workers: int
-    target_backlog_per_worker: float = 4.0  # partitions waiting or running per worker
-    target_p99_ms: float | None = None  # also scale up when the recent p99 is above this
-    upscale_delay_s: float = 0.0  # the need must last this long before adding workers
-    downscale_delay_s: float = 300.0  # ... and this long before removing any (Kubernetes HPA default)
-    interval_s: float = 1.0  # how often the autoscaler looks
-
-    def __post_init__(self) -> None:
-        if self.min_workers < 1 or self.max_workers < self.min_workers:
-            raise ConfigError(
-                f"autoscale needs 1 <= min_workers <= max_workers (got {self.min_workers}–{self.max_workers})"
-            )
-        if self.target_backlog_per_worker <= 0:
-            raise ConfigError(
-                f"autoscale target_backlog_per_worker must be > 0 (got {self.target_backlog_per_worker})"
-            )
-        if self.interval_s <= 0 or self.upscale_delay_s < 0 or self.downscale_delay_s < 0:
-            raise ConfigError("autoscale needs interval_s > 0 and non-negative delays")
-
-
-@dataclass(frozen=True)
 class RuntimeSettings:
-    """Everything the runtime applies; built from a profile or from keyword arguments."""
+    """Everything the runtime applies; built from a profile or from keyword arguments.
+
+    Every number is checked here, at the runtime's door: finite and in its range, or a
+    :class:`ConfigError` naming the argument and the range (nan and inf never pass).
+    """
 
     backend: str = "process"
     workers: int = 1
@@ -124,15 +126,51 @@ class RuntimeSettings:
     memory_limit_mb: float | None = None
     max_batch_delay_ms: float = 5.0
     autoscale: AutoscaleSettings | None = None
+    #: items in flight (submitted and not yet resolved) before ``overload`` applies; None: the default
+    #: bound, DEFAULT_PENDING_PARTITIONS_PER_WORKER partitions per worker of the pool's ceiling
+    max_pending: int | None = None
+    #: at max_pending, submit() blocks until there is room, blocks then raises Overloaded after
+    #: ``overload_timeout_s`` ("timeout"), or raises Overloaded at once ("reject")
+    overload: str = "block"
+    overload_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.max_batch_delay_ms < 0:
-            raise ConfigError(f"max_batch_delay_ms must be >= 0 (got {self.max_batch_delay_ms})")
+        check_number("workers", self.workers, low=1, integer=True)
+        check_number("threads_per_worker", self.threads_per_worker, low=1, integer=True, optional=True)
+        check_number("partition_size", self.partition_size, low=1, integer=True)
+        check_number("timeout_s", self.timeout_s, low=0, low_open=True, optional=True)
+        check_number("retries", self.retries, low=0, integer=True)
+        check_number("backoff_base_s", self.backoff_base_s, low=0)
+        check_number("backoff_cap_s", self.backoff_cap_s, low=self.backoff_base_s)
+        check_number("memory_limit_mb", self.memory_limit_mb, low=0, low_open=True, optional=True)
+        check_number("max_batch_delay_ms", self.max_batch_delay_ms, low=0)
+        check_number("max_pending", self.max_pending, low=1, integer=True, optional=True)
+        check_number("overload_timeout_s", self.overload_timeout_s, low=0, low_open=True)
+        if self.overload not in OVERLOAD_POLICIES:
+            raise ConfigError(
+                f"overload must be one of {', '.join(OVERLOAD_POLICIES)} (got {self.overload!r})"
+            )
+        if self.autoscale is not None and not isinstance(self.autoscale, AutoscaleSettings):
+            raise ConfigError(
+                f"autoscale must be an AutoscaleSettings or None (got {type(self.autoscale).__name__})"
+            )
         a = self.autoscale
         if a is not None and not a.min_workers <= self.workers <= a.max_workers:
             raise ConfigError(
                 f"workers ({self.workers}) outside autoscale bounds {a.min_workers}–{a.max_workers}"
             )
+
+    @property
+    def ceiling(self) -> int:
+        """The most workers this runtime may run (the autoscaler's max, else ``workers``)."""
+        return self.autoscale.max_workers if self.autoscale is not None else self.workers
+
+    @property
+    def pending_bound(self) -> int:
+        """``max_pending``, or the default bound when it is None."""
+        if self.max_pending is not None:
+            return self.max_pending
+        return DEFAULT_PENDING_PARTITIONS_PER_WORKER * self.ceiling * self.partition_size
 
     def describe(self) -> str:
         """One line: ``process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2``."""
@@ -145,6 +183,8 @@ class RuntimeSettings:
         ]
         if self.autoscale is not None:
             parts.append(f"autoscale {self.autoscale.min_workers}–{self.autoscale.max_workers}")
+        if self.max_pending is not None:
+            parts.append(f"max pending {self.max_pending} ({self.overload})")
         return " · ".join(parts)
 
 
@@ -167,6 +207,8 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
         backoff_cap_s=rec.backoff.cap_s,
         memory_limit_mb=rec.memory_limit_mb,
         max_batch_delay_ms=rec.max_batch_delay_ms,
+        max_pending=rec.max_pending,
+        overload=rec.overload,
         autoscale=AutoscaleSettings(
             min_workers=a.min_workers,
             max_workers=a.max_workers,
@@ -182,30 +224,43 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
 # --------------------------------------------------------------------------------------------- host check
 
 
-def host_differences(measured: HostInfo, here: Host) -> list[str]:
-    """What differs, in words, between the host a profile was measured on and this one."""
-    out: list[str] = []
-    if measured.usable_cores != here.usable_cores:
-        out.append(
-            f"profile measured on {measured.usable_cores} usable cores, this host has {here.usable_cores}"
-        )
-    if measured.physical_cores is not None and measured.physical_cores != here.physical_cores:
-        out.append(
-            f"profile measured on {measured.physical_cores} physical cores, this host has {here.physical_cores}"
-        )
-    if measured.cpu_model != here.cpu_model:
-        out.append(f"CPU {measured.cpu_model!r} vs {here.cpu_model!r}")
-    if measured.platform != here.platform:
-        out.append(f"platform {measured.platform} vs {here.platform}")
-    if measured.machine != here.machine:
-        out.append(f"machine {measured.machine} vs {here.machine}")
-    here_gb = here.memory_total_bytes / 1e9
-    # Memory moves by a few percent between boots; only a different class of machine is worth a word.
-    if abs(measured.memory_total_gb - here_gb) > 0.15 * max(measured.memory_total_gb, here_gb):
-        out.append(
-            f"profile measured with {measured.memory_total_gb:.0f} GB of memory, this host has {here_gb:.0f} GB"
-        )
-    return out
+def _host_of(measured: HostInfo, here: Host) -> Host:
+    """The profile's host record as a :class:`~tuner.hardware.Host`, so ``Host.differences`` (the one
+    comparison, covering exactly what the fingerprint covers) can compare it with this host.
+
+    What the record does not hold is taken from ``here`` (then it cannot differ): physical cores when
+    the OS could not tell, and BLAS when unrecorded or when its short form ('openblas 0.3.31', as the
+    profile writes it) matches this host's library.
+    """
+    from tuner.hardware import Host
+
+    blas: list[dict[str, Any]] = list(here.blas)
+    if measured.blas is not None:
+        api, _, version = measured.blas.partition(" ")
+        mine = [
+            (str(b.get("internal_api")), ".".join(str(b.get("version") or "?").split(".")[:3]))
+            for b in here.blas
+        ]
+        if mine[:1] != [(api, version)]:
+            blas = [{"internal_api": api, "version": version}]
+    return Host(
+        logical_cores=measured.logical_cores,
+        physical_cores=measured.physical_cores
+        if measured.physical_cores is not None
+        else here.physical_cores,
+        affinity_cores=measured.usable_cores,
+        cgroup_quota=None,
+        usable_cores=measured.usable_cores,
+        cpu_model=measured.cpu_model,
+        cpu_freq_mhz=None,
+        memory_total_bytes=int(measured.memory_total_gb * 1e9),
+        memory_available_bytes=0,
+        platform=measured.platform,
+        machine=measured.machine,
+        python="",
+        numpy="",
+        blas=blas,
+    )
 
 
 def adapt_to_host(
@@ -275,11 +330,16 @@ class RuntimeStats:
     items_failed: int
     throughput: float  # items/s completed over the last `window_s`
     window_s: float
-    latency_ms: dict[str, float | None]  # p50/p95/p99 of partition latency over the window (caller's view)
+    # p50/p95/p99 item latency over the window, ms (caller's view: each partition's latency weighted
+    # by its items, the definition of tuner.stats; from a live histogram, within its resolution)
+    latency_ms: dict[str, float | None]
     failures: dict[str, int]  # failed items by cause
     retries: int  # partition attempts retried by the engine
     replaced: int  # workers replaced after a crash, timeout or memory kill
     scaling: tuple[ScalingDecision, ...] = ()
+    pending: int = 0  # items in flight: submitted or mapped, not yet resolved
+    max_pending: int = 0  # the bound on `pending`
+    rejected: int = 0  # submissions refused with Overloaded
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -289,11 +349,16 @@ class RuntimeStats:
 
 
 class _Meter:
-    """Completed partitions in a bounded ring: throughput and latency percentiles over a window."""
+    """Completed partitions: counters, and a live histogram of item latency for windowed figures.
 
-    def __init__(self) -> None:
+    The histogram (tuner.stats) is bounded by its time span and rounding, not by the rate: a window's
+    percentiles cover the whole window whether 10 or 100 000 partitions completed in it.
+    """
+
+    def __init__(self, window_s: float) -> None:
         self._lock = threading.Lock()
-        self._ring: deque[tuple[float, float, int]] = deque(maxlen=LATENCY_RING)  # (t_done, latency, items)
+        self.window_s = window_s
+        self._hist = WindowedHistogram(window_s / STATS_SLOTS, window_s)
         self.items_done = 0
         self.items_failed = 0
         self.failures: dict[str, int] = {}
@@ -301,30 +366,93 @@ class _Meter:
 
     def record(self, t_done: float, latency_s: float, items: int, causes: Iterable[str] = ()) -> None:
         with self._lock:
-            self._ring.append((t_done, latency_s, items))
+            self._hist.record(t_done, latency_s, items)
             self.items_done += items
             for cause in causes:
                 self.failures[cause] = self.failures.get(cause, 0) + 1
                 self.items_failed += 1
 
-    def recent(self, window_s: float, now: float | None = None) -> tuple[float, dict[str, float | None]]:
+    def recent(self, now: float | None = None) -> tuple[float, dict[str, float | None]]:
         """(items/s, {p50, p95, p99} in ms) over the last ``window_s`` seconds."""
         now = time.perf_counter() if now is None else now
-        since = now - window_s
         with self._lock:
-            recent = [(lat, n) for t, lat, n in self._ring if t >= since]
-        span = min(window_s, max(now - self.t0, 1e-3))
-        throughput = sum(n for _, n in recent) / span
-        lats = sorted(lat for lat, _ in recent)
-        return throughput, {f"p{q}": _percentile_ms(lats, q) for q in (50, 95, 99)}
+            hist, covered = self._hist.window(now, self.window_s)
+        span = max(min(covered, now - self.t0), 1e-3)
+        qs = hist.percentiles((0.50, 0.95, 0.99))
+        lat = {
+            f"p{k}": (None if math.isnan(q) else q * 1000.0) for k, q in zip((50, 95, 99), qs, strict=True)
+        }
+        return hist.total / span, lat
 
 
-def _percentile_ms(sorted_s: list[float], q: float) -> float | None:
-    """Nearest-rank percentile, in ms; None without samples."""
-    if not sorted_s:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_s)))
-    return sorted_s[rank - 1] * 1000.0
+#: Set while the runtime's own threads run a caller's code (future callbacks, event callbacks):
+#: those threads are what frees room, so a submit from there must never wait for it.
+_callback_thread = threading.local()
+
+
+class _Gate:
+    """At most ``limit`` items in flight; past it, block, time out or refuse (the overload policy)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending = 0
+        self.rejected = 0
+        self.closed = False
+        self._cv = threading.Condition()
+
+    def try_acquire(self, n: int) -> int:
+        """Take room for ``n`` items if there is some now; the room taken (0: none)."""
+        n = min(n, self.limit)  # a partition larger than the bound still fits alone
+        with self._cv:
+            if self.closed:
+                raise EngineClosed("the runtime is closed")
+            if self.pending + n > self.limit:
+                return 0
+            self.pending += n
+            return n
+
+    def acquire(self, n: int, policy: str, timeout_s: float) -> int:
+        """Take room for ``n`` items under ``policy``; raises Overloaded (reject, timeout) or EngineClosed."""
+        n = min(n, self.limit)
+        with self._cv:
+            if self.closed:
+                raise EngineClosed("the runtime is closed")
+            if self.pending + n > self.limit:
+                if policy == "reject" or getattr(_callback_thread, "active", False):
+                    self.rejected += 1
+                    why = (
+                        "; a callback run by the runtime cannot wait for room (only its own thread frees it)"
+                        if policy != "reject"
+                        else "; retry later, or raise max_pending"
+                    )
+                    raise Overloaded(
+                        f"overloaded: {self.pending} items in flight (max_pending {self.limit}){why}"
+                    )
+                deadline = None if policy == "block" else time.monotonic() + timeout_s
+                while self.pending + n > self.limit and not self.closed:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        self.rejected += 1
+                        raise Overloaded(
+                            f"overloaded: {self.pending} items in flight (max_pending {self.limit}) "
+                            f"for {timeout_s:g} s; retry later, or raise max_pending"
+                        )
+                    self._cv.wait(remaining)
+                if self.closed:
+                    raise EngineClosed("the runtime closed while this call waited for room")
+            self.pending += n
+            return n
+
+    def release(self, n: int) -> None:
+        if n:
+            with self._cv:
+                self.pending -= n
+                self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
 
 
 # --------------------------------------------------------------------------------------------- runtime
@@ -367,6 +495,9 @@ class Runtime:
         memory_limit_mb: float | None = None,
         max_batch_delay_ms: float = 5.0,
         autoscale: AutoscaleSettings | None = None,
+        max_pending: int | None = None,
+        overload: Overload = "block",
+        overload_timeout_s: float = 1.0,
         faults: FaultPlan | str | None = None,
         on_event: Callable[[Event], None] | None = None,
         settings: RuntimeSettings | None = None,
@@ -385,6 +516,9 @@ class Runtime:
                 memory_limit_mb=memory_limit_mb,
                 max_batch_delay_ms=max_batch_delay_ms,
                 autoscale=autoscale,
+                max_pending=max_pending,
+                overload=overload,
+                overload_timeout_s=overload_timeout_s,
             )
         self.model = model
         self.settings = settings
@@ -407,11 +541,19 @@ class Runtime:
             memory_limit_mb=s.memory_limit_mb,
             faults=plan,
         )
-        self._engine: Engine = Engine(model, self.engine_config, on_event=on_event)
-        self._meter = _Meter()
+        self._engine: Engine = Engine(
+            model, self.engine_config, on_event=_guarded(on_event) if on_event is not None else None
+        )
+        self._meter = _Meter(self._window_s())
+        self._gate = _Gate(settings.pending_bound)
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        # partitions this runtime has in the engine, not done and not cancelled: the autoscaler's
+        # backlog (a partition cancelled by an abandoned map leaves it at once, not when the
+        # engine's supervisor gets round to dropping it)
+        self._live = 0
+        self._live_lock = threading.Lock()
         # dynamic batcher
         self._cv = threading.Condition()
         self._queue: deque[_Pending] = deque()
@@ -423,10 +565,8 @@ class Runtime:
         # autoscaler
         self._stop = threading.Event()
         self._scaler: threading.Thread | None = None
+        self._policy = AutoscalePolicy(settings.autoscale) if settings.autoscale is not None else None
         self._decisions: deque[ScalingDecision] = deque(maxlen=DECISIONS_KEPT)
-        self._up_since: float | None = None
-        self._low_since: float | None = None
-        self._low_max = 0
 
     # ---------------------------------------------------------------- construction from a profile
 
@@ -486,7 +626,7 @@ class Runtime:
         here = probe()
         if profile.host.fingerprint == here.fingerprint():
             return settings
-        diffs = host_differences(profile.host, here) or [
+        diffs = _host_of(profile.host, here).differences(here) or [
             f"host fingerprint {profile.host.fingerprint} vs {here.fingerprint()}"
         ]
         what = "; ".join(diffs)
@@ -530,13 +670,16 @@ class Runtime:
     def close(self, wait: bool = True, cancel: bool = False) -> None:
         """Stop: flush (or, with ``cancel``, fail) queued items, stop the autoscaler, close the engine.
 
-        ``wait``: let submitted work finish first. No worker process or thread outlives this call.
+        ``wait``: let submitted work finish first. No worker process or thread outlives this call,
+        and every future this runtime returned is resolved when it returns. Callers blocked in
+        ``submit`` waiting for room get :class:`EngineClosed`.
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         self._stop.set()
+        self._gate.close()
         from tuner.engine import Failure
 
         with self._cv:
@@ -544,21 +687,26 @@ class Runtime:
             if cancel:
                 self._queue.clear()
             self._cv.notify_all()
+            batcher = self._batcher
         for p in dropped:
             if p.future.set_running_or_notify_cancel():
                 p.future.set_exception(
                     ItemFailed(p.index, Failure("cancelled", "the runtime closed first", 0))
                 )
-        if self._batcher is not None:
-            self._batcher.join()
-        if self._scaler is not None:
-            self._scaler.join()
-        self._engine.close(wait=wait, cancel=cancel)
-        with self._done_evt:
-            self._done_q.append(None)
-            self._done_evt.notify()
-        if self._completer is not None:
-            self._completer.join()
+        try:
+            if batcher is not None:
+                batcher.join()
+            if self._scaler is not None:
+                self._scaler.join()
+            self._engine.close(wait=wait, cancel=cancel)
+        finally:
+            # The engine has resolved or cancelled every partition (their callbacks ran in its
+            # supervisor, before close returned): the sentinel comes after every hand-over.
+            with self._done_evt:
+                self._done_q.append(None)
+                self._done_evt.notify()
+            if self._completer is not None:
+                self._completer.join()
 
     @property
     def workers(self) -> int:
@@ -570,60 +718,107 @@ class Runtime:
         """The engine this runtime drives (for its events and counters; do not resize it yourself)."""
         return self._engine
 
+    def _engine_error(self) -> TunerError:
+        """Why the engine dropped a partition the runtime did not cancel: closed, or broken.
+
+        The engine's public door says it: a submit to a closed or broken engine raises the reason
+        (an empty partition costs the engine nothing when it is healthy).
+        """
+        try:
+            self._engine.submit([])
+        except TunerError as e:
+            if isinstance(e, EngineClosed):
+                return EngineClosed("the engine was closed before this item ran")
+            return e
+        return EngineFailed("the engine cancelled this partition without saying why")
+
     # ---------------------------------------------------------------- offline: map
 
-    def map(self, items: Iterable[Any], on_failure: OnFailure = "raise") -> Iterator[Any]:
+    def map(
+        self, items: Iterable[Any], on_failure: OnFailure = "raise", overload: Overload = "block"
+    ) -> Iterator[Any]:
         """Outputs in input order, each item exactly once.
 
         ``on_failure="raise"``: a failed item raises :class:`ItemFailed` (its ``failure`` holds the
         cause, message, attempts and remote traceback) when the iteration reaches it.
         ``"yield"``: its :class:`~tuner.engine.Failure` record is yielded in its place.
         Partitions are submitted ahead of the consumer within a bounded window, sized from the
-        autoscaler's ceiling so that a large input shows as backlog and can scale the pool up.
+        autoscaler's ceiling so that a large input shows as backlog and can scale the pool up, and
+        within ``max_pending``: when the runtime is full, map first waits on its own partitions,
+        and with none in flight applies ``overload`` (default "block": map is a pull, it waits).
+        Leaving the loop early (``break``, an exception, closing the generator) cancels the
+        partitions still in flight: no phantom backlog is left to scale the pool up.
         """
         if on_failure not in ("raise", "yield"):
             raise ConfigError(f"on_failure must be 'raise' or 'yield' (got {on_failure!r})")
+        if overload not in OVERLOAD_POLICIES:
+            raise ConfigError(f"overload must be one of {', '.join(OVERLOAD_POLICIES)} (got {overload!r})")
         self.start()
-        return self._map(items, on_failure)
+        return self._map(items, on_failure, overload)
 
-    def _map(self, items: Iterable[Any], on_failure: OnFailure) -> Iterator[Any]:
+    def _map(self, items: Iterable[Any], on_failure: OnFailure, overload: Overload) -> Iterator[Any]:
         from tuner.engine import Failure
-
-        s = self.settings
-        ceiling = s.autoscale.max_workers if s.autoscale is not None else s.workers
-        window = max(4, ceiling * (self.engine_config.prefetch + 2))
-        inflight: deque[tuple[int, Future[PartitionResult]]] = deque()
-        index = 0
         from tuner.engine.pool import partitions
 
+        s = self.settings
+        window = max(4, s.ceiling * (self.engine_config.prefetch + 2))
+        inflight: deque[tuple[int, Future[PartitionResult]]] = deque()
+        index = 0
         chunks = partitions(items, s.partition_size)
-        while True:
-            while len(inflight) < window:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    break
-                inflight.append((index, self._submit_partition(chunk, time.perf_counter())))
-                index += len(chunk)
-            if not inflight:
-                return
-            first, fut = inflight.popleft()
-            result = fut.result()
-            if not result.failed:
-                yield from result.outputs
-                continue
-            for i, out in enumerate(result.outputs):
-                if isinstance(out, Failure) and on_failure == "raise":
-                    raise ItemFailed(first + i, out)
-                yield out
+        held: Any = None  # a chunk taken from the input, waiting for room
+        try:
+            while True:
+                while len(inflight) < window:
+                    chunk = held if held is not None else next(chunks, None)
+                    held = None
+                    if chunk is None:
+                        break
+                    room = self._gate.try_acquire(len(chunk))
+                    if not room and inflight:
+                        held = chunk  # full: consume our own head first, it frees room
+                        break
+                    if not room:
+                        room = self._gate.acquire(len(chunk), overload, s.overload_timeout_s)
+                    inflight.append((index, self._submit_partition(chunk, time.perf_counter(), room)))
+                    index += len(chunk)
+                if not inflight:
+                    return
+                first, fut = inflight.popleft()
+                try:
+                    result = fut.result()  # an engine error (its supervisor broke) is raised as is
+                except CancelledError:  # we cancel only what we abandon: the engine dropped it
+                    raise self._engine_error() from None
+                if not result.failed:
+                    yield from result.outputs
+                    continue
+                for i, out in enumerate(result.outputs):
+                    if isinstance(out, Failure) and on_failure == "raise":
+                        raise ItemFailed(first + i, out)
+                    yield out
+        finally:
+            # The consumer left (break, exception, close) or the engine failed: what has not run
+            # never will, and leaves the backlog now. A partition already running finishes in its
+            # worker and its result is dropped.
+            for _, f in inflight:
+                f.cancel()
 
-    def _submit_partition(self, chunk: Any, t_first: float) -> Future[PartitionResult]:
-        fut = self._engine.submit(chunk)
-        fut.add_done_callback(lambda f: self._record(f, t_first))
+    def _submit_partition(self, chunk: Any, t_first: float, room: int) -> Future[PartitionResult]:
+        try:
+            fut = self._engine.submit(chunk)
+        except BaseException:
+            self._gate.release(room)
+            raise
+        with self._live_lock:
+            self._live += 1
+        fut.add_done_callback(functools.partial(self._record, t_first, room))
         return fut
 
-    def _record(self, fut: Future[PartitionResult], t_first: float) -> None:
-        # Runs in the engine's supervisor thread: keep it to a few appends.
-        if fut.cancelled():
+    def _record(self, t_first: float, room: int, fut: Future[PartitionResult]) -> None:
+        # Runs in the engine's supervisor thread (or the canceller's): keep it to a few appends.
+        with self._live_lock:
+            self._live -= 1
+        self._gate.release(room)
+        if fut.cancelled() or fut.exception() is not None:
             return
         result = fut.result()
         now = time.perf_counter()
@@ -638,11 +833,21 @@ class Runtime:
         Items submitted one at a time are grouped into partitions (dynamic batching, like
         Triton's dynamic batcher): a partition closes when it holds ``partition_size`` items or
         when its first item has waited ``max_batch_delay_ms``, whichever comes first.
+
+        Backpressure: with ``max_pending`` items already in flight, the ``overload`` policy
+        applies — "block" waits for room, "timeout" waits ``overload_timeout_s`` then raises
+        :class:`Overloaded`, "reject" raises :class:`Overloaded` at once (a service's 503). A
+        future whose engine failed or was closed under the runtime raises the engine's error.
         """
         self.start()
+        s = self.settings
+        self._gate.acquire(1, s.overload, s.overload_timeout_s)
         fut: Future[Any] = Future()
+        # Room is given back when the item's future resolves, however it resolves.
+        fut.add_done_callback(self._release_one)
         with self._cv:
             if self._closed:
+                self._gate.release(1)
                 raise EngineClosed("the runtime is closed")
             if self._batcher is None:
                 self._batcher = threading.Thread(target=self._batch_loop, name="tuner-batcher", daemon=True)
@@ -652,9 +857,12 @@ class Runtime:
                 self._batcher.start()
                 self._completer.start()
             self._queue.append(_Pending(next(self._submit_ids), item, fut, time.perf_counter()))
-            if len(self._queue) == 1 or len(self._queue) >= self.settings.partition_size:
+            if len(self._queue) == 1 or len(self._queue) >= s.partition_size:
                 self._cv.notify()
         return fut
+
+    def _release_one(self, _fut: Future[Any]) -> None:
+        self._gate.release(1)
 
     def _batch_loop(self) -> None:
         size = self.settings.partition_size
@@ -677,10 +885,13 @@ class Runtime:
             if not batch:
                 continue
             try:
-                fut = self._submit_partition(_as_partition([p.item for p in batch]), batch[0].t)
+                fut = self._submit_partition(_as_partition([p.item for p in batch]), batch[0].t, 0)
             except TunerError as e:  # engine closed or broken (the model cannot load)
-                for p in batch:
-                    p.future.set_exception(e)
+                _fail(batch, e)
+                continue
+            except Exception as e:  # a bug below us must not strand the queue: fail this batch
+                log.exception("runtime: the engine refused a partition")
+                _fail(batch, _engine_failed("the engine refused a partition", e))
                 continue
             fut.add_done_callback(functools.partial(self._hand_over, batch))
 
@@ -692,8 +903,6 @@ class Runtime:
             self._done_evt.notify()
 
     def _complete_loop(self) -> None:
-        from tuner.engine import Failure
-
         while True:
             with self._done_evt:
                 while not self._done_q:
@@ -702,17 +911,38 @@ class Runtime:
             if entry is None:
                 return
             batch, fut = entry
-            if fut.cancelled():
+            _callback_thread.active = True  # resolving futures runs the callers' callbacks
+            try:
+                self._complete(batch, fut)
+            except Exception as e:  # guarded: one bad batch never stops the completer
+                log.exception("runtime: could not hand partition outcomes to their futures")
+                _fail(batch, _engine_failed("the runtime could not deliver this outcome", e))
+            finally:
+                _callback_thread.active = False
+
+    def _complete(self, batch: list[_Pending], fut: Future[PartitionResult]) -> None:
+        from tuner.engine import Failure
+
+        if fut.cancelled():
+            if self._closed:
                 failure = Failure("cancelled", "the runtime closed before this item ran", 0)
                 for p in batch:
                     p.future.set_exception(ItemFailed(p.index, failure))
-                continue
-            outputs = fut.result().outputs
-            for p, out in zip(batch, outputs, strict=True):
-                if isinstance(out, Failure):
-                    p.future.set_exception(ItemFailed(p.index, out))
-                else:
-                    p.future.set_result(out)
+            else:
+                _fail(batch, self._engine_error())
+            return
+        exc = fut.exception()
+        if exc is not None:
+            _fail(batch, exc)
+            return
+        outputs = fut.result().outputs
+        if len(outputs) != len(batch):
+            raise EngineFailed(f"the engine returned {len(outputs)} outcomes for {len(batch)} items")
+        for p, out in zip(batch, outputs, strict=True):
+            if isinstance(out, Failure):
+                p.future.set_exception(ItemFailed(p.index, out))
+            else:
+                p.future.set_result(out)
 
     # ---------------------------------------------------------------- stats
 
@@ -723,8 +953,7 @@ class Runtime:
     def stats(self) -> RuntimeStats:
         """Workers, backlog, throughput and latency percentiles over a recent window, failures, retries."""
         e = self._engine.stats()
-        window = self._window_s()
-        throughput, lat = self._meter.recent(window)
+        throughput, lat = self._meter.recent()
         with self._cv:
             queued = len(self._queue)
         m = self._meter
@@ -739,12 +968,15 @@ class Runtime:
             items_done=done,
             items_failed=failed,
             throughput=throughput,
-            window_s=window,
+            window_s=m.window_s,
             latency_ms=lat,
             failures=failures,
             retries=e["retried"],
             replaced=e["replaced"],
             scaling=tuple(self._decisions),
+            pending=self._gate.pending,
+            max_pending=self._gate.limit,
+            rejected=self._gate.rejected,
         )
 
     @property
@@ -755,72 +987,66 @@ class Runtime:
     # ---------------------------------------------------------------- autoscaler
 
     def _autoscale_loop(self) -> None:
-        a = self.settings.autoscale
-        assert a is not None
-        while not self._stop.wait(a.interval_s):
+        policy = self._policy
+        assert policy is not None
+        while not self._stop.wait(policy.settings.interval_s):
+            now = time.perf_counter()
+            workers = self._engine.workers
+            with self._cv:
+                queued = len(self._queue)
+            with self._live_lock:
+                live = self._live
+            backlog = live + math.ceil(queued / self.settings.partition_size)
+            _, lat = self._meter.recent(now)
+            decision = policy.observe(now, workers, backlog, lat["p99"])
+            if decision is None:
+                continue
             try:
-                self._autoscale_tick(time.perf_counter())
+                self._engine.resize(decision.target)
             except TunerError as e:  # the engine closed under us: nothing left to scale
                 log.debug("autoscaler stopped: %s", e)
                 return
-
-    def _autoscale_tick(self, now: float) -> ScalingDecision | None:
-        """One look: compute the wanted worker count, resize when the need has lasted long enough.
-
-        Wanted = ceil(backlog / target_backlog_per_worker) (the Kubernetes HPA rule
-        ``ceil(current × metric / target)``), plus one when the recent p99 is above its target while
-        every worker is busy (with idle workers, more of them would not shorten a partition). Up:
-        once the need has lasted ``upscale_delay_s``. Down: only after every look for
-        ``downscale_delay_s`` wanted fewer, and then to the most any of those looks wanted (HPA's
-        stabilisation window), so a short lull never drops capacity a burst is about to need.
-        """
-        a = self.settings.autoscale
-        assert a is not None
-        workers = self._engine.workers
-        with self._cv:
-            queued = len(self._queue)
-        backlog = self._engine.backlog() + math.ceil(queued / self.settings.partition_size)
-        per_worker = backlog / workers
-        wanted = math.ceil(backlog / a.target_backlog_per_worker)
-        why = f"backlog {per_worker:.1f} partitions per worker vs target {a.target_backlog_per_worker:g}"
-        if a.target_p99_ms is not None and per_worker >= 1:
-            _, lat = self._meter.recent(self._window_s(), now)
-            p99 = lat["p99"]
-            if p99 is not None and p99 > a.target_p99_ms and wanted <= workers:
-                wanted = workers + 1
-                why = f"p99 {p99:.1f} ms > target {a.target_p99_ms:g} ms with every worker busy"
-        wanted = min(a.max_workers, max(a.min_workers, wanted))
-        if wanted > workers:
-            self._low_since = None
-            if self._up_since is None:
-                self._up_since = now
-            if now - self._up_since >= a.upscale_delay_s:
-                self._up_since = None
-                return self._resize(workers, wanted, f"{why} (held {a.upscale_delay_s:g} s)")
-            return None
-        self._up_since = None
-        if wanted < workers:
-            if self._low_since is None:
-                self._low_since, self._low_max = now, wanted
-            self._low_max = max(self._low_max, wanted)
-            if now - self._low_since >= a.downscale_delay_s:
-                target, self._low_since = self._low_max, None
-                return self._resize(
-                    workers, target, f"{why}; wanted at most {target} for {a.downscale_delay_s:g} s"
-                )
-            return None
-        self._low_since = None
-        return None
-
-    def _resize(self, old: int, new: int, reason: str) -> ScalingDecision:
-        self._engine.resize(new)
-        decision = ScalingDecision(time.time(), old, new, reason)
-        self._decisions.append(decision)
-        log.info("autoscale %s", decision)
-        return decision
+            made = ScalingDecision(time.time(), workers, decision.target, decision.reason)
+            self._decisions.append(made)
+            log.info("autoscale %s", made)
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+
+def _fail(batch: list[_Pending], error: BaseException) -> None:
+    """Resolve every still-open future of ``batch`` with ``error``."""
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(error)
+
+
+def _engine_failed(what: str, cause: BaseException) -> EngineFailed:
+    err = EngineFailed(f"{what}: {type(cause).__name__}: {cause}")
+    err.__cause__ = cause
+    return err
+
+
+def _guarded(callback: Callable[[Event], None]) -> Callable[[Event], None]:
+    """The caller's event callback, kept from taking the engine down with it.
+
+    Events are emitted from the engine's supervisor thread; an exception escaping a listener would
+    stop the supervisor and fail every item in flight. It is logged (once per exception type) instead.
+    """
+    seen: set[type[BaseException]] = set()
+
+    def call(event: Event) -> None:
+        _callback_thread.active = True  # the engine's supervisor: it must never wait for room
+        try:
+            callback(event)
+        except Exception as e:
+            if type(e) not in seen:
+                seen.add(type(e))
+                log.exception(
+                    "runtime: the on_event callback raised (further %s not logged)", type(e).__name__
+                )
+
+    return call
 
 
 def _as_partition(items: list[Any]) -> Any:

@@ -18,7 +18,8 @@ inputs, alternating, ``--repeats`` times each:
 Both are warm (model loaded in every worker) before the clock starts; the pool start-up is not
 timed for either. Printed: medians of items/s, the ratio runtime/naive (target >= 1.0 everywhere,
 >= 2 on mlp) and the runtime's throughput as a share of the profile's ``evidence.throughput``
-(target >= 95%). ``--fallback`` runs a model with no profile on a stated hand-picked configuration
+(target >= 95%; ``runtime_vs_bench.py`` measures that properly: long runs, alternating, split into
+steady rate and tail). ``--fallback`` runs a model with no profile on a stated hand-picked configuration
 instead of skipping it (not a profile figure; labelled as such).
 """
 

@@ -22,3 +22,17 @@ def slow_double(partition: Any) -> list[Any]:
     """Doubles every item after 5 ms per partition (releases the GIL, like a remote call)."""
     time.sleep(0.005)
     return [x * 2 for x in partition]
+
+
+@batch
+def slow_len(partition: Any) -> list[Any]:
+    """The length of every item, after 5 ms per partition (a slow model for large payloads)."""
+    time.sleep(0.005)
+    return [len(x) for x in partition]
+
+
+@batch
+def slower_double(partition: Any) -> list[Any]:
+    """Doubles every item after 20 ms per partition."""
+    time.sleep(0.02)
+    return [x * 2 for x in partition]

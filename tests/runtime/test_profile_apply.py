@@ -164,3 +164,52 @@ def test_loading_a_profile_never_imports_its_model(
     with rt:  # only building the model imports it
         assert marker.exists()
         assert list(rt.map([1, 2])) == [2, 3]
+
+
+@pytest.mark.timeout(30)
+def test_host_differences_come_from_hardware_in_one_line(
+    tmp_path: Path, this_host: Host, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runtime names differences with Host.differences (one comparison for tuner), one line."""
+    gb = this_host.memory_total_bytes / 1e9
+    path = write_profile(
+        tmp_path / "p.yaml",
+        host_info(this_host, memory_total_gb=round(gb * 4 + 16, 1), blas="mkl 2024.1.0"),
+    )
+    caplog.set_level(logging.INFO, logger=WARN)
+    Runtime.from_profile(path)
+    (warning,) = _warnings(caplog)
+    line = warning.getMessage()
+    assert "\n" not in line
+    assert "GiB of memory" in line and "BLAS mkl 2024.1.0 vs" in line
+    assert "usable cores" not in line and "CPU" not in line, "only what differs"
+
+
+@pytest.mark.timeout(30)
+def test_a_recorded_blas_in_its_short_form_is_not_a_difference(
+    tmp_path: Path, this_host: Host, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tuner.bench.recommend import _blas
+
+    path = write_profile(tmp_path / "p.yaml", host_info(this_host, blas=_blas(this_host)))
+    caplog.set_level(logging.INFO, logger=WARN)
+    Runtime.from_profile(path)  # fingerprint differs (helpers zero it), facts do not
+    (warning,) = _warnings(caplog)
+    assert "BLAS" not in warning.getMessage() and "host fingerprint" in warning.getMessage()
+
+
+@pytest.mark.timeout(30)
+def test_profile_backpressure_is_applied_and_old_profiles_default(tmp_path: Path, this_host: Host) -> None:
+    path = write_profile(tmp_path / "p.yaml", host_info(this_host), max_pending=512, overload="reject")
+    rt = Runtime.from_profile(path)
+    assert (rt.settings.max_pending, rt.settings.overload) == (512, "reject")
+    assert rt.stats().max_pending == 512
+    old = write_profile(tmp_path / "old.yaml", host_info(this_host), partition_size=8)
+    # A first-wave profile has neither field.
+    lines = [
+        x for x in old.read_text().splitlines() if not x.strip().startswith(("max_pending:", "overload:"))
+    ]
+    old.write_text("\n".join(lines) + "\n")
+    rt = Runtime.from_profile(old)
+    assert rt.settings.max_pending is None and rt.settings.overload == "block"
+    assert rt.stats().max_pending == rt.settings.pending_bound > 0

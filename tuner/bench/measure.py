@@ -19,13 +19,17 @@ What the figures span (the reported window set is the last ``stable_windows`` wi
 trial, all measurement windows of an unstable one):
 
 * **throughput** — median of the window throughputs; 95% CI by bootstrap of that median.
+
+Every percentile, median and confidence interval comes from :mod:`tuner.stats` (one definition: the
+weighted inverted CDF, an observed value — see there).
 * **item latency** — from the moment an item's partition is submitted to the engine until its outcome
   is back in the caller: queueing in the engine (a closed loop keeps ``in_flight_per_worker``
   partitions per worker queued, so this includes waiting behind them), transport to the worker, the
   model call, the return trip. Every item of a partition gets its partition's latency, so each
   partition's latency is weighted by its item count. p50/p90/p95/p99 are weighted lower percentiles
   of the partitions completed in the reported windows; 95% CIs by bootstrap over partitions.
-* **service time** — time inside the worker's model call, per partition attempt (p50 p99 p999 max).
+* **service time** — time inside the worker's model call, per partition attempt (p50 p99 p999 max),
+  unweighted.
 * **cpu_share** — the workers' CPU (sum of per-worker CPU%, 100 = one core) / usable cores, averaged
   over the engine's resource samples in the measurement windows; for the thread and inline backends
   it is this whole process's CPU (psutil), feeder thread included.
@@ -62,6 +66,7 @@ from tuner.bench.types import (
 from tuner.engine import Engine, EngineConfig, FaultPlan, PartitionResult
 from tuner.engine import events as ev
 from tuner.errors import TunerError
+from tuner.stats import bootstrap_ci, is_stable, median, percentiles
 
 __all__ = [
     "MeasureSettings",
@@ -69,16 +74,14 @@ __all__ = [
     "bootstrap_ci",
     "check_feasible",
     "is_stable",
+    "latency_figures",
     "run_trial",
+    "service_figures",
     "timeout_for",
-    "weighted_percentiles",
 ]
 
 #: How often a warm-up tick is reported (for a chart to show the rise).
 WARMUP_TICK_S = 0.25
-#: Bootstrap resamples for confidence intervals (seeded: a trial's CI is reproducible).
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 12345
 #: Event-log lines per second before the rest are summarised (a 5% crash rate must not flood a UI).
 NOTES_PER_S = 4
 #: Floor of a derived partition timeout, and its multiple of the p99.9 service time.
@@ -103,77 +106,6 @@ class MeasureSettings:
         0.5  # at least this long, and at least 2 partitions per worker, after all workers are ready
     )
     in_flight_per_worker: int = 4  # closed loop: bounded partitions in flight
-
-
-# ------------------------------------------------------------------------------- statistics
-
-
-def is_stable(windows: Sequence[float], n: int, tolerance: float) -> bool:
-    """True when the last ``n`` window throughputs are all within ±tolerance of their mean."""
-    if n < 1 or len(windows) < n:
-        return False
-    last = windows[-n:]
-    mean = sum(last) / n
-    if mean <= 0:
-        return False
-    return all(abs(w - mean) <= tolerance * mean for w in last)
-
-
-def weighted_percentiles(
-    values: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray, qs: Sequence[float]
-) -> list[float]:
-    """Weighted lower percentiles: the smallest value whose cumulative weight reaches q of the total."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return [math.nan for _ in qs]
-    w = np.asarray(weights, dtype=float)
-    order = np.argsort(v, kind="stable")
-    v, w = v[order], w[order]
-    cum = np.cumsum(w)
-    total = cum[-1]
-    out = []
-    for q in qs:
-        i = int(np.searchsorted(cum, q * total - 1e-9 * total, side="left"))
-        out.append(float(v[min(i, v.size - 1)]))
-    return out
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray,
-    weights: Sequence[float] | np.ndarray | None,
-    qs: Sequence[float],
-    *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    level: float = 0.95,
-) -> list[tuple[float, float]]:
-    """Percentile-bootstrap CIs of weighted percentiles ``qs`` (q=0.5 of window throughputs = median).
-
-    Resamples whole observations (partitions, windows) with replacement. Vectorised: the resampled
-    multiplicities are counted per row and cumulated over the sorted values, so no per-row sort.
-    """
-    v = np.asarray(values, dtype=float)
-    n = v.size
-    if n == 0:
-        return [(math.nan, math.nan) for _ in qs]
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    order = np.argsort(v, kind="stable")
-    v, w = v[order], w[order]
-    # Keep the (resamples × n) matrix to a few million cells: big trials have tens of thousands
-    # of partitions, and 1000 resamples of those would cost more than the trial's CI is worth.
-    b = max(200, min(resamples, 4_000_000 // max(1, n)))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(b, n))
-    counts = np.bincount((idx + np.arange(b)[:, None] * n).ravel(), minlength=b * n).reshape(b, n)
-    cum = np.cumsum(counts * w, axis=1)
-    total = cum[:, -1:]
-    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    out = []
-    for q in qs:
-        pos = (cum >= q * total - 1e-9 * total).argmax(axis=1)
-        stats = v[pos]
-        out.append((float(np.quantile(stats, lo_q)), float(np.quantile(stats, hi_q))))
-    return out
 
 
 def timeout_for(service_p999_ms: float | None) -> float:
@@ -609,42 +541,57 @@ def _emit_window(
         return
     tput = sum(d[1] for d in entries) / span_s if span_s > 0 else 0.0
     if entries:
-        p50, p95, p99 = weighted_percentiles(
-            [d[2] for d in entries], [d[3] for d in entries], (0.5, 0.95, 0.99)
-        )
+        p50, p95, p99 = percentiles([d[2] for d in entries], (0.5, 0.95, 0.99), [d[3] for d in entries])
     else:
         p50 = p95 = p99 = math.nan
     emit(WindowMeasured(index, t, phase, tput, p50 * 1000, p95 * 1000, p99 * 1000))
 
 
-def _figures(run: _Run) -> dict[str, Any]:
-    reported = run.reported
-    tput = float(np.median(reported)) if reported else 0.0
-    (tput_ci,) = bootstrap_ci(reported, None, (0.5,)) if reported else [(0.0, 0.0)]
+def latency_figures(
+    latency_s: Any, items: Any, *, ci: bool = True
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Item latency p50/p90/p95/p99 in ms (each partition weighted by its items) and their 95% CIs.
+
+    The one definition of :mod:`tuner.stats`; the same samples give the same figures in
+    ``Runtime.stats()`` (within its live histogram's resolution) and in every report.
+    """
     latency: dict[str, float] = {}
     latency_ci: dict[str, tuple[float, float]] = {}
-    if run.lat.size:
-        qs = list(PERCENTILES.values())
-        vals = weighted_percentiles(run.lat, run.lat_w, qs)
-        cis = bootstrap_ci(run.lat, run.lat_w, qs)
-        for key, v, ci in zip(PERCENTILES, vals, cis, strict=True):
-            latency[key] = round(v * 1000, 4)
-            latency_ci[key] = (round(ci[0] * 1000, 4), round(ci[1] * 1000, 4))
-    service: dict[str, float] = {}
-    if run.service.size:
-        p50, p99, p999 = np.quantile(run.service, [0.5, 0.99, 0.999])
-        service = {
-            "p50": round(float(p50) * 1000, 4),
-            "p99": round(float(p99) * 1000, 4),
-            "p999": round(float(p999) * 1000, 4),
-            "max": round(float(run.service.max()) * 1000, 4),
-        }
+    if len(latency_s) == 0:
+        return latency, latency_ci
+    qs = list(PERCENTILES.values())
+    vals = percentiles(latency_s, qs, items)
+    cis = bootstrap_ci(latency_s, items, qs) if ci else [(v, v) for v in vals]
+    for key, v, (lo, hi) in zip(PERCENTILES, vals, cis, strict=True):
+        latency[key] = round(v * 1000, 4)
+        latency_ci[key] = (round(lo * 1000, 4), round(hi * 1000, 4))
+    return latency, latency_ci
+
+
+def service_figures(service_s: Any) -> dict[str, float]:
+    """Service time per partition attempt, ms: p50 p99 p999 (unweighted, the one definition) and max."""
+    if len(service_s) == 0:
+        return {}
+    p50, p99, p999 = percentiles(service_s, (0.5, 0.99, 0.999))
+    return {
+        "p50": round(p50 * 1000, 4),
+        "p99": round(p99 * 1000, 4),
+        "p999": round(p999 * 1000, 4),
+        "max": round(float(max(service_s)) * 1000, 4),
+    }
+
+
+def _figures(run: _Run) -> dict[str, Any]:
+    reported = run.reported
+    tput = median(reported) if reported else 0.0
+    (tput_ci,) = bootstrap_ci(reported, None, (0.5,)) if reported else [(0.0, 0.0)]
+    latency, latency_ci = latency_figures(run.lat, run.lat_w)
     return {
         "throughput": round(tput, 2),
         "throughput_ci": (round(tput_ci[0], 2), round(tput_ci[1], 2)),
         "latency_ms": latency,
         "latency_ci_ms": latency_ci,
-        "service_ms": service,
+        "service_ms": service_figures(run.service),
     }
 
 

@@ -16,6 +16,12 @@ What is derived here, and why:
   it); min = the fewest workers measured (same backend, threads and partition size; else any
   backend) that reach about half the best throughput (within 5%) — a pool that can absorb half
   the peak without waiting for a cold start — or half the best's workers when not measured.
+* **max_pending** — the runtime's bound on items in flight (backpressure), by Little's law: at the
+  measured throughput X, N items in flight take about N / X to clear, so an item accepted past
+  X × the p99 budget would miss the budget anyway — better refused or held at the door. Without a
+  budget, :data:`DEFAULT_QUEUE_S` (one second of work). Never below the closed loop's depth the
+  throughput was measured at (``in_flight_per_worker`` partitions per worker of the autoscaler's
+  ceiling), or the runtime could not reach the measured throughput.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ MIN_POOL_SHARE = 0.5
 HALF_SLACK = 0.05
 #: queued partitions per worker above which the runtime adds a worker (the closed loop's depth)
 BACKLOG_PER_WORKER = 4.0
+#: without a latency objective, max_pending holds this many seconds of measured throughput
+DEFAULT_QUEUE_S = 1.0
+#: partitions per worker the trials kept in flight (MeasureSettings.in_flight_per_worker's default)
+MEASURED_DEPTH = 4
 
 
 @dataclass
@@ -68,6 +78,8 @@ class Recommendation:
     retry_reasoning: str = ""
     timeout_reasoning: str = ""
     results: list[TrialResult] = field(default_factory=list)  # every trial, for the evidence
+    max_pending: int | None = None  # the runtime's bound on items in flight
+    pending_reasoning: str = ""
 
 
 def fmt_rate(x: float) -> str:
@@ -207,6 +219,27 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
     return lo, hi, text
 
 
+def max_pending_for(
+    throughput: float, partition_size: int, max_workers: int, p99_budget_ms: float | None
+) -> tuple[int, str]:
+    """The runtime's bound on items in flight and how it was derived (see the module docstring)."""
+    depth = MEASURED_DEPTH * max_workers * partition_size
+    if p99_budget_ms is not None:
+        horizon_s, what = p99_budget_ms / 1000.0, f"the p99 budget of {p99_budget_ms:g} ms"
+    else:
+        horizon_s, what = DEFAULT_QUEUE_S, f"{DEFAULT_QUEUE_S:g} s of work (no latency objective)"
+    little = math.ceil(throughput * horizon_s)
+    if little >= depth:
+        return little, (
+            f"max_pending {little}: {fmt_rate(throughput)} items/s × {what} (Little's law: "
+            "an item accepted past it would wait longer than that)"
+        )
+    return depth, (
+        f"max_pending {depth}: the {MEASURED_DEPTH} partitions of {partition_size} per worker × {max_workers} "
+        f"the throughput was measured with ({fmt_rate(throughput)} items/s × {what} is only {little})"
+    )
+
+
 def recommend(results: list[TrialResult], objective: Objective, host: Host | None) -> Recommendation:
     """The recommendation from a sweep's results (see the module docstring for what is derived)."""
     ok = [r for r in results if r.feasible and not r.error and r.throughput > 0]
@@ -245,6 +278,7 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
     retries, backoff, r_text = _retries(results, best)
     lo, hi, a_text = _autoscale(results, best, host)
     c = best.config
+    pending, p_text = max_pending_for(best.throughput, c.partition_size, hi, objective.p99_budget_ms)
     kind = {"process": "worker process", "thread": "worker thread", "inline": "inline worker"}[c.backend]
     tw = "BLAS thread" if c.threads_per_worker == 1 else "BLAS threads"
     words = [
@@ -292,12 +326,15 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
         retry_on=[],
         min_workers=lo,
         max_workers=hi,
-        autoscale_reasoning=a_text,
+        # The runtime's bounds and pace, in one reasoning: backpressure is part of its pace.
+        autoscale_reasoning=f"{a_text}; {p_text}",
         words=words,
         infeasible=infeasible,
         retry_reasoning=r_text,
         timeout_reasoning=t_text,
         results=list(results),
+        max_pending=pending,
+        pending_reasoning=p_text,
     )
 
 
@@ -420,13 +457,14 @@ def build_profile(
             retry_on=list(rec.retry_on),
             backoff=Backoff(base_s=float(rec.backoff[0]), cap_s=float(rec.backoff[1])),
             memory_limit_mb=memory_limit,
+            max_pending=rec.max_pending,
         ),
         autoscale=Autoscale(
             min_workers=rec.min_workers,
             max_workers=rec.max_workers,
             target_backlog_per_worker=BACKLOG_PER_WORKER,
             target_p99_ms=obj.p99_budget_ms,
-            reasoning=rec.autoscale_reasoning,
+            reasoning=rec.autoscale_reasoning,  # max_pending's derivation included
         ),
         evidence=Evidence(
             throughput=float(best.throughput),

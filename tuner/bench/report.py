@@ -226,6 +226,8 @@ def json_summary(results: list[TrialResult], rec: Recommendation | None, **extra
             "min_workers": rec.min_workers,
             "max_workers": rec.max_workers,
             "autoscale_reasoning": rec.autoscale_reasoning,
+            "max_pending": rec.max_pending,
+            "max_pending_reasoning": rec.pending_reasoning,
             "pareto": [r.config.key() for r in rec.pareto],
             "words": rec.words,
         }

@@ -195,6 +195,18 @@ class Recommended(_Model):
     backoff: Backoff = Field(default_factory=Backoff, description=_REC_DOC["backoff"])
     memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
     max_batch_delay_ms: _NonNeg = Field(default=5.0, description=_REC_DOC["max_batch_delay_ms"])
+    # Backpressure (second wave). Absent in older profiles: the runtime then derives a bound itself.
+    max_pending: _Count | None = Field(
+        default=None,
+        description="Items in flight (submitted, not yet resolved) the runtime accepts before its "
+        "overload policy applies; derived from measured throughput × the latency objective. "
+        "Absent or null = the runtime's default bound.",
+    )
+    overload: Literal["block", "timeout", "reject"] = Field(
+        default="block",
+        description="What submit() does at max_pending: 'block' until there is room, 'timeout' "
+        "(block, then raise Overloaded), or 'reject' at once with Overloaded (a service's 503).",
+    )
 
 
 class RecommendedOverride(_Model):
@@ -210,6 +222,10 @@ class RecommendedOverride(_Model):
     backoff: BackoffOverride | None = Field(default=None, description=_REC_DOC["backoff"])
     memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
     max_batch_delay_ms: _NonNeg | None = Field(default=None, description=_REC_DOC["max_batch_delay_ms"])
+    max_pending: _Count | None = Field(default=None, description="Overrides recommended.max_pending.")
+    overload: Literal["block", "timeout", "reject"] | None = Field(
+        default=None, description="Overrides recommended.overload."
+    )
 
 
 class PlatformOverrides(_Model):
