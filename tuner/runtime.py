@@ -586,9 +586,18 @@ class Runtime:
         self.start()
         return self._map(items, on_failure)
 
+    #: Check a numpy input of ``map`` against the item the profile was measured with (dtype and
+    #: shape; a mismatch is one ConfigError, not a failure per item). Set False for a deliberate change.
+    check_input: bool = True
+
     def _map(self, items: Iterable[Any], on_failure: OnFailure) -> Iterator[Any]:
         from tuner.engine import Failure
 
+        if self.check_input and self.profile is not None and hasattr(items, "dtype"):
+            from tuner.models.signature import check_input
+
+            hint = "set check_input = False on the Runtime to run anyway"
+            check_input(self.profile, items, "Runtime.map", hint=hint, error=ConfigError)
         s = self.settings
         ceiling = s.autoscale.max_workers if s.autoscale is not None else s.workers
         window = max(4, ceiling * (self.engine_config.prefetch + 2))
