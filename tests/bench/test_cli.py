@@ -170,15 +170,16 @@ def test_fault_plan_reports_figures_with_and_without_faults(tmp_path, tuner_cmd,
 
 
 BAD_ARGS = [
-    (["--workers", "0"], "--workers"),
+    (["--workers", "0"], "--workers '0': '0' is out of range (expected a list of integers >= 1"),
     (["--workers", "two"], "not an integer"),
-    (["--partition-sizes", ""], "--partition-sizes"),
+    (["--workers", "1-100000"], "--workers '1-100000': '1-100000' spans 100000 values"),
+    (["--partition-sizes", ""], "--partition-sizes '': blank"),
     (["--backends", "gpu"], "--backends"),
     (["--strategy", "random"], "--strategy"),
     (["--objective", "fast"], "--objective"),
-    (["--budget", "-1"], "--budget"),
-    (["--window", "0"], "--window"),
-    (["--p99-ms", "abc"], "--p99-ms"),
+    (["--budget", "-1"], "--budget '-1': out of range (expected seconds > 0)"),
+    (["--window", "0"], "--window '0': out of range (expected seconds >= 0.01)"),
+    (["--p99-ms", "abc"], "--p99-ms 'abc': not a number (expected milliseconds > 0)"),
     (["--faults", "crash=2"], "crash"),
     (["--faults", "explode=0.1"], "explode"),
     (["--model", "no_such_module_xyz:fn"], "no_such_module_xyz"),
@@ -187,6 +188,32 @@ BAD_ARGS = [
     (["--out", "profile.txt"], ".yaml"),
     (["--baseline", "missing.yaml"], "missing.yaml"),
     (["--name", "bad name"], "--name"),
+    # issue 13: every numeric option finite and in its stated range (NaN compares False with any
+    # bound, so a range check alone let it through and a NaN budget ran a full sweep)
+    (["--budget", "nan"], "--budget 'nan': not a finite number (expected seconds > 0)"),
+    (["--p99-ms", "inf"], "--p99-ms 'inf': not a finite number (expected milliseconds > 0)"),
+    (["--window", "nan"], "--window 'nan': not a finite number (expected seconds >= 0.01)"),
+    (["--memory-mb", "nan"], "--memory-mb 'nan': not a finite number (expected megabytes > 0)"),
+    (["--min-throughput", "inf"], "--min-throughput 'inf': not a finite number (expected items/s > 0)"),
+    (["--max-regression", "nan"], "--max-regression 'nan': not a finite number (expected a percentage >= 0)"),
+    (["--items", "inf"], "--items 'inf': not an integer (expected an integer >= 1)"),
+    (["--max-trials", "0"], "--max-trials '0': out of range (expected an integer >= 1)"),
+    (["--faults", "slow=0.1xinf"], "--faults 'slow=0.1xinf': slow_factor is inf, not a finite number"),
+    # issue 13: an explicitly blank value is an error; only an absent option takes the default
+    (["--model", ""], "--model '': blank (expected a model spec; omit --model for the default, builtin:mlp)"),
+    (["--model", "   "], "--model '   ': blank"),
+    (["--input", ""], "--input '': blank (expected a .npy or .jsonl file, or omit --input)"),
+    (["--faults", ""], "--faults '': blank"),
+    (["--backends", " "], "--backends ' ': blank"),
+    (["--strategy", ""], "--strategy '': blank"),
+    (["--objective", ""], "--objective '': blank"),
+    (["--name", ""], "--name '': blank"),
+    (["--csv", ""], "--csv '': blank"),
+    (["--summary", ""], "--summary '': blank"),
+    (["--baseline", ""], "--baseline '': blank"),
+    (["--results", ""], "--results '': blank"),
+    (["--out", ""], "--out '': blank (expected a .yaml file, or omit --out)"),
+    (["--bogus"], "unrecognized arguments: --bogus (try 'tuner bench --help')"),
 ]
 
 
@@ -201,7 +228,62 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path, tuner_cmd, clean_env, 
     assert len(err) == 1 and err[0].startswith("tuner: "), p.stderr
     assert needle in err[0]
     assert "Traceback" not in p.stderr
+    assert p.stdout == ""
     assert sorted(x.name for x in tmp_path.iterdir()) == []  # nothing written
+
+
+OTHER_COMMANDS = [
+    # `tuner` alone opens the TUI: its options are checked before the app starts
+    (["--budget", "nan"], "--budget 'nan': not a finite number (expected seconds > 0)"),
+    (["tui", "--window", "inf"], "--window 'inf': not a finite number (expected seconds >= 0.01)"),
+    (["--model", ""], "--model '': blank (expected a model spec; omit --model for the default, builtin:mlp)"),
+    (["tui", "--results", ""], "--results '': blank (expected a .jsonl file, or omit --results)"),
+    (["tui", "--profile", " "], "--profile ' ': blank"),
+    (["tui", "--profiles-dir", ""], "--profiles-dir '': blank"),
+    (["hw", "--bogus"], "unrecognized arguments: --bogus (try 'tuner hw --help')"),
+    (["bnech"], "invalid choice: 'bnech'"),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("args", "needle"), OTHER_COMMANDS, ids=[" ".join(a) for a, _ in OTHER_COMMANDS])
+def test_bad_arguments_of_other_commands(tmp_path, tuner_cmd, clean_env, args, needle) -> None:
+    # stdin closed and a timeout: an app that started anyway fails the test instead of hanging it
+    p = subprocess.run(
+        [*tuner_cmd, *args],
+        capture_output=True,
+        text=True,
+        env=clean_env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+    )
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stderr.splitlines() == [f"tuner: {p.stderr.strip().removeprefix('tuner: ')}"]
+    assert needle in p.stderr
+    assert p.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # no .tuner/ folder, no results file
+
+
+def test_option_values_parse_once_with_ranges_stated() -> None:
+    from tuner.commands.args import finite, int_list, integer, non_blank
+    from tuner.errors import BadInput
+
+    assert int_list("--workers", "1-3, 8,2") == (1, 2, 3, 8)
+    assert finite("--budget", " 2.5 ", gt=0) == 2.5
+    assert integer("--retries", "0", ge=0) == 0
+    assert non_blank("--out", " p.yaml") == " p.yaml"  # kept as given: only blank is refused
+    cases = [
+        (lambda: finite("x", "-inf", ge=0, le=1, what="a share"), "x '-inf': not a finite number (expected a share from 0 to 1)"),
+        (lambda: finite("x", "1.5", ge=0, le=1, what="a share"), "x '1.5': out of range (expected a share from 0 to 1)"),
+        (lambda: finite("x", "0", gt=0, le=5), "x '0': out of range (expected a number > 0 and <= 5)"),
+        (lambda: integer("x", "2.0", ge=1), "x '2.0': not an integer (expected an integer >= 1)"),
+        (lambda: int_list("x", "0-2"), "x '0-2': '0-2' is out of range (expected a list of integers >= 1, e.g. 1,2,4 or 1-4)"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(BadInput) as e:
+            call()
+        assert str(e.value) == message
 
 
 @pytest.mark.timeout(60)

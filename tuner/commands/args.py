@@ -160,12 +160,18 @@ def int_list(
     return tuple(sorted(out))
 
 
-def non_blank(name: str, text: str, *, what: str = "a value", default: str | None = None) -> str:
-    """The text as given, unless it is empty or only whitespace (then: BadInput saying what to give)."""
+def non_blank(
+    name: str, text: str, *, what: str = "a value", default: str | None = None, required: bool = False
+) -> str:
+    """The text as given, unless it is empty or only whitespace (then: BadInput saying what to give).
+
+    ``default`` (said in the message) is what omitting the option gives; ``required`` options and
+    positional arguments (a name without '-') cannot be omitted, so the message does not suggest it.
+    """
     if not text.strip():
         if default is not None:
             hint = f"expected {what}; omit {name} for the default, {default}"
-        elif name.startswith("-"):
+        elif name.startswith("-") and not required:
             hint = f"expected {what}, or omit {name}"
         else:
             hint = f"expected {what}"

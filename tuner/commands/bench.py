@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tuner.bench.recommend import Recommendation
     from tuner.bench.session import Sweep, SweepSpec
     from tuner.bench.types import SweepMessage, TrialResult
+    from tuner.tui.format import SweepOutlook
 
 #: trials the regression gate measures (the median of these is compared: one trial never decides)
 GATE_REPEATS = 3
@@ -290,20 +291,27 @@ def _console(stderr: bool) -> Any:
 
 
 class _Progress:
-    """A rich progress bar on stderr: trial n of ~N, the current configuration and phase, ETA."""
+    """A rich progress bar on stderr: trial n (of N when it can be known), configuration, phase, time left.
 
-    def __init__(self, budget_s: float | None) -> None:
+    The trial count and time left come from the TUI's own rule (:func:`tuner.tui.format.sweep_outlook`):
+    a grid's count is known; an adaptive search shows a budget-based ceiling once two trials
+    ended, never its own low guess (issue 13: "trial 1 of ~2" for a sweep that ran 12).
+    """
+
+    def __init__(self, strategy: str, budget_s: float | None, max_trials: int | None = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
+        self.strategy = strategy
         self.budget_s = budget_s
+        self.max_trials = max_trials
         self.progress = Progress(
             TextColumn("[bold]trial"),
             MofNCompleteColumn(),
             BarColumn(),
             TimeElapsedColumn(),
-            TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("left {task.fields[eta]}"),
             TextColumn("{task.description}"),
             console=self.console,
             transient=False,
@@ -314,6 +322,7 @@ class _Progress:
         self.t_trial = self.t0
         self.planned = 0
         self.done = 0
+        self._said_outlook = False
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -322,14 +331,24 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def _eta(self) -> str:
-        if not self.durations:
+    def _outlook(self) -> SweepOutlook:
+        from tuner.tui.format import sweep_outlook
+
+        return sweep_outlook(
+            strategy=self.strategy,
+            planned=self.planned,
+            done=self.done,
+            trial_s=self.durations,
+            budget_s=self.budget_s,
+            elapsed_s=time.perf_counter() - self.t0,
+            max_trials=self.max_trials,
+        )
+
+    @staticmethod
+    def _eta(o: SweepOutlook) -> str:
+        if o.left_s == float("inf"):
             return "?"
-        per = sorted(self.durations)[len(self.durations) // 2]
-        left = max(0, self.planned - self.done) * per
-        if self.budget_s is not None:
-            left = min(left, max(0.0, self.budget_s - (time.perf_counter() - self.t0)))
-        return f"{left:.0f} s"
+        return f"{'≤ ' if o.upper_bound else ''}{o.left_s:.0f} s"
 
     def __call__(self, m: SweepMessage) -> None:
         from tuner.bench.types import EngineNote, TrialFinished, TrialPhase, TrialStarted
@@ -337,7 +356,11 @@ class _Progress:
         if isinstance(m, TrialStarted):
             self.planned = m.planned
             self.t_trial = time.perf_counter()
-            self.progress.update(self.task, total=m.planned, description=m.config.label(), eta=self._eta())
+            o = self._outlook()
+            if o.outlook and not self._said_outlook:
+                self.progress.console.print(f"[dim]  {o.outlook}[/dim]", highlight=False)
+                self._said_outlook = True
+            self.progress.update(self.task, total=o.total, description=m.config.label(), eta=self._eta(o))
         elif isinstance(m, TrialPhase):
             label = self.progress.tasks[0].description.split(" — ")[0]
             self.progress.update(self.task, description=f"{label} — {m.detail}")
@@ -356,7 +379,8 @@ class _Progress:
                 f"{fmt_ms(r.latency_ms.get('p99'))} · {status_of(r)}",
                 highlight=False,
             )
-            self.progress.update(self.task, completed=self.done, eta=self._eta())
+            o = self._outlook()
+            self.progress.update(self.task, completed=self.done, total=o.total, eta=self._eta(o))
 
 
 # ------------------------------------------------------------------------------- running
@@ -476,7 +500,7 @@ def _gate(args: argparse.Namespace) -> int:
         spec.n_items = profile.model.input.items
     sweep = Sweep(spec)
     results: list[TrialResult] = []
-    with _Progress(None) as progress:
+    with _Progress("grid", None) as progress:
         sweep.on_message = progress
         for _ in range(GATE_REPEATS):
             sweep.results = []
@@ -577,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
     err.print(f"space: {sweep.space.describe()} · strategy {spec.strategy}", markup=False, highlight=False)
     if sweep.resumed:
         err.print(f"resuming: {len(sweep.resumed)} trials already in {spec.results_path}", markup=False)
-    with _Progress(spec.budget_s) as progress:
+    with _Progress(spec.strategy, spec.budget_s, spec.max_trials) as progress:
         sweep.on_message = progress
         results, interrupted = _run_sweep(sweep, progress)
     rec = recommend(results, spec.objective, sweep.host)

@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",
         "-i",
-        type=typed(non_blank, "--input", what="a .npy or .jsonl file"),
+        type=typed(non_blank, "--input", what="a .npy or .jsonl file", required=True),
         required=True,
         metavar="FILE",
         help="input items: .npy rows or .jsonl lines",
@@ -96,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         "-o",
-        type=typed(non_blank, "--output", what="a .npy or .jsonl file"),
+        type=typed(non_blank, "--output", what="a .npy or .jsonl file", required=True),
         required=True,
         metavar="FILE",
         help="outputs: .npy or .jsonl (atomic)",

@@ -42,7 +42,7 @@ from tuner.bench.types import (
 from tuner.engine.faults import FaultPlan
 from tuner.errors import BadInput, TunerError
 from tuner.tui.driver import BenchDriver, Driver, objective_of, space_text
-from tuner.tui.format import duration, profile_name, si, status_of
+from tuner.tui.format import duration, profile_name, si, status_of, sweep_outlook
 from tuner.tui.messages import (
     HostProbed,
     ModelChecked,
@@ -153,6 +153,8 @@ class TunerApp(App[int]):
         self._worker: Worker[None] | None = None
         self._started_at: float | None = None
         self._planned = 0
+        self._trial_t0: float | None = None
+        self._trial_s: list[float] = []  # wall time of each finished trial, for the outlook
         self._current = ""
         self._phase = ""
         self._validate_timer: Any = None
@@ -428,6 +430,7 @@ class TunerApp(App[int]):
             lat.add(m)
         elif isinstance(m, TrialStarted):
             self._planned = m.planned
+            self._trial_t0 = self._clock()
             self._current = m.config.label()
             self._phase = "warm-up"
             tput.reset(f"trial {m.index + 1}")
@@ -459,6 +462,9 @@ class TunerApp(App[int]):
 
     def _trial_finished(self, r: TrialResult, index: int) -> None:
         self.results.append(r)
+        if self._trial_t0 is not None:
+            self._trial_s.append(self._clock() - self._trial_t0)
+            self._trial_t0 = None
         self.query_one(TrialsTable).add_result(r)
         self.query_one(ComparisonChart).set_results(self.results)
         st = status_of(r)
@@ -489,6 +495,8 @@ class TunerApp(App[int]):
         self.recommendation = None
         self.interrupted = False
         self._planned = 0
+        self._trial_t0 = None
+        self._trial_s = []
         self._current = self._phase = ""
         self.query_one(TrialsTable).clear_results()
         self.query_one(ComparisonChart).set_results([])
@@ -521,18 +529,24 @@ class TunerApp(App[int]):
             return
         elapsed = self._clock() - self._started_at
         budget = self.values.budget_s
-        done = len(self.results)
-        eta = max(0.0, budget - elapsed)
-        if done and self._planned > done:
-            eta = min(eta, elapsed / done * (self._planned - done))
-        of = f" of ~{self._planned}" if self._planned else ""
-        trial = f"trial {done + 1}{of}" if self._current else "starting"
-        status = (
-            f"{trial} · {self._current} · {self._phase}"
-            if self._current
-            else "starting: loading the model, probing"
-        )
-        self._set_status(f"{status}\n{duration(elapsed)} elapsed · ETA {duration(eta)}")
+        if not self._current:
+            status = f"starting: loading the model, probing\n{duration(elapsed)} elapsed"
+        else:
+            o = sweep_outlook(
+                strategy=self.values.strategy,
+                planned=self._planned,
+                done=len(self.results),
+                trial_s=self._trial_s,
+                budget_s=budget,
+                elapsed_s=elapsed,
+                max_trials=self.values.max_trials,
+            )
+            left = f"{'≤ ' if o.upper_bound else ''}{duration(o.left_s)} left"
+            # Two lines, each cut with an ellipsis rather than wrapped (tuner.tcss): a wrapped first
+            # line used to push the time line out of the two-row header.
+            second = " · ".join(x for x in (f"{duration(elapsed)} elapsed", left, o.outlook) if x)
+            status = f"{o.trial} · {self._current} · {self._phase}\n{second}"
+        self._set_status(status)
         self.query_one("#progress", ProgressBar).update(total=budget, progress=min(elapsed, budget))
 
     def _update_counts(self) -> None:
