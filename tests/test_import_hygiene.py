@@ -60,3 +60,14 @@ def test_engine_imports_only_models_and_errors_of_tuner() -> None:
     ]
     assert not strays, f"tuner.engine pulled in {strays}"
     assert not _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_item_signature_and_argument_parsing_are_light() -> None:
+    # Runtime.map imports the signature check in production processes; every `tuner` command
+    # (`tuner hw` included) imports the argument parsers while building its parser.
+    mods = _modules_after(
+        "import tuner.models.signature, tuner.commands.args, tuner.cli; tuner.cli.build_parser()"
+    )
+    assert "numpy" not in mods
+    assert not _forbidden(mods), _forbidden(mods)

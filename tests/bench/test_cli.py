@@ -259,6 +259,8 @@ OTHER_COMMANDS = [
     (["tui", "--profile", " "], "--profile ' ': blank"),
     (["tui", "--profiles-dir", ""], "--profiles-dir '': blank"),
     (["hw", "--bogus"], "unrecognized arguments: --bogus (try 'tuner hw --help')"),
+    (["check", ""], "PROFILE '': blank (expected a profile file)"),
+    (["schema", "extra"], "unrecognized arguments: extra (try 'tuner schema --help')"),
     (["bnech"], "invalid choice: 'bnech'"),
 ]
 
