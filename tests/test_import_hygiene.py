@@ -70,3 +70,14 @@ def test_stats_and_autoscale_are_light_rooms() -> None:
     assert tuner_mods == ["tuner", "tuner.autoscale", "tuner.errors", "tuner.stats"], tuner_mods
     assert "numpy" not in mods and not _forbidden(mods)
     assert "numpy" not in _modules_after("import tuner.runtime"), "numpy stays lazy for the runtime"
+
+
+@pytest.mark.timeout(60)
+def test_item_signature_and_argument_parsing_are_light() -> None:
+    # Runtime.map imports the signature check in production processes; every `tuner` command
+    # (`tuner hw` included) imports the argument parsers while building its parser.
+    mods = _modules_after(
+        "import tuner.models.signature, tuner.commands.args, tuner.cli; tuner.cli.build_parser()"
+    )
+    assert "numpy" not in mods
+    assert not _forbidden(mods), _forbidden(mods)

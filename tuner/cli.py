@@ -13,9 +13,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from tuner import __version__
-from tuner.errors import ExitCode, TunerError, exit_code_for
+from tuner.errors import BadInput, ExitCode, TunerError, exit_code_for
 
 COMMANDS: dict[str, str] = {
     "tui": "open the interactive tuning session (the default)",
@@ -28,11 +29,12 @@ COMMANDS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line, never a usage dump plus a traceback."""
+    """argparse whose usage errors are a BadInput: one ``tuner: ...`` line and exit 2, like any other."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: {message}\n(try '{self.prog} --help')\n")
-        raise SystemExit(int(ExitCode.BAD_INPUT))
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]  # "tuner bench" -> "bench"; "" for the top level
+        where = f"{command}: " if command else ""
+        raise BadInput(f"{where}{message} (try '{self.prog} --help')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        # Option values are checked while parsing (tuner.commands.args): a bad one is a BadInput
+        # here, before the command loads, starts or writes anything.
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said here, not by argparse, so the hint names the subcommand's own --help
+            command = f"tuner {args.command}" if args.command else "tuner"
+            raise BadInput(f"unrecognized arguments: {' '.join(extra)} (try '{command} --help')")
+    except TunerError as e:
+        sys.stderr.write(f"tuner: {e}\n")
+        return exit_code_for(e)
     if args.command is None:
         parser.print_help()
         return int(ExitCode.BAD_INPUT)

@@ -756,8 +756,18 @@ class Runtime:
         self.start()
         return self._map(items, on_failure, overload)
 
+    #: Check a numpy input of ``map`` against the item the profile was measured with (dtype and
+    #: shape; a mismatch is one ConfigError, not a failure per item). Set False for a deliberate change.
+    check_input: bool = True
+
     def _map(self, items: Iterable[Any], on_failure: OnFailure, overload: Overload) -> Iterator[Any]:
         from tuner.engine import Failure
+
+        if self.check_input and self.profile is not None and hasattr(items, "dtype"):
+            from tuner.models.signature import check_input
+
+            hint = "set check_input = False on the Runtime to run anyway"
+            check_input(self.profile, items, "Runtime.map", hint=hint, error=ConfigError)
         from tuner.engine.pool import partitions
 
         s = self.settings

@@ -1,10 +1,12 @@
-"""``tuner run``: good and bad data files, a bad profile, failures sidecar, fault rehearsal."""
+"""``tuner run``: good and bad data files, a bad profile, failures sidecar, fault rehearsal, bad arguments,
+and the input checked against the item the profile was measured with (issue 13)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,9 +89,10 @@ def test_jsonl_in_jsonl_out_with_failures_sidecar(
     assert got == [None if x < 0 else x * 2 for x in items]
     sidecar = [json.loads(line) for line in Path(f"{out}.failures.jsonl").read_text().splitlines()]
     assert [s["index"] for s in sidecar] == [2, 6]
-    assert all(
-        s["cause"] == "exception" and "negative item" in s["message"] and s["attempts"] >= 1 for s in sidecar
-    )
+    assert [s["message"] for s in sidecar] == ["ValueError: negative item -3", "ValueError: negative item -7"]
+    # A deterministic error is not retried but split out: each poison item ran in its partition of
+    # 4, in the half of 2 that held it, then alone — and only it failed.
+    assert [(s["cause"], s["attempts"]) for s in sidecar] == [("exception", 3), ("exception", 3)]
 
     # The same run with a tolerated share of failures exits 0, sidecar at a chosen path.
     side = tmp_path / "fails.jsonl"
@@ -146,3 +149,173 @@ def test_bad_profile_is_one_line_exit_2_no_output(tuner_cmd: list[str], tmp_path
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"tuner: {profile}"), r.stderr
     assert not out.exists()
+
+
+RUN_BAD_ARGS = [
+    # issue 13: every numeric option finite and in its stated range
+    (["--max-failed-share", "nan"], "--max-failed-share 'nan': not a finite number (expected a share from 0 to 1)"),
+    (["--max-failed-share", "2"], "--max-failed-share '2': out of range (expected a share from 0 to 1)"),
+    (["--timeout-s", "inf"], "--timeout-s 'inf': not a finite number (expected seconds > 0)"),
+    (["--timeout-s", "0"], "--timeout-s '0': out of range (expected seconds > 0)"),
+    (["--memory-limit-mb", "nan"], "--memory-limit-mb 'nan': not a finite number (expected megabytes > 0)"),
+    (["--workers", "0"], "--workers '0': out of range (expected an integer >= 1)"),
+    (["--threads-per-worker", "two"], "--threads-per-worker 'two': not an integer (expected an integer >= 1)"),
+    (["--partition-size", "1.5"], "--partition-size '1.5': not an integer (expected an integer >= 1)"),
+    (["--retries", "-1"], "--retries '-1': out of range (expected an integer >= 0)"),
+    (["--backend", "gpu"], "--backend 'gpu': choose from process, thread, inline"),
+    (["--faults", "slow=0.5xnan"], "--faults 'slow=0.5xnan': slow_factor is nan, not a finite number"),
+    # issue 13: blank values are errors, never a silent default
+    (["--model", ""], "--model '': blank (expected a model spec, or omit --model)"),
+    (["--faults", " "], "--faults ' ': blank"),
+    (["--failures", ""], "--failures '': blank (expected a .jsonl file, or omit --failures)"),
+    (["--backend", ""], "--backend '': blank"),
+    (["--output", ""], "--output '': blank (expected a .npy or .jsonl file)"),
+    (["--input", ""], "--input '': blank (expected a .npy or .jsonl file)"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("args", "message"), RUN_BAD_ARGS, ids=[" ".join(a) for a, _ in RUN_BAD_ARGS])
+def test_bad_arguments_are_one_line_exit_2_nothing_written(
+    tuner_cmd: list[str], tmp_path: Path, sleep_profile: Path, args: list[str], message: str
+) -> None:
+    np.save(tmp_path / "in.npy", np.arange(100, dtype=np.int64))
+    out = tmp_path / "out" / "out.npy"
+    out.parent.mkdir()
+    # the bad value comes first: a later good --input/--output must not paper over it
+    r = run(tuner_cmd, str(sleep_profile), *args, "--input", str(tmp_path / "in.npy"), "--output", str(out))
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"tuner: {message}"), line
+    assert r.stdout == ""
+    assert list(out.parent.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- issue 13: input check
+
+# A model that leaves a mark when a worker loads it (so a test can see that none started) and,
+# like a real one, rejects rows of another width: without the check, every partition fails.
+MARKING_MODEL = """
+from pathlib import Path
+
+import numpy as np
+
+from tuner.models import factory
+
+
+@factory
+def load():
+    Path({mark!r}).touch()
+
+    def predict(rows):
+        x = np.asarray(rows)
+        if x.shape[1:] != (256,):
+            raise ValueError(f"expected rows of 256, got {{x.shape[1:]}}")
+        return x.astype(np.float32).sum(axis=1)
+
+    return predict
+"""
+
+
+@pytest.fixture
+def measured_profile(tmp_path: Path, this_host: Host) -> tuple[Path, Path]:
+    """A profile whose model was measured on float32[256] rows, and the file its workers touch."""
+    from tuner.profile import InputInfo, ModelRef, load_profile, save_profile
+
+    mark = tmp_path / "marks" / "loaded"
+    mark.parent.mkdir()
+    model = tmp_path / "models" / "marking.py"
+    model.parent.mkdir()
+    model.write_text(MARKING_MODEL.format(mark=str(mark)))
+    spec = f"{model}:load"
+    path = write_profile(
+        tmp_path / "profiles" / "p.yaml",
+        host_info(this_host),
+        spec=spec,
+        backend="thread",
+        workers=2,
+        partition_size=16,
+    )
+    profile = load_profile(path)
+    item = InputInfo(source="builtin generator", item="float32[256]", items=64)
+    save_profile(profile.model_copy(update={"model": ModelRef(spec=spec, input=item)}), path)
+    return path, mark
+
+
+def _rows(tmp_path: Path, name: str, value: Any) -> Path:
+    path = tmp_path / "data" / name
+    path.parent.mkdir(exist_ok=True)
+    if name.endswith(".npy"):
+        np.save(path, value)
+    else:
+        path.write_text("".join(json.dumps(v) + "\n" for v in value))
+    return path
+
+
+MISMATCHES = [
+    # the issue's case: rows 3 wide for a model measured on float32[256]
+    ("rows.npy", np.zeros((64, 3)), "items are float64[3], the profile was measured with float32[256] (each item is [3], not [256])"),
+    ("ids.npy", np.zeros((64, 256), dtype=np.int64), "items are int64[256], the profile was measured with float32[256] (integer values, not float)"),
+    ("wide.npy", np.zeros((64, 256)), "items are float64[256], the profile was measured with float32[256] (twice the bytes per value"),
+    ("flat.npy", np.zeros(64, dtype=np.float32), "items are float32, the profile was measured with float32[256] (each item is one value, not [256])"),
+    ("rows.jsonl", [[0.5, 1.5, 2.5]] * 8, "items are float[3], the profile was measured with float32[256] (each item is [3], not [256])"),
+]  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("name", "value", "message"), MISMATCHES, ids=[m[0] for m in MISMATCHES])
+def test_input_unlike_the_measured_item_is_refused_before_any_worker_starts(
+    tuner_cmd: list[str],
+    tmp_path: Path,
+    measured_profile: tuple[Path, Path],
+    name: str,
+    value: Any,
+    message: str,
+) -> None:
+    profile, mark = measured_profile
+    data = _rows(tmp_path, name, value)
+    out = tmp_path / "out" / "out.npy"
+    out.parent.mkdir()
+    r = run(tuner_cmd, str(profile), "--input", str(data), "--output", str(out))
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"tuner: {data}: {message}"), line
+    assert line.endswith("; pass --no-input-check to run anyway"), line
+    assert list(out.parent.iterdir()) == []  # no output, no failures sidecar
+    assert not mark.exists(), "a worker loaded the model"
+
+
+@pytest.mark.timeout(60)
+def test_no_input_check_runs_a_deliberate_change(
+    tuner_cmd: list[str], tmp_path: Path, measured_profile: tuple[Path, Path]
+) -> None:
+    profile, mark = measured_profile
+    rows = np.arange(64 * 256, dtype=np.float64).reshape(64, 256) / 1000  # float64, not the float32 measured
+    data = _rows(tmp_path, "wide.npy", rows)
+    out = tmp_path / "out.npy"
+    r = run(tuner_cmd, str(profile), "--input", str(data), "--output", str(out), "--no-input-check")
+    assert r.returncode == 0, r.stderr
+    assert np.allclose(np.load(out), rows.astype(np.float32).sum(axis=1))
+    assert "64 items · 64 outputs · 0 failed" in r.stderr
+    assert mark.exists()
+
+
+@pytest.mark.timeout(60)
+def test_runtime_map_refuses_an_array_unlike_the_measured_item(measured_profile: tuple[Path, Path]) -> None:
+    from tuner.errors import ConfigError
+    from tuner.runtime import Runtime
+
+    profile, _ = measured_profile
+    with Runtime.from_profile(profile) as rt:
+        with pytest.raises(ConfigError) as e:
+            list(rt.map(np.zeros((64, 3)), on_failure="yield"))
+        assert str(e.value) == (
+            "Runtime.map: items are float64[3], the profile was measured with float32[256] "
+            "(each item is [3], not [256]); set check_input = False on the Runtime to run anyway"
+        )
+        assert rt.stats().items_done == 0  # refused as a whole, not failed item by item
+        good = np.ones((40, 256), dtype=np.float32)
+        assert list(rt.map(good)) == [256.0] * 40
+        rt.check_input = False  # a deliberate change: the model sees the data (and fails it here)
+        outcomes = list(rt.map(np.zeros((20, 3)), on_failure="yield"))
+        assert len(outcomes) == 20 and all(getattr(o, "cause", None) == "exception" for o in outcomes)

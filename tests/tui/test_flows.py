@@ -9,6 +9,7 @@ that leaves a worker process or shared-memory segment behind.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,13 @@ import pytest
 from textual.widgets import Button, Input, RichLog, Static
 
 from tui.conftest import make_app, wait_for
+from tui.fakes import CONFIGS, FIXED_CLOCK, trial_messages
 from tuner.profile import load_profile
 from tuner.tui.app import TunerApp
 from tuner.tui.driver import BenchDriver
+from tuner.tui.messages import SweepBatch
 from tuner.tui.widgets.charts import ComparisonChart, LatencyChart, ThroughputChart
+from tuner.tui.widgets.setup import SetupForm
 from tuner.tui.widgets.trials import TrialsTable
 
 SIZE = (120, 40)
@@ -78,7 +82,10 @@ async def test_sweep_fills_charts_table_results_then_export(results_path: Path, 
         await wait_for(pilot, lambda: app.recommendation is not None, timeout=40, what="the sweep to finish")
         table = app.query_one(TrialsTable)
         assert table.row_count == 2
-        assert app.query_one(LatencyChart).points
+        # the latency chart holds the last trial's windows, its three lines in order
+        windows = [p for p in app.query_one(LatencyChart).points if p.phase == "measuring" and p.p99_ms]
+        assert len(windows) >= 3, "a stable trial has at least 3 windows"
+        assert all(p.p50_ms <= p.p95_ms <= p.p99_ms for p in windows)
         assert len(app.query_one(ComparisonChart).results) == 2
         assert app.query_one("#tabs").active == "results"
         words = str(app.query_one("#rec-words", Static).render())
@@ -207,3 +214,74 @@ async def test_help_and_palette_open() -> None:
         await pilot.press("ctrl+p")
         await pilot.pause()
         assert app.screen.__class__.__name__ == "CommandPalette"
+
+
+@pytest.mark.timeout(30)
+async def test_run_header_shows_no_trial_count_an_adaptive_search_cannot_know() -> None:
+    """Issue 13: "trial 1 of ~2" at the start of an adaptive sweep that ran 12 trials. The header
+    says how the search ends, and a budget-based ceiling once two trials have shown their length."""
+    now = [FIXED_CLOCK]
+    app = make_app(budget_s=150, clock=lambda: now[0])
+    rng = random.Random(1)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        app.values = app.query_one(SetupForm).read()
+        assert app.values.strategy == "adaptive"
+        app._started_at = now[0]
+
+        def header() -> list[str]:
+            return str(app.query_one("#run-status", Static).render()).splitlines()
+
+        async def trial(i: int, seconds: float) -> str:
+            started, *rest = trial_messages(i, CONFIGS[i], rng, planned=2)  # the strategy's low guess
+            app.post_message(SweepBatch([started, rest[0]]))
+            await pilot.pause()
+            lines = header()
+            now[0] += seconds
+            app.post_message(SweepBatch(rest[1:]))
+            await pilot.pause()
+            return "\n".join(lines)
+
+        first = await trial(0, 10.0)
+        assert first == (
+            f"trial 1 · {CONFIGS[0].label()} · warm-up: workers starting, model loading\n"
+            "0s elapsed · ≤ 2m30s left · adaptive: until the budget or no better neighbour"
+        )
+        second = await trial(1, 10.0)
+        assert second.startswith("trial 2 · ") and second.endswith("no better neighbour")
+        assert "of ~" not in first + second
+        # two trials of 10 s: about 15 fit in the 150 s budget, 130 s of it left
+        third = await trial(2, 10.0)
+        assert third.splitlines()[1] == (
+            "20s elapsed · ≤ 2m10s left · adaptive: until the budget (~15 trials) or no better neighbour"
+        )
+
+
+def test_sweep_outlook_words() -> None:
+    from tuner.tui.format import sweep_outlook
+
+    grid = sweep_outlook(
+        strategy="grid", planned=12, done=3, trial_s=[8, 10, 12], budget_s=60, elapsed_s=30, max_trials=None
+    )
+    assert (grid.trial, grid.outlook, grid.left_s, grid.upper_bound) == (
+        "trial 4 of 12",
+        "about 6 of 12 fit the budget",
+        30.0,
+        False,
+    )
+    capped = sweep_outlook(
+        strategy="adaptive", planned=2, done=0, trial_s=[], budget_s=150, elapsed_s=0, max_trials=5
+    )
+    assert (capped.trial, capped.outlook, capped.total) == (
+        "trial 1",
+        "adaptive: until 5 trials, the budget or no better neighbour",
+        None,
+    )
+    late = sweep_outlook(
+        strategy="adaptive", planned=9, done=4, trial_s=[5, 5, 5, 5], budget_s=100, elapsed_s=20, max_trials=6
+    )
+    assert (late.outlook, late.left_s, late.total) == (
+        "adaptive: until 6 trials or no better neighbour",
+        10.0,
+        6,
+    )

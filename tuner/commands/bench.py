@@ -19,12 +19,24 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.commands.args import (
+    MIN_WINDOW_S,
+    choice,
+    choice_list,
+    fault_plan,
+    finite,
+    int_list,
+    integer,
+    non_blank,
+    typed,
+)
 from tuner.errors import BadInput, ExitCode, Regression
 
 if TYPE_CHECKING:
     from tuner.bench.recommend import Recommendation
     from tuner.bench.session import Sweep, SweepSpec
     from tuner.bench.types import SweepMessage, TrialResult
+    from tuner.tui.format import SweepOutlook
 
 #: trials the regression gate measures (the median of these is compared: one trial never decides)
 GATE_REPEATS = 3
@@ -33,81 +45,148 @@ GATE_P99_SLACK_MS = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `tuner bench` (values are checked in run(), so each error is one line)."""
+    """Options of `tuner bench`; each value is checked as it is parsed (tuner.commands.args)."""
     parser.epilog = (
         "exit codes: 0 ok; 1 regression beyond --max-regression (or nothing feasible); "
         "2 bad input or usage; 130 interrupted (completed trials kept in --results)"
     )
     a = parser.add_argument
-    a("--model", default=None, help="model spec (default builtin:mlp; with --baseline, the profile's model)")
+    a(
+        "--model",
+        type=typed(non_blank, "--model", what="a model spec", default="builtin:mlp"),
+        help="model spec (default builtin:mlp; with --baseline, the profile's model)",
+    )
     a(
         "--input",
+        type=typed(non_blank, "--input", what="a .npy or .jsonl file"),
         metavar="FILE",
         help="input items: .npy rows or .jsonl lines (default: the model's generator)",
     )
     a(
         "--items",
-        default="8192",
+        type=typed(integer, "--items", ge=1),
+        default=8192,
         metavar="N",
-        help="items to generate when there is no --input (default 8192)",
+        help="items to generate when there is no --input (an integer >= 1; default 8192)",
     )
-    a("--backends", metavar="LIST", help="backends to try, e.g. process,thread")
-    a("--workers", metavar="LIST", help="worker counts to try, e.g. 1,2")
-    a("--threads", metavar="LIST", help="BLAS threads per worker to try, e.g. 1,2")
-    a("--partition-sizes", metavar="LIST", help="partition sizes to try, e.g. 16,64,256")
+    a(
+        "--backends",
+        type=typed(non_blank, "--backends", what="backends, e.g. process,thread"),
+        metavar="LIST",
+        help="backends to try, e.g. process,thread",
+    )
+    a(
+        "--workers",
+        type=typed(int_list, "--workers"),
+        metavar="LIST",
+        help="worker counts to try, e.g. 1,2 or 1-4",
+    )
+    a(
+        "--threads",
+        type=typed(int_list, "--threads"),
+        metavar="LIST",
+        help="BLAS threads per worker to try, e.g. 1,2",
+    )
+    a(
+        "--partition-sizes",
+        type=typed(int_list, "--partition-sizes"),
+        metavar="LIST",
+        help="partition sizes to try, e.g. 16,64,256",
+    )
     a("--oversubscribe", action="store_true", help="allow workers × threads above the usable cores")
-    a("--strategy", default="adaptive", help="adaptive (default) or grid")
-    a("--budget", default="150", metavar="SECONDS", help="time budget of the sweep (default 150)")
-    a("--max-trials", metavar="N", help="at most this many trials")
-    a("--objective", default="throughput", help="throughput (default) or p99")
-    a("--p99-ms", metavar="MS", help="constraint: p99 latency at most this")
-    a("--memory-mb", metavar="MB", help="constraint: total peak RSS at most this")
-    a("--min-throughput", metavar="N", help="constraint: at least this many items/s")
-    a("--faults", metavar="SPEC", help="fault plan, e.g. crash=0.05,hang=0.01,slow=0.05x10")
-    a("--window", default="1.0", metavar="SECONDS", help="measurement window (default 1 s)")
-    a("--out", metavar="FILE.yaml", help="write the profile here (atomically)")
-    a("--name", help="profile name (default: from --out, or the model)")
-    a("--results", metavar="FILE.jsonl", help="one JSON line per trial, written as each trial ends")
+    a(
+        "--strategy",
+        type=typed(non_blank, "--strategy", what="adaptive or grid", default="adaptive"),
+        default="adaptive",
+        help="adaptive (default) or grid",
+    )
+    a(
+        "--budget",
+        type=typed(finite, "--budget", gt=0, what="seconds"),
+        default=150.0,
+        metavar="SECONDS",
+        help="time budget of the sweep (seconds > 0; default 150)",
+    )
+    a("--max-trials", type=typed(integer, "--max-trials", ge=1), metavar="N", help="at most this many trials")
+    a(
+        "--objective",
+        type=typed(non_blank, "--objective", what="throughput or p99", default="throughput"),
+        default="throughput",
+        help="throughput (default) or p99",
+    )
+    a(
+        "--p99-ms",
+        type=typed(finite, "--p99-ms", gt=0, what="milliseconds"),
+        metavar="MS",
+        help="constraint: p99 latency at most this (milliseconds > 0)",
+    )
+    a(
+        "--memory-mb",
+        type=typed(finite, "--memory-mb", gt=0, what="megabytes"),
+        metavar="MB",
+        help="constraint: total peak RSS at most this (megabytes > 0)",
+    )
+    a(
+        "--min-throughput",
+        type=typed(finite, "--min-throughput", gt=0, what="items/s"),
+        metavar="N",
+        help="constraint: at least this many items/s (> 0)",
+    )
+    a(
+        "--faults",
+        type=typed(fault_plan, "--faults"),
+        metavar="SPEC",
+        help="fault plan, e.g. crash=0.05,hang=0.01,slow=0.05x10",
+    )
+    a(
+        "--window",
+        type=typed(finite, "--window", ge=MIN_WINDOW_S, what="seconds"),
+        default=1.0,
+        metavar="SECONDS",
+        help=f"measurement window (seconds >= {MIN_WINDOW_S:g}; default 1)",
+    )
+    a(
+        "--out",
+        type=typed(non_blank, "--out", what="a .yaml file"),
+        metavar="FILE.yaml",
+        help="write the profile here (atomically)",
+    )
+    a(
+        "--name",
+        type=typed(non_blank, "--name", what="a profile name"),
+        help="profile name (default: from --out, or the model)",
+    )
+    a(
+        "--results",
+        type=typed(non_blank, "--results", what="a .jsonl file"),
+        metavar="FILE.jsonl",
+        help="one JSON line per trial, written as each trial ends",
+    )
     a("--resume", action="store_true", help="continue the sweep in --results, skipping measured configs")
-    a("--csv", metavar="FILE", help="write the trials as CSV")
-    a("--summary", metavar="FILE.md", help="append a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+    a("--csv", type=typed(non_blank, "--csv", what="a file"), metavar="FILE", help="write the trials as CSV")
+    a(
+        "--summary",
+        type=typed(non_blank, "--summary", what="a Markdown file"),
+        metavar="FILE.md",
+        help="append a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)",
+    )
     a("--json", action="store_true", help="JSON summary on stdout; everything else on stderr")
-    a("--baseline", metavar="PROFILE", help="CI gate: re-measure this profile's recommended configuration")
-    a("--max-regression", default="10", metavar="PCT", help="gate tolerance in percent (default 10)")
+    a(
+        "--baseline",
+        type=typed(non_blank, "--baseline", what="a profile file"),
+        metavar="PROFILE",
+        help="CI gate: re-measure this profile's recommended configuration",
+    )
+    a(
+        "--max-regression",
+        type=typed(finite, "--max-regression", ge=0, what="a percentage"),
+        default=10.0,
+        metavar="PCT",
+        help="gate tolerance in percent (>= 0; default 10)",
+    )
 
 
 # ------------------------------------------------------------------------------- arguments
-
-
-def _num(name: str, text: str | None, typ: type, *, low: float = 0, strict: bool = True) -> Any:
-    if text is None:
-        return None
-    try:
-        v = typ(text)
-    except ValueError:
-        kind = "an integer" if typ is int else "a number"
-        raise BadInput(f"{name} {text!r}: not {kind}") from None
-    if (v <= low) if strict else (v < low):
-        raise BadInput(f"{name} {text!r}: must be {'>' if strict else '>='} {low:g}")
-    return v
-
-
-def _int_list(name: str, text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        raise BadInput(f"{name} {text!r}: give a comma-separated list, e.g. 1,2")
-    out = []
-    for p in parts:
-        try:
-            v = int(p)
-        except ValueError:
-            raise BadInput(f"{name} {text!r}: {p!r} is not an integer") from None
-        if v < 1:
-            raise BadInput(f"{name} {text!r}: values must be >= 1 (got {v})")
-        out.append(v)
-    return tuple(sorted(set(out)))
 
 
 def _writable(name: str, path: str | None) -> None:
@@ -127,35 +206,23 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
     from tuner.bench.search import STRATEGIES
     from tuner.bench.session import SweepSpec
     from tuner.bench.types import Objective
-    from tuner.engine import BACKENDS, FaultPlan
+    from tuner.engine import BACKENDS
 
-    if args.strategy not in STRATEGIES:
-        raise BadInput(f"--strategy {args.strategy!r}: choose from {', '.join(STRATEGIES)}")
-    if args.objective not in ("throughput", "p99"):
-        raise BadInput(f"--objective {args.objective!r}: choose from throughput, p99")
-    backends = None
-    if args.backends is not None:
-        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-        bad = [b for b in backends if b not in BACKENDS]
-        if bad or not backends:
-            raise BadInput(f"--backends {args.backends!r}: choose from {', '.join(BACKENDS)}")
+    strategy = choice("--strategy", args.strategy, STRATEGIES)
+    goal = choice("--objective", args.objective, ("throughput", "p99"))
+    backends = choice_list("--backends", args.backends, BACKENDS) if args.backends is not None else None
     overrides = {
         "backends": backends,
-        "workers": _int_list("--workers", args.workers),
-        "threads": _int_list("--threads", args.threads),
-        "partition_sizes": _int_list("--partition-sizes", args.partition_sizes),
+        "workers": args.workers,
+        "threads": args.threads,
+        "partition_sizes": args.partition_sizes,
     }
-    items = _num("--items", args.items, int)
-    budget = _num("--budget", args.budget, float)
-    max_trials = _num("--max-trials", args.max_trials, int)
-    window = _num("--window", args.window, float)
     objective = Objective(
-        goal=args.objective,
-        p99_budget_ms=_num("--p99-ms", args.p99_ms, float),
-        memory_budget_mb=_num("--memory-mb", args.memory_mb, float),
-        min_throughput=_num("--min-throughput", args.min_throughput, float),
+        goal=goal,
+        p99_budget_ms=args.p99_ms,
+        memory_budget_mb=args.memory_mb,
+        min_throughput=args.min_throughput,
     )
-    faults = FaultPlan.parse(args.faults) if args.faults is not None else None
     if args.resume and not args.results:
         raise BadInput("--resume needs --results FILE.jsonl (the sweep to continue)")
     if args.resume and not Path(args.results).exists():
@@ -172,20 +239,21 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
     if args.name is not None and not re.fullmatch(r"[a-zA-Z0-9_.-]+", args.name):
         raise BadInput(f"--name {args.name!r}: use letters, digits, '_', '.' and '-'")
     # Short windows want a proportionally short warm-up and cap, so a quick sweep stays quick.
+    window = args.window
     settings = MeasureSettings(
         window_s=window,
         warmup_s=min(0.5, window),
         max_trial_s=max(12.0 * window, window * 5),
     )
     spec = SweepSpec(
-        model=args.model or "builtin:mlp",
+        model=args.model if args.model is not None else "builtin:mlp",
         input_path=args.input,
-        n_items=items,
-        strategy=args.strategy,
-        budget_s=budget,
-        max_trials=max_trials,
+        n_items=args.items,
+        strategy=strategy,
+        budget_s=args.budget,
+        max_trials=args.max_trials,
         objective=objective,
-        faults=faults,
+        faults=args.faults,
         settings=settings,
         results_path=args.results,
         resume=args.resume,
@@ -223,20 +291,27 @@ def _console(stderr: bool) -> Any:
 
 
 class _Progress:
-    """A rich progress bar on stderr: trial n of ~N, the current configuration and phase, ETA."""
+    """A rich progress bar on stderr: trial n (of N when it can be known), configuration, phase, time left.
 
-    def __init__(self, budget_s: float | None) -> None:
+    The trial count and time left come from the TUI's own rule (:func:`tuner.tui.format.sweep_outlook`):
+    a grid's count is known; an adaptive search shows a budget-based ceiling once two trials
+    ended, never its own low guess (issue 13: "trial 1 of ~2" for a sweep that ran 12).
+    """
+
+    def __init__(self, strategy: str, budget_s: float | None, max_trials: int | None = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
+        self.strategy = strategy
         self.budget_s = budget_s
+        self.max_trials = max_trials
         self.progress = Progress(
             TextColumn("[bold]trial"),
             MofNCompleteColumn(),
             BarColumn(),
             TimeElapsedColumn(),
-            TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("left {task.fields[eta]}"),
             TextColumn("{task.description}"),
             console=self.console,
             transient=False,
@@ -247,6 +322,7 @@ class _Progress:
         self.t_trial = self.t0
         self.planned = 0
         self.done = 0
+        self._said_outlook = False
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -255,14 +331,24 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def _eta(self) -> str:
-        if not self.durations:
+    def _outlook(self) -> SweepOutlook:
+        from tuner.tui.format import sweep_outlook
+
+        return sweep_outlook(
+            strategy=self.strategy,
+            planned=self.planned,
+            done=self.done,
+            trial_s=self.durations,
+            budget_s=self.budget_s,
+            elapsed_s=time.perf_counter() - self.t0,
+            max_trials=self.max_trials,
+        )
+
+    @staticmethod
+    def _eta(o: SweepOutlook) -> str:
+        if o.left_s == float("inf"):
             return "?"
-        per = sorted(self.durations)[len(self.durations) // 2]
-        left = max(0, self.planned - self.done) * per
-        if self.budget_s is not None:
-            left = min(left, max(0.0, self.budget_s - (time.perf_counter() - self.t0)))
-        return f"{left:.0f} s"
+        return f"{'≤ ' if o.upper_bound else ''}{o.left_s:.0f} s"
 
     def __call__(self, m: SweepMessage) -> None:
         from tuner.bench.types import EngineNote, TrialFinished, TrialPhase, TrialStarted
@@ -270,7 +356,11 @@ class _Progress:
         if isinstance(m, TrialStarted):
             self.planned = m.planned
             self.t_trial = time.perf_counter()
-            self.progress.update(self.task, total=m.planned, description=m.config.label(), eta=self._eta())
+            o = self._outlook()
+            if o.outlook and not self._said_outlook:
+                self.progress.console.print(f"[dim]  {o.outlook}[/dim]", highlight=False)
+                self._said_outlook = True
+            self.progress.update(self.task, total=o.total, description=m.config.label(), eta=self._eta(o))
         elif isinstance(m, TrialPhase):
             label = self.progress.tasks[0].description.split(" — ")[0]
             self.progress.update(self.task, description=f"{label} — {m.detail}")
@@ -289,7 +379,8 @@ class _Progress:
                 f"{fmt_ms(r.latency_ms.get('p99'))} · {status_of(r)}",
                 highlight=False,
             )
-            self.progress.update(self.task, completed=self.done, eta=self._eta())
+            o = self._outlook()
+            self.progress.update(self.task, completed=self.done, total=o.total, eta=self._eta(o))
 
 
 # ------------------------------------------------------------------------------- running
@@ -389,10 +480,10 @@ def _gate(args: argparse.Namespace) -> int:
     from tuner.bench.session import Sweep
     from tuner.profile import load_profile
 
-    tolerance = _num("--max-regression", args.max_regression, float, strict=False)
+    tolerance = args.max_regression
     profile = load_profile(args.baseline)
     spec, _ = _spec_from_args(args)
-    spec.model = args.model or profile.model.spec
+    spec.model = args.model if args.model is not None else profile.model.spec
     rec_cfg = profile.recommended
     spec.space = Space(
         backends=(rec_cfg.backend,),
@@ -409,7 +500,7 @@ def _gate(args: argparse.Namespace) -> int:
         spec.n_items = profile.model.input.items
     sweep = Sweep(spec)
     results: list[TrialResult] = []
-    with _Progress(None) as progress:
+    with _Progress("grid", None) as progress:
         sweep.on_message = progress
         for _ in range(GATE_REPEATS):
             sweep.results = []
@@ -510,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
     err.print(f"space: {sweep.space.describe()} · strategy {spec.strategy}", markup=False, highlight=False)
     if sweep.resumed:
         err.print(f"resuming: {len(sweep.resumed)} trials already in {spec.results_path}", markup=False)
-    with _Progress(spec.budget_s) as progress:
+    with _Progress(spec.strategy, spec.budget_s, spec.max_trials) as progress:
         sweep.on_message = progress
         results, interrupted = _run_sweep(sweep, progress)
     rec = recommend(results, spec.objective, sweep.host)

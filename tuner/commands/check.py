@@ -11,6 +11,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from tuner.commands.args import non_blank, typed
 from tuner.errors import ExitCode, ProfileError
 
 if TYPE_CHECKING:  # tuner.profile (pydantic) is imported only when the command runs
@@ -19,7 +20,13 @@ if TYPE_CHECKING:  # tuner.profile (pydantic) is imported only when the command 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare ``PROFILE [PROFILE...]``."""
-    parser.add_argument("profiles", nargs="+", metavar="PROFILE", help="profile YAML file(s) to validate")
+    parser.add_argument(
+        "profiles",
+        nargs="+",
+        type=typed(non_blank, "PROFILE", what="a profile file"),
+        metavar="PROFILE",
+        help="profile YAML file(s) to validate",
+    )
 
 
 def summary(profile: ScalingProfile) -> str:

@@ -6,6 +6,10 @@ sidecar (default ``<output>.failures.jsonl``: index, cause, message, attempts) a
 the output (``null`` in .jsonl, NaN rows in .npy). Exit 1 if more than ``--max-failed-share`` of the
 items failed; exit 2, with one line and no output file, for a bad profile, data file or argument.
 
+The input is checked against the item the profile was measured with (``model.input.item``, e.g.
+``float32[256]``: dtype and shape) before any worker starts; a mismatch is one line and exit 2.
+``--no-input-check`` runs anyway, for a deliberate change.
+
 ``--faults SPEC`` rehearses failure handling: the fault plan is injected into the workers, injected
 exceptions are retried like transient errors, and the outputs must still equal a fault-free run.
 
@@ -22,50 +26,119 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import BadInput, DataError, ExitCode
+from tuner.commands.args import choice, fault_plan, finite, integer, non_blank, typed
+from tuner.errors import DataError, ExitCode
 
-_OVERRIDES = (
-    # (flag, settings field, type, help)
-    ("--workers", "workers", int, "number of workers (widens the autoscale bounds if needed)"),
-    ("--threads-per-worker", "threads_per_worker", int, "BLAS / intra-op threads per worker"),
-    ("--partition-size", "partition_size", int, "items sent to a worker at once"),
-    ("--backend", "backend", str, "process | thread | inline"),
-    ("--timeout-s", "timeout_s", float, "seconds one partition may run before it is retried"),
-    ("--retries", "retries", int, "extra attempts for a failed partition"),
-    ("--memory-limit-mb", "memory_limit_mb", float, "RSS per worker above which it is replaced"),
+_OVERRIDES: tuple[tuple[str, str, Any, str], ...] = (
+    # (flag, settings field, parser, help); the metavar is the help's unit
+    (
+        "--workers",
+        "workers",
+        typed(integer, "--workers", ge=1),
+        "number of workers, >= 1 (widens the autoscale bounds if needed)",
+    ),
+    (
+        "--threads-per-worker",
+        "threads_per_worker",
+        typed(integer, "--threads-per-worker", ge=1),
+        "BLAS / intra-op threads per worker, >= 1",
+    ),
+    (
+        "--partition-size",
+        "partition_size",
+        typed(integer, "--partition-size", ge=1),
+        "items sent to a worker at once, >= 1",
+    ),
+    # checked against tuner.engine.BACKENDS in run(): parsing stays free of the engine import
+    (
+        "--backend",
+        "backend",
+        typed(non_blank, "--backend", what="process, thread or inline"),
+        "process | thread | inline",
+    ),
+    (
+        "--timeout-s",
+        "timeout_s",
+        typed(finite, "--timeout-s", gt=0, what="seconds"),
+        "seconds one partition may run before it is retried (> 0)",
+    ),
+    (
+        "--retries",
+        "retries",
+        typed(integer, "--retries", ge=0),
+        "extra attempts for a failed partition, >= 0",
+    ),
+    (
+        "--memory-limit-mb",
+        "memory_limit_mb",
+        typed(finite, "--memory-limit-mb", gt=0, what="megabytes"),
+        "RSS per worker above which it is replaced (megabytes > 0)",
+    ),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the command's arguments (imports nothing heavy)."""
-    parser.add_argument("profile", metavar="PROFILE", help="scaling profile YAML (made by tuner bench)")
+    """Declare the command's arguments (imports nothing heavy); values are checked as they are parsed."""
     parser.add_argument(
-        "--input", "-i", required=True, metavar="FILE", help="input items: .npy rows or .jsonl lines"
+        "profile",
+        type=typed(non_blank, "PROFILE", what="a profile file"),
+        metavar="PROFILE",
+        help="scaling profile YAML (made by tuner bench)",
     )
     parser.add_argument(
-        "--output", "-o", required=True, metavar="FILE", help="outputs: .npy or .jsonl (atomic)"
+        "--input",
+        "-i",
+        type=typed(non_blank, "--input", what="a .npy or .jsonl file", required=True),
+        required=True,
+        metavar="FILE",
+        help="input items: .npy rows or .jsonl lines",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=typed(non_blank, "--output", what="a .npy or .jsonl file", required=True),
+        required=True,
+        metavar="FILE",
+        help="outputs: .npy or .jsonl (atomic)",
     )
     parser.add_argument(
         "--failures",
+        type=typed(non_blank, "--failures", what="a .jsonl file"),
         metavar="FILE",
         help="sidecar for failed items (default: <output>.failures.jsonl)",
     )
     parser.add_argument(
         "--max-failed-share",
-        type=float,
+        type=typed(finite, "--max-failed-share", ge=0, le=1, what="a share"),
         default=0.0,
         metavar="SHARE",
-        help="share of items (0..1) that may fail before the exit code is 1 (default 0)",
+        help="share of items (0 to 1) that may fail before the exit code is 1 (default 0)",
     )
     parser.add_argument(
-        "--faults", metavar="SPEC", help="inject faults to rehearse, e.g. crash=0.05,slow=0.1x5"
+        "--faults",
+        type=typed(fault_plan, "--faults"),
+        metavar="SPEC",
+        help="inject faults to rehearse, e.g. crash=0.05,slow=0.1x5",
     )
-    parser.add_argument("--model", metavar="SPEC", help="model spec to run instead of the profile's")
+    parser.add_argument(
+        "--model",
+        type=typed(non_blank, "--model", what="a model spec"),
+        metavar="SPEC",
+        help="model spec to run instead of the profile's",
+    )
     parser.add_argument("--strict", action="store_true", help="refuse a profile measured on another host")
+    parser.add_argument(
+        "--no-input-check",
+        dest="input_check",
+        action="store_false",
+        help="run even if the input's items differ from those the profile was measured with "
+        "(dtype or shape; see model.input.item in the profile)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     group = parser.add_argument_group("overrides of the profile's settings")
-    for flag, dest, typ, help_text in _OVERRIDES:
-        group.add_argument(flag, dest=dest, type=typ, default=None, help=help_text)
+    for flag, dest, parse, help_text in _OVERRIDES:
+        metavar = {"timeout_s": "SECONDS", "memory_limit_mb": "MB", "backend": "NAME"}.get(dest, "N")
+        group.add_argument(flag, dest=dest, type=parse, default=None, metavar=metavar, help=help_text)
 
 
 def _failures_path(args: argparse.Namespace) -> Path:
@@ -88,16 +161,17 @@ def _check_output_path(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, check, run, write; see the module docstring for exit codes."""
     from tuner.data import load_inputs, save_jsonl_records, save_outputs
-    from tuner.engine import Failure, FaultPlan
+    from tuner.engine import BACKENDS, Failure
     from tuner.runtime import Runtime
 
-    if not 0.0 <= args.max_failed_share <= 1.0:
-        raise BadInput(f"--max-failed-share must be between 0 and 1 (got {args.max_failed_share:g})")
+    if args.backend is not None:
+        args.backend = choice("--backend", args.backend, BACKENDS)
+
     output = Path(args.output)
     _check_output_path(output)
     sidecar = _failures_path(args)
     _check_output_path(sidecar)
-    plan = FaultPlan.parse(args.faults) if args.faults else None
+    plan = args.faults
     overrides: dict[str, Any] = {
         dest: getattr(args, dest) for _, dest, _, _ in _OVERRIDES if getattr(args, dest) is not None
     }
@@ -106,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile)
     items = load_inputs(args.input)
+    if args.input_check:
+        from tuner.models.signature import check_input
+
+        check_input(profile, items, args.input, hint="pass --no-input-check to run anyway")
     if plan is not None and plan.active and "retry_on" not in overrides:
         # An injected exception stands for a transient error: retry it as the profile would retry
         # one, so the rehearsal walks the retry path instead of failing items by design.
@@ -113,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = Runtime.from_profile(
         args.profile, model=args.model, strict=args.strict, faults=plan, **overrides
     )
+    runtime.check_input = args.input_check
 
     n = len(items)
     outputs: list[Any] = []

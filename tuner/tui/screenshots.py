@@ -56,10 +56,18 @@ async def shoot(model: str, out: Path, size: tuple[int, int]) -> None:
             app.screen.query_one("#rate-hang", Input).value = "0.005"
             app.save_screenshot(str(out / "faults.svg"))
             await pilot.press("enter")
+        # Mid-sweep, on the run view: the small terminal takes its picture a trial earlier, before
+        # a short sweep can end (which switches to the results view by itself).
+        need = 2 if small else 3
         await _wait(
-            pilot, lambda: len(app.results) >= 3 and len(app.query_one(ThroughputChart).points) >= 4, 120
+            pilot,
+            lambda: len(app.results) >= need and len(app.query_one(ThroughputChart).points) >= 4,
+            120,
         )
+        await pilot.press("2")
         await pilot.pause(0.6)  # one chart refresh period
+        if not app.running:
+            raise SystemExit("the sweep ended before the run view's picture: rerun (the host was slow?)")
         app.save_screenshot(str(out / f"run{tag}.svg"))
         if small:
             await pilot.press("q")

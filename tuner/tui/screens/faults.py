@@ -13,7 +13,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from tuner.engine.faults import FaultPlan
 from tuner.errors import BadInput
-from tuner.tui.widgets.setup import FAULT_FIELDS
+from tuner.tui.widgets.setup import FAULT_FIELDS, fault_rate
 
 
 class FaultsScreen(ModalScreen[FaultPlan | None]):
@@ -49,14 +49,7 @@ class FaultsScreen(ModalScreen[FaultPlan | None]):
         rates: dict[str, float] = {}
         try:
             for key, label in FAULT_FIELDS:
-                text = self.query_one(f"#rate-{key}", Input).value.strip() or "0"
-                try:
-                    v = float(text)
-                except ValueError:
-                    raise BadInput(f"{label}: '{text}' is not a number") from None
-                if not 0 <= v <= 1:
-                    raise BadInput(f"{label}: must be between 0 and 1 (got {text})")
-                rates[key] = v
+                rates[key] = fault_rate(label, self.query_one(f"#rate-{key}", Input).value.strip())
         except BadInput as e:
             self.query_one("#faults-error", Static).update(str(e))
             return

@@ -1,20 +1,26 @@
 """The setup form: model, input, sweep ranges, strategy and budget, objective, fault rates.
 
 ``SetupForm.read()`` turns the fields into a :class:`FormValues` or raises ``BadInput`` naming the
-field; the app builds the ``SweepSpec`` from it. Empty range fields mean "auto" (the search's
-default space for this host and model).
+field, with the same rules and words as the CLI's options (:mod:`tuner.commands.args`: finite
+numbers in a stated range); the app builds the ``SweepSpec`` from it. Empty range fields mean
+"auto" (the search's default space for this host and model).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
+from tuner.commands.args import MIN_WINDOW_S, choice_list, finite, int_list, integer
+from tuner.engine.config import BACKENDS
 from tuner.engine.faults import FaultPlan
-from tuner.errors import BadInput
+
+T = TypeVar("T")
 
 FAULT_FIELDS = (
     ("crash", "crash"),
@@ -46,43 +52,14 @@ class FormValues:
     faults: FaultPlan = field(default_factory=FaultPlan)
 
 
-def parse_ints(name: str, text: str) -> tuple[int, ...] | None:
-    """``'1,2,4'`` or ``'1-4'`` (or a mix); empty or 'auto' -> None."""
-    text = text.strip()
-    if text in ("", "auto"):
-        return None
-    out: list[int] = []
-    try:
-        for part in text.replace(" ", ",").split(","):
-            if not part:
-                continue
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-    except ValueError:
-        raise BadInput(f"{name}: '{text}' is not a list like 1,2,4 or a range like 1-4") from None
-    if not out or min(out) < 1:
-        raise BadInput(f"{name}: values must be >= 1 (got '{text}')")
-    return tuple(sorted(set(out)))
+def _unless_auto(text: str, parse: Callable[[str], T]) -> T | None:
+    """Empty, 'auto' or 'none' leave a field to its default; anything else must parse."""
+    return None if text.strip().lower() in ("", "auto", "none") else parse(text)
 
 
-def _num(
-    name: str, text: str, *, optional: bool = False, integer: bool = False, positive: bool = True
-) -> float | None:
-    text = text.strip()
-    if text in ("", "none", "auto"):
-        if optional:
-            return None
-        raise BadInput(f"{name}: a number is needed")
-    try:
-        v = float(int(text)) if integer else float(text)
-    except ValueError:
-        raise BadInput(f"{name}: '{text}' is not {'an integer' if integer else 'a number'}") from None
-    if positive and v <= 0:
-        raise BadInput(f"{name}: must be > 0 (got {text})")
-    return v
+def fault_rate(label: str, text: str) -> float:
+    """One fault rate field: empty is 0; otherwise a finite number from 0 to 1."""
+    return finite(f"{label} rate", text or "0", ge=0, le=1, what="a rate")
 
 
 def _row(label: str, widget: Input | Select[str], tip: str = "") -> ComposeResult:
@@ -191,11 +168,7 @@ class SetupForm(VerticalScroll):
         """The fault plan the five rate fields describe (BadInput naming a bad field)."""
         rates: dict[str, float] = {}
         for key, label in FAULT_FIELDS:
-            v = _num(f"{label} rate", self._text(f"fault-{key}") or "0", positive=False)
-            assert v is not None
-            if not 0 <= v <= 1:
-                raise BadInput(f"{label} rate: must be between 0 and 1 (got {v:g})")
-            rates[key] = v
+            rates[key] = fault_rate(label, self._text(f"fault-{key}"))
         return FaultPlan().with_rates(**rates)
 
     def set_faults(self, plan: FaultPlan) -> None:
@@ -203,31 +176,28 @@ class SetupForm(VerticalScroll):
             self.query_one(f"#fault-{key}", Input).value = f"{getattr(plan, key):g}"
 
     def read(self) -> FormValues:
-        """All fields parsed; BadInput names the first bad one."""
-        backends_text = self._text("backends").strip()
-        backends = None
-        if backends_text not in ("", "auto"):
-            backends = tuple(b.strip() for b in backends_text.split(",") if b.strip())
-            bad = [b for b in backends if b not in ("process", "thread", "inline")]
-            if bad:
-                raise BadInput(f"backends: unknown '{bad[0]}' (choose from process, thread, inline)")
-        max_trials = _num("max trials", self._text("max-trials"), optional=True, integer=True)
+        """All fields parsed with the CLI's own rules (tuner.commands.args); BadInput names the first bad one."""
+        t = self._text
         strategy = self.query_one("#strategy", Select).value
         goal = self.query_one("#goal", Select).value
         return FormValues(
-            model=self._text("model").strip(),
-            input_path=self._text("input").strip() or None,
-            n_items=int(_num("items", self._text("items"), integer=True) or 8192),
-            backends=backends,
-            workers=parse_ints("workers", self._text("workers")),
-            threads=parse_ints("threads/worker", self._text("threads")),
-            partitions=parse_ints("partitions", self._text("partitions")),
+            model=t("model").strip(),
+            input_path=t("input").strip() or None,
+            n_items=integer("items", t("items"), ge=1),
+            backends=_unless_auto(t("backends"), lambda x: choice_list("backends", x, BACKENDS)),
+            workers=_unless_auto(t("workers"), lambda x: int_list("workers", x)),
+            threads=_unless_auto(t("threads"), lambda x: int_list("threads/worker", x)),
+            partitions=_unless_auto(t("partitions"), lambda x: int_list("partitions", x)),
             strategy=str(strategy),
-            budget_s=float(_num("budget", self._text("budget")) or 150.0),
-            max_trials=int(max_trials) if max_trials else None,
-            window_s=float(_num("window", self._text("window")) or 1.0),
+            budget_s=finite("budget", t("budget"), gt=0, what="seconds"),
+            max_trials=_unless_auto(t("max-trials"), lambda x: integer("max trials", x, ge=1)),
+            window_s=finite("window", t("window"), ge=MIN_WINDOW_S, what="seconds"),
             goal=str(goal),
-            p99_budget_ms=_num("p99 budget", self._text("p99"), optional=True),
-            memory_budget_mb=_num("memory budget", self._text("memory"), optional=True),
+            p99_budget_ms=_unless_auto(
+                t("p99"), lambda x: finite("p99 budget", x, gt=0, what="milliseconds")
+            ),
+            memory_budget_mb=_unless_auto(
+                t("memory"), lambda x: finite("memory budget", x, gt=0, what="megabytes")
+            ),
             faults=self.read_faults(),
         )
