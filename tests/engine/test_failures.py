@@ -15,14 +15,6 @@ from tuner.engine import events as ev
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture
-def markers(tmp_path, monkeypatch):
-    # Workers inherit the environment at start; the forkserver is started once per pytest process,
-    # so the marker folder is passed via the environment of each *worker* through os.environ here.
-    monkeypatch.setenv("TUNER_TEST_MARKERS", str(tmp_path))
-    return tmp_path
-
-
 def _failed(out):
     return {i: o for i, o in enumerate(out) if isinstance(o, Failure)}
 

@@ -78,10 +78,10 @@ class FaultPlan:
     def __post_init__(self) -> None:
         for kind in KINDS:
             rate = getattr(self, kind)
-            if not 0.0 <= rate <= 1.0:
+            if not 0.0 <= rate <= 1.0:  # also refuses nan
                 raise FaultSpecError(f"fault rate {kind}={rate}: must be between 0 and 1")
-        if self.slow_factor < 1.0:
-            raise FaultSpecError(f"slow factor x{self.slow_factor}: must be >= 1")
+        if not 1.0 <= self.slow_factor < float("inf"):  # nan and inf refused too
+            raise FaultSpecError(f"slow factor x{self.slow_factor}: must be >= 1 and finite")
         if self.memory_mb <= 0:
             raise FaultSpecError(f"memory spike x{self.memory_mb}: must be > 0 MB")
         for t in self.targeted:

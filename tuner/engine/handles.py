@@ -288,7 +288,7 @@ def sendable_model(model: Any, label: str) -> Any:
         and "<" not in qualname
     ):
         return f"{os.path.abspath(path)}:{qualname}"
-    where = "a script" if isinstance(path, str) else "python -c, stdin or a notebook"
+    where = "a script" if isinstance(path, str) and os.path.isfile(path) else "python -c, stdin or a notebook"
     raise ModelSpecError(
         f"model {label} is defined in __main__ ({where}), which worker processes cannot import: "
         "put it in a .py file and pass 'file.py:name' (or 'module:name'), or use backend='thread'"
@@ -326,8 +326,8 @@ class ProcessHandle(WorkerHandle):
         c = launch.config
         if loading_model():
             raise ModelSpecError(
-                "the model's file starts a tuner engine when a worker imports it: put that code under "
-                '`if __name__ == "__main__":`'
+                "a tuner engine was started while a worker imported the model's file: "
+                'put the code that starts it under `if __name__ == "__main__":`'
             )
         method = c.start_method or default_start_method()
         if method == "fork":
