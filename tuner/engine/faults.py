@@ -201,12 +201,13 @@ def run_with_fault(
 ) -> Sequence[Any]:
     """Run ``call(partition)`` with the fault ``kind`` injected around it (the worker's only entry).
 
-    ``announce(kind)`` tells the supervisor first, for faults that end in the worker being killed
-    or dying, so its event log can say the death was injected.
+    ``announce(kind)`` tells the supervisor first, for faults that end — or, for a straggler past
+    the timeout, may end — in the worker being killed or dying, so its event log can say the death
+    was injected.
     """
     if kind is None:
         return call(partition)
-    if announce is not None and kind in ("crash", "hang", "memory"):
+    if announce is not None and kind in ("crash", "hang", "slow", "memory"):
         announce(kind)
     if kind == "crash":
         if in_process:

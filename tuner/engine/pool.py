@@ -549,7 +549,7 @@ class Engine:
         w.cause = cause
         self._workers.remove(w)
         self._wait_dirty = True
-        injected = w.note in ("hang", "memory")
+        injected = w.note in ("hang", "slow", "memory")
         if w.kill(hard):
             w.kill_at = now + TERMINATE_GRACE_S
             self._dying.append(w)
@@ -889,7 +889,11 @@ class Engine:
                 w.join(None)
             code, sig = w.exit_status() or (None, None)
             w.reap()
-            self._emit(ev.WorkerExited(time.perf_counter(), w.wid, w.pid, w.cause or "closed", code, sig))
+            self._emit(
+                ev.WorkerExited(
+                    time.perf_counter(), w.wid, w.pid, w.cause or "closed", code, sig, w.note is not None
+                )
+            )
         self._workers.clear()
         self._dying.clear()
         if self._launch.shared is not None:

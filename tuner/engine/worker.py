@@ -204,10 +204,29 @@ def _lead_own_group() -> None:
             pass
 
 
+def _leads_group() -> bool:
+    return hasattr(os, "killpg") and os.getpgid(0) == os.getpid()
+
+
 def _kill_own_group() -> None:
-    if hasattr(os, "killpg") and os.getpgid(0) == os.getpid():  # only a group we lead
+    """SIGKILL this worker's group: the worker itself and whatever the model started."""
+    if _leads_group():
         try:
             os.killpg(0, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _end_own_group() -> None:
+    """Told to stop: SIGTERM what the model started, keep our own exit clean (exit code 0).
+
+    The supervisor SIGKILLs the group once we have exited, for what ignores SIGTERM; this covers the
+    moment in between, should the supervisor die in it.
+    """
+    if _leads_group():
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            os.killpg(0, signal.SIGTERM)
         except OSError:
             pass
 
@@ -251,9 +270,12 @@ def process_main(
     try:
         serve(chan.recv, chan.send, fn, plan, in_process=True, label=spec_text(spec), flush=chan.flush)
     except (EOFError, OSError):
-        pass  # parent closed the channel: nothing left to do
-    finally:
-        del limits
+        # The channel closed without a stop: the parent is gone. This thread may get here before
+        # the parent watch does; either way the group goes with us.
+        _kill_own_group()
+        os._exit(EXIT_PARENT_GONE)
+    del limits
+    _end_own_group()
 
 
 def _one_line(e: BaseException) -> str:
