@@ -51,6 +51,12 @@ def test_a_worker_that_crashes_once_is_replaced_and_only_its_partition_is_retrie
     cfg = EngineConfig(workers=2, partition_size=8, retries=2)
     with Engine(spec("segv_once_on_13"), cfg, on_event=seen.append) as engine:
         out = list(engine.map(range(64)))
+        # The other worker may finish the run before the replacement has loaded the model: wait
+        # for it (on a busy host loading takes a while), or close would stop it unannounced.
+        deadline = time.monotonic() + 20
+        while engine.stats()["live_workers"] < 2:
+            assert time.monotonic() < deadline, "the crashed worker was not replaced"
+            time.sleep(0.01)
     assert out == list(range(64))
     fails = [e for e in seen if isinstance(e, ev.PartitionFailed)]
     assert len(fails) == 1 and fails[0].cause == "crash" and fails[0].retry == "retry"

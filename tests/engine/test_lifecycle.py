@@ -153,8 +153,10 @@ def test_resize_while_running_loses_and_duplicates_nothing(backend: str) -> None
     started = [e.worker for e in seen if isinstance(e, ev.WorkerStarted)]
     exited = [(e.worker, e.cause) for e in seen if isinstance(e, ev.WorkerExited)]
     assert len(started) >= 4  # the churn grew the pool at least from 1 to 3
-    # every worker started also left, once: retired by a resize, or closed with the engine
-    assert sorted(w for w, _ in exited) == sorted(started)
+    # every worker started also left, once: retired by a resize, or closed with the engine (so did
+    # workers a resize started and retired again before they had loaded the model)
+    left = [w for w, _ in exited]
+    assert len(left) == len(set(left)) and set(started) <= set(left)
     assert {c for _, c in exited} == {"retired", "closed"}
     assert not any(isinstance(e, ev.PartitionFailed) for e in seen)
 
