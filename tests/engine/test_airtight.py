@@ -105,8 +105,10 @@ def test_shared_memory_stays_flat_through_crashes_and_timeouts() -> None:
     )
     seen: list[ev.Event] = []
     with Engine(spec("row_sums"), cfg, on_event=seen.append) as engine:
+        fds_before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
         got = np.concatenate([r.outputs for r in engine.map_partitions(x)])
         segments = glob.glob(f"/dev/shm/tuner_{os.getpid()}_*")
+        fds_after = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
     np.testing.assert_array_equal(got, x.sum(axis=1))
     failures = [e for e in seen if isinstance(e, ev.PartitionFailed)]
     assert {e.cause for e in failures} == {"crash", "timeout"}
@@ -114,6 +116,9 @@ def test_shared_memory_stays_flat_through_crashes_and_timeouts() -> None:
     # At most workers x prefetch partitions are in flight, plus those of a worker being killed: one
     # segment each. A segment not released after a failure would add one per failure.
     assert len(segments) <= 8, f"{len(segments)} segments after {len(failures)} failures"
+    # Descriptors too: each segment holds two (its own and its mapping's); a dead worker's socket,
+    # sentinel and pipes are closed, and its replacement opens as many.
+    assert fds_after - fds_before <= 2 * len(segments) + 2, (fds_before, fds_after)
     # the autouse fixture checks that every segment is unlinked at close
 
 
