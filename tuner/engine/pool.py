@@ -559,6 +559,14 @@ class Engine:
             message = f"partition timed out after {self.config.timeout_s:g} s"
         else:
             message = f"worker exceeded its memory limit of {self.config.memory_limit_mb:g} MB"
+            if not w.ready:  # while loading the model: its replacement would do the same, forever
+                self._load_crashes += 1
+                if self._load_crashes >= MAX_LOAD_CRASHES:
+                    self._break(
+                        f"{message} while loading the model, {MAX_LOAD_CRASHES} times in a row",
+                        ConfigError,
+                    )
+                    return
         self._orphan_inflight(w, cause, message, now, injected=injected)
         self._replace(w)
 

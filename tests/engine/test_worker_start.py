@@ -1,8 +1,11 @@
-"""Guarantee 7: workers never need the caller's ``__main__``.
+"""Starting workers: they never need the caller's ``__main__`` (guarantee 7), and a worker that
+cannot start says honestly why.
 
 Each way of starting Python is a real interpreter here: a script without the main guard, code piped
 to ``python -``, ``python -c``; under both start methods. What cannot work (a model that lives only
-in ``__main__``) gets one line saying what to do instead.
+in ``__main__``) gets one line saying what to do instead. A worker that dies before it runs tuner's
+code is not said to have died loading the model; one that dies loading it, or outgrows the memory
+limit while loading, is.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pytest
 
 from tests.engine.helpers import spec
 from tuner.engine import Engine, EngineConfig
-from tuner.errors import EngineFailed, ModelSpecError
+from tuner.errors import ConfigError, EngineFailed, ModelSpecError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,3 +139,17 @@ def test_a_model_that_kills_its_worker_while_loading_is_blamed_on_loading(tmp_pa
     with pytest.raises(ModelSpecError) as info:
         Engine(f"{model}:fn", EngineConfig(workers=1)).start()
     assert str(info.value) == "worker died while loading the model (exit code 7), 3 times in a row"
+
+
+def test_a_model_too_big_for_the_memory_limit_at_load_says_so(tmp_path: Path) -> None:
+    model = tmp_path / "big_on_import.py"
+    model.write_text(
+        "import time\nimport numpy as np\n"
+        "weights = np.ones(400 * 1024 * 1024 // 8)\ntime.sleep(30)\n"
+        "def fn(items):\n    return items\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        Engine(f"{model}:fn", EngineConfig(workers=1, memory_limit_mb=300)).start()
+    assert str(info.value) == (
+        "worker exceeded its memory limit of 300 MB while loading the model, 3 times in a row"
+    )
