@@ -117,8 +117,9 @@ def test_shared_memory_stays_flat_through_crashes_and_timeouts() -> None:
     # segment each. A segment not released after a failure would add one per failure.
     assert len(segments) <= 8, f"{len(segments)} segments after {len(failures)} failures"
     # Descriptors too: each segment holds two (its own and its mapping's); a dead worker's socket,
-    # sentinel and pipes are closed, and its replacement opens as many.
-    assert fds_after - fds_before <= 2 * len(segments) + 2, (fds_before, fds_after)
+    # sentinel and pipes (3) are closed and its replacement opens as many. Slack: one worker still
+    # being killed while its replacement starts. A leak of one per failure would be 15 or more.
+    assert fds_after - fds_before <= 2 * len(segments) + 6, (fds_before, fds_after, len(failures))
     # the autouse fixture checks that every segment is unlinked at close
 
 

@@ -143,3 +143,27 @@ def test_thread_backend_survives_a_simulated_crash_and_a_hang() -> None:
     with Engine(spec("identity"), cfg) as engine:
         assert list(engine.map(list(range(40)))) == list(range(40))
         assert engine.stats()["replaced"] == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "settings", "cause"),
+    [("exit_on_13", {"retries": 2}, "crash"), ("hang_once_on_13", {"timeout_s": 0.5}, "timeout")],
+)
+def test_among_tiny_partitions_a_death_is_charged_to_the_partition_that_ran(
+    markers, model, settings, cause
+) -> None:
+    """Results of tiny partitions may be held back to travel together; they die with a crashed or
+    killed worker. The partition charged must still be the one that was running, not the oldest
+    one whose result had not arrived."""
+    seen: list[ev.Event] = []
+    cfg = EngineConfig(workers=2, partition_size=1, **settings)
+    with Engine(spec(model), cfg, on_event=seen.append) as engine:
+        out = list(engine.map(range(400)))
+    item_of = {e.partition: i for i, e in enumerate(e for e in seen if isinstance(e, ev.PartitionSubmitted))}
+    charged = [(item_of[e.partition], e.cause, e.retry) for e in seen if isinstance(e, ev.PartitionFailed)]
+    if cause == "crash":  # item 13 kills its worker every time: 3 attempts, then its failure record
+        assert charged == [(13, "crash", "retry"), (13, "crash", "retry"), (13, "crash", "final")]
+        assert [i for i, o in enumerate(out) if isinstance(o, Failure)] == [13]
+    else:  # item 13 hangs once: one timeout, then it succeeds
+        assert charged == [(13, "timeout", "retry")]
+        assert out == list(range(400))

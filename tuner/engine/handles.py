@@ -171,6 +171,11 @@ class WorkerHandle:
     def done_with(self, part: Part) -> None:
         """An outcome for ``part`` arrived from this worker: free what carried it."""
 
+    def running_id(self) -> int | None:
+        """The id of the partition the worker is running right now, -1 if none; None if it cannot
+        tell (then its oldest partition in flight is taken to be the one running)."""
+        return None
+
     def rss(self) -> int | None:
         """Resident memory of the worker (bytes), if it is a process of its own."""
         return None
@@ -311,13 +316,14 @@ class ProcessHandle(WorkerHandle):
     travel through shared memory. It leads its own process group, killed with it."""
 
     kind = "process"
-    __slots__ = ("chan", "proc", "ps", "segs")
+    __slots__ = ("chan", "proc", "ps", "running", "segs")
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
         super().__init__(wid, replacing, launch)
         self.booted = False
         self.proc: Any = None
         self.chan: Channel | None = None
+        self.running: Any = None  # shared slot: the partition id the worker runs (worker.serve)
         self.ps: Any = None  # psutil.Process, made on first use
         self.segs: dict[Part, Any] = {}  # shared-memory segment of each part in flight that has one
 
@@ -361,9 +367,11 @@ class ProcessHandle(WorkerHandle):
         sh: _ProcessShared = self.launch.shared
         c = self.launch.config
         parent, child = socket.socketpair()
+        self.running = sh.ctx.RawArray("q", 1)
+        self.running[0] = -1
         proc = sh.process_cls(
             target=process_main,
-            args=(child, sh.alive_r, sh.model, c.threads_per_worker, c.faults, sh.env),
+            args=(child, sh.alive_r, sh.model, c.threads_per_worker, c.faults, sh.env, self.running),
             name=f"tuner-worker-{self.wid}",
             daemon=False,
         )
@@ -456,6 +464,9 @@ class ProcessHandle(WorkerHandle):
             seg = self.segs.pop(part, None)
             if seg is not None:
                 self.launch.shared.segments.release(seg)
+
+    def running_id(self) -> int | None:
+        return int(self.running[0]) if self.running is not None else None
 
     def _psutil(self) -> Any:
         if self.ps is None and self.pid:

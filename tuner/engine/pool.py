@@ -18,9 +18,10 @@ Data flow (every arrow on the right of the supervisor is one of its worker handl
        ERR / crash (sentinel or DIED) / timeout (head clock) / memory (RSS watch) ──► Ledger.failed:
               retry with full-jitter backoff ──► after `retries`: split in halves to isolate the
               failing items ──► a single item that still fails gets its Failure record
-       dead or killed worker ──► replaced at once; only its head partition counts an attempt, the
-              partitions queued behind it go back to the front (Ledger.put_back); once it has
-              exited: its process group is killed, its shared memory released (handle.reap)
+       dead or killed worker ──► replaced at once; only the partition it was running counts an
+              attempt (a process worker names it in a shared slot: results held back for batching
+              die with it), the others it held go back to the front (Ledger.put_back); once it
+              has exited: its process group is killed, its shared memory released (handle.reap)
        every event ──► on_event(Event)  (the engine never knows who listens; a listener that
               raises is logged once and isolated)
        a bug in the supervisor itself ──► every open future fails with EngineFailed (traceback logged)
@@ -577,16 +578,24 @@ class Engine:
             self._spawn(w.wid)
 
     def _orphan_inflight(self, w: WorkerHandle, cause: str, message: str, now: float, **details: Any) -> None:
+        """A worker was lost: the partition it was running fails one attempt; the others it held go
+        back to the front of the queue, no attempt counted, and run exact from now on (they never
+        started, or their results were held back for batching and died with it)."""
         if not w.inflight:
             return
-        head = w.inflight.popleft()
-        head.exact = True
-        # Partitions queued behind the head never started (or their results were held back for
-        # batching and lost): they go back, no attempt counted, and run exact from now on.
+        running = w.running_id()
+        if running is None:  # the backend cannot tell: the oldest is the one running
+            culprit: Part | None = w.inflight[0]
+        else:
+            culprit = next((p for p in w.inflight if p.id == running), None)
         ledger = self._ledger
         while w.inflight:
-            ledger.put_back(w.inflight.pop())
-        self._failed(w, head, cause, message, now, **details)
+            part = w.inflight.pop()
+            if part is not culprit:
+                ledger.put_back(part)
+        if culprit is not None:  # None: it died between partitions, which none of them caused
+            culprit.exact = True
+            self._failed(w, culprit, cause, message, now, **details)
 
     def _on_exit(self, w: WorkerHandle) -> None:
         """A worker process's sentinel fired: it is gone."""
@@ -664,6 +673,11 @@ class Engine:
         assert limit is not None
         for w in list(self._workers):
             if w.inflight and w.cause is None and now - w.t_head > limit:
+                if w.running_id() == -1:
+                    # Between partitions: what we count as running has finished and its result is
+                    # on its way. Restart the clock rather than kill a worker that is not late.
+                    w.t_head = now
+                    continue
                 self._kill(w, "timeout", now)
 
     def _check_memory(self, now: float) -> None:

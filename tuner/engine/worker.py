@@ -123,12 +123,15 @@ def serve(
     in_process: bool,
     label: str = "model",
     flush: Callable[[], None] | None = None,
+    running: Any = None,
 ) -> None:
     """Run partitions until ``recv()`` returns None. Raises SimulatedCrash out of a thread worker.
 
     ``label`` names the model in messages (its spec text). ``flush`` sends results held back for
-    batching; it runs before an ``exact`` partition (one re-run after a crash or a timeout), so the
-    supervisor can tell exactly which partition a worker was running when it died.
+    batching; it runs before an ``exact`` partition (one re-run after a crash or a timeout).
+    ``running[0]`` (shared memory, for a process worker) holds the id of the partition being
+    handled, -1 between partitions: results held back for batching die with a crashed worker, so
+    the supervisor reads this to charge a death to the partition that really ran.
     """
     from tuner.models import check_outputs
 
@@ -136,10 +139,14 @@ def serve(
     active = plan.active
     perf = time.perf_counter
     while True:
+        if running is not None:
+            running[0] = -1
         msg = recv()
         if msg is None:
             return
         pid, attempt, first, kind, payload, exact = msg
+        if running is not None:
+            running[0] = pid
         if exact and flush is not None:
             flush()  # a suspect partition: results before it must be out before it runs
         part = attachments.view(payload) if kind == SHARED else payload
@@ -232,9 +239,16 @@ def _end_own_group() -> None:
 
 
 def process_main(
-    sock: Any, alive: Any, spec: Any, threads: int | None, plan: FaultPlan, env: dict[str, str] | None = None
+    sock: Any,
+    alive: Any,
+    spec: Any,
+    threads: int | None,
+    plan: FaultPlan,
+    env: dict[str, str] | None = None,
+    running: Any = None,
 ) -> None:
-    """Entry point of a worker process; ``sock`` is its end of the framed channel.
+    """Entry point of a worker process; ``sock`` is its end of the framed channel, ``running`` its
+    shared slot for the id of the partition it runs (see :func:`serve`).
 
     ``env`` is the parent's environment when the engine started: a forkserver child would otherwise
     inherit the forkserver's, frozen when it first started, and miss what the caller set since.
@@ -268,7 +282,16 @@ def process_main(
         return
     chan.send((READY, os.getpid(), time.perf_counter() - t0))
     try:
-        serve(chan.recv, chan.send, fn, plan, in_process=True, label=spec_text(spec), flush=chan.flush)
+        serve(
+            chan.recv,
+            chan.send,
+            fn,
+            plan,
+            in_process=True,
+            label=spec_text(spec),
+            flush=chan.flush,
+            running=running,
+        )
     except (EOFError, OSError):
         # The channel closed without a stop: the parent is gone. This thread may get here before
         # the parent watch does; either way the group goes with us.
