@@ -132,7 +132,11 @@ def test_a_worker_over_its_memory_limit_is_killed_and_the_cause_recorded() -> No
     failed = _failed(out)
     assert list(failed) == [13]
     assert failed[13].cause == "memory" and "memory limit of 300 MB" in failed[13].message
-    assert any(isinstance(e, ev.WorkerExited) and e.cause == "memory" for e in seen)
+    # no retries: killed once at each size 16, 8, 4, 2, 1 on the way down to item 13 alone
+    assert failed[13].attempts == 5
+    assert [e.signal for e in seen if isinstance(e, ev.WorkerExited) and e.cause == "memory"] == [
+        "SIGKILL"
+    ] * 5
 
 
 def test_thread_backend_survives_a_simulated_crash_and_a_hang() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.engine.helpers import expected_failures
 from tuner.engine import Backoff, Engine, EngineConfig, Failure, FaultPlan, TargetedFault
 from tuner.engine import events as ev
 from tuner.errors import FaultSpecError
@@ -87,35 +88,6 @@ def _config(kind: str, rate: float) -> EngineConfig:
     )
 
 
-def _expected(plan: FaultPlan, n_items: int) -> tuple[list[tuple[int, int, str]], dict[int, int]]:
-    """What the plan does to a run, worked out from its seeded decisions and the documented policy
-    (retry RETRIES times at each size, then split in halves): the failed attempts as sorted
-    (items, attempt at that size, decision), and {item: attempts} of the items that fail for good."""
-    attempts: list[tuple[int, int, str]] = []
-    final: dict[int, int] = {}
-
-    def run(first: int, n: int, total: int) -> None:
-        attempt = 0
-        while plan.decide(first, n, attempt + 1) is not None:
-            attempt += 1
-            total += 1
-            if attempt <= RETRIES:
-                attempts.append((n, attempt, "retry"))
-            elif n > 1:
-                attempts.append((n, attempt, "split"))
-                run(first, n // 2, total)
-                run(first + n // 2, n - n // 2, total)
-                return
-            else:
-                attempts.append((n, attempt, "final"))
-                final[first] = total
-                return
-
-    for first in range(0, n_items, SIZE):
-        run(first, min(SIZE, n_items - first), 0)
-    return sorted(attempts), final
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("rate", [0.01, 0.1, 0.3])
 @pytest.mark.parametrize("kind", ["crash", "exception", "hang", "slow", "memory"])
@@ -128,7 +100,7 @@ def test_fault_matrix_every_item_exactly_once_in_order(kind: str, rate: float) -
     # Timeouts cost TIMEOUT_S each: fewer items keep those cells short.
     n_items = 800 if kind in ("hang", "slow") else N_ITEMS
     cfg = _config(kind, rate)
-    expected_attempts, expected_final = _expected(cfg.faults, n_items)
+    expected_attempts, expected_final = expected_failures(cfg.faults, n_items, SIZE, RETRIES)
     seen: list[ev.Event] = []
     with Engine(spec("sleep_2ms"), cfg, on_event=seen.append) as engine:
         out = list(engine.map(range(n_items)))
