@@ -7,7 +7,9 @@ excluded by name), and no shared-memory segment that tuner created may remain in
 "Descendant" includes orphans: on Linux this process is made a child subreaper, so a process whose
 parent died — say one a model started in a worker that then crashed — is re-parented to pytest
 rather than to init, and stays visible here instead of escaping every children check. (Elsewhere
-only processes whose parents are still alive can be seen.)
+only processes whose parents are still alive can be seen.) Adopted orphans that exit stay zombies
+of pytest until it exits: reaping them here could steal the exit status of a process that a
+``subprocess.Popen`` or ``multiprocessing.Process`` still waits for.
 """
 
 from __future__ import annotations
