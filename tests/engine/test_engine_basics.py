@@ -172,3 +172,11 @@ def test_torch_in_the_parent_does_not_hang_workers(tmp_path) -> None:
         pass
     with Engine(f"{model}:fn", EngineConfig(workers=2, partition_size=8)) as engine:
         assert list(engine.map(range(64))) == [x + 1 for x in range(64)]
+
+
+def test_an_engine_that_could_not_start_refuses_work_instead_of_hanging() -> None:
+    engine = Engine(spec("double"), EngineConfig(start_method="fork"))
+    with pytest.raises(ConfigError, match="start method 'fork' is not supported"):
+        engine.start()
+    with pytest.raises(EngineClosed):
+        engine.submit([1, 2])  # before: queued for a supervisor that never started, forever
