@@ -4,12 +4,16 @@ costs one attempt and no item, resize under load, placement, and nothing left at
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tuner.engine import Engine, EngineConfig
+from tests.engine.helpers import spec
+from tuner.engine import Engine, EngineConfig, Failure, FaultPlan, TargetedFault
 from tuner.engine import events as ev
 
 pytestmark = [pytest.mark.ray]
@@ -33,3 +37,150 @@ def test_outputs_equal_a_local_run(ray_cluster: Any) -> None:
     # SPREAD: three actors on three nodes, each named in its WorkerStarted event
     assert len({e.node for e in started}) == 3
     assert all(e.pid > 0 for e in started)
+
+
+def started(events: list[Any]) -> list[ev.WorkerStarted]:
+    return [e for e in events if isinstance(e, ev.WorkerStarted)]
+
+
+def failed(events: list[Any], cause: str) -> list[ev.PartitionFailed]:
+    return [e for e in events if isinstance(e, ev.PartitionFailed) and e.cause == cause]
+
+
+@pytest.mark.timeout(90)
+def test_placement_pack_fills_a_node_before_the_next(ray_cluster: Any) -> None:
+    events: list[Any] = []
+    out = run(spec("identity"), list(range(60)), 5, events, backend="ray", workers=3, placement="PACK")
+    assert out == list(range(60))
+    nodes = [e.node for e in started(events)]
+    # head (1 CPU) holds one actor, the next node (2 CPUs) the other two
+    assert len(set(nodes)) == 2 and sorted(nodes.count(n) for n in set(nodes)) == [1, 2]
+
+
+@pytest.mark.timeout(90)
+def test_an_actor_killed_from_outside_costs_one_attempt_and_no_item(ray_cluster: Any) -> None:
+    events: list[Any] = []
+    victim: list[int] = []
+
+    def listen(e: Any) -> None:
+        events.append(e)
+        if isinstance(e, ev.PartitionFinished) and not victim:
+            pid = next(s.pid for s in started(events) if s.worker != e.worker)
+            victim.append(pid)
+            os.kill(pid, signal.SIGKILL)  # a real death, from outside Ray
+
+    items = list(range(300))
+    with Engine(spec("slow"), EngineConfig(backend="ray", workers=3), on_event=listen) as eng:
+        out = list(eng.map(items, 10))
+    assert out == items  # every item once, in order
+    crashes = failed(events, "crash")
+    assert len(crashes) == 1 and crashes[0].retry == "retry" and not crashes[0].injected
+    assert "actor died" in crashes[0].message
+    exited = [e for e in events if isinstance(e, ev.WorkerExited) and e.cause == "crash"]
+    assert [e.pid for e in exited] == victim
+    replacement = [s for s in started(events) if s.replacing is not None]
+    assert len(replacement) == 1 and replacement[0].replacing == exited[0].worker
+
+
+@pytest.mark.timeout(90)
+def test_injected_crash_timeout_and_memory_are_retried_elsewhere(ray_cluster: Any) -> None:
+    plan = FaultPlan(
+        targeted=(
+            TargetedFault(13, "crash", attempt=1),
+            TargetedFault(57, "hang", attempt=1),
+            TargetedFault(101, "memory", attempt=1),
+        ),
+        memory_mb=600,
+    )
+    events: list[Any] = []
+    items = list(range(160))
+    out = run(
+        spec("identity"),
+        items,
+        8,
+        events,
+        backend="ray",
+        workers=2,
+        faults=plan,
+        timeout_s=2.0,
+        memory_limit_mb=450,
+    )
+    assert out == items
+    for cause in ("crash", "timeout", "memory"):
+        f = failed(events, cause)
+        assert len(f) == 1 and f[0].injected and f[0].retry == "retry", (cause, f)
+    causes = sorted(e.cause for e in events if isinstance(e, ev.WorkerExited) and e.cause != "closed")
+    assert causes == ["crash", "memory", "timeout"]
+
+
+@pytest.mark.timeout(60)
+def test_a_poison_item_fails_alone(ray_cluster: Any) -> None:
+    out = run(spec("raise_on_13"), list(range(40)), 8, backend="ray", workers=2, retries=0)
+    assert isinstance(out[13], Failure) and out[13].cause == "exception"
+    assert "item 13 is poison" in out[13].message and "ValueError" in (out[13].exc_type or "")
+    assert [x for i, x in enumerate(out) if i != 13] == [i for i in range(40) if i != 13]
+
+
+@pytest.mark.timeout(60)
+def test_a_model_that_does_not_load_is_one_line(ray_cluster: Any) -> None:
+    from tuner.errors import ModelSpecError
+
+    with pytest.raises(ModelSpecError) as e:
+        Engine(spec("broken_factory"), EngineConfig(backend="ray", workers=1)).start()
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.timeout(30)
+def test_more_cpus_than_the_cluster_has_is_refused(ray_cluster: Any) -> None:
+    from tuner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"12 actors × 1 CPUs need 12 CPUs; the Ray cluster has 5"):
+        Engine("builtin:sleep", EngineConfig(backend="ray", workers=12)).start()
+    with pytest.raises(ConfigError, match=r"no node of the Ray cluster has them \(largest: 2 CPUs\)"):
+        Engine("builtin:sleep", EngineConfig(backend="ray", workers=1, threads_per_worker=3)).start()
+
+
+@pytest.mark.timeout(90)
+def test_resize_under_load_loses_and_duplicates_nothing(ray_cluster: Any) -> None:
+    events: list[Any] = []
+    items = list(range(400))
+    with Engine(spec("slow"), EngineConfig(backend="ray", workers=1), on_event=events.append) as eng:
+        it = eng.map(items, 5)
+        out = [next(it) for _ in range(50)]
+        eng.resize(3)
+        out += [next(it) for _ in range(150)]
+        n_live = eng.stats()["live_workers"]
+        eng.resize(1)
+        out += list(it)
+    assert out == items
+    assert n_live == 3
+    assert len(started(events)) == 3
+    retired = [e for e in events if isinstance(e, ev.WorkerExited) and e.cause == "retired"]
+    assert len(retired) == 2
+
+
+@pytest.mark.timeout(120)
+def test_a_node_lost_mid_run_loses_no_item(ray_cluster: Any) -> None:
+    """Runs last in this module: it removes a node for good."""
+    events: list[Any] = []
+    node = ray_cluster.extra_nodes[-1]
+    removed = threading.Event()
+
+    def listen(e: Any) -> None:
+        events.append(e)
+        if isinstance(e, ev.PartitionFinished) and not removed.is_set():
+            removed.set()
+
+    items = list(range(300))
+    with Engine(spec("slow"), EngineConfig(backend="ray", workers=3), on_event=listen) as eng:
+        on_node = [s for s in started(events) if s.node == node.node_id]
+        assert len(on_node) == 1  # SPREAD put one actor on it
+        it = eng.map(items, 5)
+        out = [next(it)]
+        assert removed.wait(30)
+        ray_cluster.remove_node(node, allow_graceful=False)
+        out += list(it)
+    assert out == items
+    lost = [e for e in events if isinstance(e, ev.WorkerExited) and e.cause == "crash"]
+    assert [e.worker for e in lost] == [on_node[0].worker]
+    assert len(failed(events, "crash")) == 1

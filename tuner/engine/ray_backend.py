@@ -11,9 +11,11 @@ splits, every item one outcome in order) is the engine's ledger, not Ray's:
   ledger's to retry, so nothing runs twice behind its back;
 - numpy partitions and outputs larger than Ray's inline limit (100 KiB) travel through Ray's object
   store (zero-copy reads on the same node), like shared memory for the process backend;
-- completions need no polling thread: each call's ObjectRef gives a ``concurrent.futures.Future``
+- completions need no polling: each call's ObjectRef gives a ``concurrent.futures.Future``
   (``ObjectRef.future()``) whose done-callback posts the result to the supervisor's outbox and pokes
-  its wake socket (``launch.post``), in the order the calls were sent;
+  its wake socket (``launch.post``), in the order the calls were sent. Those callbacks run on Ray's
+  own I/O thread, where a blocking Ray call (``ray.kill``, even ``.remote()``) deadlocks the
+  driver; what a callback needs from Ray is queued for one helper thread per engine;
 - an actor that dies (``RayActorError``: killed from outside, a crash, its node lost) is reported
   as a worker death: its running partition costs one attempt and is retried on another actor, the
   others it held go back to the queue, and it is replaced. An error that leaves the actor's state
@@ -34,9 +36,11 @@ before the engine starts; an engine started without one says so in one line.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +87,23 @@ class _RayShared:
     # PACK's view of where this engine's actors are (node id -> actors), kept by the handles
     per_node: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Ray calls that done-callbacks need, run by one helper thread (see the module docstring)
+    calls: queue.SimpleQueue[Callable[[], None] | None] = field(default_factory=queue.SimpleQueue)
+    helper: threading.Thread | None = None
+
+    def later(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the helper thread (never on Ray's callback thread)."""
+        self.calls.put(call)
+
+    def _serve(self) -> None:
+        while True:
+            call = self.calls.get()
+            if call is None:
+                return
+            try:
+                call()
+            except Exception:  # an actor gone meanwhile, a driver shutting down: nothing to do
+                pass
 
 
 class RayHandle(WorkerHandle):
@@ -134,7 +155,16 @@ class RayHandle(WorkerHandle):
         from tuner.engine.ray_actor import ModelActor
 
         memory = int(c.memory_limit_mb * 1024 * 1024) if c.memory_limit_mb is not None else None
-        return _RayShared(ray, ModelActor, model, cpus, c.placement, memory)
+        shared = _RayShared(ray, ModelActor, model, cpus, c.placement, memory)
+        shared.helper = threading.Thread(target=shared._serve, name="tuner-ray-calls", daemon=True)
+        shared.helper.start()
+        return shared
+
+    @classmethod
+    def teardown(cls, shared: _RayShared) -> None:
+        shared.calls.put(None)
+        if shared.helper is not None:
+            shared.helper.join(5.0)
 
     # -- per worker -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -184,7 +214,8 @@ class RayHandle(WorkerHandle):
                 sh.per_node[node] += 1
                 self._node_choice = node
         post(self, (READY, pid, time.perf_counter() - self.t_spawn))
-        self._watch()
+        if sh is not None:
+            sh.later(self._watch)
 
     def _watch(self) -> None:
         if self._gone.is_set():
@@ -202,7 +233,9 @@ class RayHandle(WorkerHandle):
             self._lost(exc)
             return
         self._sample = fut.result()
-        self._watch()
+        sh: _RayShared | None = self.launch.shared
+        if sh is not None:
+            sh.later(self._watch)
 
     def send(self, part: Part) -> bool:
         attempt = part.attempt + 1
@@ -261,12 +294,9 @@ class RayHandle(WorkerHandle):
             self.launch.post(self, (NOTE, -1, None))  # wakes a supervisor waiting for its exit
             return
         sh: _RayShared | None = self.launch.shared
-        ray = sh.ray if sh is not None else None
-        if ray is not None and not isinstance(exc, ray.exceptions.ActorDiedError):
-            try:
-                ray.kill(self.actor, no_restart=True)
-            except Exception:
-                pass
+        if sh is not None and not isinstance(exc, sh.ray.exceptions.ActorDiedError):
+            actor = self.actor
+            sh.later(lambda: sh.ray.kill(actor, no_restart=True))
         self._gone.set()
         self.launch.post(self, (DIED, death_note(exc)))
 
@@ -336,12 +366,12 @@ def death_note(exc: BaseException) -> str:
     """How an actor was lost, in one line (Ray's own words, shortened)."""
     text = " ".join(str(exc).split())
     name = type(exc).__name__
-    if "node" in text and ("died" in text or "dead" in text):
-        return f"actor lost with its node ({name})"
     if name == "ActorUnavailableError":
-        return "actor unreachable (ActorUnavailableError): killed and replaced"
+        return "actor unreachable (ActorUnavailableError; its node may be lost): killed and replaced"
     marker = "Worker exit detail:"
     if marker in text:
         detail = text.split(marker, 1)[1].strip().split(". ")[0]
         return f"actor died ({detail})"
+    if "node has died" in text or "node died" in text or "node is dead" in text:
+        return f"actor lost with its node ({name})"
     return f"actor died ({name})"
