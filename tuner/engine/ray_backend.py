@@ -58,8 +58,6 @@ RAY_MISSING = "the ray backend needs Ray: pip install 'tuner[ray]'"
 _ANNOUNCED = ("crash", "hang", "slow", "memory")
 
 
-
-
 def import_ray() -> Any:
     """The ``ray`` module, or ConfigError with the line saying how to install it."""
     try:
@@ -248,7 +246,14 @@ class RayHandle(WorkerHandle):
             import traceback
 
             fut = Future()
-            msg = (ERR, part.id, type(e).__name__, f"partition could not be sent: {e}", traceback.format_exc(), 0.0)
+            msg = (
+                ERR,
+                part.id,
+                type(e).__name__,
+                f"partition could not be sent: {e}",
+                traceback.format_exc(),
+                0.0,
+            )
             fut.set_result([msg])
         with self._lock:
             announce = not self._queue and fault in _ANNOUNCED
