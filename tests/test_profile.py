@@ -370,7 +370,7 @@ def test_schema_command_prints_json_schema(tuner_cmd: list[str]) -> None:
     rec = schema["$defs"]["Recommended"]["properties"]
     assert set(rec) == set(Recommended.model_fields)
     assert rec["workers"]["minimum"] == 1
-    assert rec["backend"]["enum"] == ["process", "thread", "inline"]
+    assert rec["backend"]["enum"] == ["process", "thread", "inline", "ray"]
     # Every field documents itself.
     for name, definition in schema["$defs"].items():
         for field, prop in definition.get("properties", {}).items():
