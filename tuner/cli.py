@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "run": "apply a profile to a data file",
     "check": "validate a profile",
     "schema": "print the profile JSON Schema",
+    "export": "write a profile as another system's config (Ray Serve)",
 }
 
 
