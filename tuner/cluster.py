@@ -75,8 +75,12 @@ class Node:
 
     @property
     def shape(self) -> str:
-        """``4 CPUs / 15.6 GiB``: what a node offers, for comparing clusters."""
-        return f"{self.cpus:g} CPUs / {self.memory_bytes / GIB:.1f} GiB"
+        """``4 CPUs / ~16 GiB``: what a node offers, for comparing clusters. Memory is Ray's view
+        of what was free when the node started, so it is rounded to the class the host
+        fingerprint uses (tuner.hardware.memory_class_gib), which stays put across restarts."""
+        from tuner.hardware import memory_class_gib
+
+        return f"{self.cpus:g} CPUs / ~{memory_class_gib(self.memory_bytes)} GiB"
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,8 @@ class RuntimeSettings:
     #: ``overload_timeout_s`` ("timeout"), or raises Overloaded at once ("reject")
     overload: str = "block"
     overload_timeout_s: float = 1.0
+    #: ray backend: "SPREAD" (actors across nodes) or "PACK" (fill a node first); None: SPREAD
+    placement: str | None = None
 
     def __post_init__(self) -> None:
         check_number("workers", self.workers, low=1, integer=True)
@@ -209,6 +211,7 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
         max_batch_delay_ms=rec.max_batch_delay_ms,
         max_pending=rec.max_pending,
         overload=rec.overload,
+        placement=rec.placement,
         autoscale=AutoscaleSettings(
             min_workers=a.min_workers,
             max_workers=a.max_workers,
@@ -300,6 +303,59 @@ def adapt_to_host(
                 changes.append(f"autoscale {auto.min_workers}–{auto.max_workers}→{new_min}–{new_max}")
                 auto = replace(auto, min_workers=new_min, max_workers=new_max)
     return replace(s, threads_per_worker=threads, workers=workers, autoscale=auto), changes
+
+
+def _connect_for(name: str, profile: ScalingProfile, address: str | None) -> Any:
+    """Connect to the cluster a ray profile runs on: ``address``, else the kind it records."""
+    from tuner.cluster import connect
+
+    if address is None:
+        kind = profile.cluster.address if profile.cluster is not None else "auto"
+        if kind == "client":
+            address = os.environ.get("RAY_ADDRESS")
+            if not address:
+                raise ConfigError(
+                    f"{name}: measured through Ray Client (ray://); give the address again "
+                    "(ray_address=, --ray-address or RAY_ADDRESS)"
+                )
+        else:
+            address = kind
+    return connect(address)
+
+
+def _check_cluster(
+    name: str, profile: ScalingProfile, settings: RuntimeSettings, strict: bool, here: Any
+) -> RuntimeSettings:
+    """The host check for a ray profile: nodes, total CPUs and node shapes against the profile's.
+
+    Differences: one warning and the settings adapted to the cluster's CPUs (the host rule, with the
+    cluster's CPUs as the cores; threads per actor also capped at the largest node's CPUs, since
+    an actor cannot span nodes); ``strict`` refuses instead.
+    """
+    measured = profile.cluster
+    assert measured is not None  # the schema refuses a ray profile without it
+    diffs = []
+    if len(here.nodes) != measured.nodes:
+        diffs.append(f"{measured.nodes} nodes measured, {len(here.nodes)} now")
+    if here.total_cpus != measured.total_cpus:
+        diffs.append(f"{measured.total_cpus:g} CPUs measured, {here.total_cpus:g} now")
+    if measured.node_shapes and here.shapes() != sorted(measured.node_shapes):
+        diffs.append(
+            f"node shapes {', '.join(sorted(measured.node_shapes))} measured, {', '.join(here.shapes())} now"
+        )
+    if not diffs:
+        return settings
+    what = "; ".join(diffs)
+    if strict:
+        raise ProfileError(f"{name}: measured on another cluster ({what}); strict=True refuses to adapt")
+    adapted, changes = adapt_to_host(settings, int(measured.total_cpus), max(1, int(here.total_cpus)))
+    largest = max((int(n.cpus) for n in here.nodes), default=1)
+    if adapted.threads_per_worker is not None and adapted.threads_per_worker > largest:
+        changes.append(f"threads {adapted.threads_per_worker}→{largest} (largest node)")
+        adapted = replace(adapted, threads_per_worker=largest)
+    how = ", ".join(changes) if changes else "settings kept as measured"
+    log.warning("%s: measured on another cluster (%s); adapted: %s → %s", name, what, how, adapted.describe())
+    return adapted
 
 
 # --------------------------------------------------------------------------------------------- stats
@@ -540,7 +596,9 @@ class Runtime:
             backoff=Backoff(s.backoff_base_s, s.backoff_cap_s),
             memory_limit_mb=s.memory_limit_mb,
             faults=plan,
+            placement=s.placement or "SPREAD",
         )
+        self._cluster: Any = None  # the Ray connection from_profile made (closed with the runtime)
         self._engine: Engine = Engine(
             model, self.engine_config, on_event=_guarded(on_event) if on_event is not None else None
         )
@@ -579,9 +637,16 @@ class Runtime:
         *,
         faults: FaultPlan | str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        ray_address: str | None = None,
         **overrides: Any,
     ) -> Runtime:
         """A runtime with the settings of the profile at ``path`` (nothing is started or imported yet).
+
+        A ``ray`` profile runs on a Ray cluster: ``ray_address`` (auto, local or ray://host:port;
+        default: the kind the profile records, RAY_ADDRESS for a ``client`` one) is connected here,
+        since the cluster check needs the cluster, and the runtime closes that connection (and a
+        local head) on close. The cluster check compares nodes, CPUs and node shapes with the
+        profile's ``cluster`` section, with the same warn / adapt / ``strict`` choices as the host check.
 
         ``model``: the model to run; default: the profile's ``model.spec``. The ``platforms:`` entry
         for this OS is merged over ``recommended``. If the profile was measured on another host, one
@@ -598,7 +663,16 @@ class Runtime:
             )
         profile = load_profile(path)
         settings = settings_from_profile(profile)
-        settings = cls._check_host(os.fspath(path), profile, settings, strict)
+        conn = None
+        if settings.backend == "ray":
+            conn = _connect_for(os.fspath(path), profile, ray_address)
+            try:
+                settings = _check_cluster(os.fspath(path), profile, settings, strict, conn.info())
+            except BaseException:
+                conn.close()
+                raise
+        else:
+            settings = cls._check_host(os.fspath(path), profile, settings, strict)
         if overrides:
             auto = overrides.get("autoscale", settings.autoscale)
             if auto is not None and "workers" in overrides:
@@ -608,13 +682,19 @@ class Runtime:
                     auto, min_workers=min(auto.min_workers, w), max_workers=max(auto.max_workers, w)
                 )
             settings = replace(settings, **{**overrides, "autoscale": auto})
-        rt = cls(
-            model if model is not None else profile.model.spec,
-            settings=settings,
-            faults=faults,
-            on_event=on_event,
-        )
+        try:
+            rt = cls(
+                model if model is not None else profile.model.spec,
+                settings=settings,
+                faults=faults,
+                on_event=on_event,
+            )
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
         rt.profile = profile
+        rt._cluster = conn
         return rt
 
     @staticmethod
@@ -707,6 +787,8 @@ class Runtime:
                 self._done_evt.notify()
             if self._completer is not None:
                 self._completer.join()
+            if self._cluster is not None:
+                self._cluster.close()  # disconnects; a local head goes with it
 
     @property
     def workers(self) -> int:

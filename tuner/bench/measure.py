@@ -626,6 +626,7 @@ def run_trial(
         "workers": config.workers,
         "threads_per_worker": config.threads_per_worker,
         "partition_size": config.partition_size,
+        "placement": config.placement,
         # Samples often enough for several per window, rarely enough to cost nothing.
         "sample_interval_s": max(0.1, min(0.5, settings.window_s / 2)),
     }

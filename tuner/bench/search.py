@@ -73,6 +73,8 @@ class Space:
     #: workers × threads may not exceed this (usable cores; more for io-bound models) unless
     #: ``oversubscribe``; None = no limit.
     max_parallel: int | None = None
+    #: ray backend: where actors go (SPREAD, PACK); the other backends take SPREAD (no meaning)
+    placements: tuple[str, ...] = ("SPREAD",)
 
     def __post_init__(self) -> None:
         for name in ("backends", "workers", "threads", "partition_sizes"):
@@ -125,6 +127,8 @@ class Space:
         """Whether ``c`` may be measured: in the space, not oversubscribed, inline only with 1 worker."""
         if c.backend == "inline" and c.workers != 1:
             return False
+        if c.placement != "SPREAD" if c.backend != "ray" else c.placement not in self.placements:
+            return False
         if self.oversubscribe or self.max_parallel is None:
             return True
         return c.workers * c.threads_per_worker <= self.max_parallel
@@ -136,9 +140,10 @@ class Space:
             for w in self.workers:
                 for t in self.threads:
                     for p in self.partition_sizes:
-                        c = TrialConfig(b, w, t, p)
-                        if self.feasible(c):
-                            out.append(c)
+                        for place in self.placements if b == "ray" else ("SPREAD",):
+                            c = TrialConfig(b, w, t, p, place)
+                            if self.feasible(c):
+                                out.append(c)
         return out
 
     def describe(self) -> str:
@@ -284,6 +289,7 @@ class AdaptiveStrategy:
             ("threads_per_worker", sorted(self.space.threads)),
             ("trade", []),
             ("backend", list(self.space.backends)),
+            *([("placement", list(self.space.placements))] if len(self.space.placements) > 1 else []),
         ]
 
     def _step(self, c: TrialConfig, dim: str, values: list[Any], direction: int) -> TrialConfig | None:

@@ -20,14 +20,17 @@ class TrialConfig:
     workers: int = 1
     threads_per_worker: int = 1
     partition_size: int = 64
+    placement: str = "SPREAD"  # ray backend: SPREAD or PACK (the others ignore it)
 
     def label(self) -> str:
-        """``process ×2 · 1 thread · partition 64``."""
+        """``process ×2 · 1 thread · partition 64`` (``· PACK`` after a ray config's)."""
         t = "thread" if self.threads_per_worker == 1 else "threads"
-        return f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
+        text = f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
+        return f"{text} · {self.placement}" if self.backend == "ray" else text
 
     def key(self) -> str:
-        return f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
+        key = f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
+        return f"{key}/{self.placement}" if self.backend == "ray" else key
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(dtype or shape; see model.input.item in the profile)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--ray-address",
+        type=typed(non_blank, "--ray-address", what="auto, local or ray://host:port"),
+        metavar="ADDRESS",
+        help="a ray profile's cluster: auto, local or ray://host:port (default: the kind the profile records)",
+    )
     group = parser.add_argument_group("overrides of the profile's settings")
     for flag, dest, parse, help_text in _OVERRIDES:
         metavar = {"timeout_s": "SECONDS", "memory_limit_mb": "MB", "backend": "NAME"}.get(dest, "N")
@@ -188,8 +194,17 @@ def run(args: argparse.Namespace) -> int:
         # An injected exception stands for a transient error: retry it as the profile would retry
         # one, so the rehearsal walks the retry path instead of failing items by design.
         overrides["retry_on"] = (*profile.effective_recommended().retry_on, "InjectedFault")
+    if args.ray_address is not None:
+        from tuner.cluster import address_kind
+
+        address_kind(args.ray_address)  # a bad address is one line before anything starts
     runtime = Runtime.from_profile(
-        args.profile, model=args.model, strict=args.strict, faults=plan, **overrides
+        args.profile,
+        model=args.model,
+        strict=args.strict,
+        faults=plan,
+        ray_address=args.ray_address,
+        **overrides,
     )
     runtime.check_input = args.input_check
 
