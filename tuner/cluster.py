@@ -75,12 +75,10 @@ class Node:
 
     @property
     def shape(self) -> str:
-        """``4 CPUs / ~16 GiB``: what a node offers, for comparing clusters. Memory is Ray's view
-        of what was free when the node started, so it is rounded to the class the host
-        fingerprint uses (tuner.hardware.memory_class_gib), which stays put across restarts."""
-        from tuner.hardware import memory_class_gib
-
-        return f"{self.cpus:g} CPUs / ~{memory_class_gib(self.memory_bytes)} GiB"
+        """``4 CPUs``: what a node offers, for comparing clusters. CPUs only: Ray's ``memory`` is
+        what was free when the node started, and moves by gigabytes between two nodes of the same
+        machine (``tuner hw --ray-address`` shows it)."""
+        return f"{self.cpus:g} CPU{'s' if self.cpus != 1 else ''}"
 
 
 @dataclass(frozen=True)

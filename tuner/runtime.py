@@ -323,6 +323,13 @@ def _connect_for(name: str, profile: ScalingProfile, address: str | None) -> Any
     return connect(address)
 
 
+def _shapes(shapes: list[str]) -> str:
+    """'2 CPUs ×6, 4 CPUs': equal shapes counted."""
+    from collections import Counter
+
+    return ", ".join(f"{s} ×{n}" if n > 1 else s for s, n in Counter(shapes).items())
+
+
 def _check_cluster(
     name: str, profile: ScalingProfile, settings: RuntimeSettings, strict: bool, here: Any
 ) -> RuntimeSettings:
@@ -341,18 +348,21 @@ def _check_cluster(
         diffs.append(f"{measured.total_cpus:g} CPUs measured, {here.total_cpus:g} now")
     if measured.node_shapes and here.shapes() != sorted(measured.node_shapes):
         diffs.append(
-            f"node shapes {', '.join(sorted(measured.node_shapes))} measured, {', '.join(here.shapes())} now"
+            f"node shapes {_shapes(sorted(measured.node_shapes))} measured, {_shapes(here.shapes())} now"
         )
     if not diffs:
         return settings
     what = "; ".join(diffs)
     if strict:
         raise ProfileError(f"{name}: measured on another cluster ({what}); strict=True refuses to adapt")
-    adapted, changes = adapt_to_host(settings, int(measured.total_cpus), max(1, int(here.total_cpus)))
+    changes = []
+    # An actor cannot span nodes: threads first, to the largest node; then the host rule.
     largest = max((int(n.cpus) for n in here.nodes), default=1)
-    if adapted.threads_per_worker is not None and adapted.threads_per_worker > largest:
-        changes.append(f"threads {adapted.threads_per_worker}→{largest} (largest node)")
-        adapted = replace(adapted, threads_per_worker=largest)
+    if settings.threads_per_worker is not None and settings.threads_per_worker > largest:
+        changes.append(f"threads {settings.threads_per_worker}→{largest} (largest node)")
+        settings = replace(settings, threads_per_worker=largest)
+    adapted, more = adapt_to_host(settings, int(measured.total_cpus), max(1, int(here.total_cpus)))
+    changes += more
     how = ", ".join(changes) if changes else "settings kept as measured"
     log.warning("%s: measured on another cluster (%s); adapted: %s → %s", name, what, how, adapted.describe())
     return adapted

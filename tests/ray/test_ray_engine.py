@@ -7,16 +7,20 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.engine.helpers import spec
 from tuner.engine import Engine, EngineConfig, Failure, FaultPlan, TargetedFault
 from tuner.engine import events as ev
 
 pytestmark = [pytest.mark.ray]
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(model: Any, items: Any, size: int, events: list[Any] | None = None, **cfg: Any) -> list[Any]:
@@ -157,6 +161,80 @@ def test_resize_under_load_loses_and_duplicates_nothing(ray_cluster: Any) -> Non
     assert len(started(events)) == 3
     retired = [e for e in events if isinstance(e, ev.WorkerExited) and e.cause == "retired"]
     assert len(retired) == 2
+
+
+def ray_profile(tmp_path: Path, cluster: dict[str, Any], **rec: Any) -> Path:
+    """profiles/sleep.yaml turned into a ray profile with this cluster section."""
+    data = yaml.safe_load((REPO / "profiles" / "sleep.yaml").read_text())
+    data["recommended"].update(
+        {"backend": "ray", "workers": 2, "threads_per_worker": 1, "partition_size": 8, **rec}
+    )
+    data["autoscale"].update(
+        {"min_workers": 1, "max_workers": 3, "upscale_delay_s": 0.05, "interval_s": 0.05}
+    )
+    data.pop("platforms", None)
+    data["cluster"] = cluster
+    path = tmp_path / "ray.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def this_cluster() -> dict[str, Any]:
+    from tuner.cluster import describe
+
+    info = describe(ray, "auto")
+    return {
+        "address": "auto",
+        "ray_version": info.ray_version,
+        "nodes": len(info.nodes),
+        "total_cpus": info.total_cpus,
+        "node_shapes": info.shapes(),
+        "actor": {"num_cpus": 1.0},
+    }
+
+
+@pytest.mark.timeout(90)
+def test_runtime_from_a_ray_profile_runs_on_the_cluster_and_autoscales_actors(
+    ray_cluster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tuner.runtime import Runtime
+
+    path = ray_profile(tmp_path, this_cluster(), placement="PACK")
+    events: list[Any] = []
+    with caplog.at_level("WARNING", logger="tuner"):
+        rt = Runtime.from_profile(path, on_event=events.append)
+    assert not [r for r in caplog.records if "another cluster" in r.message]  # same cluster: no warning
+    items = list(range(3000))
+    with rt:
+        out = list(rt.map(items))
+        decisions = rt.scaling_decisions
+    assert out == [2 * x for x in items]  # builtin:sleep doubles its items
+    assert any(d.new > d.old for d in decisions), decisions  # the autoscaler added actors
+    assert len({e.node for e in started(events)}) >= 1 and all(e.node for e in started(events))
+    assert ray.is_initialized()  # the runtime used this process's connection and left it open
+
+
+@pytest.mark.timeout(60)
+def test_cluster_check_warns_and_adapts_or_refuses_when_strict(
+    ray_cluster: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tuner.errors import ProfileError
+    from tuner.runtime import Runtime
+
+    measured = {**this_cluster(), "nodes": 6, "total_cpus": 12.0, "node_shapes": ["2 CPUs"] * 6}
+    path = ray_profile(tmp_path, measured, workers=3, threads_per_worker=4)
+    with pytest.raises(
+        ProfileError, match=r"measured on another cluster \(6 nodes measured, 3 now; 12 CPUs measured, 5 now"
+    ):
+        Runtime.from_profile(path, strict=True)
+    with caplog.at_level("WARNING", logger="tuner"):
+        rt = Runtime.from_profile(path)
+    (line,) = [r.message for r in caplog.records if "another cluster" in r.message]
+    assert "node shapes 2 CPUs ×6 measured, 1 CPU, 2 CPUs ×2 now" in line
+    assert "threads 4→2 (largest node), workers 3→2" in line
+    assert (rt.settings.threads_per_worker, rt.settings.workers) == (2, 2)
+    with rt:
+        assert list(rt.map(list(range(50)))) == [2 * x for x in range(50)]
 
 
 @pytest.mark.timeout(120)

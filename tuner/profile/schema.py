@@ -374,7 +374,7 @@ class ClusterInfo(_Model):
     nodes: _Count = Field(description="Live nodes while measuring.")
     total_cpus: _Positive = Field(description="CPUs of all nodes together (Ray's logical CPUs).")
     node_shapes: list[_Str] = Field(
-        default_factory=list, description="Each node's CPUs and memory class, e.g. '4 CPUs / ~16 GiB', sorted."
+        default_factory=list, description="Each node's CPUs, e.g. '4 CPUs', sorted."
     )
     actor: ActorResources = Field(description="What each actor reserves.")
 
