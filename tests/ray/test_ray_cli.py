@@ -93,3 +93,63 @@ def test_a_bad_address_is_one_line(tuner_cmd: list[str], clean_env: dict[str, st
     )
     assert r.returncode == 2
     assert r.stderr.strip() == "tuner: --ray-address 'ray://nohost': use auto, local or ray://host:port"
+
+
+@pytest.mark.timeout(200)
+def test_bench_on_a_local_head_then_export_and_run_the_profile(
+    tuner_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The whole path on Ray: sweep (SPREAD vs PACK), profile with its cluster, Serve config, run."""
+    pytest.importorskip("ray")
+    import numpy as np
+    import yaml
+
+    folder = short_tmp(tmp_path)
+    had_default = DEFAULT_RAY_DIR.exists()
+    try:
+        env = ray_env(clean_env, folder)
+        profile = tmp_path / "ray.yaml"
+        r = subprocess.run(
+            [
+                *tuner_cmd, "bench", "--model", "builtin:sleep", "--ray-address", "local",
+                "--placements", "SPREAD,PACK", "--strategy", "grid", "--workers", "1,2",
+                "--partition-sizes", "32", "--window", "0.25", "--items", "1500", "--out", str(profile),
+            ],
+            env=env, capture_output=True, text=True, timeout=150, cwd=tmp_path,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "cluster: Ray " in r.stderr and "(local): 1 node" in r.stderr
+        assert "· SPREAD ·" in r.stderr and "· PACK ·" in r.stderr  # both placements measured
+        data = yaml.safe_load(profile.read_text())
+        assert data["recommended"]["backend"] == "ray" and data["recommended"]["placement"] in (
+            "SPREAD",
+            "PACK",
+        )
+        assert data["cluster"]["address"] == "local" and data["cluster"]["nodes"] == 1
+        assert data["cluster"]["actor"] == {"num_cpus": 1.0}
+        assert "127.0.0.1" not in profile.read_text()  # the kind of address, never the address
+
+        serve = subprocess.run(
+            [*tuner_cmd, "export", str(profile), "--to", "ray-serve"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert serve.returncode == 0, serve.stderr
+        from ray.serve.schema import ServeDeploySchema
+
+        dep = ServeDeploySchema.model_validate(yaml.safe_load(serve.stdout)).applications[0].deployments[0]
+        assert dep.user_config["max_batch_size"] == 32
+
+        np.save(tmp_path / "in.npy", np.arange(500, dtype=np.int64))
+        out = tmp_path / "out.npy"
+        run = subprocess.run(
+            [*tuner_cmd, "run", str(profile), "--input", str(tmp_path / "in.npy"), "--output", str(out), "--no-progress"],
+            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert np.load(out).tolist() == [2 * x for x in range(500)]
+        assert list(folder.iterdir()) == []  # every local head's folder removed
+        assert had_default or not DEFAULT_RAY_DIR.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
