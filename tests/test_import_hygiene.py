@@ -81,3 +81,16 @@ def test_item_signature_and_argument_parsing_are_light() -> None:
     )
     assert "numpy" not in mods
     assert not _forbidden(mods), _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_ray_is_imported_only_by_the_ray_backend() -> None:
+    # Ray is an optional extra and takes a second to import: importing tuner (the runtime, the
+    # engine, the CLI's parsers, the cluster module, the exporter) never imports it; the ray
+    # backend's handle module imports it only when an engine starts on Ray.
+    mods = _modules_after(
+        "import tuner.runtime, tuner.engine, tuner.cluster, tuner.export, tuner.engine.ray_backend, tuner.cli\n"
+        "tuner.cli.build_parser()"
+    )
+    assert not [m for m in mods if m == "ray" or m.startswith("ray.")]
+    assert "tuner.engine.ray_actor" not in mods
