@@ -4,6 +4,7 @@ with each value traced to the measurement it came from. Writing needs no Ray; va
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,5 +114,5 @@ def test_export_does_not_import_ray() -> None:
         "from tuner.export.ray_serve import render\nfrom tuner.profile import load_profile\n"
         f"print(len(render(load_profile({str(REPO / 'profiles' / 'mlp.yaml')!r}))))"
     )
-    r = subprocess.run(["python", "-c", code], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

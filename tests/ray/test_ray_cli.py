@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,24 @@ def test_bench_on_a_local_head_then_export_and_run_the_profile(
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(60)
+def test_an_engine_on_ray_without_a_connection_says_how_to_connect(clean_env: dict[str, str]) -> None:
+    pytest.importorskip("ray")
+    code = (
+        "from tuner.engine import Engine, EngineConfig\n"
+        "from tuner.errors import ConfigError\n"
+        "try:\n"
+        "    Engine('builtin:sleep', EngineConfig(backend='ray')).start()\n"
+        "except ConfigError as e:\n"
+        "    print(e)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env, capture_output=True, text=True, timeout=50
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (
+        "the ray backend is not connected to a Ray cluster: pass --ray-address "
+        "(auto | local | ray://host:port), or call tuner.cluster.connect(...) (or ray.init) first"
+    )

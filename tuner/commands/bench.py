@@ -325,6 +325,17 @@ def _connect_ray(args: argparse.Namespace, sweep: Sweep) -> None:
         sweep.space = replace(space, max_parallel=max(space.max_parallel, int(info.total_cpus)))
 
 
+def _profile_address(profile: Any) -> str:
+    """The address a ray profile's gate reconnects to: its kind (a client's from RAY_ADDRESS)."""
+    kind = profile.cluster.address if profile.cluster is not None else "auto"
+    if kind != "client":
+        return str(kind)
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise BadInput("the baseline was measured through Ray Client: give --ray-address ray://host:port")
+    return address
+
+
 def _cluster_section(rec: Recommendation) -> Any:
     """The profile's ``cluster`` section when the recommendation runs on Ray, else None."""
     if not _ray or rec.best is None or rec.best.config.backend != "ray":
@@ -574,7 +585,10 @@ def _gate(args: argparse.Namespace) -> int:
         threads=(rec_cfg.threads_per_worker,),
         partition_sizes=(rec_cfg.partition_size,),
         oversubscribe=True,
+        placements=(rec_cfg.placement or "SPREAD",),
     )
+    if rec_cfg.backend == "ray" and args.ray_address is None:
+        args.ray_address = _profile_address(profile)
     spec.strategy = "grid"
     spec.budget_s = None
     spec.results_path = None
@@ -582,6 +596,7 @@ def _gate(args: argparse.Namespace) -> int:
     if profile.model.input is not None and profile.model.input.items and not args.input:
         spec.n_items = profile.model.input.items
     sweep = Sweep(spec)
+    _connect_ray(args, sweep)
     results: list[TrialResult] = []
     with _Progress("grid", None) as progress:
         sweep.on_message = progress
