@@ -348,7 +348,7 @@ def _engine_run(
             emit(TrialPhase(index, name, detail))
 
     phase("clean" if label else "warmup", f"{label}workers starting, model loading")
-    in_process = engine_config.backend != "process"
+    in_process = engine_config.backend in ("thread", "inline")  # ray actors report their own samples
     me = None
     if in_process:
         import psutil
