@@ -68,7 +68,9 @@ def _result(delay: float, rate: float, size: int = 64) -> CandidateResult:
 
 
 def test_the_winner_is_the_fastest_and_ties_go_to_the_shorter_delay() -> None:
-    spec = OnlineSpec(model="builtin:sleep", objective_ms=50, configs=[(TrialConfig("thread", 2, 1, 64), 1e4)])
+    spec = OnlineSpec(
+        model="builtin:sleep", objective_ms=50, configs=[(TrialConfig("thread", 2, 1, 64), 1e4)]
+    )
     results = [_result(10.0, 1000.0), _result(2.0, 980.0), _result(0.0, 500.0), _result(5.0, 900.0)]
     s = summarize(results, spec)
     assert s.winner is results[1]  # 980 is within 5% of 1000: a tie, and 2 ms < 10 ms
@@ -80,7 +82,9 @@ def test_the_winner_is_the_fastest_and_ties_go_to_the_shorter_delay() -> None:
 
 
 def test_nothing_sustainable_says_so() -> None:
-    spec = OnlineSpec(model="builtin:sleep", objective_ms=50, configs=[(TrialConfig("thread", 2, 1, 64), 1e4)])
+    spec = OnlineSpec(
+        model="builtin:sleep", objective_ms=50, configs=[(TrialConfig("thread", 2, 1, 64), 1e4)]
+    )
     bad = CandidateResult(Candidate("thread", 2, 1, 64, 5.0), steps=[fake_step(100.0, 1.0)])
     s = summarize([bad], spec)
     assert s.winner is None and s.max_pending is None

@@ -112,7 +112,9 @@ def test_cancel_stops_a_step_at_once() -> None:
     with Runtime("builtin:sleep", backend="thread", workers=1, partition_size=8, max_batch_delay_ms=1) as rt:
         t = time.perf_counter()
         with pytest.raises(StepCancelled):
-            run_step(rt, make_schedule("constant", 100, 20.0), list(range(10)), objective_ms=50, cancel=cancel)
+            run_step(
+                rt, make_schedule("constant", 100, 20.0), list(range(10)), objective_ms=50, cancel=cancel
+            )
         assert time.perf_counter() - t < 2.0
 
 
