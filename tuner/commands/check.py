@@ -45,6 +45,12 @@ def summary(profile: ScalingProfile) -> str:
         names = [p for p, o in profile.platforms if o is not None]
         if names:
             parts.append(f"overrides for {', '.join(names)}")
+    if profile.online is not None:  # measured under traffic: the runtime's batcher and bound come from it
+        o = profile.online
+        parts.append(
+            f"online: batches ≤{o.max_batch_size} within {o.max_batch_delay_ms:g} ms, max pending "
+            f"{o.max_pending} ({o.max_rate_at_slo:g} requests/s at p99 ≤ {o.objective_p99_ms:g} ms)"
+        )
     return " · ".join(parts)
 
 
