@@ -48,6 +48,7 @@ __all__ = [
     "Plan",
     "UslFit",
     "fit_usl",
+    "fmt_rate",
     "make_plan",
     "t_quantile",
 ]
@@ -66,6 +67,17 @@ _T975 = {
     18: 2.101, 19: 2.093, 20: 2.086, 22: 2.074, 24: 2.064, 26: 2.056, 28: 2.048, 30: 2.042,
     40: 2.021, 60: 2.000, 120: 1.980,
 }  # fmt: skip
+
+
+def fmt_rate(x: float) -> str:
+    """51234 → '51.2k' (the benchmark's figures, without importing the benchmark)."""
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.1f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.2f}k"
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
 
 
 def t_quantile(dof: int) -> float:
@@ -140,10 +152,12 @@ class UslFit:
             where = f"scaling would peak at {peak:.1f} workers, past the {max(self.workers)} measured (extrapolated)"
         else:
             where = f"scaling peaks at {peak:.1f} workers on this host"
-        fit = ", ".join(f"{n}: {obs:.4g} vs {fx:.4g} ({res:+.1%})" for n, obs, fx, res in self.residuals)
+        fit = ", ".join(
+            f"{n}: {fmt_rate(obs)} vs {fmt_rate(fx)} ({res:+.1%})" for n, obs, fx, res in self.residuals
+        )
         return (
             f"USL over workers {', '.join(map(str, self.workers))} ({self.observations} windows): "
-            f"λ {self.lam:.4g}/s, σ {pm('sigma')} (contention), κ {pm('kappa')} (coherency); {where}. "
+            f"λ {fmt_rate(self.lam)}/s, σ {pm('sigma')} (contention), κ {pm('kappa')} (coherency); {where}. "
             f"Measured vs fitted: {fit}"
         )
 
@@ -365,7 +379,9 @@ def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
     if not ok:
         lows = [p for p in online.curve if p.p99_ms is not None]
         best = min(lows, key=lambda p: p.p99_ms or 0.0) if lows else None
-        seen = f"; the lowest p99 measured was {best.p99_ms:.3g} ms at {best.rate:.4g}/s" if best else ""
+        seen = (
+            f"; the lowest p99 measured was {best.p99_ms:.3g} ms at {fmt_rate(best.rate)}/s" if best else ""
+        )
         raise TunerError(
             f"no measured rate keeps p99 <= {objective_ms:g} ms on the profile's configuration{seen}: "
             f"run tuner bench --online --p99-ms {objective_ms:g}"
@@ -463,7 +479,7 @@ def make_plan(
     if pick["source"] == "fit" and n > measured_max:
         warnings.append(
             f"{n} workers per host is past the measured range (at most {measured_max}): the fit's "
-            f"prediction ({pick['rate']:.4g}/s), not a measurement — measure it before relying on it"
+            f"prediction ({fmt_rate(pick['rate'])}/s), not a measurement — measure it before relying on it"
         )
     cfg = {
         "backend": online.backend,
@@ -482,13 +498,14 @@ def make_plan(
         else "the workers measured (no fit to go further)",
     }[limit]
     words = [
-        f"To serve {rate:.6g} requests/s with p99 <= {objective:g} ms and {headroom_pct:g}% headroom: "
+        f"To serve {fmt_rate(rate)} requests/s with p99 <= {objective:g} ms and {headroom_pct:g}% headroom: "
         f"{hosts} host{'s' if hosts != 1 else ''} like this one × {n} worker{'s' if n != 1 else ''} "
-        f"= {hosts * n} workers ({online.backend}, {threads} thread(s) each, batches <= {online.max_batch_size}, "
+        f"= {hosts * n} workers ({online.backend}, {threads} thread{'s' if threads != 1 else ''} each, "
+        f"batches <= {online.max_batch_size}, "
         f"batch delay {online.max_batch_delay_ms:g} ms).",
-        f"  One host sustains {pick['rate']:.4g} requests/s at the objective with {n} workers "
+        f"  One host sustains {fmt_rate(pick['rate'])} requests/s at the objective with {n} workers "
         f"({'measured' if pick['source'] == 'measured' else 'scaled from the measured ' + str(w_ref) + ' by the fit'}); "
-        f"planned at {pick['planned']:.4g}/s to keep {headroom_pct:g}% headroom.",
+        f"planned at {fmt_rate(pick['planned'])}/s to keep {headroom_pct:g}% headroom.",
         f"  Max rate at the objective from {source_ref}.",
         f"  Workers per host capped at {cap} by {why_cap}"
         + (f"; the fit peaks at {peak:.1f}" if peak is not None else "")
@@ -508,7 +525,7 @@ def make_plan(
         f"hosts like this one: {host.usable_cores} usable cores, {host.memory_total_gb:g} GB, "
         f"{host.cpu_model} ({host.platform} {host.machine})",
         f"the measured model {profile.model.spec} with the measured inputs ({item}, {src}), "
-        f"{online.arrivals} arrivals of {online.request_size} item(s) per request",
+        f"{online.arrivals} arrivals of {online.request_size} item{'s' if online.request_size != '1' else ''} per request",
         "hosts share no bottleneck: a load balancer spreads requests evenly and each host serves its "
         "share independently, so rates add across hosts",
         f"the objective is a p99 per host; each host runs at most {100 - headroom_pct:g}% of its measured max rate",

@@ -51,6 +51,7 @@ __all__ = [
     "CandidateStarted",
     "OnlineFinished",
     "OnlineMessage",
+    "OnlineOutcome",
     "OnlineSpec",
     "OnlineSummary",
     "OnlineSweep",
@@ -480,17 +481,46 @@ def summarize(results: Sequence[CandidateResult], spec: OnlineSpec) -> OnlineSum
     if default is not None and default is not win:
         d = default.best
         d_p99 = f"p99 {d.latency_ms.get('p99', math.nan):.3g} ms" if d is not None else "no sustainable step"
-        ratio = f" ({win.max_rate / default.max_rate:.2f}×)" if default.max_rate > 0 else ""
-        words.append(
-            f"  batch delay {c.max_batch_delay_ms:g} ms measured best: {_fmt(win.max_rate)}/s{ratio} against "
-            f"{_fmt(default.max_rate)}/s ({d_p99}) at the {DEFAULT_DELAY_MS:g} ms default"
-        )
+        against = f"{_fmt(default.max_rate)}/s ({d_p99}) at the {DEFAULT_DELAY_MS:g} ms default"
+        if win.max_rate >= default.max_rate:
+            ratio = f" ({win.max_rate / default.max_rate:.2f}×)" if default.max_rate > 0 else ""
+            words.append(
+                f"  batch delay {c.max_batch_delay_ms:g} ms measured best: {_fmt(win.max_rate)}/s{ratio} against {against}"
+            )
+        else:
+            words.append(
+                f"  batch delay {c.max_batch_delay_ms:g} ms: {_fmt(win.max_rate)}/s, within the search's "
+                f"{spec.search.resolution:.0%} resolution of {against} — the shorter delay wins the tie"
+            )
     elif default is win:
         words.append(
-            f"  batch delay: the {DEFAULT_DELAY_MS:g} ms default measured best (or tied within the resolution)"
+            f"  batch delay: the {DEFAULT_DELAY_MS:g} ms default measured best (ties within the resolution included)"
         )
     others = sorted((r for r in results if r is not win), key=lambda r: -r.max_rate)[:4]
     if others:
         words.append("  others: " + "; ".join(f"{r.candidate.label()} {_fmt(r.max_rate)}/s" for r in others))
     words.append(f"  {reasoning}")
     return OnlineSummary(win, default, pending, reasoning, words)
+
+
+@dataclass
+class OnlineOutcome:
+    """An online sweep as a driver keeps it: the spec, every candidate, the conclusion, the time taken."""
+
+    spec: OnlineSpec
+    results: list[CandidateResult]
+    summary: OnlineSummary
+    elapsed_s: float
+
+    @property
+    def winner_config(self) -> TrialConfig | None:
+        """The closed-loop configuration of the winner (its partition size is map's), if any."""
+        win = self.summary.winner
+        if win is None:
+            return None
+        match = [
+            c
+            for c, _ in self.spec.configs
+            if (c.backend, c.workers, c.threads_per_worker) == win.candidate.engine()
+        ]
+        return match[0] if match else None
