@@ -17,7 +17,7 @@ def fake_step(rate: float, capacity: float, *, p99_ci: tuple[float, float] = (10
     return StepResult(
         rate=rate, duration_s=1.0, objective_ms=50.0, requests=int(rate), sent=int(rate), offered=rate,
         achieved=rate if ok else capacity, completed=int(min(rate, capacity)), failed=0, rejected=0,
-        unfinished=0, items_per_request=1.0, latency_ms={"p99": 15.0 if ok else 80.0},
+        unfinished=0, items_per_request=1.0, latency_ms={"p50": 4.0 if ok else 30.0, "p99": 15.0 if ok else 80.0},
         latency_ci_ms={"p99": p99_ci if ok else (70.0, 90.0)}, queue=[(0.5, 4), (0.9, 4)], queue_slope=0.0,
         queue_growing=not ok, batches={}, late=0, max_lag_ms=0.0, generator_behind=False, sustainable=ok,
         reasons=[] if ok else ["queue growing (+1 items/s)"],

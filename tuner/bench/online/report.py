@@ -208,3 +208,47 @@ def with_online(profile: Any, section: Online) -> Any:
     data["recommended"]["max_batch_delay_ms"] = section.max_batch_delay_ms
     data["recommended"]["max_pending"] = section.max_pending
     return ScalingProfile.model_validate(data)
+
+
+def profile_for_plan(section: Online, *, model: str, host: Any, best: TrialResult | None = None) -> Any:
+    """The smallest valid profile around an ``online:`` section, measured on ``host`` — what
+    :func:`tuner.plan.make_plan` reads (the TUI plans from a sweep that was not exported)."""
+    from datetime import datetime, timezone
+
+    from tuner import __version__
+    from tuner.profile import Autoscale, Evidence, HostInfo, ModelRef, PeakRss, Recommended, ScalingProfile
+
+    rss = best.peak_rss_mb if best is not None else {}
+    platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
+    return ScalingProfile(
+        schema_version=1,
+        name="plan",
+        created=datetime.now(timezone.utc).replace(microsecond=0),
+        tool_version=__version__,
+        model=ModelRef(spec=model),
+        host=HostInfo(
+            fingerprint=host.fingerprint(),
+            summary=host.summary(),
+            usable_cores=host.usable_cores,
+            logical_cores=host.logical_cores,
+            physical_cores=host.physical_cores,
+            memory_total_gb=round(host.memory_total_bytes / 1e9, 1),
+            cpu_model=host.cpu_model or "unknown",
+            platform=platform,  # type: ignore[arg-type]
+            machine=host.machine,
+        ),
+        recommended=Recommended(
+            backend=section.backend,
+            workers=section.workers,
+            threads_per_worker=section.threads_per_worker,
+            partition_size=section.max_batch_size,
+            max_batch_delay_ms=section.max_batch_delay_ms,
+            max_pending=section.max_pending,
+        ),
+        autoscale=Autoscale(min_workers=1, max_workers=section.workers),
+        evidence=Evidence(
+            throughput=float(best.throughput) if best is not None and best.throughput > 0 else 1.0,
+            peak_rss_mb=PeakRss(per_worker=rss.get("per_worker"), total=rss.get("total")) if rss else None,
+        ),
+        online=section,
+    )

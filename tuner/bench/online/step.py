@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tuner.bench.online.messages import StepProgress
 from tuner.bench.online.schedule import Schedule
 from tuner.engine import events as ev
 from tuner.errors import Overloaded, TunerError
@@ -100,21 +101,6 @@ PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999
 
 class StepCancelled(TunerError):
     """The step was cancelled before its end (the sweep's cancel event)."""
-
-
-@dataclass(frozen=True)
-class StepProgress:
-    """Live figures of the running step (a few a second; the TUI coalesces them)."""
-
-    candidate: int
-    step: int
-    t: float  # seconds since the step started
-    rate: float  # intended requests/s
-    sent: int
-    done: int
-    p50_ms: float
-    p99_ms: float
-    queue: int  # items in flight now
 
 
 @dataclass(frozen=True)

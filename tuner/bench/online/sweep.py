@@ -32,9 +32,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from tuner.bench.online.messages import (
+    CandidateFinished,
+    CandidateStarted,
+    OnlineFinished,
+    OnlineMessage,
+    StepFinished,
+)
 from tuner.bench.online.schedule import RequestSize, Trace, make_schedule
 from tuner.bench.online.search import RateSearch, SearchSettings, search_max_rate
-from tuner.bench.online.step import BatchCounter, StepCancelled, StepProgress, StepResult, run_step
+from tuner.bench.online.step import BatchCounter, StepCancelled, StepResult, run_step
 from tuner.bench.types import TrialConfig, TrialResult
 from tuner.errors import BadInput, DataError, TunerError
 
@@ -134,37 +141,6 @@ class CandidateResult:
             closed_loop_throughput=d.get("closed_loop_throughput", 0.0),
             error=d.get("error"),
         )
-
-
-# -- messages (the TUI turns them into Textual messages; StepProgress is coalesced) --------------
-@dataclass(frozen=True)
-class CandidateStarted:
-    index: int
-    candidate: Candidate
-    planned: int  # candidates this sweep expects to search
-
-
-@dataclass(frozen=True)
-class StepFinished:
-    candidate: int
-    step: int
-    result: StepResult
-
-
-@dataclass(frozen=True)
-class CandidateFinished:
-    index: int
-    result: CandidateResult
-
-
-@dataclass(frozen=True)
-class OnlineFinished:
-    results: list[CandidateResult]
-    interrupted: bool
-    elapsed_s: float
-
-
-OnlineMessage = CandidateStarted | StepProgress | StepFinished | CandidateFinished | OnlineFinished
 
 
 def engine_configs(
