@@ -53,7 +53,7 @@ def test_the_online_view_shows_steps_verdicts_the_knee_and_a_plan() -> None:
             await pilot.pause()
             table = app.query_one(OnlineStepsTable)
             assert table.row_count == 5
-            verdicts = [str(table.get_row_at(i)[-1]) for i in range(5)]
+            verdicts = [str(table.get_row_at(i)[5]) for i in range(5)]
             assert verdicts[:2] == ["✓ sustainable", "✓ sustainable"] and verdicts[2].startswith("✗ queue growing")
             curve = app.query_one(OnlineCurveChart)
             assert curve.knee == 1000.0 and curve.objective_ms == 50.0 and len(curve.steps) == 5
