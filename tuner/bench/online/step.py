@@ -186,7 +186,13 @@ class BatchCounter:
 
 
 def queue_trend(samples: Sequence[tuple[float, float]], t_from: float) -> tuple[float, float]:
-    """(slope, standard error) of least squares depth ~ time over the samples at or after ``t_from``."""
+    """(slope, standard error) of least squares depth ~ time over the samples at or after ``t_from``.
+
+    Queue depth samples 20 ms apart are strongly autocorrelated (a queue near saturation wanders
+    slowly), so the textbook standard error — which assumes independent residuals — would be far too
+    small and call a wandering queue "growing". It is widened by the usual AR(1) factor
+    √((1 + r₁)/(1 − r₁)), r₁ the lag-1 autocorrelation of the residuals (capped at 0.95).
+    """
     pts = [(t, d) for t, d in samples if t >= t_from]
     if len(pts) < 3:
         return 0.0, math.inf
@@ -198,8 +204,11 @@ def queue_trend(samples: Sequence[tuple[float, float]], t_from: float) -> tuple[
         return 0.0, math.inf
     slope = float((x * (y - y.mean())).sum() / sxx)
     resid = y - y.mean() - slope * x
-    s2 = float((resid * resid).sum()) / (len(pts) - 2)
-    return slope, math.sqrt(s2 / sxx)
+    ss = float((resid * resid).sum())
+    s2 = ss / (len(pts) - 2)
+    r1 = float((resid[1:] * resid[:-1]).sum()) / ss if ss > 0 else 0.0
+    r1 = min(max(r1, 0.0), 0.95)
+    return slope, math.sqrt(s2 / sxx) * math.sqrt((1 + r1) / (1 - r1))
 
 
 def judge(
