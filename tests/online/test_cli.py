@@ -14,7 +14,9 @@ from tuner.profile import load_profile
 from tuner.runtime import settings_from_profile
 
 
-def tuner(cmd: list[str], env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def tuner(
+    cmd: list[str], env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -71,9 +73,15 @@ def test_online_sweep_writes_the_section_the_runtime_and_the_plan_read(
     [
         (["--online"], "--online needs --p99-ms MS"),
         (["--step", "0.5"], "--step needs --online"),
-        (["--online", "--p99-ms", "50", "--baseline", "x.yaml"], "--online cannot be combined with --baseline"),
+        (
+            ["--online", "--p99-ms", "50", "--baseline", "x.yaml"],
+            "--online cannot be combined with --baseline",
+        ),
         (["--online", "--p99-ms", "50", "--trace", "missing.txt"], "missing.txt: no such trace file"),
-        (["--online", "--p99-ms", "50", "--arrivals", "burst"], "--arrivals 'burst': choose from constant, poisson"),
+        (
+            ["--online", "--p99-ms", "50", "--arrivals", "burst"],
+            "--arrivals 'burst': choose from constant, poisson",
+        ),
         (["--online", "--p99-ms", "50", "--batch-delays", "1,-2"], "--batch-delays '-2': out of range"),
         (["--online", "--p99-ms", "50", "--request-size", "0"], "--request-size '0': out of range"),
         (["--online", "--p99-ms", "50", "--step", "0.01"], "--step '0.01': out of range"),
@@ -97,10 +105,14 @@ def test_plan_prints_words_and_refuses_what_it_cannot_plan(
     tmp_path: Path, tuner_cmd: list[str], clean_env: dict[str, str]
 ) -> None:
     scaling = {n: [300.0 * n / (1 + 0.1 * (n - 1))] * 3 for n in (1, 2, 4)}
-    good = write(tmp_path / "good.yaml", profile(online(workers=4, max_rate=1000.0, scaling=scaling), usable=4))
+    good = write(
+        tmp_path / "good.yaml", profile(online(workers=4, max_rate=1000.0, scaling=scaling), usable=4)
+    )
     p = tuner(tuner_cmd, clean_env, "plan", str(good), "--rate", "5000")
     assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("To serve 5.00k requests/s with p99 <= 50 ms and 30% headroom: 8 hosts like this one")
+    assert p.stdout.startswith(
+        "To serve 5.00k requests/s with p99 <= 50 ms and 30% headroom: 8 hosts like this one"
+    )
     assert "Assumptions:" in p.stdout and "rates add across hosts" in p.stdout
     bare = write(tmp_path / "bare.yaml", profile(None))
     for args, code, message in (

@@ -89,3 +89,24 @@ def test_nothing_sustainable_says_so() -> None:
     s = summarize([bad], spec)
     assert s.winner is None and s.max_pending is None
     assert s.words[0].startswith("Online: no candidate sustained any rate with p99 <= 50 ms")
+
+
+def test_a_spurious_failure_is_rechecked_and_the_climb_resumes() -> None:
+    seen: dict[float, int] = {}
+
+    def step(rate: float) -> StepResult:
+        seen[rate] = seen.get(rate, 0) + 1
+        if rate == 400.0 and seen[rate] == 1:  # a stall of the host: fails once, holds when measured again
+            return fake_step(rate, 0.0)
+        return fake_step(rate, 1234.0)
+
+    found = search_max_rate(step, 100.0, SearchSettings(resolution=0.05, recheck=1))
+    assert seen[400.0] == 2
+    lo, hi = found.bracket
+    assert lo <= 1234.0 < hi and hi / lo - 1 <= 0.05
+
+
+def test_a_real_limit_costs_one_recheck_step() -> None:
+    plain = search_max_rate(lambda r: fake_step(r, 1234.0), 100.0, SearchSettings(recheck=0))
+    checked = search_max_rate(lambda r: fake_step(r, 1234.0), 100.0, SearchSettings(recheck=1))
+    assert len(checked.steps) == len(plain.steps) + 1 and checked.max_rate == plain.max_rate

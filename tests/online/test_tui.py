@@ -14,7 +14,13 @@ from textual.widgets import Input, Static
 from online.test_search import fake_step
 from tui.conftest import make_app, wait_for
 from tui.fakes import demo_messages, feed
-from tuner.bench.online.messages import CandidateFinished, CandidateStarted, OnlineFinished, StepFinished, StepProgress
+from tuner.bench.online.messages import (
+    CandidateFinished,
+    CandidateStarted,
+    OnlineFinished,
+    StepFinished,
+    StepProgress,
+)
 from tuner.bench.online.sweep import Candidate, CandidateResult, OnlineOutcome, OnlineSpec, summarize
 from tuner.bench.recommend import recommend
 from tuner.bench.types import Objective, TrialConfig, TrialResult
@@ -32,11 +38,18 @@ def online_messages(capacity: float = 1000.0) -> tuple[list[Any], OnlineOutcome]
     steps = [fake_step(r, capacity) for r in rates]
     msgs: list[Any] = [CandidateStarted(0, cand, 1)]
     for i, s in enumerate(steps):
-        msgs += [StepProgress(0, i, t, s.rate, int(s.rate * t), int(s.rate * t) - 3, 4.0, 9.0, 12) for t in (0.25, 0.5)]
+        msgs += [
+            StepProgress(0, i, t, s.rate, int(s.rate * t), int(s.rate * t) - 3, 4.0, 9.0, 12)
+            for t in (0.25, 0.5)
+        ]
         msgs.append(StepFinished(0, i, s))
-    result = CandidateResult(cand, steps=steps, stop_reason="resolved within 5%", closed_loop_throughput=3000.0)
+    result = CandidateResult(
+        cand, steps=steps, stop_reason="resolved within 5%", closed_loop_throughput=3000.0
+    )
     msgs += [CandidateFinished(0, result), OnlineFinished([result], False, 12.0)]
-    spec = OnlineSpec(model="builtin:mlp", objective_ms=50.0, configs=[(TrialConfig("process", 2, 1, 64), 3000.0)])
+    spec = OnlineSpec(
+        model="builtin:mlp", objective_ms=50.0, configs=[(TrialConfig("process", 2, 1, 64), 3000.0)]
+    )
     return msgs, OnlineOutcome(spec, [result], summarize([result], spec), 12.0)
 
 
@@ -54,7 +67,9 @@ def test_the_online_view_shows_steps_verdicts_the_knee_and_a_plan() -> None:
             table = app.query_one(OnlineStepsTable)
             assert table.row_count == 5
             verdicts = [str(table.get_row_at(i)[5]) for i in range(5)]
-            assert verdicts[:2] == ["✓ sustainable", "✓ sustainable"] and verdicts[2].startswith("✗ queue growing")
+            assert verdicts[:2] == ["✓ sustainable", "✓ sustainable"] and verdicts[2].startswith(
+                "✗ queue growing"
+            )
             curve = app.query_one(OnlineCurveChart)
             assert curve.knee == 1000.0 and curve.objective_ms == 50.0 and len(curve.steps) == 5
             assert app.query_one(OnlineLiveChart).key == (0, 4)
@@ -102,7 +117,9 @@ def test_a_real_online_search_from_the_view(tmp_path: Path) -> None:
     """The real driver: the online sweep in a child process, its messages through the relay."""
 
     async def body() -> None:
-        app = make_app(model="builtin:sleep", driver=BenchDriver(results_path=tmp_path / "r.jsonl"), validator=None)
+        app = make_app(
+            model="builtin:sleep", driver=BenchDriver(results_path=tmp_path / "r.jsonl"), validator=None
+        )
         app.online_step_s = 0.3
         async with app.run_test(size=SIZE) as pilot:
             trials = [_sleep_trial(TrialConfig("thread", w, 1, 16), 600.0 * w) for w in (1, 2)]

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tuner.bench.online.schedule import Trace
 from tuner.bench.online.step import StepResult
 from tuner.bench.online.sweep import CandidateResult, OnlineSpec, OnlineSummary
 from tuner.bench.types import TrialResult
@@ -107,7 +108,11 @@ def online_section(
     return Online(
         objective_p99_ms=spec.objective_ms,
         arrivals=spec.arrivals_text,
-        request_size=str(spec.request_size),
+        request_size=(
+            "as in the trace"
+            if isinstance(spec.arrivals, Trace) and spec.arrivals.sizes is not None
+            else str(spec.request_size)
+        ),
         items_per_request=float(win.best.items_per_request),
         step_s=spec.step_s,
         backend=c.backend,  # type: ignore[arg-type]

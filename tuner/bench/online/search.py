@@ -8,9 +8,12 @@
                                                            or the budget cannot fit another step
 
 The search only sees verdicts (:class:`~tuner.bench.online.step.StepResult.sustainable`), so it is a
-pure function of a step callable and is tested on synthetic capacities. A noisy verdict cannot undo
-the bracket: a step can only narrow it (a sustainable step raises ``lo`` only below ``hi``, an
-unsustainable one lowers ``hi`` only above ``lo``).
+pure function of a step callable and is tested on synthetic capacities. A step can only narrow the
+bracket (a sustainable step raises ``lo`` only below ``hi``, an unsustainable one lowers ``hi`` only
+above ``lo``) — so one spurious failure (a stall of the shared host) would cap the search for good.
+Hence the **re-check**: once the bracket is resolved, the failing end is measured once more
+(``recheck`` times at most); if it now holds, the failure was noise, it becomes ``lo`` and the climb
+resumes. A real limit fails again, which costs one step.
 
 **The interval on the max rate** (``max_rate_ci``) is not a bootstrap: a max rate is a boundary, not a
 mean. Its low end is the highest rate whose step was sustainable *with confidence* — every criterion
@@ -41,6 +44,7 @@ class SearchSettings:
     resolution: float = 0.05  # stop bisecting when hi/lo − 1 is at most this
     max_steps: int = 16
     min_rate: float = 1.0  # below this many requests/s there is nothing to serve: give up
+    recheck: int = 1  # times the failing end of a resolved bracket is measured again
 
 
 @dataclass
@@ -52,7 +56,8 @@ class RateSearch:
 
     @property
     def best(self) -> StepResult | None:
-        """The sustainable step at the highest rate (None when no step was sustainable)."""
+        """The sustainable step at the highest rate (None when no step was sustainable); a rate that
+        failed and then held when re-checked counts as held (the failure was the noise)."""
         ok = [s for s in self.steps if s.sustainable]
         return max(ok, key=lambda s: s.rate) if ok else None
 
@@ -115,6 +120,8 @@ def search_max_rate(
     lo: float | None = None  # highest sustainable rate
     hi: float | None = None  # lowest unsustainable rate
     rate = max(start, settings.min_rate)
+    rechecks = settings.recheck
+    checking = False  # this step re-measures the failing end of the bracket
 
     def fits() -> bool:
         if deadline is None or not durations:
@@ -132,13 +139,20 @@ def search_max_rate(
         s = step(rate)
         durations.append(clock() - t)
         out.steps.append(s)
-        if s.sustainable:
+        if checking and s.sustainable:
+            lo, hi = rate, None  # the failure there was noise: climb on from it
+        elif s.sustainable:
             if hi is None or rate < hi:
                 lo = rate if lo is None else max(lo, rate)
         elif lo is None or rate > lo:
             hi = rate if hi is None else min(hi, rate)
+        checking = False
         if lo is not None and hi is not None:
             if hi / lo - 1 <= settings.resolution:
+                if rechecks > 0:
+                    rechecks -= 1
+                    checking, rate = True, hi
+                    continue
                 out.stop_reason = f"resolved within {settings.resolution:.0%}"
                 break
             rate = math.sqrt(lo * hi)

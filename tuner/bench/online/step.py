@@ -35,7 +35,9 @@ generator sent fewer than :data:`ACHIEVED_SHARE` of its schedule by the step's e
   The one definition of :mod:`tuner.stats`.
 * **queue not growing** — least-squares slope of the items in flight over the step's second half,
   in items/s: growing when the slope exceeds :data:`GROWTH_SHARE` of the offered item rate *and* is
-  above zero by more than twice its standard error (so sampling noise at low rates is not growth).
+  above zero by more than twice its standard error, widened for the samples' autocorrelation (so a
+  queue wandering near saturation is not called growing). The test's resolution is its noise: in a
+  short step, growth below about two standard errors is not seen; longer steps resolve finer.
 * **sustainable** — achieved >= :data:`ACHIEVED_SHARE` × offered, the queue not growing, p99 <= the
   objective, and the generator kept its schedule.
 
