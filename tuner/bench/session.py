@@ -100,11 +100,11 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
     """
     from dataclasses import replace
 
-    from tuner.bench.measure import bootstrap_ci, check_feasible
+    from tuner.bench.measure import check_feasible
+    from tuner.stats import bootstrap_ci, median
 
     if b.error or b.throughput <= 0:
         return a
-    import numpy as np
 
     n_a = max(1, min(len(a.windows), 3)) if a.stable else len(a.windows)
     n_b = max(1, min(len(b.windows), 3)) if b.stable else len(b.windows)
@@ -112,7 +112,7 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
     (ci,) = bootstrap_ci(windows, None, (0.5,))
     merged = replace(
         b,
-        throughput=round(float(np.median(windows)), 2),
+        throughput=round(median(windows), 2),
         throughput_ci=(round(ci[0], 2), round(ci[1], 2)),
         stable=a.stable and b.stable,
         windows=[*a.windows, *b.windows],
