@@ -125,3 +125,35 @@ def test_plan_prints_words_and_refuses_what_it_cannot_plan(
         r = tuner(tuner_cmd, clean_env, "plan", *args)
         assert r.returncode == code, (args, r.stderr)
         assert message in r.stderr and r.stderr.count("\n") == 1 and r.stdout == "", (args, r.stderr)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_during_the_online_search_stops_promptly_and_writes_nothing(
+    tmp_path: Path, tuner_cmd: list[str], clean_env: dict[str, str]
+) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "p.yaml"
+    proc = subprocess.Popen(
+        [*tuner_cmd, "bench", "--model", "builtin:sleep", "--backends", "thread", "--workers", "1", "--partition-sizes",
+         "16", "--window", "0.2", "--items", "1024", "--online", "--p99-ms", "50", "--online-budget", "60", "--step", "1",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "step 1: " not in seen and time.monotonic() < deadline:  # a step of the online search ended
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "step 1: " in seen, seen
+    t_sig = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t_sig < 5.0  # within one sample of the step, plus the runtime's close
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not out.exists()

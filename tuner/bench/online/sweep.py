@@ -73,6 +73,10 @@ DEFAULT_DELAY_MS = 5.0
 DEFAULT_DELAYS_MS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0)
 #: Warm-up of each candidate's runtime (workers started, first batches through), not measured.
 WARMUP_S = 0.5
+#: The first candidate starts at this share of its closed-loop throughput: climbing costs a step per
+#: doubling, while a first step far past capacity costs a long drain and a backlog the bound refuses
+#: (and per-item submit overhead makes the open-loop capacity lower than the closed loop's).
+FIRST_START_SHARE = 0.25
 #: Search settings of the candidates after the first: they start near the best rate found so far.
 LATER_START_SHARE = 0.8
 LATER_FACTOR = 1.5
@@ -303,7 +307,7 @@ class OnlineSweep:
         found = [r.max_rate for r in self.results if r.max_rate > 0]
         if found:
             return LATER_START_SHARE * max(found), replace(self.spec.search, factor=LATER_FACTOR)
-        return max(self.spec.search.min_rate, 0.5 * tput / per_request), self.spec.search
+        return max(self.spec.search.min_rate, FIRST_START_SHARE * tput / per_request), self.spec.search
 
     def _search(
         self, index: int, cand: Candidate, tput: float, deadline: float, cancel: threading.Event | None
