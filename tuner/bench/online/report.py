@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tuner.bench.online.schedule import Trace
+from tuner.bench.online.search import latest
 from tuner.bench.online.step import StepResult
 from tuner.bench.online.sweep import CandidateResult, OnlineSpec, OnlineSummary
 from tuner.bench.types import TrialResult
@@ -124,7 +125,8 @@ def online_section(
         max_rate_at_slo=float(win.max_rate),
         max_rate_ci=(float(lo), float(hi) if hi is not None else None),
         p99_at_max_ms=win.best.latency_ms.get("p99"),
-        curve=[OnlineStep(**_curve_point(s)) for s in sorted(win.steps, key=lambda s: s.rate)],
+        # A rate measured twice (a re-check, a confirmation) counts by its latest verdict.
+        curve=[OnlineStep(**_curve_point(s)) for s in sorted(latest(win.steps), key=lambda s: s.rate)],
         candidates=candidates,
         scaling=scaling,
         budget_s=spec.budget_s,

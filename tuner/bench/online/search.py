@@ -8,12 +8,19 @@
                                                            or the budget cannot fit another step
 
 The search only sees verdicts (:class:`~tuner.bench.online.step.StepResult.sustainable`), so it is a
-pure function of a step callable and is tested on synthetic capacities. A step can only narrow the
-bracket (a sustainable step raises ``lo`` only below ``hi``, an unsustainable one lowers ``hi`` only
-above ``lo``) — so one spurious failure (a stall of the shared host) would cap the search for good.
-Hence the **re-check**: once the bracket is resolved, the failing end is measured once more
-(``recheck`` times at most); if it now holds, the failure was noise, it becomes ``lo`` and the climb
-resumes. A real limit fails again, which costs one step.
+pure function of a step callable and is tested on synthetic capacities. The bracket is recomputed
+from the verdicts after every step — ``lo`` the highest rate that held, ``hi`` the lowest that failed
+above it — and a rate measured twice counts by its *latest* verdict. One noisy verdict would
+otherwise decide the result, both ways:
+
+* **re-check** — a spurious failure (a stall of the shared host) would cap the search for good: once
+  the bracket is resolved, its failing end, if measured once, is measured again (``recheck`` such
+  steps at most); if it now holds, the climb resumes from it.
+* **confirm** — a lucky step would be reported as the max (the winner's curse): then the holding end,
+  if measured once, is measured again (``confirm`` such steps at most); if it now fails, the search
+  goes on below it.
+
+A real limit fails again and a real max holds again, which costs two steps.
 
 **The interval on the max rate** (``max_rate_ci``) is not a bootstrap: a max rate is a boundary, not a
 mean. Its low end is the highest rate whose step was sustainable *with confidence* — every criterion
@@ -33,7 +40,7 @@ from dataclasses import dataclass, field
 
 from tuner.bench.online.step import StepResult
 
-__all__ = ["RateSearch", "SearchSettings", "confident_bounds", "search_max_rate"]
+__all__ = ["RateSearch", "SearchSettings", "confident_bounds", "latest", "search_max_rate"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,13 @@ class SearchSettings:
     resolution: float = 0.05  # stop bisecting when hi/lo − 1 is at most this
     max_steps: int = 16
     min_rate: float = 1.0  # below this many requests/s there is nothing to serve: give up
-    recheck: int = 1  # times the failing end of a resolved bracket is measured again
+    recheck: int = 1  # re-measures of a resolved bracket's failing end (each end at most once)
+    confirm: int = 2  # re-measures of its holding end, the max found (each end at most once)
+
+
+def latest(steps: list[StepResult]) -> list[StepResult]:
+    """The last step at each rate (a rate measured again counts by its latest verdict)."""
+    return list({s.rate: s for s in steps}.values())
 
 
 @dataclass
@@ -56,9 +69,8 @@ class RateSearch:
 
     @property
     def best(self) -> StepResult | None:
-        """The sustainable step at the highest rate (None when no step was sustainable); a rate that
-        failed and then held when re-checked counts as held (the failure was the noise)."""
-        ok = [s for s in self.steps if s.sustainable]
+        """The step at the highest rate whose latest verdict was sustainable (None: no such rate)."""
+        ok = [s for s in latest(self.steps) if s.sustainable]
         return max(ok, key=lambda s: s.rate) if ok else None
 
     @property
@@ -70,12 +82,12 @@ class RateSearch:
     def bracket(self) -> tuple[float, float | None]:
         """(highest sustainable rate, lowest unsustainable rate above it, or None)."""
         lo = self.max_rate
-        above = [s.rate for s in self.steps if not s.sustainable and s.rate > lo]
+        above = [s.rate for s in latest(self.steps) if not s.sustainable and s.rate > lo]
         return lo, (min(above) if above else None)
 
     @property
     def max_rate_ci(self) -> tuple[float, float | None]:
-        return confident_bounds(self.steps)
+        return confident_bounds(latest(self.steps))
 
 
 def _surely_ok(s: StepResult) -> bool:
@@ -117,11 +129,11 @@ def search_max_rate(
     """
     out = RateSearch()
     durations: list[float] = []
-    lo: float | None = None  # highest sustainable rate
-    hi: float | None = None  # lowest unsustainable rate
     rate = max(start, settings.min_rate)
-    rechecks = settings.recheck
-    checking = False  # this step re-measures the failing end of the bracket
+    rechecks, confirms = settings.recheck, settings.confirm
+
+    def times(r: float) -> int:
+        return sum(1 for s in out.steps if s.rate == r)
 
     def fits() -> bool:
         if deadline is None or not durations:
@@ -136,32 +148,24 @@ def search_max_rate(
             out.stop_reason = "time budget"
             break
         t = clock()
-        s = step(rate)
+        out.steps.append(step(rate))
         durations.append(clock() - t)
-        out.steps.append(s)
-        if checking and s.sustainable:
-            lo, hi = rate, None  # the failure there was noise: climb on from it
-        elif s.sustainable:
-            if hi is None or rate < hi:
-                lo = rate if lo is None else max(lo, rate)
-        elif lo is None or rate > lo:
-            hi = rate if hi is None else min(hi, rate)
-        checking = False
-        if lo is not None and hi is not None:
-            if hi / lo - 1 <= settings.resolution:
-                if rechecks > 0:
-                    rechecks -= 1
-                    checking, rate = True, hi
-                    continue
-                out.stop_reason = f"resolved within {settings.resolution:.0%}"
-                break
-            rate = math.sqrt(lo * hi)
-        elif lo is not None:
-            rate = lo * settings.factor
-        else:
-            assert hi is not None
+        lo, hi = out.bracket
+        if out.best is None:
+            hi = min(s.rate for s in latest(out.steps))  # nothing held yet: the lowest failure
             rate = hi / settings.factor
             if rate < settings.min_rate:
                 out.stop_reason = f"no sustainable rate at or above {settings.min_rate:g}/s"
                 break
+        elif hi is None:
+            rate = lo * settings.factor
+        elif hi / lo - 1 > settings.resolution:
+            rate = math.sqrt(lo * hi)
+        elif rechecks > 0 and times(hi) == 1:
+            rechecks, rate = rechecks - 1, hi  # a failure at the edge may have been the host
+        elif confirms > 0 and times(lo) == 1:
+            confirms, rate = confirms - 1, lo  # a pass at the edge may have been luck
+        else:
+            out.stop_reason = f"resolved within {settings.resolution:.0%}"
+            break
     return out
