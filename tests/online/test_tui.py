@@ -112,7 +112,7 @@ def _sleep_trial(config: TrialConfig, throughput: float) -> TrialResult:
     )  # fmt: skip
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 def test_a_real_online_search_from_the_view(tmp_path: Path) -> None:
     """The real driver: the online sweep in a child process, its messages through the relay."""
 
@@ -131,16 +131,16 @@ def test_a_real_online_search_from_the_view(tmp_path: Path) -> None:
             app.query_one("#online-p99", Input).value = "100"
             await pilot.click("#online-start")
             await wait_for(pilot, lambda: app.online_running, timeout=10, what="the online worker")
-            await wait_for(pilot, lambda: app.query_one(OnlineStepsTable).row_count > 0, timeout=30,
+            await wait_for(pilot, lambda: app.query_one(OnlineStepsTable).row_count > 0, timeout=60,
                            what="the first step in the table")  # fmt: skip
-            await wait_for(pilot, lambda: app.online_outcome is not None, timeout=40, what="the online outcome",
+            await wait_for(pilot, lambda: app.online_outcome is not None, timeout=90, what="the online outcome",
                            detail=lambda: str(app.query_one("#online-status", Static).render()))  # fmt: skip
             outcome = app.online_outcome
             assert outcome.results and outcome.results[0].candidate.engine() == ("thread", 2, 1)
             assert outcome.summary.winner is not None
             pane = app.query_one(OnlinePane)
             assert len(pane.results) == len(outcome.results)
-            await wait_for(pilot, lambda: not app.online_running, timeout=10, what="the worker to end")
+            await wait_for(pilot, lambda: not app.online_running, timeout=20, what="the worker to end")
             app.query_one("#plan-rate", Input).value = "100000"
             await pilot.pause()
             assert "hosts like this one" in str(app.query_one("#plan-text", Static).render())
