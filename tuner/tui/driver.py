@@ -8,6 +8,7 @@ real driver imports the benchmark lazily: opening the TUI does not pay for it up
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,6 +96,8 @@ class BenchDriver:
             faults=values.faults if values.faults.active else None,
             settings=settings,
             results_path=str(self.results_path) if self.results_path else None,
+            # The sweep measures in a child of this (UI) process: the UI is tuner, not outside load.
+            own_pids=() if self.in_process else (os.getpid(),),
         )
         if self.in_process:
             return Sweep(spec, on_message=on_message), spec
