@@ -169,7 +169,6 @@ class ProcessTable:
     """Every readable process's cumulative CPU (its own and its reaped children's) at one instant."""
 
     t: float  # time.perf_counter()
-    epoch: float  # time.time(), to compare with process create times
     cpu: dict[int, tuple[str, float, float, int]]  # pid -> (name, cpu seconds, create time, ppid)
 
     @classmethod
@@ -177,7 +176,7 @@ class ProcessTable:
         """Read the whole process table (a few ms for ~100 processes: not a per-window call)."""
         import psutil
 
-        t, epoch = time.perf_counter(), time.time()
+        t = time.perf_counter()
         out: dict[int, tuple[str, float, float, int]] = {}
         for p in psutil.process_iter(["name", "cpu_times", "create_time", "ppid"]):
             info = p.info
@@ -190,7 +189,7 @@ class ProcessTable:
                 float(info.get("create_time") or 0.0),
                 int(info.get("ppid") or 0),
             )
-        return cls(t, epoch, out)
+        return cls(t, out)
 
 
 def top_outside(
@@ -226,10 +225,11 @@ def top_outside(
         prev = before.cpu.get(pid)
         if prev is not None and prev[2] == created:
             used = cpu - prev[1] - reaped_before.get(pid, 0.0)
-        elif created >= before.epoch - 0.01:
-            used = cpu  # born in the interval (a pid reused after a death counts here too)
         else:
-            continue  # unknown start: no honest share
+            # Born between the tables (``before`` lists every readable process; a pid reused after
+            # a death has another create time). Create times are not compared with the clock:
+            # psutil derives them from the boot time in whole seconds.
+            used = cpu
         if used > 0:
             found.append(OutsideProcess(name, pid, round(used / span / cores, 3)))
     found.sort(key=lambda p: -p.share)
@@ -306,21 +306,30 @@ def _affinity() -> list[int] | None:
 class HostSampler:
     """Reads :class:`Snapshot` s of this machine, counting ``root`` and its descendants as tuner.
 
+    ``usable_cores``: as :func:`tuner.hardware.probe` counts them (affinity and CPU quota); read
+    here when not given.
     ``own_pids`` are more processes to count as tuner (with their descendants found by
     :meth:`scan`): the TUI's UI process, parent of the sweep process that measures.
     """
 
-    def __init__(self, usable_cores: int, own_pids: Iterable[int] = (), root: int | None = None) -> None:
+    def __init__(
+        self, usable_cores: int | None = None, own_pids: Iterable[int] = (), root: int | None = None
+    ) -> None:
         import psutil
 
         self._psutil = psutil
-        self.usable_cores = max(1, int(usable_cores))
         ncpu = psutil.cpu_count() or 1
         cpus = _affinity()
         # psutil lists per-CPU times by position; with offline CPUs positions are not ids, and then
         # the machine-wide total is the honest fallback.
         self._cpus = cpus if cpus is not None and len(cpus) < ncpu and max(cpus) < ncpu else None
         n_cpus = len(self._cpus) if self._cpus is not None else ncpu
+        if usable_cores is None:
+            from tuner.hardware import cgroup_cpu_quota
+            from tuner.hardware import usable_cores as usable
+
+            usable_cores = usable(len(cpus) if cpus else ncpu, cgroup_cpu_quota())
+        self.usable_cores = max(1, int(usable_cores))
         self.spare_cores = max(0, n_cpus - self.usable_cores)
         self.root = root if root is not None else os.getpid()
         self._roots = [self.root, *(p for p in own_pids if p != self.root)]
@@ -348,22 +357,20 @@ class HostSampler:
             pass
 
     def scan(self) -> int:
-        """Find every descendant of tuner's processes (one walk of the process table); returns how many were new."""
+        """Find every descendant of tuner's processes (a walk of the process table per root, ~1 ms
+        per 100 processes); returns how many were new."""
         psutil = self._psutil
-        children: dict[int, list[int]] = {}
-        for p in psutil.process_iter(["ppid"]):
-            ppid = p.info.get("ppid")
-            if ppid is not None:
-                children.setdefault(ppid, []).append(p.pid)
         before = len(self._procs)
-        todo = [pid for pid in self._roots if pid in self._procs]
-        seen = set(todo)
-        while todo:
-            for kid in children.get(todo.pop(), ()):
-                if kid not in seen:
-                    seen.add(kid)
-                    self.add(kid)
-                    todo.append(kid)
+        for pid in self._roots:
+            entry = self._procs.get(pid)
+            if entry is None:
+                continue
+            try:
+                kids = entry[0].children(recursive=True)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            for k in kids:
+                self.add(k.pid)
         return len(self._procs) - before
 
     def snapshot(self) -> Snapshot:
