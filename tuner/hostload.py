@@ -166,10 +166,11 @@ class OutsideProcess:
 
 @dataclass(frozen=True)
 class ProcessTable:
-    """Every readable process's cumulative CPU (its own and its reaped children's) at one instant."""
+    """Every readable process's cumulative CPU at one instant: its own and its reaped children's."""
 
     t: float  # time.perf_counter()
-    cpu: dict[int, tuple[str, float, float, int]]  # pid -> (name, cpu seconds, create time, ppid)
+    # pid -> (name, own cpu s, reaped children's cpu s, create time, ppid)
+    cpu: dict[int, tuple[str, float, float, float, int]]
 
     @classmethod
     def read(cls) -> ProcessTable:
@@ -177,7 +178,7 @@ class ProcessTable:
         import psutil
 
         t = time.perf_counter()
-        out: dict[int, tuple[str, float, float, int]] = {}
+        out: dict[int, tuple[str, float, float, float, int]] = {}
         for p in psutil.process_iter(["name", "cpu_times", "create_time", "ppid"]):
             info = p.info
             ct = info.get("cpu_times")
@@ -185,7 +186,8 @@ class ProcessTable:
                 continue
             out[p.pid] = (
                 info.get("name") or "?",
-                _proc_cpu(ct),
+                float(ct.user + ct.system),
+                float(getattr(ct, "children_user", 0.0) + getattr(ct, "children_system", 0.0)),
                 float(info.get("create_time") or 0.0),
                 int(info.get("ppid") or 0),
             )
@@ -203,33 +205,49 @@ def top_outside(
     """The ``n`` processes (not tuner's own) that used the most CPU between two tables.
 
     A process that reaps children (``make``, ``apt``, a shell running tests) is credited with their
-    CPU, so a build of many short compiler runs shows up as its driver — less what a reaped child
-    had already used when ``before`` was read (that was before the interval). A process born
-    between the tables counts whole.
+    CPU, so a build of many short compiler runs shows up as its driver — less what the reaped
+    processes had already used when ``before`` was read (that was before the interval): each dead
+    process's earlier CPU is taken off its nearest ancestor still alive. Two exceptions, where the
+    reaped time cannot be told apart from history: pid 1 (it inherits every orphan of the machine)
+    gets its own CPU only, and so does a process whose credit would exceed what every CPU of the
+    machine could have done in the interval. A process born between the tables counts whole.
     """
     span = after.t - before.t
     if span <= 0:
         return []
     mine = set(own)
     cores = max(1.0, float(usable_cores))
-    # CPU of children that died between the tables, as ``before`` saw it, by the parent that
-    # reaped them: already spent before the interval, so not the parent's in it.
-    reaped_before: dict[int, float] = {}
-    for pid, (_name, cpu, _created, ppid) in before.cpu.items():
-        if pid not in after.cpu:
-            reaped_before[ppid] = reaped_before.get(ppid, 0.0) + cpu
+    capacity = span * (os.cpu_count() or cores)
+
+    def alive(pid: int) -> bool:
+        now, then = after.cpu.get(pid), before.cpu.get(pid)
+        return now is not None and then is not None and now[3] == then[3]
+
+    # CPU that dead processes had spent before the interval, by their nearest living ancestor
+    # (whose "children" time now holds it, through every dead parent between them).
+    history: dict[int, float] = {}
+    for pid, (_name, own_s, kids_s, _created, ppid) in before.cpu.items():
+        if alive(pid):
+            continue
+        up, seen = ppid, {pid}
+        while up in before.cpu and not alive(up) and up not in seen:
+            seen.add(up)
+            up = before.cpu[up][4]
+        history[up] = history.get(up, 0.0) + own_s + kids_s
     found: list[OutsideProcess] = []
-    for pid, (name, cpu, created, _ppid) in after.cpu.items():
+    for pid, (name, own_s, kids_s, created, _ppid) in after.cpu.items():
         if pid in mine:
             continue
         prev = before.cpu.get(pid)
-        if prev is not None and prev[2] == created:
-            used = cpu - prev[1] - reaped_before.get(pid, 0.0)
+        if prev is not None and prev[3] == created:
+            mine_s = own_s - prev[1]
+            reaped = max(0.0, kids_s - prev[2] - history.get(pid, 0.0))
+            used = mine_s + reaped if pid != 1 and mine_s + reaped <= capacity else mine_s
         else:
             # Born between the tables (``before`` lists every readable process; a pid reused after
             # a death has another create time). Create times are not compared with the clock:
             # psutil derives them from the boot time in whole seconds.
-            used = cpu
+            used = own_s + kids_s if own_s + kids_s <= capacity else own_s
         if used > 0:
             found.append(OutsideProcess(name, pid, round(used / span / cores, 3)))
     found.sort(key=lambda p: -p.share)

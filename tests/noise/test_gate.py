@@ -145,3 +145,15 @@ def test_exit_code_three_is_inconclusive() -> None:
     from tuner.errors import Inconclusive, exit_code_for
 
     assert exit_code_for(Inconclusive("x")) == ExitCode.INCONCLUSIVE == 3
+
+
+def test_a_baseline_measured_on_a_busy_host_is_said() -> None:
+    from dataclasses import replace
+
+    low = replace(BASE, outside=0.42, contaminated=True)
+    v = decide([trial(1000)] * 3, low, 10, usable_cores=2)
+    assert v.kind == "ok"
+    assert v.line.endswith(
+        "· the baseline was measured on a busy host (outside load 42%): it reads low, so a slower "
+        "build can pass unseen — re-measure it on a quiet host"
+    )

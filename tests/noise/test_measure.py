@@ -69,7 +69,10 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> type[ScriptedHost]:
     ScriptedHost.made = []
     monkeypatch.setattr(measure, "HostSampler", ScriptedHost)
     tables = iter(
-        [ProcessTable(0.0, {4242: ("stress", 10.0, 1.0, 1)}), ProcessTable(1.0, {4242: ("stress", 11.0, 1.0, 1)})]
+        [
+            ProcessTable(0.0, {4242: ("stress", 10.0, 0.0, 1.0, 1)}),
+            ProcessTable(1.0, {4242: ("stress", 11.0, 0.0, 1.0, 1)}),
+        ]
     )
     monkeypatch.setattr(measure.ProcessTable, "read", classmethod(lambda cls: next(tables)))
     return ScriptedHost

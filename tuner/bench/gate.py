@@ -24,8 +24,8 @@ trials; a trial whose host was too busy to give a clean measurement is re-run, u
      first);
    * otherwise → **regression** (exit 1).
 
-A baseline measured on another host (its fingerprint differs) is said in the verdict line; the
-figures are still compared, as they were before.
+A baseline measured on another host (its fingerprint differs), or on a busy one (its evidence says
+it was contaminated, so it reads low), is said in the verdict line; the figures are still compared.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class BaselineFigures:
     p99_ci_high_ms: float | None = None
     fingerprint: str | None = None
     host_summary: str | None = None
+    outside: float | None = None  # the outside load the profile recorded (evidence.host_load)
+    contaminated: bool = False  # the profile itself was measured on a busy host: it reads low
 
 
 @dataclass
@@ -240,6 +242,13 @@ def decide(
             text += f" · host: outside load {load:.0%} of {cores}, {n_dropped} busy window{plural} discarded"
         elif load >= 0.05:
             text += f" · host: outside load {load:.0%} of {cores}"
+    if base.contaminated:
+        # A baseline that read low lets a slower build pass: say so, whatever the verdict.
+        load_then = f" (outside load {base.outside:.0%})" if base.outside is not None else ""
+        text += (
+            f" · the baseline was measured on a busy host{load_then}: it reads low, so a slower "
+            "build can pass unseen — re-measure it on a quiet host"
+        )
     same_host = fingerprint is None or base.fingerprint is None or base.fingerprint == fingerprint
     if not same_host:
         where = f" ({base.host_summary})" if base.host_summary else ""

@@ -545,6 +545,8 @@ def _gate(args: argparse.Namespace) -> int:
         p99_ci_high_ms=ev.latency_ci_ms.p99[1] if ev.latency_ci_ms and ev.latency_ci_ms.p99 else None,
         fingerprint=profile.host.fingerprint,
         host_summary=profile.host.summary,
+        outside=ev.host_load.outside if ev.host_load else None,
+        contaminated=bool(ev.host_load and ev.host_load.contaminated),
     )
     verdict = decide(
         results, base, tolerance, usable_cores=sweep.host.usable_cores, fingerprint=sweep.host.fingerprint()
