@@ -1,8 +1,15 @@
 """Shared fixtures. Every test that starts processes must leave none behind (dask's check_process_leak).
 
-``no_leaks`` is autouse: after each test, no child process of this pytest process may survive
-(the forkserver and the resource tracker are infrastructure that lives for the whole session and
-is excluded by name), and no shared-memory segment that tuner created may remain in /dev/shm.
+``no_leaks`` is autouse: after each test, no descendant of this pytest process may survive (the
+forkserver and the resource tracker are infrastructure that lives for the whole session and is
+excluded by name), and no shared-memory segment that tuner created may remain in /dev/shm.
+
+"Descendant" includes orphans: on Linux this process is made a child subreaper, so a process whose
+parent died — say one a model started in a worker that then crashed — is re-parented to pytest
+rather than to init, and stays visible here instead of escaping every children check. (Elsewhere
+only processes whose parents are still alive can be seen.) Adopted orphans that exit stay zombies
+of pytest until it exits: reaping them here could steal the exit status of a process that a
+``subprocess.Popen`` or ``multiprocessing.Process`` still waits for.
 """
 
 from __future__ import annotations
@@ -18,6 +25,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHM_PREFIX = "tuner_"
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def _become_subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+SUBREAPER = _become_subreaper()
 
 
 def _infrastructure(p: psutil.Process) -> bool:
@@ -45,6 +68,13 @@ def _children() -> list[psutil.Process]:
     return out
 
 
+def _describe(p: psutil.Process) -> tuple[int, str]:
+    try:
+        return p.pid, " ".join(p.cmdline())[:120] or p.name()
+    except psutil.Error:
+        return p.pid, "?"
+
+
 def _shm_segments() -> set[str]:
     """Segments this test process created (named tuner_<pid>_<n>); tests of subprocesses check theirs."""
     d = Path("/dev/shm")
@@ -65,13 +95,14 @@ def no_leaks() -> Iterator[None]:
     while alive and time.monotonic() < deadline:
         psutil.wait_procs(alive, timeout=0.2)
         alive = _children()
+    described = [_describe(p) for p in alive]
     for p in alive:
         try:
             p.kill()
         except psutil.NoSuchProcess:
             pass
     leaked_shm = _shm_segments() - shm_before
-    assert not alive, f"test left child processes behind: {[(p.pid, p.name()) for p in alive]}"
+    assert not alive, f"test left processes behind: {described}"
     assert not leaked_shm, f"test left shared-memory segments behind: {sorted(leaked_shm)}"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -122,3 +124,81 @@ def broken_factory():
 def sigterm_self_parent(items):  # pragma: no cover - used by a subprocess script
     os.kill(os.getppid(), signal.SIGTERM)
     return list(items)
+
+
+# -- models that start processes of their own (guarantee 5: they die with their worker) ------------
+def _start_sleeper() -> int:
+    """Start a process that would live 10 minutes; record "child_<worker pid>_<its pid>" as a marker."""
+    proc = subprocess.Popen(["sleep", "600"])
+    m = _marker(f"child_{os.getpid()}_{proc.pid}")
+    assert m is not None, "TUNER_TEST_MARKERS is not set"
+    m.touch()
+    return proc.pid
+
+
+def _first_time(name: str) -> bool:
+    m = _marker(name)
+    if m is None or m.exists():
+        return False
+    m.touch()
+    return True
+
+
+def child_then_crash_on_13(items):
+    if 13 in list(items) and _first_time("crash_once"):
+        _start_sleeper()
+        os._exit(3)
+    return list(items)
+
+
+def child_then_hang_on_13(items):
+    if 13 in list(items) and _first_time("hang_once"):
+        _start_sleeper()
+        time.sleep(600)
+    return list(items)
+
+
+def child_then_hog_on_13(items):
+    if 13 in list(items) and _first_time("hog_once"):
+        _start_sleeper()
+        hog = np.ones(400 * 1024 * 1024 // 8)
+        time.sleep(30)
+        del hog
+    return list(items)
+
+
+_my_child: int | None = None
+
+
+def child_per_worker(items):
+    """Each worker starts one long-lived process on its first partition, then works slowly."""
+    global _my_child
+    if _my_child is None:
+        _my_child = _start_sleeper()
+    time.sleep(0.002 * len(items))
+    return list(items)
+
+
+# -- models that end their partition unusually ----------------------------------------------------
+def interrupt_on_13(items):
+    if 13 in list(items):
+        raise KeyboardInterrupt
+    return list(items)
+
+
+def exit_on_13_via_sys_exit(items):
+    if 13 in list(items):
+        sys.exit(3)
+    return list(items)
+
+
+def env_threads(items):
+    """The OMP_NUM_THREADS this worker sees (None if unset), once per item."""
+    value = os.environ.get("OMP_NUM_THREADS")
+    return [value for _ in items]
+
+
+def sleep_2ms(items):
+    """A fixed service time per partition (2 ms): long enough that no result is held back for batching."""
+    time.sleep(0.002)
+    return [x * 2 for x in items]

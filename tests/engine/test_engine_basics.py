@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 import pytest
 
@@ -63,12 +66,18 @@ def test_events_describe_the_run() -> None:
     } <= kinds
     assert "ResourceSample" in kinds
     finished = [e for e in seen if isinstance(e, ev.PartitionFinished)]
-    assert sum(e.items for e in finished) == 100
-    assert all(e.latency_s >= e.service_s > 0 for e in finished)
+    assert sorted(e.partition for e in finished) == sorted(
+        e.partition for e in seen if isinstance(e, ev.PartitionSubmitted)
+    )  # one finish per partition: 10 partitions of 10 items
+    assert [e.items for e in finished] == [10] * 10
+    # the model sleeps 10 ms per item: 100 ms of service per partition, inside its latency
+    assert all(e.latency_s >= e.service_s >= 0.1 for e in finished)
     started = [e for e in seen if isinstance(e, ev.WorkerStarted)]
-    assert len(started) == 2 and all(e.pid > 0 and e.load_s > 0 for e in started)
     exited = [e for e in seen if isinstance(e, ev.WorkerExited)]
-    assert {e.cause for e in exited} == {"closed"} and len(exited) == 2
+    assert len(started) == 2 and os.getpid() not in {e.pid for e in started}
+    assert all(0 < e.load_s < 30 for e in started)
+    assert sorted(e.pid for e in exited) == sorted(e.pid for e in started)  # the real worker pids
+    assert [(e.cause, e.exitcode, e.signal) for e in exited] == [("closed", 0, None)] * 2
 
 
 def test_a_model_that_fails_to_load_raises_one_line_at_start() -> None:
@@ -96,6 +105,33 @@ def test_bad_settings_are_refused() -> None:
         EngineConfig(backend="gpu")
     with pytest.raises(ConfigError, match="timeout_s must be > 0"):
         EngineConfig(timeout_s=0)
+    with pytest.raises(ConfigError, match="sample_interval_s must be > 0"):
+        EngineConfig(sample_interval_s=0)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    ("field", "rule"),
+    [
+        ("timeout_s", "> 0"),
+        ("memory_limit_mb", "> 0"),
+        ("sample_interval_s", "> 0"),
+        ("backoff.base_s", ">= 0"),
+        ("backoff.cap_s", ">= base_s"),
+    ],
+)
+def test_a_setting_that_is_not_a_finite_number_is_refused_by_name(
+    field: str, rule: str, value: float
+) -> None:
+    from tuner.engine import Backoff
+
+    if field.startswith("backoff."):
+        kw = {"backoff": Backoff(**{field.split(".")[1]: value})}
+    else:
+        kw = {field: value}
+    with pytest.raises(ConfigError) as info:
+        EngineConfig(**kw)
+    assert str(info.value) == f"{field} must be a finite number {rule} (got {value})"
 
 
 def test_threads_per_worker_is_applied_in_each_worker(tmp_path) -> None:
@@ -136,3 +172,11 @@ def test_torch_in_the_parent_does_not_hang_workers(tmp_path) -> None:
         pass
     with Engine(f"{model}:fn", EngineConfig(workers=2, partition_size=8)) as engine:
         assert list(engine.map(range(64))) == [x + 1 for x in range(64)]
+
+
+def test_an_engine_that_could_not_start_refuses_work_instead_of_hanging() -> None:
+    engine = Engine(spec("double"), EngineConfig(start_method="fork"))
+    with pytest.raises(ConfigError, match="start method 'fork' is not supported"):
+        engine.start()
+    with pytest.raises(EngineClosed):
+        engine.submit([1, 2])  # before: queued for a supervisor that never started, forever

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.engine.helpers import spec
+from tests.engine.helpers import children_recorded, spec
 from tuner.engine import Engine, EngineConfig
 from tuner.engine import events as ev
 
@@ -50,13 +50,16 @@ PARENT = textwrap.dedent(
 def _start_parent(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
+    markers = tmp_path / "markers"
+    markers.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, str(script), spec("slow")],
+        # each worker starts a process of its own (a sleep) on its first partition
+        [sys.executable, str(script), spec("child_per_worker")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "TUNER_TEST_MARKERS": str(markers)},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until both workers are up
@@ -95,6 +98,9 @@ def test_no_worker_or_segment_survives_the_parent(tmp_path: Path, how: str) -> N
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
     assert _gone(workers), f"workers {workers} survived the parent's {how}"
+    started = children_recorded(tmp_path / "markers")
+    assert started, "the workers' model should have started processes"
+    assert _gone(list(started)), f"processes the model started survived the parent's {how}"
     # After SIGKILL the resource tracker unlinks what the dead parent left; give it the same grace.
     deadline = time.monotonic() + 5
     while _segments_of(proc.pid) and time.monotonic() < deadline:
@@ -144,8 +150,14 @@ def test_resize_while_running_loses_and_duplicates_nothing(backend: str) -> None
             stop.set()
             t.join()
     assert out == list(range(600))
-    assert sum(1 for e in seen if isinstance(e, ev.WorkerStarted)) >= 4
-    assert any(isinstance(e, ev.WorkerExited) and e.cause == "retired" for e in seen)
+    started = [e.worker for e in seen if isinstance(e, ev.WorkerStarted)]
+    exited = [(e.worker, e.cause) for e in seen if isinstance(e, ev.WorkerExited)]
+    assert len(started) >= 4  # the churn grew the pool at least from 1 to 3
+    # every worker started also left, once: retired by a resize, or closed with the engine (so did
+    # workers a resize started and retired again before they had loaded the model)
+    left = [w for w, _ in exited]
+    assert len(left) == len(set(left)) and set(started) <= set(left)
+    assert {c for _, c in exited} == {"retired", "closed"}
     assert not any(isinstance(e, ev.PartitionFailed) for e in seen)
 
 

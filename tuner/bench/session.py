@@ -106,11 +106,11 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
     """
     from dataclasses import replace
 
-    from tuner.bench.measure import bootstrap_ci, check_feasible
+    from tuner.bench.measure import check_feasible
+    from tuner.stats import bootstrap_ci, median
 
     if b.error or b.throughput <= 0:
         return a
-    import numpy as np
 
     used = [x for x in (a, b) if not x.contaminated] or [a, b]
     windows = [w for x in used for w in x.reported_windows()]
@@ -118,7 +118,7 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
     figures = b if b in used else a
     merged = replace(
         figures,
-        throughput=round(float(np.median(windows)), 2),
+        throughput=round(median(windows), 2),
         throughput_ci=(round(ci[0], 2), round(ci[1], 2)),
         stable=all(x.stable for x in used),
         windows=[*a.windows, *b.windows],

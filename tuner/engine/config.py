@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -42,6 +43,12 @@ class EngineConfig:
     start_method: str | None = None  # None: forkserver where available, else spawn
 
     def __post_init__(self) -> None:
+        # nan slips through every comparison below (nan <= 0 is False) and inf would mean "never":
+        # every number must be finite first, with the field and its range named.
+        for name, rule in _RANGES.items():
+            value = getattr(self, name) if "." not in name else getattr(self.backoff, name.split(".")[1])
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number {rule} (got {value})")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend '{self.backend}': choose from {', '.join(BACKENDS)}")
         if self.workers < 1:
@@ -60,8 +67,25 @@ class EngineConfig:
             raise ConfigError(f"memory_limit_mb must be > 0 (got {self.memory_limit_mb})")
         if self.prefetch < 1:
             raise ConfigError(f"prefetch must be >= 1 (got {self.prefetch})")
+        if self.sample_interval_s <= 0:
+            raise ConfigError(f"sample_interval_s must be > 0 (got {self.sample_interval_s})")
         if self.faults.hang > 0 and self.timeout_s is None and self.backend == "process":
             raise ConfigError("a hang fault needs a timeout (timeout_s), or the hung partition never ends")
+
+
+#: every numeric setting and its range, for the one-line message about a nan or an infinity
+_RANGES = {
+    "workers": ">= 1",
+    "partition_size": ">= 1",
+    "threads_per_worker": ">= 1",
+    "timeout_s": "> 0",
+    "retries": ">= 0",
+    "backoff.base_s": ">= 0",
+    "backoff.cap_s": ">= base_s",
+    "memory_limit_mb": "> 0",
+    "prefetch": ">= 1",
+    "sample_interval_s": "> 0",
+}
 
 
 @dataclass(frozen=True, slots=True)

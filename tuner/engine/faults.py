@@ -78,10 +78,10 @@ class FaultPlan:
     def __post_init__(self) -> None:
         for kind in KINDS:
             rate = getattr(self, kind)
-            if not 0.0 <= rate <= 1.0:
+            if not 0.0 <= rate <= 1.0:  # also refuses nan
                 raise FaultSpecError(f"fault rate {kind}={rate}: must be between 0 and 1")
-        if self.slow_factor < 1.0:
-            raise FaultSpecError(f"slow factor x{self.slow_factor}: must be >= 1")
+        if not 1.0 <= self.slow_factor < float("inf"):  # nan and inf refused too
+            raise FaultSpecError(f"slow factor x{self.slow_factor}: must be >= 1 and finite")
         if self.memory_mb <= 0:
             raise FaultSpecError(f"memory spike x{self.memory_mb}: must be > 0 MB")
         for t in self.targeted:
@@ -201,12 +201,13 @@ def run_with_fault(
 ) -> Sequence[Any]:
     """Run ``call(partition)`` with the fault ``kind`` injected around it (the worker's only entry).
 
-    ``announce(kind)`` tells the supervisor first, for faults that end in the worker being killed
-    or dying, so its event log can say the death was injected.
+    ``announce(kind)`` tells the supervisor first, for faults that end — or, for a straggler past
+    the timeout, may end — in the worker being killed or dying, so its event log can say the death
+    was injected.
     """
     if kind is None:
         return call(partition)
-    if announce is not None and kind in ("crash", "hang", "memory"):
+    if announce is not None and kind in ("crash", "hang", "slow", "memory"):
         announce(kind)
     if kind == "crash":
         if in_process:
