@@ -13,9 +13,10 @@ What a trial does, in order::
   host load        ── sampled at every window's end (tuner.hostload: the CPU of everything but
                      tuner and its workers, steal, swap); a window above ``max_outside`` is
                      *discarded* — kept on record, left out of stability and figures — and the
-                     trial measures on for clean ones, up to ``max_trial_s``. Too few clean
-                     windows by then: the trial is *contaminated* (figures over every window,
-                     marked, with the load and the busiest other processes)
+                     trial measures on for clean ones, up to ``max_trial_s`` (or half its
+                     measuring time when not one window was clean). Too few clean windows by
+                     then: the trial is *contaminated* (figures over every window, marked, with
+                     the load and the busiest other processes)
 
 Closed loop: ``in_flight_per_worker × workers`` partitions are kept submitted to the engine; each
 completion is replaced by the next slice of the inputs (cycling). Nothing here calls the model: the
@@ -130,6 +131,18 @@ class MeasureSettings:
     # trial measures on for clean ones. None: record the load, never discard.
     max_outside: float | None = DEFAULT_MAX_OUTSIDE
     max_swap_mb_s: float = DEFAULT_MAX_SWAP_MB_S
+
+    @classmethod
+    def for_window(cls, window_s: float, **kw: Any) -> MeasureSettings:
+        """Settings for windows of ``window_s``: a warm-up of at most one window and a time cap of
+        12 windows (5 at least), so a quick sweep stays quick — and a trial waiting for clean
+        windows on a busy host waits in proportion (``tuner bench`` and the TUI alike)."""
+        return cls(
+            window_s=window_s,
+            warmup_s=min(0.5, window_s),
+            max_trial_s=max(12.0 * window_s, 5.0 * window_s),
+            **kw,
+        )
 
 
 def timeout_for(service_p999_ms: float | None) -> float:
@@ -550,9 +563,12 @@ def _engine_run(
             if now - t_ready >= settings.max_trial_s:
                 break
             if discarded:
-                # Measure on for clean windows while they can still make a stable set in time.
+                # Measure on for clean windows while they can still make a stable set in time;
+                # a host that gave none in the first half of the measuring time is busy, not
+                # briefly interrupted: stop there (contaminated) rather than wait out the cap.
                 left = math.ceil((t_ready + settings.max_trial_s - now) / settings.window_s)
-                if len(clean) + left < n_stable:
+                half = (t_ready + settings.max_trial_s - t_meas0) / 2
+                if len(clean) + left < n_stable or (not clean and now - t_meas0 >= half):
                     break
             window_end += settings.window_s
         t_end = window_bounds[-1][1] if window_bounds else perf()
@@ -610,7 +626,8 @@ def _engine_run(
             f"{worst:.0%} of {usable_cores} cores)"
         )
         if contaminated:
-            text += f"; only {len(clean_idx)} clean, the figures include busy windows"
+            clean_n = f"only {len(clean_idx)} clean" if clean_idx else "no clean window"
+            text += f"; {clean_n}, the figures include busy windows"
         if top:
             text += f"; busiest others: {describe_top(top)}"
         notes.note(perf(), text, "warning")

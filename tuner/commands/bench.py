@@ -247,13 +247,7 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
     if args.name is not None and not re.fullmatch(r"[a-zA-Z0-9_.-]+", args.name):
         raise BadInput(f"--name {args.name!r}: use letters, digits, '_', '.' and '-'")
     # Short windows want a proportionally short warm-up and cap, so a quick sweep stays quick.
-    window = args.window
-    settings = MeasureSettings(
-        window_s=window,
-        warmup_s=min(0.5, window),
-        max_trial_s=max(12.0 * window, window * 5),
-        max_outside=args.max_outside_load / 100.0,
-    )
+    settings = MeasureSettings.for_window(args.window, max_outside=args.max_outside_load / 100.0)
     spec = SweepSpec(
         model=args.model if args.model is not None else "builtin:mlp",
         input_path=args.input,

@@ -60,7 +60,9 @@ class BenchDriver:
         from tuner.bench.search import Space
         from tuner.bench.session import Sweep, SweepSpec
 
-        settings = MeasureSettings(window_s=values.window_s)
+        # The cap in proportion to the window, as `tuner bench` has it: on a busy host a trial
+        # waits for clean windows up to its cap (tuner.hostload), and 12 s of 0.2 s windows is long.
+        settings = MeasureSettings.for_window(values.window_s)
         if self._settings_hook is not None:
             settings = self._settings_hook(settings)
         space = None
