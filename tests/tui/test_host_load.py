@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from textual.widgets import RichLog, Static
 
-from tui.conftest import make_app
+from tui.conftest import make_app, wait_for
 from tui.fakes import CONFIGS, FROZEN_LOAD, feed, trial_messages
 from tuner.bench.types import TrialFinished, WindowMeasured
-from tuner.tui.widgets.hostbar import Load, LoadBars, LiveSampler
+from tuner.tui.widgets.hostbar import HostPanel, LiveSampler, Load, LoadBars, psutil_sampler
 from tuner.tui.widgets.trials import TrialsTable
 
 SIZE = (120, 40)
@@ -40,6 +40,15 @@ async def test_host_bar_shows_outside_load_and_the_sweeps_figure_while_it_measur
         # The bar shows the figure the sweep judged its window by, and the log says what was dropped.
         assert " 52%" in bar_text(app) and " 12%" not in bar_text(app)
         assert "window at 3.0 s discarded, host busy: outside load 52% of 2 cores (limit 25%)" in log_text(app)
+
+
+async def test_live_bar_takes_the_sweeps_figure_at_its_next_tick() -> None:
+    app = make_app(sampler=psutil_sampler)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        app.query_one(HostPanel).report_outside(0.873)
+        # Not repainted at once (a sweep reports a few times a second); at the next 1 s tick.
+        await wait_for(pilot, lambda: " 87%" in bar_text(app), timeout=5, what="the sweep's figure on the bar")
 
 
 async def test_unknown_outside_load_is_a_dash_not_zero() -> None:

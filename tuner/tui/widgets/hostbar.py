@@ -116,10 +116,11 @@ class LoadBars(Widget):
             self.load = sample
 
     def report_outside(self, outside: float) -> None:
-        """The outside load a sweep measured in its latest window: shown until a fresher figure."""
+        """The outside load a sweep measured in its latest window, shown from the next tick on
+        (not at once: the bar repaints once a second, not with every batch of a sweep's messages)."""
         self._reported = (outside, time.monotonic())
-        if self.load is not None and self.load.outside != outside:
-            self.load = replace(self.load, outside=outside)
+        if self._sampler is not psutil_sampler and self.load is not None:
+            self.load = replace(self.load, outside=outside)  # a frozen bar never ticks: show it now
 
     def _cells(self, load: Load) -> Sequence[Text]:
         cells = []
