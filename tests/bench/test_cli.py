@@ -229,6 +229,7 @@ BAD_ARGS = [
     (["--memory-mb", "nan"], "--memory-mb 'nan': not a finite number (expected megabytes > 0)"),
     (["--min-throughput", "inf"], "--min-throughput 'inf': not a finite number (expected items/s > 0)"),
     (["--max-regression", "nan"], "--max-regression 'nan': not a finite number (expected a percentage >= 0)"),
+    (["--max-outside-load", "-5"], "--max-outside-load '-5': out of range (expected a percentage of the usable cores >= 0)"),
     (["--items", "inf"], "--items 'inf': not an integer (expected an integer >= 1)"),
     (["--max-trials", "0"], "--max-trials '0': out of range (expected an integer >= 1)"),
     (["--faults", "slow=0.1xinf"], "--faults 'slow=0.1xinf': slow_factor is inf, not a finite number"),

@@ -35,7 +35,7 @@ BURN = (
     "while time.monotonic() < end:\n"
     "    pass\n"
 )
-REAPER = "for i in 1 2 3 4 5 6; do {py} -c \"{burn}\" short-child 0.35; done"
+REAPER = 'for i in 1 2 3 4 5 6; do {py} -c "{burn}" short-child 0.35; done'
 
 
 def burner(name: str, seconds: float) -> subprocess.Popen[bytes]:
@@ -68,7 +68,7 @@ def main(out: str) -> None:
                 outside = [burner("tuner-burner", 2.2) for _ in range(sampler.usable_cores)]
             if k == 8:
                 tables["after"] = ProcessTable.read()
-        for p in [*outside, own, *( [reaper] if reaper else [])]:
+        for p in [*outside, own, *([reaper] if reaper else [])]:
             p.wait(timeout=10)
         data = {
             "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),

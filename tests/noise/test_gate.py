@@ -16,7 +16,9 @@ from tuner.errors import ExitCode
 from tuner.hostload import OutsideProcess
 
 pytestmark = pytest.mark.timeout(10)
-BASE = BaselineFigures(throughput=1000.0, p99_ms=10.0, p99_ci_high_ms=10.5, fingerprint="abc", host_summary="2 cores")
+BASE = BaselineFigures(
+    throughput=1000.0, p99_ms=10.0, p99_ci_high_ms=10.5, fingerprint="abc", host_summary="2 cores"
+)
 
 
 def trial(
@@ -47,7 +49,13 @@ def trial(
         discarded_windows=list(range(n)) if contaminated else [],
         contaminated=contaminated,
         outside=OutsideLoad(
-            cpu=outside, cpu_max=outside, steal=0.0, swap_mb_s=0.0, windows=[outside] * n, limit=0.25, top=top or []
+            cpu=outside,
+            cpu_max=outside,
+            steal=0.0,
+            swap_mb_s=0.0,
+            windows=[outside] * n,
+            limit=0.25,
+            top=top or [],
         ),
     )
 
@@ -62,7 +70,10 @@ def test_unchanged_build_on_a_quiet_host_is_ok() -> None:
 def test_a_real_slowdown_on_a_quiet_host_is_a_regression() -> None:
     v = decide([trial(800), trial(790), trial(805)], BASE, 10, usable_cores=2, fingerprint="abc")
     assert v.kind == "regression"
-    assert v.line == "throughput 800 items/s vs 1.00k (-20.0%), p99 10 ms vs 10 ms (+0%): beyond 10% — REGRESSION"
+    assert (
+        v.line
+        == "throughput 800 items/s vs 1.00k (-20.0%), p99 10 ms vs 10 ms (+0%): beyond 10% — REGRESSION"
+    )
     assert v.message == "throughput fell 20.0% (limit 10%)"
 
 
@@ -71,7 +82,10 @@ def test_a_busy_host_makes_it_inconclusive_never_a_regression() -> None:
     trials = [trial(700, 0.9, contaminated=True, p99=30.0, top=stress) for _ in range(GATE_MAX_TRIALS)]
     v = decide(trials, BASE, 10, usable_cores=2, fingerprint="abc")
     assert v.kind == "inconclusive" and v.busy and v.clean_trials == 0
-    assert "beyond 10% — inconclusive: host busy — outside load 90% of 2 cores (up to 90%)" in v.line
+    assert (
+        "beyond 10% (throughput fell 30.0%, p99 rose 200%) — inconclusive: host busy — outside load 90% of 2 cores "
+        "(up to 90%)" in v.line
+    )
     assert "5 of 5 trials could not get clean windows, 30 of 30 windows busy" in v.line
     assert "busiest others: stress (pid 4242) 49%, apt (pid 17) 20%" in v.line
     assert v.message.endswith("no verdict: re-run on a quiet host (throughput fell 30.0%, p99 rose 200%)")

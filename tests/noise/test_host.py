@@ -93,7 +93,12 @@ def test_descendants_are_tuner_and_a_sibling_is_outside() -> None:
 
 def bench(tuner_cmd: list[str], env: dict[str, str], *args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*tuner_cmd, "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+        [*tuner_cmd, "bench", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
     )
 
 

@@ -78,14 +78,19 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> type[ScriptedHost]:
     return ScriptedHost
 
 
-def trial(settings: MeasureSettings = SETTINGS, quiet_after: int | None = None) -> tuple[TrialResult, list[Any]]:
+def trial(
+    settings: MeasureSettings = SETTINGS, quiet_after: int | None = None
+) -> tuple[TrialResult, list[Any]]:
     """Run one trial; the host turns quiet once ``quiet_after`` measuring windows were reported."""
     msgs: list[Any] = []
 
     def on_message(m: Any) -> None:
         msgs.append(m)
         if isinstance(m, WindowMeasured) and m.phase == "measuring" and quiet_after is not None:
-            if sum(1 for x in msgs if isinstance(x, WindowMeasured) and x.phase == "measuring") >= quiet_after:
+            if (
+                sum(1 for x in msgs if isinstance(x, WindowMeasured) and x.phase == "measuring")
+                >= quiet_after
+            ):
                 ScriptedHost.level = 0.0
 
     inputs = input_generator("builtin:sleep")(256, 0)
@@ -142,7 +147,9 @@ def test_a_trial_that_never_gets_clean_windows_is_contaminated(scripted: type[Sc
 
 def test_without_a_limit_the_load_is_recorded_but_nothing_discarded(scripted: type[ScriptedHost]) -> None:
     scripted.level = 0.6
-    r, msgs = trial(MeasureSettings(window_s=0.2, warmup_s=0.2, max_trial_s=4.0, tolerance=0.9, max_outside=None))
+    r, msgs = trial(
+        MeasureSettings(window_s=0.2, warmup_s=0.2, max_trial_s=4.0, tolerance=0.9, max_outside=None)
+    )
     assert r.stable and not r.contaminated and r.discarded_windows == []
     assert r.outside is not None and r.outside.cpu == pytest.approx(0.6, abs=0.05)
     assert r.outside.limit is None

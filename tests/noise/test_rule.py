@@ -9,6 +9,7 @@ host look like to the rule.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def recorded_windows() -> list[tuple[float, float, float]]:
     snaps = [Snapshot(*row) for row in RECORDED["snapshots"]]
     cores, spare = RECORDED["usable_cores"], RECORDED["spare_cores"]
     out = []
-    for a, b in zip(snaps, snaps[1:], strict=False):
+    for a, b in itertools.pairwise(snaps):
         iv = interval(a, b, cores, spare)
         out.append((round(b.t, 1), iv.outside, iv.own))
     return out
@@ -49,7 +50,7 @@ def table(name: str) -> ProcessTable:
 def interval_for(end: float) -> Interval:
     """The recorded interval that ends at ``end`` seconds."""
     snaps = [Snapshot(*row) for row in RECORDED["snapshots"]]
-    for a, b in zip(snaps, snaps[1:], strict=False):
+    for a, b in itertools.pairwise(snaps):
         if round(b.t, 1) == end:
             return interval(a, b, RECORDED["usable_cores"], RECORDED["spare_cores"])
     raise AssertionError(end)

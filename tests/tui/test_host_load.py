@@ -35,11 +35,15 @@ async def test_host_bar_shows_outside_load_and_the_sweeps_figure_while_it_measur
         await app.workers.wait_for_complete()
         assert "outside" in bar_text(app) and " 12%" in bar_text(app)  # the sampler's own figure
         await pilot.press("2")  # the event log writes once it is on screen
-        busy = WindowMeasured(0, 3.0, "measuring", 1000.0, 1.0, 2.0, 3.0, 0.52, "outside load 52% of 2 cores (limit 25%)")
+        busy = WindowMeasured(
+            0, 3.0, "measuring", 1000.0, 1.0, 2.0, 3.0, 0.52, "outside load 52% of 2 cores (limit 25%)"
+        )
         await feed(app, pilot, [busy], recommend=False)
         # The bar shows the figure the sweep judged its window by, and the log says what was dropped.
         assert " 52%" in bar_text(app) and " 12%" not in bar_text(app)
-        assert "window at 3.0 s discarded, host busy: outside load 52% of 2 cores (limit 25%)" in log_text(app)
+        assert "window at 3.0 s discarded, host busy: outside load 52% of 2 cores (limit 25%)" in log_text(
+            app
+        )
 
 
 async def test_live_bar_takes_the_sweeps_figure_at_its_next_tick() -> None:
@@ -48,7 +52,9 @@ async def test_live_bar_takes_the_sweeps_figure_at_its_next_tick() -> None:
         await app.workers.wait_for_complete()
         app.query_one(HostPanel).report_outside(0.873)
         # Not repainted at once (a sweep reports a few times a second); at the next 1 s tick.
-        await wait_for(pilot, lambda: " 87%" in bar_text(app), timeout=5, what="the sweep's figure on the bar")
+        await wait_for(
+            pilot, lambda: " 87%" in bar_text(app), timeout=5, what="the sweep's figure on the bar"
+        )
 
 
 async def test_unknown_outside_load_is_a_dash_not_zero() -> None:

@@ -222,7 +222,7 @@ def decide(
             f"{n_dirty} of {len(good)} trials could not get clean windows, {n_dropped} of "
             f"{n_windows} windows busy{busiest}"
         )
-        text += f": beyond {tolerance_pct:g}% — inconclusive: {why}"
+        text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {why}"
         message = f"{why}; no verdict: re-run on a quiet host ({', '.join(over)})"
     elif real:
         kind = "regression"
@@ -234,7 +234,7 @@ def decide(
             f"the outside load while measuring ({load:.0%} of {cores}) could explain it "
             f"({'; '.join(explained)})"
         )
-        text += f": beyond {tolerance_pct:g}% — inconclusive: {why}"
+        text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {why}"
         message = f"{why}; no verdict: re-run on a quiet host"
     if kind != "inconclusive" and not busy:
         if n_dropped:

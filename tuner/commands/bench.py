@@ -362,7 +362,9 @@ class _Progress:
                 # Once per trial: the trial's end says how many windows went (an EngineNote).
                 self._said_busy = True
                 self.progress.console.print(
-                    f"[yellow]  host busy: window discarded — {m.discarded}; measuring on for clean windows[/yellow]",
+                    f"  host busy: window discarded — {m.discarded}; measuring on for clean windows",
+                    style="yellow",
+                    markup=False,
                     highlight=False,
                 )
         elif isinstance(m, TrialStarted):
@@ -379,7 +381,8 @@ class _Progress:
             self.progress.update(self.task, description=f"{label} — {m.detail}")
         elif isinstance(m, EngineNote):
             if m.level != "info" or "not shown" in m.text:
-                self.progress.console.print(f"[dim]  {m.text}[/dim]", highlight=False)
+                # Not markup: a note can name processes, and a name may hold "[".
+                self.progress.console.print(f"  {m.text}", style="dim", markup=False, highlight=False)
         elif isinstance(m, TrialFinished):
             r = m.result
             self.durations.append(time.perf_counter() - self.t_trial)
