@@ -232,7 +232,7 @@ BAD_ARGS = [
     (["--max-outside-load", "-5"], "--max-outside-load '-5': out of range (expected a percentage of the usable cores >= 0)"),
     (["--items", "inf"], "--items 'inf': not an integer (expected an integer >= 1)"),
     (["--max-trials", "0"], "--max-trials '0': out of range (expected an integer >= 1)"),
-    (["--faults", "slow=0.1xinf"], "--faults 'slow=0.1xinf': slow_factor is inf, not a finite number"),
+    (["--faults", "slow=0.1xinf"], "--faults: fault plan 'slow=0.1xinf': slow factor xinf: must be >= 1 and finite"),
     # issue 13: an explicitly blank value is an error; only an absent option takes the default
     (["--model", ""], "--model '': blank (expected a model spec; omit --model for the default, builtin:mlp)"),
     (["--model", "   "], "--model '   ': blank"),

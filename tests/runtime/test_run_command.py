@@ -163,7 +163,7 @@ RUN_BAD_ARGS = [
     (["--partition-size", "1.5"], "--partition-size '1.5': not an integer (expected an integer >= 1)"),
     (["--retries", "-1"], "--retries '-1': out of range (expected an integer >= 0)"),
     (["--backend", "gpu"], "--backend 'gpu': choose from process, thread, inline"),
-    (["--faults", "slow=0.5xnan"], "--faults 'slow=0.5xnan': slow_factor is nan, not a finite number"),
+    (["--faults", "slow=0.5xnan"], "--faults: fault plan 'slow=0.5xnan': slow factor xnan: must be >= 1 and finite"),
     # issue 13: blank values are errors, never a silent default
     (["--model", ""], "--model '': blank (expected a model spec, or omit --model)"),
     (["--faults", " "], "--faults ' ': blank"),
