@@ -36,6 +36,7 @@ from typing import Any
 
 from tuner.bench.types import TrialResult
 from tuner.hostload import OutsideProcess, describe_top
+from tuner.stats import median
 
 __all__ = [
     "GATE_MAX_TRIALS",
@@ -168,9 +169,9 @@ def decide(
     clean = [r for r in good if not r.contaminated]
     busy = len(clean) < GATE_MIN_CLEAN
     basis = good if busy else clean
-    tput = statistics.median(r.throughput for r in basis)
+    tput = median([r.throughput for r in basis])
     p99s = [r.latency_ms["p99"] for r in basis if "p99" in r.latency_ms]
-    p99 = statistics.median(p99s) if p99s else None
+    p99 = median(p99s) if p99s else None
     load = _mean_outside(basis)
     load_max = max((r.outside.cpu_max for r in good if r.outside is not None), default=0.0)
     cores = f"{usable_cores} core{'s' if usable_cores != 1 else ''}"
@@ -194,7 +195,7 @@ def decide(
         # A tail percentile is noisier than a median: a p99 regression is called only when the
         # intervals separate (seen: an unchanged build's p99 +16% on a loaded 2-core CI box).
         lows = [r.latency_ci_ms["p99"][0] for r in basis if "p99" in r.latency_ci_ms]
-        new_low = statistics.median(lows) if lows else p99
+        new_low = median(lows) if lows else p99
         old_high = base.p99_ci_high_ms if base.p99_ci_high_ms is not None else base.p99_ms
         if new_low > old_high * (1 + tolerance_pct / 100) + GATE_P99_SLACK_MS:
             over.append(f"p99 rose {dp:.0f}%")
