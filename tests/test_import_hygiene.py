@@ -98,3 +98,15 @@ def test_the_load_generator_stays_out_of_the_ui() -> None:
     mods = _modules_after("import tuner.bench.online.sweep, tuner.bench.online.report")
     ui = [m for m in mods if m.split(".")[0] in ("textual", "plotext", "textual_plotext") or m.startswith("tuner.tui")]
     assert not ui, ui
+
+
+@pytest.mark.timeout(60)
+def test_host_load_sampling_is_a_light_room() -> None:
+    """``tuner.hostload`` (the TUI's host bar and the benchmark both sample with it): psutil and the
+    standard library; nothing of the benchmark, the TUI or numpy, even while sampling."""
+    mods = _modules_after(
+        "import tuner.hostload as h; s = h.HostSampler(); s.scan(); a = s.snapshot(); s.interval(a, s.snapshot())"
+    )
+    tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
+    assert tuner_mods == ["tuner", "tuner.errors", "tuner.hardware", "tuner.hostload"], tuner_mods
+    assert "numpy" not in mods and not _forbidden(mods)
