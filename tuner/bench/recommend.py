@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.bench.measure import TIMEOUT_FLOOR_S, timeout_for
 from tuner.bench.search import beats, score
-from tuner.bench.types import Objective, TrialResult
+from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.errors import BadInput
 
 if TYPE_CHECKING:
@@ -263,11 +263,23 @@ def max_pending_for(
     )
 
 
-def recommend(results: list[TrialResult], objective: Objective, host: Host | None) -> Recommendation:
-    """The recommendation from a sweep's results (see the module docstring for what is derived)."""
+def recommend(
+    results: list[TrialResult],
+    objective: Objective,
+    host: Host | None,
+    *,
+    prefer: TrialConfig | None = None,
+) -> Recommendation:
+    """The recommendation from a sweep's results (see the module docstring for what is derived).
+
+    ``prefer``: recommend this configuration's trial when another measurement chose it (the online
+    sweep's winner: the highest rate within the latency objective); everything else is derived
+    around it as usual. Ignored when no feasible trial of it was measured.
+    """
     ok = [r for r in results if r.feasible and not r.error and r.throughput > 0]
     infeasible = [r for r in results if not r.feasible]
-    best = _pick(ok, objective)
+    chosen = [r for r in ok if r.config == prefer] if prefer is not None else []
+    best = max(chosen, key=lambda r: r.throughput) if chosen else _pick(ok, objective)
     front = pareto_front(ok or [r for r in results if not r.error])
     if best is None:
         words = ["No feasible configuration: nothing to recommend."]

@@ -49,6 +49,12 @@ def summary(profile: ScalingProfile) -> str:
     if profile.evidence.host_load is not None:
         # What other processes did while it was measured: a profile from a busy host says so.
         parts.append(profile.evidence.host_load.words(profile.host.usable_cores))
+    if profile.online is not None:  # measured under traffic: the runtime's batcher and bound come from it
+        o = profile.online
+        parts.append(
+            f"online: batches ≤{o.max_batch_size} within {o.max_batch_delay_ms:g} ms, max pending "
+            f"{o.max_pending} ({o.max_rate_at_slo:g} requests/s at p99 ≤ {o.objective_p99_ms:g} ms)"
+        )
     return " · ".join(parts)
 
 
