@@ -29,7 +29,7 @@ def test_every_shipped_profile_exports_a_config_serve_accepts(path: Path) -> Non
     config = _serve_schema().model_validate(yaml.safe_load(text))
     (app,) = config.applications
     assert app.import_path == "mypkg.serve:app" and app.args == {"model": profile.model.spec}
-    dep = app.deployments[0].model_dump()  # as Serve's schema read it
+    dep = app.deployments[0].model_dump(warnings=False)  # as Serve's schema read it
     assert len(app.deployments) == 1
     rec, auto = profile.recommended, profile.autoscale
     assert dep["ray_actor_options"]["num_cpus"] == rec.threads_per_worker
