@@ -175,3 +175,50 @@ def test_an_engine_on_ray_without_a_connection_says_how_to_connect(clean_env: di
         "the ray backend is not connected to a Ray cluster: pass --ray-address "
         "(auto | local | ray://host:port), or call tuner.cluster.connect(...) (or ray.init) first"
     )
+
+
+@pytest.mark.timeout(150)
+def test_sigterm_mid_sweep_stops_the_local_head_it_started(
+    tuner_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    pytest.importorskip("ray")
+    import signal
+    import time
+
+    import psutil
+
+    folder = short_tmp(tmp_path)
+    try:
+        env = ray_env(clean_env, folder)
+        proc = subprocess.Popen(
+            [
+                *tuner_cmd, "bench", "--model", "builtin:sleep", "--ray-address", "local", "--strategy", "grid",
+                "--workers", "1,2", "--partition-sizes", "8,16,32", "--window", "0.5", "--items", "4000",
+            ],
+            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # wait until a trial runs on the head tuner started
+            seen.append(line)
+            if "ray ×1" in line:
+                break
+        assert any("cluster: Ray" in s for s in seen), "".join(seen)
+        ray_procs = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "raylet" in p.name() or "gcs_server" in p.name()
+        ]
+        assert ray_procs, "the local head's raylet and GCS run under tuner"
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(60) == 130, rest[-2000:]
+        deadline = time.monotonic() + 10
+        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ray_procs):
+            assert time.monotonic() < deadline, "Ray processes outlived tuner's SIGTERM"
+            time.sleep(0.1)
+        assert list(folder.iterdir()) == []  # the head's folder went with it
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)

@@ -31,9 +31,10 @@ def run(model: Any, items: Any, size: int, events: list[Any] | None = None, **cf
 @pytest.mark.timeout(120)
 def test_outputs_equal_a_local_run(ray_cluster: Any) -> None:
     x = np.random.default_rng(0).standard_normal((600, 256)).astype(np.float32)
-    local = run("builtin:mlp", x, 50, backend="thread", workers=1)
+    local = run("builtin:mlp", x, 150, backend="thread", workers=1)
     events: list[Any] = []
-    remote = run("builtin:mlp", x, 50, events, backend="ray", workers=3, threads_per_worker=1)
+    # 150 rows × 1 KiB: over Ray's 100 KiB inline limit, so partitions travel through the object store
+    remote = run("builtin:mlp", x, 150, events, backend="ray", workers=3, threads_per_worker=1)
     assert len(remote) == len(local) == 600
     np.testing.assert_allclose(np.asarray(remote), np.asarray(local), rtol=1e-5, atol=1e-5)
     started = [e for e in events if isinstance(e, ev.WorkerStarted)]

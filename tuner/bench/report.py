@@ -229,6 +229,7 @@ def json_summary(results: list[TrialResult], rec: Recommendation | None, **extra
                 "workers": b.config.workers,
                 "threads_per_worker": b.config.threads_per_worker,
                 "partition_size": b.config.partition_size,
+                **({"placement": b.config.placement} if b.config.backend == "ray" else {}),
             },
             "throughput": b.throughput,
             "throughput_ci": list(b.throughput_ci),

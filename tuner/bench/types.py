@@ -107,7 +107,10 @@ class TrialResult:
     contaminated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.config.backend != "ray":  # placement means nothing there: lines stay as they were
+            d["config"].pop("placement", None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialResult:
