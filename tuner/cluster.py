@@ -170,6 +170,9 @@ class Connection:
         if not self.owned:
             return
         try:
+            from tuner.engine.ray_backend import close_ray_engines
+
+            close_ray_engines()  # no engine may be using Ray when the driver disconnects
             self.ray.shutdown()  # a head started by ray.init is stopped by it, processes and all
         finally:
             if self.started:
@@ -216,6 +219,7 @@ def connect(address: str, *, num_cpus: int | None = None) -> Connection:
     else:
         opts["address"] = address.strip()
     before = {p.pid for p in _children()}
+    handlers = _signal_handlers()
     try:
         ray.init(**opts)
     except Exception as e:
@@ -223,11 +227,35 @@ def connect(address: str, *, num_cpus: int | None = None) -> Connection:
             shutil.rmtree(temp_dir, ignore_errors=True)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"--ray-address {address}: cannot connect to Ray ({first})") from None
+    _restore(handlers)
     conn = Connection(ray, kind, owned=True, temp_dir=temp_dir)
     if kind == "local":
         conn.started = [p for p in _children() if p.pid not in before]
     _open.add(conn)
     return conn
+
+
+def _signal_handlers() -> dict[int, Any]:
+    """This process's SIGTERM and SIGINT handlers (main thread only: elsewhere none can be set)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    """Put back the handlers ray.init replaced. Ray's driver installs a C-level failure handler for
+    SIGTERM that prints a stack and aborts (exit by SIGABRT): the caller's own handler (tuner's CLI
+    turns SIGTERM into a clean stop, exit 130, and a local head stopped) must stay in charge."""
+    import signal
+
+    for sig, handler in handlers.items():
+        if handler is not None:
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError):
+                pass
 
 
 def _loopback_only() -> None:

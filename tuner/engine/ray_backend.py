@@ -362,6 +362,17 @@ class RayHandle(WorkerHandle):
         return None if s is None else ev.WorkerSample(self.wid, self.pid, s[1], s[0])
 
 
+def close_ray_engines() -> None:
+    """Close (cancelling their work) the engines of this process that run on Ray — before the
+    process disconnects from Ray, which must not happen under an engine still starting or
+    serving actors (another thread's Ray calls then fail, or the driver crashes)."""
+    from tuner.engine.pool import _live_engines
+
+    for engine in list(_live_engines):
+        if engine.config.backend == "ray":
+            engine.close(wait=False, cancel=True)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
