@@ -44,6 +44,7 @@ service time, at least 0.1 s), then with the plan.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -307,6 +308,7 @@ class _Run:
     measured_s: float
     items: int
     notes: _Notes
+    threads: dict[str, Any]  # thread evidence (tuner.bench.threads)
 
 
 def _slices(inputs: Any, size: int) -> Any:
@@ -338,8 +340,13 @@ def _engine_run(
     emit: SweepCallback | None,
     cancel: threading.Event | None,
     label: str,
+    allowed_threads: int = 1,
+    model_file: bool = False,
 ) -> _Run:
+    from tuner.bench import threads as thread_evidence
+
     perf = time.perf_counter
+    pids: list[int] = [os.getpid()] if engine_config.backend != "process" else []
     collector = _Collector()
     notes = _Notes(index, t_trial0, engine_config.retries, emit, engine_config.timeout_s)
 
@@ -387,6 +394,8 @@ def _engine_run(
                     samples.append(e)
                 elif isinstance(e, ev.WorkerStarted) and e.replacing is None:
                     load_s.append(e.load_s)
+                    if engine_config.backend == "process":
+                        pids.append(e.pid)
                     notes.handle(e)
                 else:
                     notes.handle(e)
@@ -407,6 +416,8 @@ def _engine_run(
         lag = 0.0
         stable = False
         wall0 = 0.0
+        thr0: dict[int, dict[int, float]] = {}
+        t_thr0 = 0.0
         while True:
             now = perf()
             deadline = next_tick if warm else window_end + lag
@@ -436,6 +447,7 @@ def _engine_run(
                     # are credited pro rata over each partition's service interval, see _credit).
                     lag = min(settings.window_s, 2.0 * max((d[4] for d in done_log), default=0.0) + 0.01)
                     wall0 = t_meas0
+                    thr0, t_thr0 = thread_evidence.snapshot(pids), perf()
                     if me is not None:
                         cpu0 = me.cpu_times()
                     phase(
@@ -465,6 +477,18 @@ def _engine_run(
                 break
             window_end += settings.window_s
         t_end = window_bounds[-1][1] if window_bounds else perf()
+        threads_seen: dict[str, Any] = {}
+        if t_thr0:
+            threads_seen = thread_evidence.evidence(
+                thr0,
+                thread_evidence.snapshot(pids),
+                perf() - t_thr0,
+                backend=engine_config.backend,
+                workers=config.workers,
+                threads=config.threads_per_worker,
+                allowed_per_worker=allowed_threads,
+                model_file=model_file,
+            )
         drain_events()
         cpu1 = me.cpu_times() if me is not None else None
         rss_self = me.memory_info().rss if me is not None else 0
@@ -506,6 +530,7 @@ def _engine_run(
         measured_s=round(sum(b - a for a, b in window_bounds), 4),
         items=round(credited),
         notes=notes,
+        threads=threads_seen,
     )
 
 
@@ -596,7 +621,7 @@ def _figures(run: _Run) -> dict[str, Any]:
 
 
 def run_trial(
-    model: str,
+    model: Any,
     inputs: Any,
     config: TrialConfig,
     settings: MeasureSettings,
@@ -630,6 +655,10 @@ def run_trial(
         "sample_interval_s": max(0.1, min(0.5, settings.window_s / 2)),
     }
     active = faults is not None and faults.active
+    from tuner.bench.threads import allowed_per_worker
+
+    model, allowed, model_file = allowed_per_worker(model, config)
+    extra: dict[str, Any] = {"allowed_threads": allowed, "model_file": model_file}
     try:
         clean_run: _Run | None = None
         if active:
@@ -640,7 +669,7 @@ def run_trial(
             clean_cfg = EngineConfig(**{**base, **overrides})
             clean_run = _engine_run(
                 model, inputs, config, short, clean_cfg, usable_cores,
-                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="without faults: ",
+                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="without faults: ", **extra,
             )  # fmt: skip
             kw = {**base, "faults": faults, "retries": 3, **overrides}
             if kw.get("timeout_s") is None and (
@@ -649,12 +678,12 @@ def run_trial(
                 kw["timeout_s"] = timeout_for(_figures(clean_run)["service_ms"].get("p999"))
             run = _engine_run(
                 model, inputs, config, settings, EngineConfig(**kw), usable_cores,
-                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
+                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="", **extra,
             )  # fmt: skip
         else:
             run = _engine_run(
                 model, inputs, config, settings, EngineConfig(**{**base, **overrides}), usable_cores,
-                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
+                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="", **extra,
             )  # fmt: skip
     except TrialCancelled:
         raise
@@ -680,6 +709,7 @@ def run_trial(
         faults_seen=dict(run.notes.faults_seen),
         retries=run.notes.retried,
         faults=str(faults) if active else None,
+        threads=run.threads,
     )
     if clean_run is not None:
         clean = _figures(clean_run)

@@ -26,6 +26,8 @@ def status_of(r: TrialResult, best: TrialResult | None = None) -> str:
     if not r.feasible:
         return "infeasible: " + "; ".join(r.infeasible_reasons)
     tag = "stable" if r.stable else "unstable"
+    if r.threads.get("over"):
+        tag += " · threads over"  # more threads ran than the knobs allow (tuner.bench.threads)
     return f"best · {tag}" if best is not None and r is best else tag
 
 

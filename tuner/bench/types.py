@@ -20,14 +20,24 @@ class TrialConfig:
     workers: int = 1
     threads_per_worker: int = 1
     partition_size: int = 64
+    #: a format adapter's own knobs swept as extra dimensions, e.g. (("execution_mode", "parallel"),);
+    #: empty: the adapter's defaults
+    knobs: tuple[tuple[str, Any], ...] = ()
 
     def label(self) -> str:
-        """``process ×2 · 1 thread · partition 64``."""
+        """``process ×2 · 1 thread · partition 64`` (`` · execution_mode parallel`` for adapter knobs)."""
         t = "thread" if self.threads_per_worker == 1 else "threads"
-        return f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
+        text = f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
+        for name, value in self.knobs:
+            shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
+            text += f" · {name} {shown}"
+        return text
 
     def key(self) -> str:
-        return f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
+        base = f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
+        if self.knobs:
+            base += "/" + ",".join(f"{k}={v}" for k, v in self.knobs)
+        return base
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,9 @@ class TrialResult:
     feasible: bool = True
     infeasible_reasons: list[str] = field(default_factory=list)
     error: str | None = None  # the trial could not run (e.g. the model failed to load)
+    # The OS threads that ran, next to what the knobs allow (tuner.bench.threads.evidence); "over"
+    # marks a trial where more threads ran than configured.
+    threads: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +90,9 @@ class TrialResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialResult:
         d = dict(d)
-        d["config"] = TrialConfig(**d["config"])
+        config = dict(d["config"])
+        config["knobs"] = tuple((str(k), v) for k, v in config.get("knobs") or ())
+        d["config"] = TrialConfig(**config)
         d["throughput_ci"] = tuple(d["throughput_ci"])
         d["latency_ci_ms"] = {k: tuple(v) for k, v in d.get("latency_ci_ms", {}).items()}
         return cls(**d)

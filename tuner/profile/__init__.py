@@ -34,6 +34,7 @@ from tuner.profile.schema import (
     Recommended,
     RecommendedOverride,
     ScalingProfile,
+    ThreadEvidence,
     normalise_platform,
     profile_json_schema,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "RecommendedOverride",
     "ScalingProfile",
     "StrictLoader",
+    "ThreadEvidence",
     "dump_profile_text",
     "load_profile",
     "normalise_platform",
