@@ -218,6 +218,7 @@ def json_summary(results: list[TrialResult], rec: Recommendation | None, **extra
                 "workers": b.config.workers,
                 "threads_per_worker": b.config.threads_per_worker,
                 "partition_size": b.config.partition_size,
+                **({"knobs": [list(k) for k in b.config.knobs]} if b.config.knobs else {}),
             },
             "throughput": b.throughput,
             "throughput_ci": list(b.throughput_ci),

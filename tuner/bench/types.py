@@ -85,7 +85,10 @@ class TrialResult:
     threads: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.config.knobs:
+            d["config"].pop("knobs")  # a trial without adapter knobs is written as before
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialResult:

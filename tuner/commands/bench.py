@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--input",
-        type=typed(non_blank, "--input", what="a .npy or .jsonl file"),
+        type=typed(non_blank, "--input", what="a .npy, .npz or .jsonl file"),
         metavar="FILE",
         help="input items: .npy rows, .npz (one array per input name) or .jsonl lines "
         "(default: the model's generator)",

@@ -85,6 +85,7 @@ class Loaded:
     version: str
     notes: list[str] = field(default_factory=list)  # said once, e.g. "n_jobs forced to 1"
     description: str = ""
+    handle: Any = None  # the framework's own object (session, module, estimator), for inspection
 
 
 def one_line(e: BaseException) -> str:

@@ -174,6 +174,7 @@ def load(path: str, knobs: Knobs, options: Options) -> Loaded:
         version=str(ort.__version__),
         notes=notes,
         description=f"ONNX model, {len(inputs)} input(s), {len(names)} output(s), {provider}",
+        handle=session,
     )
 
 

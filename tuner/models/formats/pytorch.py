@@ -158,4 +158,5 @@ def load(path: str, knobs: Knobs, options: Options) -> Loaded:
         version=str(torch.__version__),
         notes=notes,
         description=f"{'torch.export program' if exported else 'TorchScript module'}, CPU, inference_mode",
+        handle=module,
     )

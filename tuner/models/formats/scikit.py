@@ -161,4 +161,5 @@ def load(path: str, knobs: Knobs, options: Options) -> Loaded:
         version=str(sklearn.__version__),
         notes=notes,
         description=f"scikit-learn {type(est).__name__}.{options.method}",
+        handle=est,
     )
