@@ -28,7 +28,9 @@ def refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> s
 
 
 @pytest.mark.timeout(60)
-def test_wrong_feature_count_names_expected_and_got(models: Models, sklearn_models, tmp_path: Path, capsys) -> None:
+def test_wrong_feature_count_names_expected_and_got(
+    models: Models, sklearn_models, tmp_path: Path, capsys
+) -> None:
     need("onnxruntime", "onnx")
     if "onnx" not in sklearn_models:
         pytest.skip("skl2onnx is not installed (pip install 'tuner[onnx]')")
@@ -83,7 +85,9 @@ def test_corrupt_files(tmp_path: Path, capsys) -> None:
         ("bad.pt2", "not a torch.export program torch can load"),
         ("bad.skops", "not a skops file"),
     ):
-        module = {"onnx": "onnxruntime", "pt": "torch", "pt2": "torch", "skops": "skops.io"}[name.split(".")[1]]
+        module = {"onnx": "onnxruntime", "pt": "torch", "pt2": "torch", "skops": "skops.io"}[
+            name.split(".")[1]
+        ]
         if module == "skops.io":
             need("sklearn", "sklearn")
         need(module, "x")
@@ -114,7 +118,10 @@ def test_pickle_without_consent(sklearn_models, tmp_path: Path, capsys) -> None:
 @pytest.mark.timeout(60)
 def test_model_file_options_on_python_code_are_refused(tmp_path: Path, capsys) -> None:
     err = refused(capsys, tmp_path, "--model", "builtin:mlp", "--allow-pickle")
-    assert err == "builtin:mlp: --allow-pickle apply to model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl) only"
+    assert (
+        err
+        == "builtin:mlp: --allow-pickle apply to model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl) only"
+    )
 
 
 @pytest.mark.timeout(60)
@@ -133,4 +140,7 @@ def test_unknown_dimension(sklearn_models, tmp_path: Path, capsys) -> None:
         pytest.skip("skl2onnx is not installed (pip install 'tuner[onnx]')")
     need("onnxruntime", "onnx")
     err = refused(capsys, tmp_path, "--model", str(sklearn_models["onnx"]), "--dims", "warp_speed")
-    assert err == "--dims warp_speed: 'warp_speed' is not a dimension of this model; it has execution_mode, spinning"
+    assert (
+        err
+        == "--dims warp_speed: 'warp_speed' is not a dimension of this model; it has execution_mode, spinning"
+    )

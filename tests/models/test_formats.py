@@ -62,12 +62,17 @@ def test_onnx_bench_then_run(models: Models, sklearn_models: dict[str, Path], tm
     assert p.model.framework_version == ort.__version__
     assert p.model.outputs == ["label", "probabilities"]
     assert p.model.input is not None and p.model.input.item == "float32[8]"
-    assert p.recommended.knobs is not None and p.recommended.knobs["execution_mode"] in ("sequential", "parallel")
+    assert p.recommended.knobs is not None and p.recommended.knobs["execution_mode"] in (
+        "sequential",
+        "parallel",
+    )
     assert p.evidence.trials_run == 2
     run(capsys, prof, models.x_path, tmp_path / "y.npz")
     got = np.load(tmp_path / "y.npz")
     assert got.files == ["label", "probabilities"]
-    label, proba = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"X": models.x})
+    label, proba = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"X": models.x}
+    )
     np.testing.assert_array_equal(got["label"], label)
     np.testing.assert_allclose(got["probabilities"], proba, rtol=1e-6)
     if p.recommended.knobs["execution_mode"] == "sequential":
@@ -75,7 +80,9 @@ def test_onnx_bench_then_run(models: Models, sklearn_models: dict[str, Path], tm
 
 
 @pytest.mark.timeout(90)
-def test_skops_bench_then_run(models: Models, sklearn_models: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_skops_bench_then_run(
+    models: Models, sklearn_models: dict[str, Path], tmp_path: Path, capsys
+) -> None:
     sio = need("skops.io", "sklearn")
     prof = tmp_path / "skops.yaml"
     # measured on the data it serves (generated items would be float64, and a profile refuses
@@ -97,7 +104,14 @@ def test_joblib_needs_consent_at_bench_and_again_at_run(
 
     prof = tmp_path / "pkl.yaml"
     bench(
-        capsys, sklearn_models["joblib"], prof, "--allow-pickle", "--method", "predict_proba", "--input", str(models.x_path)
+        capsys,
+        sklearn_models["joblib"],
+        prof,
+        "--allow-pickle",
+        "--method",
+        "predict_proba",
+        "--input",
+        str(models.x_path),
     )
     p = load_profile(prof)
     assert (p.model.allow_pickle, p.model.method) == (True, "predict_proba")
@@ -114,7 +128,9 @@ def test_joblib_needs_consent_at_bench_and_again_at_run(
 
 
 @pytest.mark.timeout(90)
-def test_torchscript_bench_then_run(models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_torchscript_bench_then_run(
+    models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys
+) -> None:
     import torch
 
     prof = tmp_path / "pt.yaml"
@@ -131,7 +147,9 @@ def test_torchscript_bench_then_run(models: Models, torch_models: dict[str, Path
 
 
 @pytest.mark.timeout(90)
-def test_torch_export_bench_then_run(models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_torch_export_bench_then_run(
+    models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys
+) -> None:
     import torch
 
     prof = tmp_path / "pt2.yaml"
@@ -145,7 +163,9 @@ def test_torch_export_bench_then_run(models: Models, torch_models: dict[str, Pat
 
 
 @pytest.mark.timeout(90)
-def test_two_named_inputs_and_two_outputs(models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_two_named_inputs_and_two_outputs(
+    models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys
+) -> None:
     rng = np.random.default_rng(3)
     a, b = (rng.standard_normal((200, 4)).astype(np.float32) for _ in range(2))
     np.savez(tmp_path / "ab.npz", a=a, b=b)
