@@ -81,3 +81,21 @@ def test_item_signature_and_argument_parsing_are_light() -> None:
     )
     assert "numpy" not in mods
     assert not _forbidden(mods), _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_model_file_adapters_import_no_framework() -> None:
+    """The core stays light: no ML framework is imported until a model needs it — not by the
+    runtime, not by the adapters themselves, not by naming a model file or probing the host."""
+    mods = _modules_after(
+        """
+        import tuner.runtime, tuner.hardware
+        import tuner.models.formats.onnxrt, tuner.models.formats.pytorch, tuner.models.formats.scikit
+        from tuner.models import parse_spec
+        parse_spec("model.onnx"); parse_spec("model.pt2"); parse_spec("model.skops")
+        tuner.hardware.frameworks()
+        """
+    )
+    frameworks = [m for m in mods if m.split(".")[0] in ("onnxruntime", "torch", "sklearn", "skops", "joblib", "onnx")]
+    assert not frameworks, frameworks
+    assert not _forbidden(mods), _forbidden(mods)

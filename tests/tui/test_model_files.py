@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from models.conftest import models, need, sklearn_models  # noqa: F401, F811 - fixtures used here
+from models.conftest import models, need, sklearn_models  # noqa: F401 - fixtures used here
 from textual.widgets import Button, Input, Select, Static
 
 from tui.conftest import make_app, wait_for

@@ -572,7 +572,12 @@ def _gate(args: argparse.Namespace) -> int:
         threads=(rec_cfg.threads_per_worker,),
         partition_sizes=(rec_cfg.partition_size,),
         oversubscribe=True,
+        # a model file's knobs as measured (one value each), and its options from the profile
+        knobs=tuple((k, (v,)) for k, v in (rec_cfg.knobs or {}).items()),
     )
+    if args.model is None and profile.model.format is not None:
+        recorded = {"method": profile.model.method, "provider": profile.model.provider}
+        spec.model_options = {**{k: v for k, v in recorded.items() if v is not None}, **spec.model_options}
     spec.strategy = "grid"
     spec.budget_s = None
     spec.results_path = None

@@ -6,8 +6,11 @@ session gets ``intra_op_num_threads = threads``, ``inter_op_num_threads = 1`` an
 execution; ``execution_mode = parallel`` also sizes the inter-op pool to ``threads``.
 
 Spinning (``session.intra_op.allow_spinning``): ONNX Runtime's default keeps idle pool threads
-spinning, which burns a core per idle thread while several sessions (tuner's workers) share a
-host; tuner turns it off by default and the search may try it (``--dims spinning``).
+spinning between operators, which wakes them faster but burns their cores while they wait — a
+cost when several sessions share a host. tuner keeps ONNX Runtime's default (on) and the search
+can measure it off (``--dims spinning``). Measured here on a busy 2-core host (an MLP
+512-2048-2048-10, partitions of 256, 2 intra-op threads): on/off 1.01x — no gain to show for the
+cores it burns at that size; smaller operators, whose wake-up is a larger share, may differ.
 
 Threads as measured here (onnxruntime 1.32, Linux, a process worker): importing onnxruntime
 starts 1 thread of its own; a session with ``intra_op_num_threads = N`` adds N - 1 pool threads
@@ -44,7 +47,7 @@ class Knobs:
 
     threads: int | None = 1  # intra_op_num_threads; None: ONNX Runtime's default (physical cores)
     execution_mode: str = "sequential"  # sequential | parallel (operators of independent branches at once)
-    spinning: bool = False  # session.intra_op.allow_spinning
+    spinning: bool = True  # session.intra_op.allow_spinning (ONNX Runtime's default)
 
     def __post_init__(self) -> None:
         if self.execution_mode not in ("sequential", "parallel"):
@@ -55,7 +58,7 @@ class Knobs:
 
 DIMENSIONS: dict[str, tuple[Any, ...]] = {
     "execution_mode": ("sequential", "parallel"),
-    "spinning": (False, True),
+    "spinning": (True, False),  # the default first
 }
 
 _DTYPES = {
