@@ -221,7 +221,13 @@ def _blas() -> tuple[str, list[dict[str, Any]]]:
     from threadpoolctl import threadpool_info
 
     keep = ("internal_api", "version", "num_threads", "threading_layer", "architecture", "prefix")
-    libs = [{k: info.get(k) for k in keep} for info in threadpool_info() if info.get("user_api") == "blas"]
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    # numpy's own BLAS only: another package's (scipy's, loaded by scikit-learn) would make the
+    # fingerprint depend on what the process happened to import. A numpy linked to a system BLAS has
+    # none in its own folders: then every BLAS loaded (scipy links the same system library).
+    home = os.path.dirname(os.path.abspath(numpy.__file__))
+    own = [i for i in blas if str(i.get("filepath") or "").startswith((home + os.sep, home + ".libs" + os.sep))]
+    libs = [{k: info.get(k) for k in keep} for info in (own or blas)]
     return str(numpy.__version__), libs
 
 
