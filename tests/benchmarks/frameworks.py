@@ -12,8 +12,8 @@ float32: a partition of 64 items takes milliseconds), on the same inputs:
   the model with default threads (what people do to use the cores; each framework pool also sizes
   itself to the cores, so N × N threads compete: oversubscribed).
 
-Every deployment is started and warmed before it is timed; each figure is the median of
-``REPEATS`` passes over the inputs, measured side by side in this one run. Printed: items/s of each
+Every deployment is started and warmed before any is timed; their passes over the inputs then
+alternate, and each figure is the median of ``REPEATS`` passes, side by side in this one run. Printed: items/s of each
 and the ratios recommended / better default and oversubscribed / 1 process (its loss).
 
     python tests/benchmarks/frameworks.py            # needs tuner[onnx,torch] and onnx
@@ -36,7 +36,9 @@ import numpy as np
 
 SIZES = (512, 2048, 2048, 10)
 ITEMS = 4096
-REPEATS = 5
+REPEATS = 7
+#: between two timed passes, so the previous deployment's idle pool threads have stopped spinning
+PAUSE_S = 0.2
 BUDGET_S = "45"
 
 
@@ -115,30 +117,39 @@ def _call(x: Any) -> int:
     return len(_fn(x))
 
 
-def time_default(path: str, parts: list[Any], processes: int) -> list[float]:
-    """items/s of each pass: one process (this one's child), or a Pool of ``processes``."""
-    rates = []
-    ctx = mp.get_context("spawn")  # a fresh interpreter each: nothing inherited from this one
-    with ctx.Pool(processes, initializer=_load_default, initargs=(path,)) as pool:
-        pool.map(_call, parts[: processes * 2], chunksize=1)  # loaded and warm in every process
-        for _ in range(REPEATS):
-            t0 = time.perf_counter()
-            done = sum(pool.imap_unordered(_call, parts, chunksize=1))
-            rates.append(done / (time.perf_counter() - t0))
-    return rates
+def _timed(run_pass: Any) -> float:
+    t0 = time.perf_counter()
+    done = run_pass()
+    return done / (time.perf_counter() - t0)
 
 
-def time_recommended(profile: str, x: Any) -> list[float]:
+def measure_all(profile: str, path: str, x: Any, parts: list[Any], cores: int) -> dict[str, float]:
+    """Median items/s of each deployment. All three are started and warmed first, then their passes
+    alternate (recommended, 1 process, N processes, recommended, ...): a change in the host's load
+    during the run falls on every deployment alike instead of on whichever ran then."""
+    from contextlib import ExitStack
+
     from tuner.runtime import Runtime
 
-    rates = []
-    with Runtime.from_profile(profile) as rt:
-        list(rt.map(x[: rt.settings.partition_size * rt.settings.workers * 2]))  # warm
+    ctx = mp.get_context("spawn")  # a fresh interpreter each: nothing inherited from this one
+    with ExitStack() as stack:
+        rt = stack.enter_context(Runtime.from_profile(profile))
+        one = stack.enter_context(ctx.Pool(1, initializer=_load_default, initargs=(path,)))
+        many = stack.enter_context(ctx.Pool(cores, initializer=_load_default, initargs=(path,)))
+        list(rt.map(x[: rt.settings.partition_size * rt.settings.workers * 2]))  # loaded and warm
+        one.map(_call, parts[:2], chunksize=1)
+        many.map(_call, parts[: cores * 2], chunksize=1)
+        passes = {
+            "recommended": lambda: sum(1 for _ in rt.map(x)),
+            "one": lambda: sum(one.imap_unordered(_call, parts, chunksize=1)),
+            "many": lambda: sum(many.imap_unordered(_call, parts, chunksize=1)),
+        }
+        rates: dict[str, list[float]] = {k: [] for k in passes}
         for _ in range(REPEATS):
-            t0 = time.perf_counter()
-            n = sum(1 for _ in rt.map(x))
-            rates.append(n / (time.perf_counter() - t0))
-    return rates
+            for name, run_pass in passes.items():
+                time.sleep(PAUSE_S)  # the previous deployment's pool threads stop spinning
+                rates[name].append(_timed(run_pass))
+    return {k: statistics.median(v) for k, v in rates.items()}
 
 
 def main() -> int:
@@ -171,9 +182,8 @@ def main() -> int:
             rec = p.recommended
             size = rec.partition_size
             parts = [x[i : i + size] for i in range(0, ITEMS, size)]
-            tuned = statistics.median(time_recommended(str(prof), x))
-            one = statistics.median(time_default(str(path), parts, 1))
-            many = statistics.median(time_default(str(path), parts, cores))
+            figures = measure_all(str(prof), str(path), x, parts, cores)
+            tuned, one, many = figures["recommended"], figures["one"], figures["many"]
             best_default = max(one, many)
             ev = p.evidence.threads
             print(
