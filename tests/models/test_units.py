@@ -197,3 +197,31 @@ def test_thread_backend_evidence_is_the_process_not_divided() -> None:
     # two worker threads × 1 thread, plus the engine's supervisor and the trial's feeder
     assert r.threads["scope"] == "process (all workers share it)" and r.threads["allowed"] == 4
     assert 1 <= r.threads["ran"] <= 4 and r.threads["over"] is False, r.threads
+
+
+def test_the_issue_scenario_a_plain_onnx_wrapper_is_caught_the_file_is_not(tmp_path: Path) -> None:
+    """A wrapper made as a new user would (``InferenceSession(path)``, no thread settings) under
+    threads_per_worker=1: ONNX Runtime's own pool (physical cores) runs beside it, and the evidence
+    names it. The same file as a spec runs the 1 thread the profile says."""
+    need("onnxruntime", "onnx")
+    need("onnx", "test-models")
+    import psutil
+
+    if (psutil.cpu_count(logical=False) or 1) < 2:
+        pytest.skip("ONNX Runtime's default pool has one thread on a 1-core host: nothing to catch")
+    from benchmarks.frameworks import make_onnx
+
+    make_onnx(tmp_path / "mlp.onnx")
+    (tmp_path / "plain.py").write_text(
+        "import onnxruntime as ort\n\n"
+        "def load():\n"
+        f"    session = ort.InferenceSession({str(tmp_path / 'mlp.onnx')!r})\n"
+        "    return lambda rows: session.run(None, {'x': rows})[0]\n"
+    )
+    x = np.random.default_rng(0).standard_normal((1024, 512)).astype(np.float32)
+    config = TrialConfig("process", 1, 1, 256)
+    plain = run_trial(f"{tmp_path / 'plain.py'}:load", x, config, QUICK, usable_cores=2)
+    assert plain.threads["over"] is True and plain.threads["ran"] >= 2, plain.threads
+    assert plain.threads["pools"] == ["ONNX Runtime's intra-op pool (SessionOptions.intra_op_num_threads)"]
+    as_spec = run_trial(str(tmp_path / "mlp.onnx"), x, config, QUICK, usable_cores=2)
+    assert as_spec.threads["ran"] == 1 and as_spec.threads["over"] is False, as_spec.threads
