@@ -84,6 +84,18 @@ def test_item_signature_and_argument_parsing_are_light() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_host_load_sampling_is_a_light_room() -> None:
+    """``tuner.hostload`` (the TUI's host bar and the benchmark both sample with it): psutil and the
+    standard library; nothing of the benchmark, the TUI or numpy, even while sampling."""
+    mods = _modules_after(
+        "import tuner.hostload as h; s = h.HostSampler(); s.scan(); a = s.snapshot(); s.interval(a, s.snapshot())"
+    )
+    tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
+    assert tuner_mods == ["tuner", "tuner.errors", "tuner.hardware", "tuner.hostload"], tuner_mods
+    assert "numpy" not in mods and not _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
 def test_model_file_adapters_import_no_framework() -> None:
     """The core stays light: no ML framework is imported until a model needs it — not by the
     runtime, not by the adapters themselves, not by naming a model file or probing the host."""

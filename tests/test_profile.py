@@ -243,7 +243,7 @@ def test_check_good_profile(tuner_cmd: list[str]) -> None:
     assert proc.stderr == ""
     assert proc.stdout == (
         f"{GOOD}: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2"
-        " · overrides for darwin, windows\n"
+        " · overrides for darwin, windows · outside load 3% of 2 cores (1 of 14 windows discarded as busy)\n"
     )
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from tuner.models import ModelInfo
     from tuner.profile import ScalingProfile
 
-__all__ = ["Recommendation", "build_profile", "fmt_rate", "pareto_front", "recommend"]
+__all__ = ["Recommendation", "build_profile", "fmt_rate", "host_load_words", "pareto_front", "recommend"]
 
 #: retries so that an item is lost with at most this probability, given the observed failure rate
 LOSS_TARGET = 1e-6
@@ -219,6 +219,29 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
     return lo, hi, text
 
 
+def host_load_words(r: TrialResult, usable_cores: int | None = None) -> str:
+    """What the host did while ``r`` was measured, in words ('' when nothing was recorded)."""
+    o = r.outside
+    if o is None:
+        return ""
+    of = f" of the {usable_cores} usable cores" if usable_cores else " of the usable cores"
+    n = len(r.discarded_windows)
+    if r.contaminated:
+        from tuner.hostload import describe_top
+
+        busiest = f"; busiest others: {describe_top(o.top)}" if o.top else ""
+        return (
+            f"measured on a busy host: outside load {o.cpu:.0%}{of}, too few clean windows "
+            f"({n} of {len(r.windows)} discarded) — the figures read low; re-measure on a quiet host{busiest}"
+        )
+    if n:
+        return (
+            f"host load while measuring: outside tuner {o.cpu:.0%}{of} in the counted windows; "
+            f"{n} busy window{'s' if n != 1 else ''} (up to {o.cpu_max:.0%}) discarded and measured again"
+        )
+    return f"host load while measuring: outside tuner {o.cpu:.0%}{of} (busiest window {o.cpu_max:.0%})"
+
+
 def max_pending_for(
     throughput: float, partition_size: int, max_workers: int, p99_budget_ms: float | None
 ) -> tuple[int, str]:
@@ -310,6 +333,9 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
         f"  autoscale {lo}–{hi} workers; scale-up on backlog > {BACKLOG_PER_WORKER:g} partitions per worker; "
         f"cold start {best.cold_start_s:.2f} s"
     )
+    load_line = host_load_words(best, host.usable_cores if host is not None else None)
+    if load_line:
+        words.append(f"  {load_line}")
     if runner_ups:
         words.append(
             "  runner-ups: " + "; ".join(f"{r.config.label()} {fmt_rate(r.throughput)}/s" for r in runner_ups)
@@ -434,6 +460,21 @@ def build_profile(
         )
     for k, v in best.faults_seen.items():
         faults_observed[k] = faults_observed.get(k, 0) + int(v)
+    if best.outside is not None:
+        from tuner.profile.schema import HostLoad, OutsideProcessInfo
+
+        o = best.outside
+        kwargs["host_load"] = HostLoad(
+            outside=float(o.cpu),
+            outside_max=float(o.cpu_max),
+            steal=float(o.steal),
+            swap_mb_s=float(o.swap_mb_s),
+            limit=o.limit,
+            windows=len(best.windows),
+            windows_discarded=len(best.discarded_windows),
+            contaminated=best.contaminated,
+            top=[OutsideProcessInfo(name=p.name, pid=p.pid, share=float(p.share)) for p in o.top],
+        )
     if best.threads.get("ran") is not None:
         kwargs["threads"] = ThreadEvidence(**best.threads)
     fmt = getattr(info, "format", None)

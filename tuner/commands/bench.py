@@ -1,8 +1,9 @@
 """`tuner bench`: sweep configurations headless, recommend one, write a profile; or gate a build in CI.
 
 Exit codes: 0 ok; 1 a regression past ``--max-regression`` (or no configuration could run);
-2 bad input or usage (one line, nothing written); 130 interrupted (completed trials kept in
-``--results``, best so far printed, no worker left).
+2 bad input or usage (one line, nothing written); 3 inconclusive — the gate's host was too busy to
+measure cleanly, or its outside load could explain the change (:mod:`tuner.bench.gate`), so no
+verdict; 130 interrupted (completed trials kept in ``--results``, best so far printed, no worker left).
 
 Progress goes to stderr; the results table, charts and recommendation to stdout — or, with
 ``--json``, to stderr, and stdout gets only the JSON summary.
@@ -30,7 +31,7 @@ from tuner.commands.args import (
     non_blank,
     typed,
 )
-from tuner.errors import BadInput, ExitCode, Regression
+from tuner.errors import BadInput, ExitCode, Inconclusive, Regression
 
 if TYPE_CHECKING:
     from tuner.bench.recommend import Recommendation
@@ -38,17 +39,14 @@ if TYPE_CHECKING:
     from tuner.bench.types import SweepMessage, TrialResult
     from tuner.tui.format import SweepOutlook
 
-#: trials the regression gate measures (the median of these is compared: one trial never decides)
-GATE_REPEATS = 3
-#: p99 below this many ms is at the mercy of the scheduler: the gate allows this much absolute slack
-GATE_P99_SLACK_MS = 0.5
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `tuner bench`; each value is checked as it is parsed (tuner.commands.args)."""
     parser.epilog = (
         "exit codes: 0 ok; 1 regression beyond --max-regression (or nothing feasible); "
-        "2 bad input or usage; 130 interrupted (completed trials kept in --results)"
+        "2 bad input or usage; 3 inconclusive: the host was too busy to measure cleanly, or the "
+        "outside load could explain the change (no verdict, the load named); "
+        "130 interrupted (completed trials kept in --results)"
     )
     a = parser.add_argument
     a(
@@ -179,6 +177,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CI gate: re-measure this profile's recommended configuration",
     )
     a(
+        "--max-outside-load",
+        type=typed(finite, "--max-outside-load", ge=0, what="a percentage of the usable cores"),
+        default=25.0,
+        metavar="PCT",
+        help="a measurement window in which other processes (and CPU steal) use more than this share "
+        "of the usable cores is discarded and measured again; a trial that cannot get clean windows "
+        "is marked contaminated, and the gate calls it inconclusive, never a regression "
+        "(percent >= 0; default 25)",
+    )
+    a(
         "--max-regression",
         type=typed(finite, "--max-regression", ge=0, what="a percentage"),
         default=10.0,
@@ -304,12 +312,7 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
     if args.name is not None and not re.fullmatch(r"[a-zA-Z0-9_.-]+", args.name):
         raise BadInput(f"--name {args.name!r}: use letters, digits, '_', '.' and '-'")
     # Short windows want a proportionally short warm-up and cap, so a quick sweep stays quick.
-    window = args.window
-    settings = MeasureSettings(
-        window_s=window,
-        warmup_s=min(0.5, window),
-        max_trial_s=max(12.0 * window, window * 5),
-    )
+    settings = MeasureSettings.for_window(args.window, max_outside=args.max_outside_load / 100.0)
     model_options = {
         k: v
         for k, v in (
@@ -404,6 +407,7 @@ class _Progress:
         self.planned = 0
         self.done = 0
         self._said_outlook = False
+        self._said_busy = False  # the current trial's first discarded window was said
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -432,9 +436,20 @@ class _Progress:
         return f"{'≤ ' if o.upper_bound else ''}{o.left_s:.0f} s"
 
     def __call__(self, m: SweepMessage) -> None:
-        from tuner.bench.types import EngineNote, TrialFinished, TrialPhase, TrialStarted
+        from tuner.bench.types import EngineNote, TrialFinished, TrialPhase, TrialStarted, WindowMeasured
 
-        if isinstance(m, TrialStarted):
+        if isinstance(m, WindowMeasured):
+            if m.discarded is not None and not self._said_busy:
+                # Once per trial: the trial's end says how many windows went (an EngineNote).
+                self._said_busy = True
+                self.progress.console.print(
+                    f"  host busy: window discarded — {m.discarded}; measuring on for clean windows",
+                    style="yellow",
+                    markup=False,
+                    highlight=False,
+                )
+        elif isinstance(m, TrialStarted):
+            self._said_busy = False
             self.planned = m.planned
             self.t_trial = time.perf_counter()
             o = self._outlook()
@@ -447,7 +462,8 @@ class _Progress:
             self.progress.update(self.task, description=f"{label} — {m.detail}")
         elif isinstance(m, EngineNote):
             if m.level != "info" or "not shown" in m.text:
-                self.progress.console.print(f"[dim]  {m.text}[/dim]", highlight=False)
+                # Not markup: a note can name processes, and a name may hold "[".
+                self.progress.console.print(f"  {m.text}", style="dim", markup=False, highlight=False)
         elif isinstance(m, TrialFinished):
             r = m.result
             self.durations.append(time.perf_counter() - self.t_trial)
@@ -552,10 +568,10 @@ def _emit_outputs(
 
 
 def _gate(args: argparse.Namespace) -> int:
-    """Re-measure the baseline profile's recommended config; exit 1 beyond --max-regression."""
-    import statistics
-
-    from tuner.bench.recommend import fmt_ms, fmt_rate, recommend
+    """Re-measure the baseline profile's recommended config: exit 0 ok, 1 a regression beyond
+    --max-regression, 3 inconclusive (host busy); the rules are :mod:`tuner.bench.gate`'s."""
+    from tuner.bench.gate import BaselineFigures, decide, want_another
+    from tuner.bench.recommend import recommend
     from tuner.bench.report import json_summary
     from tuner.bench.search import Space
     from tuner.bench.session import Sweep
@@ -588,40 +604,37 @@ def _gate(args: argparse.Namespace) -> int:
     results: list[TrialResult] = []
     with _Progress("grid", None) as progress:
         sweep.on_message = progress
-        for _ in range(GATE_REPEATS):
+        # GATE_REPEATS trials; one the host made contaminated is re-run, up to GATE_MAX_TRIALS.
+        while want_another(results):
+            if results and results[-1].contaminated:
+                progress.console.print(
+                    "[yellow]  the host was busy during that trial: measuring once more[/yellow]",
+                    highlight=False,
+                )
             sweep.results = []
             got, interrupted = _run_sweep(sweep, progress)
             results.extend(got)
             if interrupted:
                 raise KeyboardInterrupt
-    good = [r for r in results if r.throughput > 0]
+            if not got:
+                break
+    good = [r for r in results if r.throughput > 0 and not r.error]
     if not good:
         raise Regression(f"the baseline configuration could not run: {results[0].error if results else '?'}")
-    tput = statistics.median(r.throughput for r in good)
-    p99s = [r.latency_ms["p99"] for r in good if "p99" in r.latency_ms]
-    p99 = statistics.median(p99s) if p99s else None
-    old_t = profile.evidence.throughput
-    old_p99 = profile.evidence.latency_ms.p99 if profile.evidence.latency_ms else None
-    dt = (tput - old_t) / old_t * 100
-    text = f"throughput {fmt_rate(tput)} items/s vs {fmt_rate(old_t)} ({dt:+.1f}%)"
-    failed = dt < -tolerance
-    reasons = []
-    if failed:
-        reasons.append(f"throughput fell {-dt:.1f}%")
-    if p99 is not None and old_p99:
-        dp = (p99 - old_p99) / old_p99 * 100
-        text += f", p99 {fmt_ms(p99)} vs {fmt_ms(old_p99)} ({dp:+.0f}%)"
-        # A tail percentile is noisier than a median: the gate calls a p99 regression only when the
-        # intervals separate — the new p99's 95% CI lower bound above the baseline's upper bound
-        # plus the tolerance (seen here: an unchanged build's p99 +16% on a loaded 2-core CI box).
-        lows = [r.latency_ci_ms["p99"][0] for r in good if "p99" in r.latency_ci_ms]
-        new_low = statistics.median(lows) if lows else p99
-        old_ci = profile.evidence.latency_ci_ms.p99 if profile.evidence.latency_ci_ms else None
-        old_high = old_ci[1] if old_ci else old_p99
-        if new_low > old_high * (1 + tolerance / 100) + GATE_P99_SLACK_MS:
-            failed = True
-            reasons.append(f"p99 rose {dp:.0f}%")
-    text += f": {'beyond' if failed else 'within'} {tolerance:g}% — {'REGRESSION' if failed else 'ok'}"
+    ev = profile.evidence
+    base = BaselineFigures(
+        throughput=ev.throughput,
+        p99_ms=ev.latency_ms.p99 if ev.latency_ms else None,
+        p99_ci_high_ms=ev.latency_ci_ms.p99[1] if ev.latency_ci_ms and ev.latency_ci_ms.p99 else None,
+        fingerprint=profile.host.fingerprint,
+        host_summary=profile.host.summary,
+        outside=ev.host_load.outside if ev.host_load else None,
+        contaminated=bool(ev.host_load and ev.host_load.contaminated),
+    )
+    verdict = decide(
+        results, base, tolerance, usable_cores=sweep.host.usable_cores, fingerprint=sweep.host.fingerprint()
+    )
+    text = verdict.line
     rec = recommend(results, spec.objective, sweep.host)
     if args.summary:
         from tuner.bench.report import markdown_summary
@@ -641,23 +654,15 @@ def _gate(args: argparse.Namespace) -> int:
         import json
 
         summary = json_summary(
-            results,
-            rec,
-            model=spec.model,
-            baseline=args.baseline,
-            gate={
-                "ok": not failed,
-                "line": text,
-                "throughput": tput,
-                "p99_ms": p99,
-                "tolerance_pct": tolerance,
-            },
+            results, rec, model=spec.model, baseline=args.baseline, gate=verdict.to_json(tolerance)
         )
         print(json.dumps(summary, indent=2))
     # Plain print: one line a CI log (or a grep) can rely on, never wrapped by rich.
     print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
-    if failed:
-        raise Regression(f"regression against {args.baseline}: {', '.join(reasons)} (limit {tolerance:g}%)")
+    if verdict.kind == "regression":
+        raise Regression(f"regression against {args.baseline}: {verdict.message}")
+    if verdict.kind == "inconclusive":
+        raise Inconclusive(f"inconclusive against {args.baseline}: {verdict.message}")
     return int(ExitCode.OK)
 
 

@@ -346,6 +346,63 @@ class Candidate(_Model):
     p99_ms: _NonNeg | None = Field(default=None, description="Measured p99 latency, ms.")
 
 
+# -- the host around the measurement (issue 12) ---------------------------------------------------
+class OutsideProcessInfo(_Model):
+    """One process outside tuner that was busy while the recommendation was measured."""
+
+    name: _Str = Field(description="Process name (an interpreter with what it ran, e.g. 'python pytest').")
+    pid: _NonNegInt = Field(description="Its process id at the time.")
+    share: _NonNeg = Field(description="CPU it used, as a share of the usable cores (1.0 = all).")
+
+
+class HostLoad(_Model):
+    """What the rest of the machine did while the recommended configuration was measured.
+
+    Outside load = CPU used by processes other than tuner and its workers, plus CPU steal on a VM,
+    as a share of the usable cores; a window above ``limit`` was discarded and measured again.
+    """
+
+    outside: _NonNeg = Field(
+        description="Mean outside load over the windows the figures come from (share of the usable "
+        "cores; 0.05 = 5%)."
+    )
+    outside_max: _NonNeg = Field(description="Outside load of the busiest measurement window.")
+    steal: _NonNeg = Field(default=0.0, description="Of which CPU steal (hypervisor), mean.")
+    swap_mb_s: _NonNeg = Field(default=0.0, description="Swap traffic in + out, MB/s, mean.")
+    limit: _NonNeg | None = Field(
+        default=None, description="Windows with more outside load than this were discarded."
+    )
+    windows: _NonNegInt = Field(description="Measurement windows, discarded ones included.")
+    windows_discarded: _NonNegInt = Field(
+        default=0, description="Windows left out of the figures because the host was busy."
+    )
+    contaminated: Annotated[bool, Strict()] = Field(
+        default=False,
+        description="True: too few clean windows could be had; the figures include busy windows "
+        "and read low. Re-measure on a quiet host.",
+    )
+    top: list[OutsideProcessInfo] = Field(
+        default_factory=list, description="The busiest other processes, when a window was over the limit."
+    )
+
+    def words(self, usable_cores: int | None = None) -> str:
+        """``outside load 3% of 2 cores``; the discarded windows when some were; ``measured on a
+        busy host`` with the load and the busiest others when no clean measurement could be had."""
+        of = f" of {usable_cores} cores" if usable_cores else " of the usable cores"
+        if self.contaminated:
+            busiest = ", ".join(f"{p.name} (pid {p.pid}) {p.share:.0%}" for p in self.top)
+            return (
+                f"measured on a busy host: outside load {self.outside:.0%}{of}, {self.windows_discarded} "
+                f"of {self.windows} windows busy — figures read low" + (f" ({busiest})" if busiest else "")
+            )
+        if self.windows_discarded:
+            return (
+                f"outside load {self.outside:.0%}{of} ({self.windows_discarded} of {self.windows} "
+                "windows discarded as busy)"
+            )
+        return f"outside load {self.outside:.0%}{of}"
+
+
 class ThreadEvidence(_Model):
     """The OS threads that really ran while measuring the recommended configuration."""
 
@@ -396,6 +453,9 @@ class Evidence(_Model):
     baseline: Baseline | None = Field(default=None, description="The naive configuration, for comparison.")
     runner_ups: list[Candidate] = Field(default_factory=list, description="Next-best configurations.")
     pareto: list[Candidate] = Field(default_factory=list, description="Throughput/p99 Pareto front.")
+    host_load: HostLoad | None = Field(
+        default=None, description="What other processes did while the recommendation was measured."
+    )
     threads: ThreadEvidence | None = Field(
         default=None, description="The OS threads that ran, next to what the knobs allow."
     )

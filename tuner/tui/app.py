@@ -477,11 +477,17 @@ class TunerApp(App[int]):
         tput = self.query_one(ThroughputChart)
         lat = self.query_one(LatencyChart)
         charts_dirty = compare_dirty = False
+        outside: float | None = None
         with self.batch_update():
             for m in batch.messages:
                 charts_dirty |= isinstance(m, (WindowMeasured, TrialStarted, TrialPhase))
                 compare_dirty |= isinstance(m, TrialFinished)
+                if isinstance(m, WindowMeasured) and m.outside is not None:
+                    outside = m.outside
                 self._apply(m, tput, lat)
+            if outside is not None:
+                # The host bar shows the load the sweep's windows are judged by (latest of the batch).
+                self.query_one(HostPanel).report_outside(outside)
             if batch.dropped_notes:
                 self.log_event(Text(f"… {batch.dropped_notes} more engine events in this burst", style="dim"))
             # Charts are only marked here; _flush_charts redraws them at most twice a second, and
@@ -493,6 +499,11 @@ class TunerApp(App[int]):
         if isinstance(m, WindowMeasured):
             tput.add(m)
             lat.add(m)
+            if m.discarded is not None:
+                self.log_event(
+                    Text(f"window at {m.t:.1f} s discarded, host busy: {m.discarded}", style="yellow"),
+                    m.index,
+                )
         elif isinstance(m, TrialStarted):
             self._planned = m.planned
             self._trial_t0 = self._clock()
@@ -508,8 +519,9 @@ class TunerApp(App[int]):
             detail = m.detail or word
             self._phase = detail if detail.startswith(m.phase) else f"{word}: {detail}"
             tput.phase_text = self._phase
-            if m.phase in ("stable", "unstable", "clean"):
-                self.log_event(Text(self._phase, style="yellow" if m.phase == "unstable" else "dim"), m.index)
+            if m.phase in ("stable", "unstable", "clean", "contaminated"):
+                style = "yellow" if m.phase in ("unstable", "contaminated") else "dim"
+                self.log_event(Text(self._phase, style=style), m.index)
             self._tick_progress()
         elif isinstance(m, EngineNote):
             self.log_event(Text(m.text, style=LEVEL_STYLE.get(m.level, "")), m.index)
@@ -538,8 +550,15 @@ class TunerApp(App[int]):
             line.append(" (" + "; ".join(r.infeasible_reasons) + ")")
         if r.error:
             line.append(f" — {r.error}")
+        if r.discarded_windows:
+            n = len(r.discarded_windows)
+            line.append(f" · {n} busy window{'s' if n != 1 else ''} discarded")
         line.stylize(
-            "bold red" if st in ("error", "infeasible") else "yellow" if st == "unstable" else "green"
+            "bold red"
+            if st in ("error", "infeasible")
+            else "yellow"
+            if st in ("unstable", "contaminated")
+            else "green"
         )
         self.log_event(line, index)
         self._update_counts()

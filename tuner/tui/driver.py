@@ -8,6 +8,7 @@ real driver imports the benchmark lazily: opening the TUI does not pay for it up
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,7 +60,9 @@ class BenchDriver:
         from tuner.bench.search import Space
         from tuner.bench.session import Sweep, SweepSpec
 
-        settings = MeasureSettings(window_s=values.window_s)
+        # The cap in proportion to the window, as `tuner bench` has it: on a busy host a trial
+        # waits for clean windows up to its cap (tuner.hostload), and 12 s of 0.2 s windows is long.
+        settings = MeasureSettings.for_window(values.window_s)
         if self._settings_hook is not None:
             settings = self._settings_hook(settings)
         space = None
@@ -99,6 +102,8 @@ class BenchDriver:
             faults=values.faults if values.faults.active else None,
             settings=settings,
             results_path=str(self.results_path) if self.results_path else None,
+            # The sweep measures in a child of this (UI) process: the UI is tuner, not outside load.
+            own_pids=() if self.in_process else (os.getpid(),),
             model_options=values.model_options(),
             dims=values.dims,
         )
