@@ -188,7 +188,7 @@ def main() -> int:
             ev = p.evidence.threads
             print(
                 f"{name}: recommended {rec.backend} ×{rec.workers} · {rec.threads_per_worker} thread(s) · partition {size}"
-                f"{' · ' + str(rec.knobs) if rec.knobs else ''} (threads ran per worker: {ev.ran if ev else '?'})"
+                f"{' · ' + str(rec.knobs) if rec.knobs else ''} (threads that ran: {ev.ran if ev else '?'}, {ev.scope if ev else ''})"
             )
             print(f"  recommended               {tuned:10,.0f} items/s")
             print(f"  1 process, default threads {one:9,.0f} items/s")
