@@ -236,7 +236,7 @@ BAD_ARGS = [
     # issue 13: an explicitly blank value is an error; only an absent option takes the default
     (["--model", ""], "--model '': blank (expected a model spec; omit --model for the default, builtin:mlp)"),
     (["--model", "   "], "--model '   ': blank"),
-    (["--input", ""], "--input '': blank (expected a .npy or .jsonl file, or omit --input)"),
+    (["--input", ""], "--input '': blank (expected a .npy, .npz or .jsonl file, or omit --input)"),
     (["--faults", ""], "--faults '': blank"),
     (["--backends", " "], "--backends ' ': blank"),
     (["--strategy", ""], "--strategy '': blank"),
