@@ -248,6 +248,9 @@ BAD_ARGS = [
     (["--results", ""], "--results '': blank"),
     (["--out", ""], "--out '': blank (expected a .yaml file, or omit --out)"),
     (["--bogus"], "unrecognized arguments: --bogus (try 'tuner bench --help')"),
+    # a file the sweep would write at its end, into a folder that is not there: refused up front
+    (["--summary", "no/such/dir/s.md"], "--summary no/such/dir/s.md: folder no/such/dir does not exist"),
+    (["--csv", "nodir/r.csv"], "--csv nodir/r.csv: folder nodir does not exist"),
 ]
 
 

@@ -480,14 +480,21 @@ def add_model_file_arguments(parser: argparse.ArgumentParser, *, sweep: bool) ->
 # ------------------------------------------------------------------------------- arguments
 
 
-def _writable(name: str, path: str | None) -> None:
+def _writable(name: str, path: str | None, creates_folders: bool = False) -> None:
+    """Refuse, before anything runs, a path the command could not write at the end of a sweep."""
     if path is None:
         return
     p = Path(path)
     if p.is_dir():
         raise BadInput(f"{name} {path}: is a folder, not a file")
     parent = p.parent if str(p.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
+    if not parent.exists():
+        if creates_folders:
+            return
+        raise BadInput(f"{name} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise BadInput(f"{name} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
         raise BadInput(f"{name} {path}: folder {parent} is not writable")
 
 
@@ -520,12 +527,8 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
         raise BadInput(f"--resume: {args.results} does not exist (nothing to resume)")
     if args.out is not None and Path(args.out).suffix.lower() not in (".yaml", ".yml"):
         raise BadInput(f"--out {args.out}: a profile is a .yaml file")
-    for name, path in (
-        ("--out", args.out),
-        ("--results", args.results),
-        ("--csv", args.csv),
-        ("--summary", args.summary),
-    ):
+    _writable("--out", args.out, creates_folders=True)  # a profile's folders are made on save
+    for name, path in (("--results", args.results), ("--csv", args.csv), ("--summary", args.summary)):
         _writable(name, path)
     if args.name is not None and not re.fullmatch(r"[a-zA-Z0-9_.-]+", args.name):
         raise BadInput(f"--name {args.name!r}: use letters, digits, '_', '.' and '-'")
