@@ -39,6 +39,7 @@ from tuner.profile.schema import (
     ScalingCurve,
     ScalingPoint,
     ScalingProfile,
+    ThreadEvidence,
     normalise_platform,
     profile_json_schema,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "ScalingPoint",
     "ScalingProfile",
     "StrictLoader",
+    "ThreadEvidence",
     "dump_profile_text",
     "load_profile",
     "normalise_platform",
