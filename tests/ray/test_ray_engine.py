@@ -23,6 +23,17 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 REPO = Path(__file__).resolve().parents[2]
 
 
+def wait_idle(timeout: float = 30.0) -> None:
+    """Until every CPU of the cluster is free again: actors of the previous test are killed
+    asynchronously, and placement decisions depend on what is free."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+        assert time.monotonic() < deadline, (ray.available_resources(), ray.cluster_resources())
+        time.sleep(0.05)
+
+
 def run(model: Any, items: Any, size: int, events: list[Any] | None = None, **cfg: Any) -> list[Any]:
     with Engine(model, EngineConfig(**cfg), on_event=None if events is None else events.append) as eng:
         return list(eng.map(items, size))
@@ -32,6 +43,7 @@ def run(model: Any, items: Any, size: int, events: list[Any] | None = None, **cf
 def test_outputs_equal_a_local_run(ray_cluster: Any) -> None:
     x = np.random.default_rng(0).standard_normal((600, 256)).astype(np.float32)
     local = run("builtin:mlp", x, 150, backend="thread", workers=1)
+    wait_idle()
     events: list[Any] = []
     # 150 rows × 1 KiB: over Ray's 100 KiB inline limit, so partitions travel through the object store
     remote = run("builtin:mlp", x, 150, events, backend="ray", workers=3, threads_per_worker=1)
@@ -39,8 +51,7 @@ def test_outputs_equal_a_local_run(ray_cluster: Any) -> None:
     np.testing.assert_allclose(np.asarray(remote), np.asarray(local), rtol=1e-5, atol=1e-5)
     started = [e for e in events if isinstance(e, ev.WorkerStarted)]
     assert len(started) == 3
-    # SPREAD: three actors on three nodes, each named in its WorkerStarted event
-    assert len({e.node for e in started}) == 3
+    assert len({e.node for e in started}) >= 2  # SPREAD (Ray's best effort) across the 3 nodes
     assert all(e.pid > 0 for e in started)
 
 
@@ -54,6 +65,7 @@ def failed(events: list[Any], cause: str) -> list[ev.PartitionFailed]:
 
 @pytest.mark.timeout(90)
 def test_placement_pack_fills_a_node_before_the_next(ray_cluster: Any) -> None:
+    wait_idle()
     events: list[Any] = []
     out = run(spec("identity"), list(range(60)), 5, events, backend="ray", workers=3, placement="PACK")
     assert out == list(range(60))
@@ -241,8 +253,8 @@ def test_cluster_check_warns_and_adapts_or_refuses_when_strict(
 @pytest.mark.timeout(120)
 def test_a_node_lost_mid_run_loses_no_item(ray_cluster: Any) -> None:
     """Runs last in this module: it removes a node for good."""
+    wait_idle()
     events: list[Any] = []
-    node = ray_cluster.extra_nodes[-1]
     removed = threading.Event()
 
     def listen(e: Any) -> None:
@@ -252,8 +264,9 @@ def test_a_node_lost_mid_run_loses_no_item(ray_cluster: Any) -> None:
 
     items = list(range(300))
     with Engine(spec("slow"), EngineConfig(backend="ray", workers=3), on_event=listen) as eng:
-        on_node = [s for s in started(events) if s.node == node.node_id]
-        assert len(on_node) == 1  # SPREAD put one actor on it
+        # SPREAD is Ray's best effort: remove a worker node that holds at least one of the actors
+        node = next(n for n in ray_cluster.extra_nodes if any(s.node == n.node_id for s in started(events)))
+        on_node = sorted(s.worker for s in started(events) if s.node == node.node_id)
         it = eng.map(items, 5)
         out = [next(it)]
         assert removed.wait(30)
@@ -261,5 +274,7 @@ def test_a_node_lost_mid_run_loses_no_item(ray_cluster: Any) -> None:
         out += list(it)
     assert out == items
     lost = [e for e in events if isinstance(e, ev.WorkerExited) and e.cause == "crash"]
-    assert [e.worker for e in lost] == [on_node[0].worker]
-    assert len(failed(events, "crash")) == 1
+    assert sorted(e.worker for e in lost) == on_node  # every actor on the node, and only those
+    assert 1 <= len(failed(events, "crash")) <= len(on_node)  # one attempt per partition running there
+    replacements = [s for s in started(events) if s.replacing is not None]
+    assert sorted(s.replacing for s in replacements) == on_node
