@@ -388,7 +388,7 @@ class ProcessHandle(WorkerHandle):
         chan = self.chan
         assert chan is not None
         was_empty = not chan.pending
-        chan.queue((part.id, part.attempt + 1, part.first, kind, payload, part.exact))
+        chan.queue((part.id, part.attempt + 1, part.first, kind, payload, part.exact, part.copy))
         return was_empty
 
     def flush(self) -> bool:
@@ -565,7 +565,7 @@ class ThreadHandle(_InCallerProcess):
             post(self, (DIED, f"{type(e).__name__}: {e}"))
 
     def send(self, part: Part) -> bool:
-        self.inbox.put((part.id, part.attempt + 1, part.first, PICKLED, part.items, False))
+        self.inbox.put((part.id, part.attempt + 1, part.first, PICKLED, part.items, False, part.copy))
         return False
 
     def stop(self) -> bool:

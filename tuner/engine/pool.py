@@ -60,6 +60,7 @@ from typing import Any
 from tuner.engine import events as ev
 from tuner.engine.config import EngineConfig, Failure
 from tuner.engine.handles import EXITED, HANDLES, READABLE, Launch, WorkerHandle, default_start_method
+from tuner.engine.hedging import Hedger
 from tuner.engine.ledger import FINAL, IGNORED, Job, Ledger, Part, PartitionResult
 from tuner.engine.transport import Poller
 from tuner.engine.worker import BOOT, DIED, ERR, LOAD_ERR, NOTE, OK, READY
@@ -119,6 +120,10 @@ class Engine:
         # partitions, whose cost is the round trip; shallow for long ones, so one slow worker never
         # holds many partitions hostage.
         self._prefetch = 1 if c.backend == "inline" else min(2, c.prefetch)
+        # Hedging: partitions long enough to cover the round trip alone (PREFETCH_COVER_S) queue
+        # nowhere but in the engine's own queue, never behind a worker's running partition, which
+        # may turn out a straggler; they go to the first worker free.
+        self._prefetch_floor = 1 if c.hedge_after_s is not None else min(2, c.prefetch)
         self._adapts = c.backend != "inline"
         self._svc_ewma = 0.0
         self._target = 1 if c.backend == "inline" else c.workers
@@ -162,6 +167,10 @@ class Engine:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.replaced = 0
+        # Hedged stragglers (tuner.engine.hedging); an inline engine has one worker: nothing to hedge to.
+        self._hedger: Hedger | None = None
+        if c.hedge_after_s is not None and c.backend != "inline":
+            self._hedger = Hedger(c.hedge_after_s, c.hedge_budget)
 
     # ------------------------------------------------------------------ public API
     def __enter__(self) -> Engine:
@@ -307,8 +316,9 @@ class Engine:
             self._emit(ev.Resized(time.perf_counter(), old, workers))
 
     def stats(self) -> dict[str, Any]:
-        """A cheap snapshot: workers, backlog (partitions waiting or running), counters."""
-        return {
+        """A cheap snapshot: workers, backlog (partitions waiting or running), counters; with hedging,
+        hedges sent and won, and the duplicate work (hedges / partitions completed)."""
+        out = {
             "workers": self._target,
             "live_workers": sum(1 for w in list(self._workers) if w.ready and not w.retiring),
             "backlog": len(self._outstanding),
@@ -317,6 +327,9 @@ class Engine:
             "retried": self.retried,
             "replaced": self.replaced,
         }
+        if self._hedger is not None:
+            out.update(self._hedger.stats())
+        return out
 
     def backlog(self) -> int:
         """Partitions submitted and not yet complete."""
@@ -423,6 +436,8 @@ class Engine:
                 self._take_submissions()
             if ledger.pending:
                 self._dispatch()
+            if self._hedger is not None and self._hedger.tokens >= 1.0:
+                self._hedge(perf())
             # The wait map first: a worker that died since the last turn must be out of it before a
             # flush changes which sockets we wait to write to.
             if self._wait_dirty:
@@ -477,6 +492,10 @@ class Engine:
             deadlines.append(due)
         for w in self._dying:
             deadlines.append(w.kill_at)
+        if self._hedger is not None and self._hedger.tokens >= 1.0 and self._idle():
+            due = self._hedger.next_due(self._running())
+            if due is not None:
+                deadlines.append(due)
         if self.config.memory_limit_mb is not None:
             deadlines.append(self._next_memcheck)
         if self._cb is not None:
@@ -593,6 +612,8 @@ class Engine:
             part = w.inflight.pop()
             if part is not culprit:
                 ledger.put_back(part)
+                if self._hedger is not None and self._hedger.hedged(part):
+                    self._hedge_ended(w, part, False, now)
         if culprit is not None:  # None: it died between partitions, which none of them caused
             culprit.exact = True
             self._failed(w, culprit, cause, message, now, **details)
@@ -715,13 +736,15 @@ class Engine:
             return  # a worker we abandoned (a hung thread waking up): its word no longer counts
         now = time.perf_counter()
         if tag == OK:
+            seen = now - w.t_head  # how long the supervisor saw it run (for the hedge delay)
             part = w.inflight.popleft()
             w.note = None
             if w.inflight:
                 self._head_started(w, now)
             w.done_with(part)
             service_s = msg[3]
-            if self._ledger.finished(part, msg[2], service_s, now):
+            decided = self._ledger.finished(part, msg[2], service_s, now)
+            if decided:
                 if self._adapts:
                     self._adapt_prefetch(service_s)
                 if self._cb is not None:
@@ -730,6 +753,10 @@ class Engine:
                             now, part.id, w.wid, part.attempt + 1, part.n, service_s, now - part.job.t
                         )
                     )
+            if self._hedger is not None:
+                if decided and part.copy == 0 and not self._hedger.hedged(part):
+                    self._hedger.observe(seen, service_s)
+                self._hedge_ended(w, part, decided, now)
         elif tag == ERR:
             part = w.inflight.popleft()
             w.note = None
@@ -780,6 +807,8 @@ class Engine:
         self, w: WorkerHandle, part: Part, cause: str, message: str, now: float, **details: Any
     ) -> None:
         decision, backoff = self._ledger.failed(part, cause, message, now, **details)
+        if self._hedger is not None and self._hedger.hedged(part):
+            self._hedge_ended(w, part, False, now)
         if decision == IGNORED or self._cb is None:
             return
         self._emit(
@@ -834,6 +863,11 @@ class Engine:
 
     def _dispatch(self) -> None:
         ws = [w for w in self._workers if w.ready and w.cause is None and not w.retiring]
+        if self._hedger is not None:
+            # A worker running a part past the hedge delay may be on a straggler: nothing more
+            # queues behind it (the queue here waits for the next worker free instead).
+            late = time.perf_counter() - self._hedger.delay_s
+            ws = [w for w in ws if not w.inflight or w.t_head > late]
         if not ws:
             return
         prefetch = self._prefetch
@@ -863,11 +897,97 @@ class Engine:
         if w.send(part):
             self._unflushed.append(w)
 
+    # -- hedging (tuner.engine.hedging) -----------------------------------------------------------
+    def _idle(self) -> list[WorkerHandle]:
+        return [w for w in self._workers if not w.inflight and w.ready and w.cause is None and not w.retiring]
+
+    def _running(self) -> list[tuple[WorkerHandle, Part, float]]:
+        return [(w, w.inflight[0], w.t_head) for w in self._workers if w.inflight and w.cause is None]
+
+    def _hedge(self, now: float) -> None:
+        """Send a second copy of the longest-running straggler(s) to idle workers, within the budget."""
+        hedger = self._hedger
+        assert hedger is not None
+        idle = self._idle()
+        if not idle:
+            return
+        running = self._running()
+        while idle:
+            choice = hedger.pick(running, now)
+            if choice is None:
+                return
+            original, part = choice
+            target = idle.pop()
+            hedger.sent_copy(part, original, target)
+            part.copy = 1  # read by the handle as it sends: the worker draws faults as a hedge copy
+            try:
+                self._send(target, part)
+            finally:
+                part.copy = 0
+            if self._cb is not None:
+                self._emit(
+                    ev.PartitionHedged(
+                        now,
+                        part.id,
+                        target.wid,
+                        original.wid,
+                        part.attempt + 1,
+                        part.n,
+                        now - original.t_head,
+                        hedger.sent,
+                        hedger.completed,
+                    )
+                )
+
+    def _hedge_ended(self, w: WorkerHandle, part: Part, decided: bool, now: float) -> None:
+        """A copy of a hedged part ended on ``w``; when it won, the loser is cancelled."""
+        hedger = self._hedger
+        assert hedger is not None
+        settled = hedger.ended(part, w, decided)
+        if settled is None:
+            return
+        loser = settled.loser
+        killed = (
+            loser is not None and self.config.hedge_cancel == "kill" and self._kill_loser(loser, part, now)
+        )
+        if self._cb is not None:
+            self._emit(
+                ev.HedgeSettled(
+                    now, part.id, w.wid, loser.wid if loser is not None else -1, settled.hedge_won, killed
+                )
+            )
+
+    def _kill_loser(self, w: WorkerHandle, part: Part, now: float) -> bool:
+        """hedge_cancel="kill": end the loser's worker now and replace it; what it held goes back."""
+        if w.cause is not None or not w.inflight or w.inflight[0] is not part:
+            return False
+        w.cause = "hedged"
+        self._workers.remove(w)
+        self._wait_dirty = True
+        if w.kill(hard=False):
+            w.kill_at = now + TERMINATE_GRACE_S
+            self._dying.append(w)
+        else:  # a thread cannot be killed: it is abandoned, and runs to its end unheard
+            self._emit(ev.WorkerExited(now, w.wid, w.pid, "hedged"))
+        w.inflight.popleft()
+        self._ledger.failed(part, "hedged", "a hedge copy won", now)  # ignored: it has its outcome
+        assert self._hedger is not None
+        self._hedger.ended(part, w, False, killed=True)
+        while w.inflight:  # what it held besides never started: back to the queue, no attempt
+            queued = w.inflight.pop()
+            self._ledger.put_back(queued)
+            if self._hedger.hedged(queued):
+                self._hedge_ended(w, queued, False, now)
+        active = sum(1 for x in self._workers if x.cause is None and not x.retiring)
+        if active < self._target:
+            self._spawn(w.wid)
+        return True
+
     def _adapt_prefetch(self, service_s: float) -> None:
         self._svc_ewma = service_s if self._svc_ewma == 0.0 else 0.9 * self._svc_ewma + 0.1 * service_s
         # Enough queued work to cover ~5 ms of round trips, between 2 and config.prefetch.
         depth = 1 + int(PREFETCH_COVER_S / max(self._svc_ewma, 1e-6))
-        self._prefetch = max(min(2, self.config.prefetch), min(self.config.prefetch, depth))
+        self._prefetch = max(self._prefetch_floor, min(self.config.prefetch, depth))
 
     # -- shutdown -------------------------------------------------------------------------------
     def _shutdown(self, cancel: bool, error: EngineFailed | None) -> None:
