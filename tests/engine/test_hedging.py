@@ -22,6 +22,8 @@ from tuner.engine.hedging import HEDGE_BURST, HEDGE_RESERVE, LATE_FACTOR, Hedger
 from tuner.engine.ledger import IGNORED, RETRY, Job, Ledger, Part
 from tuner.errors import ConfigError
 
+pytestmark = pytest.mark.timeout(60)  # the pure tests; engine tests set their own
+
 # ------------------------------------------------------------------------------------------- pure
 
 
