@@ -47,7 +47,9 @@ class EngineConfig:
     # the p95 service time it measured.
     hedge_after_s: float | None = None
     hedge_budget: float = 0.05  # hedges sent <= this share of partitions completed (+ a small burst)
-    hedge_cancel: str = "finish"  # the loser: "finish" (its result is dropped) or "kill" (process only)
+    # the losing copy: "finish" (it runs to its end, its result is dropped) or "kill" (a losing first
+    # copy's worker is ended and replaced; measured slower, see tuner.engine.hedging)
+    hedge_cancel: str = "finish"
 
     def __post_init__(self) -> None:
         # nan slips through every comparison below (nan <= 0 is False) and inf would mean "never":

@@ -38,7 +38,8 @@ behind a worker's running one, so no work waits behind a straggler.
 
 **The loser** (``EngineConfig.hedge_cancel``): by default (``"finish"``) its worker runs it to its
 end and its result is dropped (its shared memory released like any partition's). ``"kill"`` ends a
-process worker's loser at once and replaces the worker, putting back what it held. Finishing is the
+losing first copy's worker at once and replaces it, putting back what it held (a losing hedge copy,
+started a moment ago, still finishes). Finishing is the
 default because it was measured cheaper (``tests/benchmarks/hedging.py --cancel kill``, see the
 README): a kill costs a respawn and a model load — for real models seconds, far more than a
 straggler's remaining time — during which the pool is a worker short exactly when the hedge wanted

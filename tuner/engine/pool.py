@@ -947,8 +947,13 @@ class Engine:
         if settled is None:
             return
         loser = settled.loser
+        # "kill" ends only a losing first copy, the straggler: a losing hedge copy started a moment
+        # ago and ends about as soon as a replacement worker could load the model.
         killed = (
-            loser is not None and self.config.hedge_cancel == "kill" and self._kill_loser(loser, part, now)
+            loser is not None
+            and settled.hedge_won
+            and self.config.hedge_cancel == "kill"
+            and self._kill_loser(loser, part, now)
         )
         if self._cb is not None:
             self._emit(
