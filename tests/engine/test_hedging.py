@@ -272,6 +272,28 @@ def test_with_kill_the_losers_worker_is_ended_and_replaced() -> None:
     assert not [e for e in seen if isinstance(e, ev.PartitionFailed)]
 
 
+@pytest.mark.timeout(60)
+def test_kill_leaves_a_thread_to_finish_it_cannot_be_killed() -> None:
+    plan, straggler = _plan_with_one_straggler()
+    seen: list[ev.Event] = []
+    cfg = EngineConfig(
+        backend="thread",
+        workers=3,
+        partition_size=SIZE,
+        faults=plan,
+        hedge_after_s=1.5 * SERVICE_S,
+        hedge_cancel="kill",
+    )
+    outputs, engine = _run(cfg, seen)
+    assert outputs == [list(range(i * SIZE, (i + 1) * SIZE)) for i in range(PARTS)]
+    pid = [e.partition for e in seen if isinstance(e, ev.PartitionSubmitted)][straggler]
+    settled = {e.partition: e for e in seen if isinstance(e, ev.HedgeSettled)}
+    assert settled[pid].hedge_won and not settled[pid].killed
+    s = engine.stats()
+    assert s["hedge_losers_killed"] == 0 and s["hedge_losers_discarded"] == s["hedges"]
+    assert not [e for e in seen if isinstance(e, ev.WorkerExited) and e.cause == "hedged"]
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("budget", [0.05, 1.0])
 def test_outputs_exactly_once_and_in_order_under_crashes_and_stragglers(budget: float) -> None:

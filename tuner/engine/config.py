@@ -48,7 +48,7 @@ class EngineConfig:
     hedge_after_s: float | None = None
     hedge_budget: float = 0.05  # hedges sent <= this share of partitions completed (+ a small burst)
     # the losing copy: "finish" (it runs to its end, its result is dropped) or "kill" (a losing first
-    # copy's worker is ended and replaced; measured slower, see tuner.engine.hedging)
+    # copy's process worker is ended and replaced; measured slower, see tuner.engine.hedging)
     hedge_cancel: str = "finish"
 
     def __post_init__(self) -> None:

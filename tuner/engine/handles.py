@@ -82,6 +82,8 @@ class WorkerHandle:
     kind: ClassVar[str] = ""
     #: the supervisor can end a partition that overruns its timeout (inline: it runs in the supervisor)
     can_time_out: ClassVar[bool] = True
+    #: kill() really stops the worker mid-partition (a process); a thread can only be abandoned
+    can_kill: ClassVar[bool] = False
 
     __slots__ = (
         "booted",
@@ -316,6 +318,7 @@ class ProcessHandle(WorkerHandle):
     travel through shared memory. It leads its own process group, killed with it."""
 
     kind = "process"
+    can_kill = True
     __slots__ = ("chan", "proc", "ps", "running", "segs")
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:

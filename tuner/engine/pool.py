@@ -754,7 +754,7 @@ class Engine:
                         )
                     )
             if self._hedger is not None:
-                if decided and part.copy == 0 and not self._hedger.hedged(part):
+                if decided and not self._hedger.hedged(part):
                     self._hedger.observe(seen, service_s)
                 self._hedge_ended(w, part, decided, now)
         elif tag == ERR:
@@ -963,8 +963,9 @@ class Engine:
             )
 
     def _kill_loser(self, w: WorkerHandle, part: Part, now: float) -> bool:
-        """hedge_cancel="kill": end the loser's worker now and replace it; what it held goes back."""
-        if w.cause is not None or not w.inflight or w.inflight[0] is not part:
+        """hedge_cancel="kill": end the loser's worker now and replace it; what it held goes back.
+        A worker that cannot be killed (a thread) finishes instead."""
+        if not w.can_kill or w.cause is not None or not w.inflight or w.inflight[0] is not part:
             return False
         w.cause = "hedged"
         self._workers.remove(w)
@@ -972,8 +973,6 @@ class Engine:
         if w.kill(hard=False):
             w.kill_at = now + TERMINATE_GRACE_S
             self._dying.append(w)
-        else:  # a thread cannot be killed: it is abandoned, and runs to its end unheard
-            self._emit(ev.WorkerExited(now, w.wid, w.pid, "hedged"))
         w.inflight.popleft()
         self._ledger.failed(part, "hedged", "a hedge copy won", now)  # ignored: it has its outcome
         assert self._hedger is not None
