@@ -1,6 +1,6 @@
 """Hedged stragglers under open-loop load: the same arrivals and stragglers, hedging off and on, in one run.
 
-Run: ``.venv/bin/python tests/benchmarks/hedging.py [--repeats 3] [--seconds 8] [--workers 4] [--load 0.4]
+Run: ``.venv/bin/python tests/benchmarks/hedging.py [--repeats 3] [--seconds 8] [--workers 8] [--load 0.4]
 [--variants off,5%,10%,5%-kill]``
 
 **The load.** A model whose partition takes 10 ms, asleep (``_models.nap``: like a call to an
@@ -169,7 +169,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0, help="schedule length of each run")
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--load", type=float, default=0.4, help="share of the pool's capacity with stragglers")
     ap.add_argument("--faults", default="slow=0.05x10")
     ap.add_argument("--variants", default="off,5%,10%,5%-kill")

@@ -33,8 +33,11 @@ nothing and costs no attempt: the running copy decides (both failing count one a
 **Where a hedge goes** (the supervisor, ``pool.py``): only to an idle worker — a copy queued behind
 other work would start no earlier than the original. With one worker there is never an idle worker
 while a part runs: hedging is a no-op. While a worker runs a part past the delay it is given no new
-partition, and partitions long enough not to need prefetching are queued in the engine rather than
-behind a worker's running one, so no work waits behind a straggler.
+partition; and when every worker is busy but there is no backlog, what waits stays in the engine's
+queue for the first worker free (late binding) instead of being queued behind one worker's running
+partition, which may turn out a straggler. With a backlog (a closed loop, ``map``) workers still
+prefetch as without hedging: late binding costs a round trip per partition, measured 6% of
+``map``'s throughput with 10 ms partitions when applied always, and ~0 this way.
 
 **The loser** (``EngineConfig.hedge_cancel``): by default (``"finish"``) its worker runs it to its
 end and its result is dropped (its shared memory released like any partition's). ``"kill"`` ends a

@@ -120,10 +120,6 @@ class Engine:
         # partitions, whose cost is the round trip; shallow for long ones, so one slow worker never
         # holds many partitions hostage.
         self._prefetch = 1 if c.backend == "inline" else min(2, c.prefetch)
-        # Hedging: partitions long enough to cover the round trip alone (PREFETCH_COVER_S) queue
-        # nowhere but in the engine's own queue, never behind a worker's running partition, which
-        # may turn out a straggler; they go to the first worker free.
-        self._prefetch_floor = 1 if c.hedge_after_s is not None else min(2, c.prefetch)
         self._adapts = c.backend != "inline"
         self._svc_ewma = 0.0
         self._target = 1 if c.backend == "inline" else c.workers
@@ -863,10 +859,12 @@ class Engine:
 
     def _dispatch(self) -> None:
         ws = [w for w in self._workers if w.ready and w.cause is None and not w.retiring]
-        if self._hedger is not None:
+        hedger = self._hedger
+        hedging = hedger is not None
+        if hedger is not None:
             # A worker running a part past the hedge delay may be on a straggler: nothing more
             # queues behind it (the queue here waits for the next worker free instead).
-            late = time.perf_counter() - self._hedger.delay_s
+            late = time.perf_counter() - hedger.delay_s
             ws = [w for w in ws if not w.inflight or w.t_head > late]
         if not ws:
             return
@@ -879,6 +877,12 @@ class Engine:
                 if len(w.inflight) < len(best.inflight):
                     best = w
             if len(best.inflight) >= prefetch:
+                return
+            if hedging and best.inflight and len(pending) < len(ws):
+                # Late binding: with every worker busy and no backlog, what waits goes to the first
+                # worker free rather than behind one worker's running partition, which may turn out
+                # a straggler. With a backlog (a closed loop, map) every worker needs its next
+                # partition at once anyway: prefetching saves the round trip as without hedging.
                 return
             part = ledger.take()
             if part is None:
@@ -991,7 +995,7 @@ class Engine:
         self._svc_ewma = service_s if self._svc_ewma == 0.0 else 0.9 * self._svc_ewma + 0.1 * service_s
         # Enough queued work to cover ~5 ms of round trips, between 2 and config.prefetch.
         depth = 1 + int(PREFETCH_COVER_S / max(self._svc_ewma, 1e-6))
-        self._prefetch = max(self._prefetch_floor, min(self.config.prefetch, depth))
+        self._prefetch = max(min(2, self.config.prefetch), min(self.config.prefetch, depth))
 
     # -- shutdown -------------------------------------------------------------------------------
     def _shutdown(self, cancel: bool, error: EngineFailed | None) -> None:
