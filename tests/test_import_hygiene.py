@@ -81,3 +81,32 @@ def test_item_signature_and_argument_parsing_are_light() -> None:
     )
     assert "numpy" not in mods
     assert not _forbidden(mods), _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_plan_and_the_online_messages_are_light() -> None:
+    # `tuner plan` reads a profile and fits a curve: no benchmark, no UI, numpy only when it fits;
+    # the TUI's relay imports the online messages to coalesce them: no numpy, no load generator.
+    mods = _modules_after("import tuner.plan, tuner.commands.plan, tuner.bench.online.messages")
+    allowed = ("tuner.bench", "tuner.bench.online", "tuner.bench.online.messages")
+    assert not [m for m in _forbidden(mods) if m not in allowed], _forbidden(mods)
+    assert "numpy" not in mods
+
+
+@pytest.mark.timeout(60)
+def test_the_load_generator_stays_out_of_the_ui() -> None:
+    mods = _modules_after("import tuner.bench.online.sweep, tuner.bench.online.report")
+    ui = [m for m in mods if m.split(".")[0] in ("textual", "plotext", "textual_plotext") or m.startswith("tuner.tui")]
+    assert not ui, ui
+
+
+@pytest.mark.timeout(60)
+def test_host_load_sampling_is_a_light_room() -> None:
+    """``tuner.hostload`` (the TUI's host bar and the benchmark both sample with it): psutil and the
+    standard library; nothing of the benchmark, the TUI or numpy, even while sampling."""
+    mods = _modules_after(
+        "import tuner.hostload as h; s = h.HostSampler(); s.scan(); a = s.snapshot(); s.interval(a, s.snapshot())"
+    )
+    tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
+    assert tuner_mods == ["tuner", "tuner.errors", "tuner.hardware", "tuner.hostload"], tuner_mods
+    assert "numpy" not in mods and not _forbidden(mods)

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "bench": "sweep configurations headless, recommend one, write a profile",
     "run": "apply a profile to a data file",
     "check": "validate a profile",
+    "plan": "workers and hosts for a target request rate, from a profile measured with --online",
     "schema": "print the profile JSON Schema",
 }
 

@@ -16,7 +16,7 @@ Data flow::
                │  reject (Overloaded) — the overload policy
     map(items) ┴─ partitions ───────────────────────────────┐
     submit(item) ─► queue ─► batcher thread: a partition    ├─► Engine (the one tuner.bench measured)
-                             closes at partition_size or    │        │ PartitionResult futures
+                             closes at max_batch_size or    │        │ PartitionResult futures
                              max_batch_delay_ms             ┘        ▼
     item futures ◄── completer thread (outputs / ItemFailed / ◄── done-callbacks ──► live histogram,
                      the engine's error)                                              counters, gate
@@ -32,7 +32,9 @@ What a profile applies: backend, workers, threads per worker, partition size, ti
 (``max_pending``, ``overload``), hedged stragglers (``hedge``: a partition still running past the
 profiled p95 service time is sent again to an idle worker, first result wins, at most 5% duplicate
 work; a no-op with one worker) and the autoscaler's bounds and pace; the ``platforms:`` entry for this
-OS is merged over ``recommended`` first.
+OS is merged over ``recommended`` first. A profile measured under traffic (``tuner bench --online``)
+has an ``online:`` section whose measured batching (``max_batch_size``, ``max_batch_delay_ms``) and
+``max_pending`` win over ``recommended``'s, unless the ``platforms:`` entry sets them explicitly.
 
 Safety: loading a profile never executes code from it. The model spec in a profile is a reference;
 the runtime imports it only when it builds the model, i.e. when it starts (``start()``, ``with``, or the
@@ -136,6 +138,10 @@ class RuntimeSettings:
     #: ``overload_timeout_s`` ("timeout"), or raises Overloaded at once ("reject")
     overload: str = "block"
     overload_timeout_s: float = 1.0
+    #: most items per partition the dynamic batcher of submit() forms; None: ``partition_size``
+    #: (a profile's ``online:`` section sets it from the open-loop measurement; map() keeps
+    #: ``partition_size``)
+    max_batch_size: int | None = None
     #: hedged stragglers (tuner.engine.hedging): a partition still running this long is sent again
     #: to an idle worker, the first result wins; None: no hedging. A profile's ``recommended.hedge``
     hedge_after_s: float | None = None
@@ -152,6 +158,7 @@ class RuntimeSettings:
         check_number("backoff_cap_s", self.backoff_cap_s, low=self.backoff_base_s)
         check_number("memory_limit_mb", self.memory_limit_mb, low=0, low_open=True, optional=True)
         check_number("max_batch_delay_ms", self.max_batch_delay_ms, low=0)
+        check_number("max_batch_size", self.max_batch_size, low=1, integer=True, optional=True)
         check_number("max_pending", self.max_pending, low=1, integer=True, optional=True)
         check_number("overload_timeout_s", self.overload_timeout_s, low=0, low_open=True)
         check_number("hedge_after_s", self.hedge_after_s, low=0, low_open=True, optional=True)
@@ -176,6 +183,11 @@ class RuntimeSettings:
         return self.autoscale.max_workers if self.autoscale is not None else self.workers
 
     @property
+    def batch_size(self) -> int:
+        """The most items the dynamic batcher puts in one partition (``max_batch_size`` or ``partition_size``)."""
+        return self.max_batch_size if self.max_batch_size is not None else self.partition_size
+
+    @property
     def pending_bound(self) -> int:
         """``max_pending``, or the default bound when it is None."""
         if self.max_pending is not None:
@@ -195,6 +207,8 @@ class RuntimeSettings:
             parts.append(f"autoscale {self.autoscale.min_workers}–{self.autoscale.max_workers}")
         if self.max_pending is not None:
             parts.append(f"max pending {self.max_pending} ({self.overload})")
+        if self.max_batch_size is not None:
+            parts.append(f"batches ≤{self.max_batch_size} within {self.max_batch_delay_ms:g} ms")
         if self.hedge_after_s is not None:
             parts.append(f"hedge after {self.hedge_after_s * 1000:.3g} ms (≤{self.hedge_budget:.0%})")
         return " · ".join(parts)
@@ -207,6 +221,7 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
     """The settings a profile asks for on ``platform`` (default: this OS), its override merged in."""
     rec = profile.effective_recommended(platform)
     a = profile.autoscale
+    online = _online_batching(profile, platform)
     return RuntimeSettings(
         backend=rec.backend,
         workers=rec.workers,
@@ -218,8 +233,9 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
         backoff_base_s=rec.backoff.base_s,
         backoff_cap_s=rec.backoff.cap_s,
         memory_limit_mb=rec.memory_limit_mb,
-        max_batch_delay_ms=rec.max_batch_delay_ms,
-        max_pending=rec.max_pending,
+        max_batch_delay_ms=online.get("max_batch_delay_ms", rec.max_batch_delay_ms),
+        max_pending=online.get("max_pending", rec.max_pending),
+        max_batch_size=online.get("max_batch_size"),
         overload=rec.overload,
         hedge_after_s=rec.hedge.after_ms / 1000.0 if rec.hedge is not None else None,
         hedge_budget=rec.hedge.budget if rec.hedge is not None else 0.05,
@@ -233,6 +249,28 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
             interval_s=a.interval_s,
         ),
     )
+
+
+def _online_batching(profile: ScalingProfile, platform: str | None) -> dict[str, Any]:
+    """The dynamic batcher's settings and max_pending from the profile's ``online:`` section, if any.
+
+    Measured under traffic, they win over ``recommended``'s; a ``platforms:`` entry for this OS that
+    sets ``max_batch_delay_ms`` or ``max_pending`` explicitly is a deliberate per-OS choice and wins.
+    """
+    online = getattr(profile, "online", None)
+    if online is None:
+        return {}
+    from tuner.profile import normalise_platform
+
+    key = normalise_platform(sys.platform if platform is None else platform)
+    override = getattr(profile.platforms, key, None) if profile.platforms is not None and key else None
+    explicit = override.model_fields_set if override is not None else set()
+    out: dict[str, Any] = {"max_batch_size": online.max_batch_size}
+    if "max_batch_delay_ms" not in explicit:
+        out["max_batch_delay_ms"] = online.max_batch_delay_ms
+    if "max_pending" not in explicit:
+        out["max_pending"] = online.max_pending
+    return out
 
 
 def apply_hedge(
@@ -548,6 +586,7 @@ class Runtime:
         backoff_cap_s: float = 2.0,
         memory_limit_mb: float | None = None,
         max_batch_delay_ms: float = 5.0,
+        max_batch_size: int | None = None,
         autoscale: AutoscaleSettings | None = None,
         max_pending: int | None = None,
         overload: Overload = "block",
@@ -571,6 +610,7 @@ class Runtime:
                 backoff_cap_s=backoff_cap_s,
                 memory_limit_mb=memory_limit_mb,
                 max_batch_delay_ms=max_batch_delay_ms,
+                max_batch_size=max_batch_size,
                 autoscale=autoscale,
                 max_pending=max_pending,
                 overload=overload,
@@ -906,8 +946,9 @@ class Runtime:
         """Run one item; its future gives its output, or raises :class:`ItemFailed`.
 
         Items submitted one at a time are grouped into partitions (dynamic batching, like
-        Triton's dynamic batcher): a partition closes when it holds ``partition_size`` items or
-        when its first item has waited ``max_batch_delay_ms``, whichever comes first.
+        Triton's dynamic batcher): a partition closes when it holds ``max_batch_size`` items
+        (default: ``partition_size``) or when its first item has waited ``max_batch_delay_ms``,
+        whichever comes first.
 
         Backpressure: with ``max_pending`` items already in flight, the ``overload`` policy
         applies — "block" waits for room, "timeout" waits ``overload_timeout_s`` then raises
@@ -932,7 +973,7 @@ class Runtime:
                 self._batcher.start()
                 self._completer.start()
             self._queue.append(_Pending(next(self._submit_ids), item, fut, time.perf_counter()))
-            if len(self._queue) == 1 or len(self._queue) >= s.partition_size:
+            if len(self._queue) == 1 or len(self._queue) >= s.batch_size:
                 self._cv.notify()
         return fut
 
@@ -940,7 +981,7 @@ class Runtime:
         self._gate.release(1)
 
     def _batch_loop(self) -> None:
-        size = self.settings.partition_size
+        size = self.settings.batch_size
         delay = self.settings.max_batch_delay_ms / 1000.0
         while True:
             with self._cv:
@@ -1074,7 +1115,7 @@ class Runtime:
                 queued = len(self._queue)
             with self._live_lock:
                 live = self._live
-            backlog = live + math.ceil(queued / self.settings.partition_size)
+            backlog = live + math.ceil(queued / self.settings.batch_size)
             _, lat = self._meter.recent(now)
             decision = policy.observe(now, workers, backlog, lat["p99"])
             if decision is None:

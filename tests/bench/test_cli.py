@@ -150,17 +150,32 @@ def test_gate_passes_unchanged_and_fails_when_slowed(tmp_path, tuner_cmd, clean_
     ok = bench(
         tuner_cmd, clean_env, "--baseline", str(profile), "--max-regression", "10", *FAST, cwd=tmp_path
     )
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "within 10% — ok" in ok.stdout
+    # An unchanged build is never a regression: ok, or — when this shared host was too busy to
+    # measure cleanly — inconclusive (exit 3), saying so (issue 12; tests/noise holds the rules).
+    assert ok.returncode in (0, 3), ok.stdout + ok.stderr
+    if ok.returncode == 0:
+        assert "within 10% — ok" in ok.stdout
+    else:
+        assert "— inconclusive: " in ok.stdout
+        assert ok.stderr.strip().splitlines()[-1].startswith("tuner: inconclusive against")
 
-    slowed = dict(clean_env, TUNER_TEST_DELAY_MS="6")
+    slowed = dict(clean_env, TUNER_TEST_DELAY_MS="6")  # 3x slower: throughput -67%
     bad = bench(
         tuner_cmd, slowed, "--baseline", str(profile), "--max-regression", "10", *FAST,
-        "--summary", str(tmp_path / "gate.md"), cwd=tmp_path,
+        "--summary", str(tmp_path / "gate.md"), "--json", cwd=tmp_path,
     )  # fmt: skip
-    assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert "REGRESSION" in bad.stdout
-    assert bad.stderr.strip().splitlines()[-1].startswith("tuner: regression against")
+    gate = json.loads(bad.stdout)["gate"]
+    assert bad.returncode in (1, 3), bad.stdout + bad.stderr
+    if bad.returncode == 1:
+        assert gate["verdict"] == "regression" and "REGRESSION" in gate["line"]
+        assert bad.stderr.strip().splitlines()[-1].startswith("tuner: regression against")
+    else:
+        # Never "ok"; inconclusive only when the host really was too busy to tell: no clean trials,
+        # or an outside load that could explain the drop beyond the tolerance.
+        assert gate["verdict"] == "inconclusive"
+        assert gate["host_busy"] or 100 * gate["outside_load"] >= -gate["throughput_change_pct"] - 10, gate
+        assert bad.stderr.strip().splitlines()[-1].startswith("tuner: inconclusive against")
+    assert gate["line"] in bad.stderr
     assert "Regression gate" in (tmp_path / "gate.md").read_text()
 
 
@@ -214,6 +229,7 @@ BAD_ARGS = [
     (["--memory-mb", "nan"], "--memory-mb 'nan': not a finite number (expected megabytes > 0)"),
     (["--min-throughput", "inf"], "--min-throughput 'inf': not a finite number (expected items/s > 0)"),
     (["--max-regression", "nan"], "--max-regression 'nan': not a finite number (expected a percentage >= 0)"),
+    (["--max-outside-load", "-5"], "--max-outside-load '-5': out of range (expected a percentage of the usable cores >= 0)"),
     (["--items", "inf"], "--items 'inf': not an integer (expected an integer >= 1)"),
     (["--max-trials", "0"], "--max-trials '0': out of range (expected an integer >= 1)"),
     (["--faults", "slow=0.1xinf"], "--faults: fault plan 'slow=0.1xinf': slow factor xinf: must be >= 1 and finite"),

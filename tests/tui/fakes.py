@@ -11,6 +11,7 @@ from typing import Any
 
 from tuner.bench.types import (
     EngineNote,
+    OutsideLoad,
     SweepFinished,
     SweepMessage,
     TrialConfig,
@@ -44,7 +45,7 @@ FROZEN_HOST = Host(
     blas=[{"internal_api": "openblas", "version": "0.3.31.188.0", "num_threads": 2}],
     gpus=[],
 )
-FROZEN_LOAD = Load((63.0, 41.0), int(9.1 * GIB), 24 * GIB)
+FROZEN_LOAD = Load((63.0, 41.0), int(9.1 * GIB), 24 * GIB, outside=0.12)
 FIXED_CLOCK = 1_700_000_000.0  # a fixed wall time: log timestamps do not change between runs
 
 
@@ -86,8 +87,18 @@ CONFIGS = [
 ]
 
 
+def _outside(k: int, busy: bool) -> float:
+    """A seeded host: 3-5% of the cores busy elsewhere, and one window at 41% when ``busy``."""
+    return 0.41 if busy else 0.03 + 0.01 * (k % 3)
+
+
+#: The demo trials during which another process took the host for a moment (one window discarded).
+BUSY_TRIALS = (3,)
+BUSY_REASON = "outside load 41% of 2 cores (limit 25%)"
+
+
 def _result(
-    c: TrialConfig, rng: random.Random, windows: list[float], faults: FaultPlan | None
+    c: TrialConfig, rng: random.Random, windows: list[float], faults: FaultPlan | None, busy: bool = False
 ) -> TrialResult:
     thr = sorted(windows)[len(windows) // 2]
     p99 = 1000 * c.partition_size / thr * c.workers * (1.6 + 0.2 * rng.random())
@@ -116,6 +127,15 @@ def _result(
         clean_throughput=thr * 1.08 if faults_seen else None,
         feasible=not over,
         infeasible_reasons=["p99 exceeds the 20 ms budget"] if over else [],
+        outside=OutsideLoad(
+            cpu=0.04,
+            cpu_max=0.41 if busy else 0.05,
+            steal=0.0,
+            swap_mb_s=0.0,
+            windows=[_outside(k, busy and k == 1) for k in range(len(windows))],
+            limit=0.25,
+        ),
+        discarded_windows=[1] if busy else [],
     )
 
 
@@ -139,12 +159,18 @@ def trial_messages(
         out.append(WindowMeasured(i, t, "warmup", base * (0.35 + 0.2 * k), 1.2, 2.0, 2.6 + k))
     out.append(TrialPhase(i, "measuring", "windows of 1 s until 3 agree within 5%"))
     windows: list[float] = []
-    for _ in range(5):
+    busy = i in BUSY_TRIALS
+    for k in range(5):
         t += 1.0
         thr = base * (1 + 0.03 * (rng.random() - 0.5))
         windows.append(thr)
         p50 = 1000 * c.partition_size / thr * c.workers * 0.5
-        out.append(WindowMeasured(i, t, "measuring", thr, p50, p50 * 1.7, p50 * 2.1))
+        hit = busy and k == 1
+        out.append(
+            WindowMeasured(
+                i, t, "measuring", thr, p50, p50 * 1.7, p50 * 2.1, _outside(k, hit), BUSY_REASON if hit else None
+            )
+        )
     if faults is not None and faults.active:
         out.append(
             EngineNote(
@@ -170,7 +196,7 @@ def trial_messages(
             "stable: 3 windows within 5%" if stable else "unstable: windows disagree by 9% at the time cap",
         )
     )
-    out.append(TrialFinished(i, _result(c, rng, windows, faults)))
+    out.append(TrialFinished(i, _result(c, rng, windows, faults, busy)))
     return out
 
 

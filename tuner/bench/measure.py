@@ -8,15 +8,23 @@ What a trial does, in order::
                      window / window_s, each partition's items credited pro rata over its service
                      interval (so a window's figure is not quantised to whole partitions; a window
                      is counted once the partitions running at its end are back)
-                     ──► stop when the last ``stable_windows`` agree within
+                     ──► stop when the last ``stable_windows`` clean windows agree within
                      ±``tolerance`` of their mean ("stable"), or at ``max_trial_s`` ("unstable")
+  host load        ── sampled at every window's end (tuner.hostload: the CPU of everything but
+                     tuner and its workers, steal, swap); a window above ``max_outside`` is
+                     *discarded* — kept on record, left out of stability and figures — and the
+                     trial measures on for clean ones, up to ``max_trial_s`` (or half its
+                     measuring time when not one window was clean). Too few clean windows by
+                     then: the trial is *contaminated* (figures over every window, marked, with
+                     the load and the busiest other processes)
 
 Closed loop: ``in_flight_per_worker × workers`` partitions are kept submitted to the engine; each
 completion is replaced by the next slice of the inputs (cycling). Nothing here calls the model: the
 engine is the only thing that runs it, so the figures describe the code path that serves.
 
-What the figures span (the reported window set is the last ``stable_windows`` windows of a stable
-trial, all measurement windows of an unstable one):
+What the figures span (the reported window set is the last ``stable_windows`` clean windows of a
+stable trial, all clean windows of an unstable one, every window of a contaminated one; after a
+discarded window, a partition counts for latency only if it was also submitted in a clean one):
 
 * **throughput** — median of the window throughputs; 95% CI by bootstrap of that median.
 
@@ -57,6 +65,7 @@ import numpy as np
 from tuner.bench.types import (
     EngineNote,
     Objective,
+    OutsideLoad,
     SweepCallback,
     TrialConfig,
     TrialPhase,
@@ -66,6 +75,17 @@ from tuner.bench.types import (
 from tuner.engine import Engine, EngineConfig, FaultPlan, PartitionResult
 from tuner.engine import events as ev
 from tuner.errors import TunerError
+from tuner.hostload import (
+    DEFAULT_MAX_OUTSIDE,
+    DEFAULT_MAX_SWAP_MB_S,
+    HostSampler,
+    Interval,
+    ProcessTable,
+    Rule,
+    describe_top,
+    name_processes,
+    top_outside,
+)
 from tuner.stats import bootstrap_ci, is_stable, median, percentiles
 
 __all__ = [
@@ -106,6 +126,23 @@ class MeasureSettings:
         0.5  # at least this long, and at least 2 partitions per worker, after all workers are ready
     )
     in_flight_per_worker: int = 4  # closed loop: bounded partitions in flight
+    # The host around the measurement (tuner.hostload): a window whose outside load exceeds this
+    # share of the usable cores, or whose swap traffic exceeds max_swap_mb_s, is discarded and the
+    # trial measures on for clean ones. None: record the load, never discard.
+    max_outside: float | None = DEFAULT_MAX_OUTSIDE
+    max_swap_mb_s: float = DEFAULT_MAX_SWAP_MB_S
+
+    @classmethod
+    def for_window(cls, window_s: float, **kw: Any) -> MeasureSettings:
+        """Settings for windows of ``window_s``: a warm-up of at most one window and a time cap of
+        12 windows (5 at least), so a quick sweep stays quick — and a trial waiting for clean
+        windows on a busy host waits in proportion (``tuner bench`` and the TUI alike)."""
+        return cls(
+            window_s=window_s,
+            warmup_s=min(0.5, window_s),
+            max_trial_s=max(12.0 * window_s, 5.0 * window_s),
+            **kw,
+        )
 
 
 def timeout_for(service_p999_ms: float | None) -> float:
@@ -307,6 +344,13 @@ class _Run:
     measured_s: float
     items: int
     notes: _Notes
+    # the host around it: one Interval per measurement window, the windows discarded as busy
+    loads: list[Interval]
+    discarded: list[int]
+    reported_idx: list[int]  # the windows the figures are over
+    contaminated: bool
+    top: list[Any]  # OutsideProcess, when a window was over the limit
+    limit: float | None
 
 
 def _slices(inputs: Any, size: int) -> Any:
@@ -338,10 +382,17 @@ def _engine_run(
     emit: SweepCallback | None,
     cancel: threading.Event | None,
     label: str,
+    own_pids: Sequence[int] = (),
 ) -> _Run:
     perf = time.perf_counter
     collector = _Collector()
     notes = _Notes(index, t_trial0, engine_config.retries, emit, engine_config.timeout_s)
+    rule = Rule(settings.max_outside, settings.max_swap_mb_s)
+    # What counts as "over" for naming the busiest others, even when nothing is discarded by rule.
+    over_rule = Rule(
+        settings.max_outside if settings.max_outside is not None else DEFAULT_MAX_OUTSIDE,
+        settings.max_swap_mb_s,
+    )
 
     def phase(name: str, detail: str) -> None:
         if emit is not None:
@@ -354,6 +405,7 @@ def _engine_run(
         import psutil
 
         me = psutil.Process()
+    sampler = HostSampler(usable_cores, own_pids)
     engine = Engine(model, engine_config, on_event=collector)
     load_s: list[float] = []
     samples: list[ev.ResourceSample] = []
@@ -385,13 +437,19 @@ def _engine_run(
                     service.append((e.t, e.service_s))
                 elif isinstance(e, ev.ResourceSample):
                     samples.append(e)
-                elif isinstance(e, ev.WorkerStarted) and e.replacing is None:
-                    load_s.append(e.load_s)
+                elif isinstance(e, ev.WorkerStarted):
+                    sampler.add(e.pid)  # a worker (or its replacement) is tuner, not the outside
+                    if e.replacing is None:
+                        load_s.append(e.load_s)
                     notes.handle(e)
                 else:
                     notes.handle(e)
 
         drain_events()
+        # Tuner's processes now: this one, its forkserver, the workers, whatever a model started
+        # while loading. Later workers arrive by their WorkerStarted events.
+        sampler.scan()
+        snap = sampler.snapshot()
         cold = max(load_s) if load_s else t_ready - t_trial0
         phase("clean" if label else "warmup", f"{label}workers ready, model loading {cold:.1f} s")
         cpu0 = me.cpu_times() if me is not None else None
@@ -403,13 +461,22 @@ def _engine_run(
         window_end = 0.0
         windows: list[float] = []
         window_bounds: list[tuple[float, float]] = []
+        loads: list[Interval] = []  # the host's load in each measurement window
+        discarded: list[int] = []  # windows left out because the host was busy
+        table0: ProcessTable | None = None
+        rescanned = False
+        win_load: Interval | None = None  # this window's load, sampled at its end
         log_pos = 0  # done_log entries before this index belong to earlier ticks/windows
         lag = 0.0
         stable = False
         wall0 = 0.0
+        n_stable = settings.stable_windows
         while True:
             now = perf()
-            deadline = next_tick if warm else window_end + lag
+            if warm:
+                deadline = next_tick
+            else:
+                deadline = window_end + lag if win_load is not None else window_end
             done, _ = wait(inflight, timeout=max(0.0, min(deadline - now, 0.1)), return_when=FIRST_COMPLETED)
             collect(done)
             if cancel is not None and cancel.is_set():
@@ -419,18 +486,27 @@ def _engine_run(
             now = perf()
             if warm:
                 if now >= next_tick:
-                    # One warm-up tick, so a chart can show the rise.
+                    # One warm-up tick, so a chart can show the rise (and a host bar the load).
                     entries = [d for d in done_log[log_pos:] if d[0] < now]
                     log_pos += len(entries)
-                    _emit_window(emit, index, now - t_trial0, "warmup", entries, now - tick_start)
+                    after = sampler.snapshot()
+                    tick_load = sampler.interval(snap, after)
+                    snap = after
+                    _emit_window(
+                        emit, index, now - t_trial0, "warmup", entries, now - tick_start, tick_load.outside
+                    )
                     tick_start = now
                     next_tick = now + WARMUP_TICK_S
                 if now - t_ready >= settings.warmup_s and len(done_log) >= 2 * config.workers:
                     warm = False
+                    # Who else is busy, read once before the windows start (named at the end only
+                    # if a window turns out busy: two reads of the process table per trial at most).
+                    table0 = ProcessTable.read()
                     # The windows start here: completions before are warm-up.
                     collect({f for f in inflight if f.done()})
                     log_pos = len(done_log)
                     t_meas0 = perf()
+                    snap = sampler.snapshot()
                     window_end = t_meas0 + settings.window_s
                     # A window is counted once the partitions running at its end are back (items
                     # are credited pro rata over each partition's service interval, see _credit).
@@ -440,13 +516,27 @@ def _engine_run(
                         cpu0 = me.cpu_times()
                     phase(
                         "measuring",
-                        f"{label}windows of {settings.window_s:g} s until {settings.stable_windows} agree "
+                        f"{label}windows of {settings.window_s:g} s until {n_stable} agree "
                         f"within {settings.tolerance:.0%}",
                     )
                 elif now - t_ready >= settings.max_trial_s:
                     t_meas0 = wall0 = now
                     break
                 continue
+            if win_load is None:
+                if now < window_end:
+                    continue
+                # The host's load over this window, read as it ends (its partitions still run).
+                after = sampler.snapshot()
+                win_load = sampler.interval(snap, after)
+                snap = after
+                if not rescanned and rule.verdict(win_load, usable_cores) is not None:
+                    # Busy: first make sure no process of tuner's own (a model's subprocess
+                    # started after the first scan) is being counted as someone else's.
+                    rescanned = True
+                    if sampler.scan():
+                        after = sampler.snapshot()
+                        snap = after
             if now < window_end + lag:
                 continue
             collect({f for f in inflight if f.done()})
@@ -457,29 +547,67 @@ def _engine_run(
             tput = _credit(done_log[log_pos:], w0, window_end) / settings.window_s
             windows.append(tput)
             window_bounds.append((w0, window_end))
-            _emit_window(emit, index, window_end - t_trial0, "measuring", entries, settings.window_s)
-            if is_stable(windows, settings.stable_windows, settings.tolerance):
+            loads.append(win_load)
+            busy = rule.verdict(win_load, usable_cores)
+            if busy is not None:
+                discarded.append(len(windows) - 1)
+            _emit_window(
+                emit, index, window_end - t_trial0, "measuring", entries, settings.window_s,
+                win_load.outside, busy,
+            )  # fmt: skip
+            win_load = None
+            clean = [w for i, w in enumerate(windows) if i not in discarded]
+            if is_stable(clean, n_stable, settings.tolerance):
                 stable = True
                 break
             if now - t_ready >= settings.max_trial_s:
                 break
+            if discarded:
+                # Measure on for clean windows while they can still make a stable set in time;
+                # a host that gave none in the first half of the measuring time is busy, not
+                # briefly interrupted: stop there (contaminated) rather than wait out the cap.
+                left = math.ceil((t_ready + settings.max_trial_s - now) / settings.window_s)
+                half = (t_ready + settings.max_trial_s - t_meas0) / 2
+                if len(clean) + left < n_stable or (not clean and now - t_meas0 >= half):
+                    break
             window_end += settings.window_s
         t_end = window_bounds[-1][1] if window_bounds else perf()
         drain_events()
         cpu1 = me.cpu_times() if me is not None else None
         rss_self = me.memory_info().rss if me is not None else 0
+        top: list[Any] = []
+        if table0 is not None and any(over_rule.verdict(x, usable_cores) for x in loads):
+            top = name_processes(
+                top_outside(table0, ProcessTable.read(), usable_cores, sampler.pids | set(own_pids))
+            )
     # The engine is closed (with cancel on an exception: nothing waits for in-flight partitions).
     drain_events()
     notes.flush()
-    n_rep = settings.stable_windows if stable else len(windows)
-    rep_bounds = window_bounds[-n_rep:] if n_rep else []
-    lo = rep_bounds[0][0] if rep_bounds else t_end
-    sel = [d for d in done_log if lo <= d[0] < t_end]
-    credited = _credit(done_log, lo, t_end) if rep_bounds else 0.0
+    dropped = set(discarded)
+    clean_idx = [i for i in range(len(windows)) if i not in dropped]
+    contaminated = bool(dropped) and len(clean_idx) < n_stable
+    if stable:
+        rep_idx = clean_idx[-n_stable:]
+    elif contaminated:
+        rep_idx = list(range(len(windows)))  # no clean set to be had: every window, marked
+    else:
+        rep_idx = clean_idx
+    runs = _runs(rep_idx, window_bounds, dropped)
+    sel = [
+        d for d in done_log
+        if any(lo <= d[0] < hi and (not strict or d[0] - d[2] >= lo) for lo, hi, strict in runs)
+    ]  # fmt: skip
+    credited = sum(_credit(done_log, lo, hi) for lo, hi, _ in runs)
+
+    def counted(t: float) -> bool:
+        return any(lo <= t < hi for lo, hi, _ in runs)
+
     lat = np.array([d[2] for d in sel], dtype=float)
     lat_w = np.array([d[3] for d in sel], dtype=float)
-    svc = np.array([s for t, s in service if lo <= t < t_end], dtype=float)
+    svc = np.array([s for t, s in service if counted(t)], dtype=float)
     meas = [s for s in samples if t_meas0 <= s.t <= t_end + 0.01]
+    if dropped:
+        meas = [s for s in meas if counted(s.t)] or meas
     if in_process:
         cpu_share = 0.0
         if cpu0 is not None and cpu1 is not None and t_end > wall0:
@@ -491,9 +619,22 @@ def _engine_run(
         cpu_share = float(np.mean(shares)) if shares else 0.0
         rss_worker = max((w.rss_bytes for s in samples for w in s.workers), default=0) / 1e6
         rss_total = max((sum(w.rss_bytes for w in s.workers) for s in samples), default=0) / 1e6
+    if dropped and emit is not None:
+        worst = max(loads[i].outside for i in dropped)
+        text = (
+            f"host busy: {len(dropped)} of {len(windows)} windows discarded (outside load up to "
+            f"{worst:.0%} of {usable_cores} cores)"
+        )
+        if contaminated:
+            clean_n = f"only {len(clean_idx)} clean" if clean_idx else "no clean window"
+            text += f"; {clean_n}, the figures include busy windows"
+        if top:
+            text += f"; busiest others: {describe_top(top)}"
+        notes.note(perf(), text, "warning")
+        notes.flush()
     return _Run(
         windows=windows,
-        reported=windows[-n_rep:] if n_rep else [],
+        reported=[windows[i] for i in rep_idx],
         stable=stable,
         lat=lat,
         lat_w=lat_w,
@@ -506,7 +647,34 @@ def _engine_run(
         measured_s=round(sum(b - a for a, b in window_bounds), 4),
         items=round(credited),
         notes=notes,
+        loads=loads,
+        discarded=discarded,
+        reported_idx=rep_idx,
+        contaminated=contaminated,
+        top=top,
+        limit=settings.max_outside,
     )
+
+
+def _runs(
+    idx: list[int], bounds: list[tuple[float, float]], dropped: set[int]
+) -> list[tuple[float, float, bool]]:
+    """The reported windows as time spans ``(start, end, strict)``, consecutive windows joined.
+
+    ``strict``: the window before the span was discarded, so a partition counts only if it was
+    also *submitted* inside the span — one that queued through the busy window would carry the
+    busy host into a clean figure.
+    """
+    spans: list[tuple[float, float, bool]] = []
+    prev = None
+    for i in idx:
+        if prev is not None and i == prev + 1:
+            lo, _hi, strict = spans[-1]
+            spans[-1] = (lo, bounds[i][1], strict)
+        else:
+            spans.append((bounds[i][0], bounds[i][1], (i - 1) in dropped))
+        prev = i
+    return spans
 
 
 def _credit(entries: Sequence[tuple[float, int, float, int, float]], w0: float, w1: float) -> float:
@@ -536,6 +704,8 @@ def _emit_window(
     phase: str,
     entries: list[tuple[float, int, float, int, float]],
     span_s: float,
+    outside: float | None = None,
+    discarded: str | None = None,
 ) -> None:
     if emit is None:
         return
@@ -544,7 +714,8 @@ def _emit_window(
         p50, p95, p99 = percentiles([d[2] for d in entries], (0.5, 0.95, 0.99), [d[3] for d in entries])
     else:
         p50 = p95 = p99 = math.nan
-    emit(WindowMeasured(index, t, phase, tput, p50 * 1000, p95 * 1000, p99 * 1000))
+    load = None if outside is None else round(outside, 3)
+    emit(WindowMeasured(index, t, phase, tput, p50 * 1000, p95 * 1000, p99 * 1000, load, discarded))
 
 
 def latency_figures(
@@ -597,6 +768,22 @@ def _figures(run: _Run) -> dict[str, Any]:
     }
 
 
+def _outside(run: _Run) -> OutsideLoad | None:
+    """The trial's record of the host around it (None when no window was measured)."""
+    if not run.loads:
+        return None
+    rep = [run.loads[i] for i in run.reported_idx] or run.loads
+    return OutsideLoad(
+        cpu=round(float(np.mean([x.outside for x in rep])), 3),
+        cpu_max=round(max(x.outside for x in run.loads), 3),
+        steal=round(float(np.mean([x.steal for x in rep])), 3),
+        swap_mb_s=round(float(np.mean([x.swap_mb_s for x in rep])), 2),
+        windows=[round(x.outside, 3) for x in run.loads],
+        limit=run.limit,
+        top=list(run.top),
+    )
+
+
 def run_trial(
     model: str,
     inputs: Any,
@@ -610,8 +797,12 @@ def run_trial(
     on_message: SweepCallback | None = None,
     cancel: threading.Event | None = None,
     usable_cores: int | None = None,
+    own_pids: Sequence[int] = (),
 ) -> TrialResult:
     """Measure one configuration through the engine (see the module docstring for what is measured).
+
+    ``own_pids``: processes besides this one and its descendants that are tuner's, not the outside
+    load (the TUI's UI process, when the sweep runs in a child of it).
 
     Raises :class:`TrialCancelled` when ``cancel`` is set (the engine is closed first). A trial that
     cannot run (the model fails to load, the engine rejects the configuration) gives a result with
@@ -643,6 +834,7 @@ def run_trial(
             clean_run = _engine_run(
                 model, inputs, config, short, clean_cfg, usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="without faults: ",
+                own_pids=own_pids,
             )  # fmt: skip
             kw = {**base, "faults": faults, "retries": 3, **overrides}
             if kw.get("timeout_s") is None and (
@@ -652,11 +844,13 @@ def run_trial(
             run = _engine_run(
                 model, inputs, config, settings, EngineConfig(**kw), usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
+                own_pids=own_pids,
             )  # fmt: skip
         else:
             run = _engine_run(
                 model, inputs, config, settings, EngineConfig(**{**base, **overrides}), usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
+                own_pids=own_pids,
             )  # fmt: skip
     except TrialCancelled:
         raise
@@ -682,6 +876,9 @@ def run_trial(
         faults_seen=dict(run.notes.faults_seen),
         retries=run.notes.retried,
         faults=str(faults) if active else None,
+        outside=_outside(run),
+        discarded_windows=list(run.discarded),
+        contaminated=run.contaminated,
     )
     if clean_run is not None:
         clean = _figures(clean_run)
@@ -689,14 +886,29 @@ def run_trial(
         result.clean_p99_ms = clean["latency_ms"].get("p99")
     if on_message is not None:
         tol = f"{settings.tolerance:.0%}"
-        if result.stable:
-            on_message(TrialPhase(index, "stable", f"stable: {settings.stable_windows} windows within {tol}"))
+        n_out = len(run.discarded)
+        busy = f" ({n_out} busy window{'s' if n_out != 1 else ''} discarded)" if n_out else ""
+        if result.contaminated:
+            clean_n = len(run.windows) - n_out
+            on_message(
+                TrialPhase(
+                    index,
+                    "contaminated",
+                    f"contaminated: host busy, {clean_n} clean window{'s' if clean_n != 1 else ''} of "
+                    f"{len(run.windows)} in {settings.max_trial_s:g} s (outside load "
+                    f"{result.outside.cpu if result.outside else 0:.0%} of {usable_cores} cores)",
+                )
+            )
+        elif result.stable:
+            on_message(
+                TrialPhase(index, "stable", f"stable: {settings.stable_windows} windows within {tol}{busy}")
+            )
         else:
             on_message(
                 TrialPhase(
                     index,
                     "unstable",
-                    f"unstable: no {settings.stable_windows} windows within {tol} in {settings.max_trial_s:g} s",
+                    f"unstable: no {settings.stable_windows} windows within {tol} in {settings.max_trial_s:g} s{busy}",
                 )
             )
     return check_feasible(result, objective)

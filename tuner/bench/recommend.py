@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.bench.measure import TIMEOUT_FLOOR_S, timeout_for
 from tuner.bench.search import beats, score
-from tuner.bench.types import Objective, TrialResult
+from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.errors import BadInput
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from tuner.models import ModelInfo
     from tuner.profile import ScalingProfile
 
-__all__ = ["Recommendation", "build_profile", "fmt_rate", "pareto_front", "recommend"]
+__all__ = ["Recommendation", "build_profile", "fmt_rate", "host_load_words", "pareto_front", "recommend"]
 
 #: retries so that an item is lost with at most this probability, given the observed failure rate
 LOSS_TARGET = 1e-6
@@ -230,6 +230,29 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
     return lo, hi, text
 
 
+def host_load_words(r: TrialResult, usable_cores: int | None = None) -> str:
+    """What the host did while ``r`` was measured, in words ('' when nothing was recorded)."""
+    o = r.outside
+    if o is None:
+        return ""
+    of = f" of the {usable_cores} usable cores" if usable_cores else " of the usable cores"
+    n = len(r.discarded_windows)
+    if r.contaminated:
+        from tuner.hostload import describe_top
+
+        busiest = f"; busiest others: {describe_top(o.top)}" if o.top else ""
+        return (
+            f"measured on a busy host: outside load {o.cpu:.0%}{of}, too few clean windows "
+            f"({n} of {len(r.windows)} discarded) — the figures read low; re-measure on a quiet host{busiest}"
+        )
+    if n:
+        return (
+            f"host load while measuring: outside tuner {o.cpu:.0%}{of} in the counted windows; "
+            f"{n} busy window{'s' if n != 1 else ''} (up to {o.cpu_max:.0%}) discarded and measured again"
+        )
+    return f"host load while measuring: outside tuner {o.cpu:.0%}{of} (busiest window {o.cpu_max:.0%})"
+
+
 def max_pending_for(
     throughput: float, partition_size: int, max_workers: int, p99_budget_ms: float | None
 ) -> tuple[int, str]:
@@ -271,11 +294,23 @@ def hedge_for(service_ms: dict[str, float], max_workers: int) -> tuple[float | N
     )
 
 
-def recommend(results: list[TrialResult], objective: Objective, host: Host | None) -> Recommendation:
-    """The recommendation from a sweep's results (see the module docstring for what is derived)."""
+def recommend(
+    results: list[TrialResult],
+    objective: Objective,
+    host: Host | None,
+    *,
+    prefer: TrialConfig | None = None,
+) -> Recommendation:
+    """The recommendation from a sweep's results (see the module docstring for what is derived).
+
+    ``prefer``: recommend this configuration's trial when another measurement chose it (the online
+    sweep's winner: the highest rate within the latency objective); everything else is derived
+    around it as usual. Ignored when no feasible trial of it was measured.
+    """
     ok = [r for r in results if r.feasible and not r.error and r.throughput > 0]
     infeasible = [r for r in results if not r.feasible]
-    best = _pick(ok, objective)
+    chosen = [r for r in ok if r.config == prefer] if prefer is not None else []
+    best = max(chosen, key=lambda r: r.throughput) if chosen else _pick(ok, objective)
     front = pareto_front(ok or [r for r in results if not r.error])
     if best is None:
         words = ["No feasible configuration: nothing to recommend."]
@@ -342,6 +377,9 @@ def recommend(results: list[TrialResult], objective: Objective, host: Host | Non
         f"  autoscale {lo}–{hi} workers; scale-up on backlog > {BACKLOG_PER_WORKER:g} partitions per worker; "
         f"cold start {best.cold_start_s:.2f} s"
     )
+    load_line = host_load_words(best, host.usable_cores if host is not None else None)
+    if load_line:
+        words.append(f"  {load_line}")
     if hedge_ms is not None:
         words.append(f"  {h_text}")
     if runner_ups:
@@ -452,6 +490,21 @@ def build_profile(
         )
     for k, v in best.faults_seen.items():
         faults_observed[k] = faults_observed.get(k, 0) + int(v)
+    if best.outside is not None:
+        from tuner.profile.schema import HostLoad, OutsideProcessInfo
+
+        o = best.outside
+        kwargs["host_load"] = HostLoad(
+            outside=float(o.cpu),
+            outside_max=float(o.cpu_max),
+            steal=float(o.steal),
+            swap_mb_s=float(o.swap_mb_s),
+            limit=o.limit,
+            windows=len(best.windows),
+            windows_discarded=len(best.discarded_windows),
+            contaminated=best.contaminated,
+            top=[OutsideProcessInfo(name=p.name, pid=p.pid, share=float(p.share)) for p in o.top],
+        )
     return ScalingProfile(
         schema_version=1,
         name=name,

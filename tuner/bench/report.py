@@ -26,6 +26,11 @@ def status_of(r: TrialResult, best: TrialResult | None = None) -> str:
     if not r.feasible:
         return "infeasible: " + "; ".join(r.infeasible_reasons)
     tag = "stable" if r.stable else "unstable"
+    n = len(r.discarded_windows)
+    if r.contaminated:
+        tag = "contaminated: host busy"
+    elif n:
+        tag += f" · {n} busy window{'s' if n != 1 else ''} discarded"
     return f"best · {tag}" if best is not None and r is best else tag
 
 
@@ -132,6 +137,10 @@ def csv_text(results: list[TrialResult]) -> str:
             "clean_throughput",
             "clean_p99_ms",
             "error",
+            "outside_load",
+            "outside_load_max",
+            "windows_discarded",
+            "contaminated",
         ]
     )
     for r in results:
@@ -157,6 +166,10 @@ def csv_text(results: list[TrialResult]) -> str:
                 r.clean_throughput if r.clean_throughput is not None else "",
                 r.clean_p99_ms if r.clean_p99_ms is not None else "",
                 r.error or "",
+                r.outside.cpu if r.outside is not None else "",
+                r.outside.cpu_max if r.outside is not None else "",
+                len(r.discarded_windows),
+                r.contaminated,
             ]
         )
     return buf.getvalue()

@@ -27,6 +27,7 @@ from tuner.bench.measure import MeasureSettings, TrialCancelled, run_trial
 from tuner.bench.search import Space, make_strategy
 from tuner.bench.types import (
     Objective,
+    OutsideLoad,
     SweepCallback,
     SweepFinished,
     SweepMessage,
@@ -60,6 +61,9 @@ class SweepSpec:
     results_path: str | None = None
     resume: bool = False
     engine_overrides: dict[str, Any] | None = None  # passed to every trial's EngineConfig
+    # Processes besides the measuring one (and its descendants) that are tuner, not outside load:
+    # the TUI's UI process when the sweep runs in a child of it (tuner.hostload).
+    own_pids: tuple[int, ...] = ()
     # Measure the winner once more and merge the two trials (against the winner's curse). Off by
     # default: the confirmation arrives as one more TrialStarted/TrialFinished pair for a config
     # already shown, so a driver must update that row (by config key) rather than add one.
@@ -96,7 +100,9 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
     """Two trials of one configuration as one: throughput = median of both trials' reported windows.
 
     Latency and service figures are the later trial's (an unbiased sample; the earlier one was
-    picked for measuring high); counters add up; stable only if both were.
+    picked for measuring high); counters add up; stable only if both were. A contaminated trial
+    (the host was busy: :mod:`tuner.hostload`) does not drag down a clean one: when only one of the
+    two is clean, its figures alone are kept — every window of both stays on record.
     """
     from dataclasses import replace
 
@@ -106,15 +112,15 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
     if b.error or b.throughput <= 0:
         return a
 
-    n_a = max(1, min(len(a.windows), 3)) if a.stable else len(a.windows)
-    n_b = max(1, min(len(b.windows), 3)) if b.stable else len(b.windows)
-    windows = [*a.windows[-n_a:], *b.windows[-n_b:]]
+    used = [x for x in (a, b) if not x.contaminated] or [a, b]
+    windows = [w for x in used for w in x.reported_windows()]
     (ci,) = bootstrap_ci(windows, None, (0.5,))
+    figures = b if b in used else a
     merged = replace(
-        b,
+        figures,
         throughput=round(median(windows), 2),
         throughput_ci=(round(ci[0], 2), round(ci[1], 2)),
-        stable=a.stable and b.stable,
+        stable=all(x.stable for x in used),
         windows=[*a.windows, *b.windows],
         measured_s=round(a.measured_s + b.measured_s, 4),
         items=a.items + b.items,
@@ -124,8 +130,32 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
         faults_seen={
             k: a.faults_seen.get(k, 0) + b.faults_seen.get(k, 0) for k in {*a.faults_seen, *b.faults_seen}
         },
+        discarded_windows=[*a.discarded_windows, *(i + len(a.windows) for i in b.discarded_windows)],
+        contaminated=a.contaminated and b.contaminated,
+        outside=_merge_outside(a, b, used),
     )
     return check_feasible(merged, objective)
+
+
+def _merge_outside(a: TrialResult, b: TrialResult, used: list[TrialResult]) -> OutsideLoad | None:
+    """The host load of two merged trials: means over the trials whose figures were kept."""
+    if a.outside is None or b.outside is None:
+        return b.outside or a.outside
+    kept = [x.outside for x in used if x.outside is not None]
+    weights = [max(1, len(x.reported_windows())) for x in used if x.outside is not None]
+
+    def mean(values: list[float]) -> float:
+        return round(sum(v * w for v, w in zip(values, weights, strict=True)) / sum(weights), 3)
+
+    return OutsideLoad(
+        cpu=mean([o.cpu for o in kept]),
+        cpu_max=max(a.outside.cpu_max, b.outside.cpu_max),
+        steal=mean([o.steal for o in kept]),
+        swap_mb_s=mean([o.swap_mb_s for o in kept]),
+        windows=[*a.outside.windows, *b.outside.windows],
+        limit=b.outside.limit,
+        top=b.outside.top or a.outside.top,
+    )
 
 
 class Sweep:
@@ -240,6 +270,7 @@ class Sweep:
             on_message=self.on_message,
             cancel=cancel,
             usable_cores=self.host.usable_cores,
+            own_pids=spec.own_pids,
         )
 
     def run(self, cancel: threading.Event | None = None) -> list[TrialResult]:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from tuner.hostload import OutsideProcess
+
 
 @dataclass(frozen=True, order=True)
 class TrialConfig:
@@ -38,6 +40,29 @@ class Objective:
     p99_budget_ms: float | None = None
     memory_budget_mb: float | None = None
     min_throughput: float | None = None
+
+
+@dataclass
+class OutsideLoad:
+    """What the rest of the machine did while a trial measured (:mod:`tuner.hostload`).
+
+    Every figure is a share of the usable cores (1.0 = all of them) used by processes other than
+    tuner and its workers, plus CPU steal on a VM.
+    """
+
+    cpu: float  # mean outside load over the windows the trial's figures come from
+    cpu_max: float  # the busiest measurement window
+    steal: float  # of which stolen by the hypervisor (mean over the figures' windows)
+    swap_mb_s: float  # swap traffic, MB/s (mean over the figures' windows)
+    windows: list[float]  # outside load of every measurement window, parallel to TrialResult.windows
+    limit: float | None  # a window above this was discarded; None: nothing was discarded by rule
+    top: list[OutsideProcess] = field(default_factory=list)  # busiest others, when a window was over
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutsideLoad:
+        d = dict(d)
+        d["top"] = [OutsideProcess(**p) for p in d.get("top", [])]
+        return cls(**d)
 
 
 @dataclass
@@ -70,6 +95,13 @@ class TrialResult:
     feasible: bool = True
     infeasible_reasons: list[str] = field(default_factory=list)
     error: str | None = None  # the trial could not run (e.g. the model failed to load)
+    # -- the host around the measurement (issue 12) --
+    outside: OutsideLoad | None = None  # what other processes used while it measured
+    # Windows left out of the figures because the host was busy (indices into ``windows``). The
+    # trial measured on to collect clean ones; ``windows`` keeps every window, discarded or not.
+    discarded_windows: list[int] = field(default_factory=list)
+    # Too few clean windows by the time cap: the figures include busy windows and read low.
+    contaminated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,7 +112,22 @@ class TrialResult:
         d["config"] = TrialConfig(**d["config"])
         d["throughput_ci"] = tuple(d["throughput_ci"])
         d["latency_ci_ms"] = {k: tuple(v) for k, v in d.get("latency_ci_ms", {}).items()}
+        if d.get("outside") is not None:
+            d["outside"] = OutsideLoad.from_dict(d["outside"])
         return cls(**d)
+
+    def clean_windows(self) -> list[float]:
+        """The windows that were not discarded, in order."""
+        dropped = set(self.discarded_windows)
+        return [w for i, w in enumerate(self.windows) if i not in dropped]
+
+    def reported_windows(self, stable_windows: int = 3) -> list[float]:
+        """The windows the figures are over: the last ``stable_windows`` clean ones of a stable
+        trial, every clean one of an unstable trial, every window of a contaminated one."""
+        if self.contaminated:
+            return list(self.windows)
+        clean = self.clean_windows()
+        return clean[-max(1, stable_windows) :] if self.stable else clean
 
 
 class Strategy(Protocol):
@@ -123,6 +170,8 @@ class WindowMeasured:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    outside: float | None = None  # outside load in this window, share of the usable cores
+    discarded: str | None = None  # why the window was left out (host busy), None when it counts
 
 
 @dataclass(frozen=True)

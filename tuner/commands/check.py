@@ -1,7 +1,8 @@
 """``tuner check PROFILE [PROFILE...]``: validate profiles, one line per file.
 
-A valid file prints ``PATH: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2``
-on stdout. A bad one is a :class:`~tuner.errors.ProfileError` whose one line names the file, the
+A valid file prints ``PATH: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2 ·
+outside load 2% of 2 cores`` on stdout (the last part: what other processes did while it was
+measured, when the profile records it). A bad one is a :class:`~tuner.errors.ProfileError` whose one line names the file, the
 line and the key path; the CLI prints it as ``tuner: <message>`` and exits 2.
 """
 
@@ -47,6 +48,15 @@ def summary(profile: ScalingProfile) -> str:
         names = [p for p, o in profile.platforms if o is not None]
         if names:
             parts.append(f"overrides for {', '.join(names)}")
+    if profile.evidence.host_load is not None:
+        # What other processes did while it was measured: a profile from a busy host says so.
+        parts.append(profile.evidence.host_load.words(profile.host.usable_cores))
+    if profile.online is not None:  # measured under traffic: the runtime's batcher and bound come from it
+        o = profile.online
+        parts.append(
+            f"online: batches ≤{o.max_batch_size} within {o.max_batch_delay_ms:g} ms, max pending "
+            f"{o.max_pending} ({o.max_rate_at_slo:g} requests/s at p99 ≤ {o.objective_p99_ms:g} ms)"
+        )
     return " · ".join(parts)
 
 

@@ -343,6 +343,63 @@ class Candidate(_Model):
     p99_ms: _NonNeg | None = Field(default=None, description="Measured p99 latency, ms.")
 
 
+# -- the host around the measurement (issue 12) ---------------------------------------------------
+class OutsideProcessInfo(_Model):
+    """One process outside tuner that was busy while the recommendation was measured."""
+
+    name: _Str = Field(description="Process name (an interpreter with what it ran, e.g. 'python pytest').")
+    pid: _NonNegInt = Field(description="Its process id at the time.")
+    share: _NonNeg = Field(description="CPU it used, as a share of the usable cores (1.0 = all).")
+
+
+class HostLoad(_Model):
+    """What the rest of the machine did while the recommended configuration was measured.
+
+    Outside load = CPU used by processes other than tuner and its workers, plus CPU steal on a VM,
+    as a share of the usable cores; a window above ``limit`` was discarded and measured again.
+    """
+
+    outside: _NonNeg = Field(
+        description="Mean outside load over the windows the figures come from (share of the usable "
+        "cores; 0.05 = 5%)."
+    )
+    outside_max: _NonNeg = Field(description="Outside load of the busiest measurement window.")
+    steal: _NonNeg = Field(default=0.0, description="Of which CPU steal (hypervisor), mean.")
+    swap_mb_s: _NonNeg = Field(default=0.0, description="Swap traffic in + out, MB/s, mean.")
+    limit: _NonNeg | None = Field(
+        default=None, description="Windows with more outside load than this were discarded."
+    )
+    windows: _NonNegInt = Field(description="Measurement windows, discarded ones included.")
+    windows_discarded: _NonNegInt = Field(
+        default=0, description="Windows left out of the figures because the host was busy."
+    )
+    contaminated: Annotated[bool, Strict()] = Field(
+        default=False,
+        description="True: too few clean windows could be had; the figures include busy windows "
+        "and read low. Re-measure on a quiet host.",
+    )
+    top: list[OutsideProcessInfo] = Field(
+        default_factory=list, description="The busiest other processes, when a window was over the limit."
+    )
+
+    def words(self, usable_cores: int | None = None) -> str:
+        """``outside load 3% of 2 cores``; the discarded windows when some were; ``measured on a
+        busy host`` with the load and the busiest others when no clean measurement could be had."""
+        of = f" of {usable_cores} cores" if usable_cores else " of the usable cores"
+        if self.contaminated:
+            busiest = ", ".join(f"{p.name} (pid {p.pid}) {p.share:.0%}" for p in self.top)
+            return (
+                f"measured on a busy host: outside load {self.outside:.0%}{of}, {self.windows_discarded} "
+                f"of {self.windows} windows busy — figures read low" + (f" ({busiest})" if busiest else "")
+            )
+        if self.windows_discarded:
+            return (
+                f"outside load {self.outside:.0%}{of} ({self.windows_discarded} of {self.windows} "
+                "windows discarded as busy)"
+            )
+        return f"outside load {self.outside:.0%}{of}"
+
+
 class Evidence(_Model):
     """What was measured for the recommended configuration."""
 
@@ -374,6 +431,114 @@ class Evidence(_Model):
     baseline: Baseline | None = Field(default=None, description="The naive configuration, for comparison.")
     runner_ups: list[Candidate] = Field(default_factory=list, description="Next-best configurations.")
     pareto: list[Candidate] = Field(default_factory=list, description="Throughput/p99 Pareto front.")
+    host_load: HostLoad | None = Field(
+        default=None, description="What other processes did while the recommendation was measured."
+    )
+
+
+# -- online: serving under traffic (tuner bench --online) --------------------------------------------
+
+
+def _low_high(pair: tuple[float, float | None]) -> tuple[float, float | None]:
+    if pair[1] is not None and pair[0] > pair[1]:
+        raise PydanticCustomError(
+            "interval_order", "low ({low}) > high ({high})", {"low": pair[0], "high": pair[1]}
+        )
+    return pair
+
+
+_OpenInterval = Annotated[tuple[_NonNeg, _NonNeg | None], AfterValidator(_low_high)]
+
+
+class OnlineStep(_Model):
+    """One step of open-loop load: a point of the latency-vs-rate curve."""
+
+    rate: _Positive = Field(description="Intended requests/s of the step's schedule.")
+    offered: _NonNeg = Field(description="Requests/s the load generator really sent before the step's end.")
+    achieved: _NonNeg = Field(
+        description="Requests/s that completed successfully by the step's end plus the drain allowance "
+        "(the objective)."
+    )
+    p50_ms: _NonNeg | None = Field(default=None, description="Median request latency, ms, from the intended send time.")
+    p99_ms: _NonNeg | None = Field(default=None, description="99th-percentile request latency, ms.")
+    p999_ms: _NonNeg | None = Field(default=None, description="99.9th-percentile request latency, ms.")
+    p99_ci_ms: _Interval | None = Field(default=None, description="95% confidence interval of the p99, ms.")
+    keeps_up: Annotated[bool, Strict()] = Field(
+        description="Every criterion but latency held: achieved >= 99% of offered, queue not growing, "
+        "no refusals or failures, the generator on schedule."
+    )
+    sustainable: Annotated[bool, Strict()] = Field(
+        description="keeps_up and p99 within the objective."
+    )
+
+
+class OnlineCandidate(_Model):
+    """One configuration × batching setting the online sweep searched, and its max rate."""
+
+    backend: Backend = Field(description=_REC_DOC["backend"])
+    workers: _Count = Field(description=_REC_DOC["workers"])
+    threads_per_worker: _Count = Field(description=_REC_DOC["threads_per_worker"])
+    max_batch_size: _Count = Field(description="Most items the dynamic batcher put in one partition.")
+    max_batch_delay_ms: _NonNeg = Field(description=_REC_DOC["max_batch_delay_ms"])
+    max_rate_at_slo: _NonNeg = Field(description="Highest sustainable requests/s found (0: none).")
+    p99_ms: _NonNeg | None = Field(default=None, description="p99 at that rate, ms.")
+    steps: _NonNegInt = Field(default=0, description="Steps the search measured.")
+
+
+class ScalingPoint(_Model):
+    """Closed-loop throughput at one worker count (for the scalability fit)."""
+
+    workers: _Count = Field(description="Workers.")
+    throughput: _Positive = Field(description="Items/s (median of the trial's windows).")
+    windows: list[_Positive] = Field(default_factory=list, description="Items/s of each measurement window.")
+
+
+class ScalingCurve(_Model):
+    """Closed-loop throughput against workers at one backend and thread count."""
+
+    backend: Backend = Field(description=_REC_DOC["backend"])
+    threads_per_worker: _Count = Field(description=_REC_DOC["threads_per_worker"])
+    points: list[ScalingPoint] = Field(default_factory=list, description="One per worker count measured.")
+
+
+class Online(_Model):
+    """Serving under traffic: the highest request rate within a latency objective, measured open-loop.
+
+    The runtime applies ``max_batch_size``, ``max_batch_delay_ms`` and ``max_pending`` from here
+    (over ``recommended``; a ``platforms:`` entry that sets them explicitly still wins).
+    """
+
+    objective_p99_ms: _Positive = Field(description="The p99 latency objective the rates were searched at, ms.")
+    arrivals: _Str = Field(description="Arrival process: 'poisson', 'constant' or 'trace FILE ...'.")
+    request_size: _Str = Field(description="Items per request: '1', or a uniform range such as '1-8'.")
+    items_per_request: _Positive = Field(default=1.0, description="Mean items per request.")
+    step_s: _Positive = Field(description="Duration of each measured step, seconds.")
+    backend: Backend = Field(description="Backend of the configuration measured best.")
+    workers: _Count = Field(description="Its workers.")
+    threads_per_worker: _Count = Field(description="Its threads per worker.")
+    max_batch_size: _Count = Field(description="Most items per partition the dynamic batcher forms (submit).")
+    max_batch_delay_ms: _NonNeg = Field(
+        description="How long the batcher waits to fill a partition, ms: measured, the best for the rate "
+        "at the objective."
+    )
+    max_pending: _Count = Field(
+        description="Items in flight the runtime accepts before its overload policy applies: the max rate "
+        "× items per request × the objective (Little's law), at least the peak in flight measured."
+    )
+    max_rate_at_slo: _NonNeg = Field(description="Highest sustainable requests/s with p99 within the objective.")
+    max_rate_ci: _OpenInterval = Field(
+        description="[low, high]: the rates the verdict is sure of either side of max_rate_at_slo "
+        "(high null when no rate above failed)."
+    )
+    p99_at_max_ms: _NonNeg | None = Field(default=None, description="p99 at max_rate_at_slo, ms.")
+    curve: list[OnlineStep] = Field(default_factory=list, description="Latency against rate, by rate.")
+    candidates: list[OnlineCandidate] = Field(default_factory=list, description="Every candidate searched.")
+    scaling: ScalingCurve | None = Field(
+        default=None, description="Closed-loop throughput by workers (the capacity plan fits the USL to it)."
+    )
+    budget_s: _Positive | None = Field(default=None, description="Time budget of the online sweep, seconds.")
+    measuring_s: _NonNeg | None = Field(default=None, description="Time it took, seconds.")
+    reasoning: _Str = Field(default="", description="Why these settings, in words.")
 
 
 class ScalingProfile(_Model):
@@ -394,6 +559,9 @@ class ScalingProfile(_Model):
         default=None, description="Per-OS partial overrides merged over `recommended`."
     )
     evidence: Evidence = Field(description="What was measured.")
+    online: Online | None = Field(
+        default=None, description="Serving under traffic (tuner bench --online): max rate within a p99 objective."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalingProfile:

@@ -7,6 +7,9 @@
         │ f: set_faults ─────┘                                                                  ▼
     Results ◄── recommend (in the worker) ◄── SweepFinished            on_sweep_batch: charts, table, log
 
+    Online view: Start online ── @work(thread) ── online sweep (tuner.bench.online, child process) ──┐
+                 the same relay and SweepBatch; StepProgress coalesced like windows ◄────────────────┘
+
 The worker is the only place that runs benchmark code; widgets change only in message handlers on
 the UI thread. Stopping or quitting sets the sweep's cancel Event and waits for the worker, so no
 engine worker process outlives the app; completed trials are already in the results file.
@@ -30,6 +33,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, ProgressBar, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerError, get_current_worker
 
+from tuner.bench.online.messages import ONLINE_MESSAGES
 from tuner.bench.types import (
     EngineNote,
     SweepFinished,
@@ -47,6 +51,9 @@ from tuner.tui.format import duration, profile_name, si, status_of, sweep_outloo
 from tuner.tui.messages import (
     HostProbed,
     ModelChecked,
+    OnlineEnded,
+    OnlineFailed,
+    OnlineResults,
     SweepBatch,
     SweepEnded,
     SweepFailed,
@@ -60,6 +67,7 @@ from tuner.tui.screens.help import HelpScreen
 from tuner.tui.screens.load import LoadProfileScreen
 from tuner.tui.widgets.charts import ComparisonChart, LatencyChart, ThroughputChart
 from tuner.tui.widgets.hostbar import HostPanel, Load, psutil_sampler
+from tuner.tui.widgets.online import OnlinePane
 from tuner.tui.widgets.results import ResultsPane
 from tuner.tui.widgets.run import RunPane
 from tuner.tui.widgets.setup import FormValues, SetupForm
@@ -111,6 +119,7 @@ class TunerApp(App[int]):
         Binding("1", "tab('setup')", "Setup", show=False),
         Binding("2", "tab('run')", "Run", show=False),
         Binding("3", "tab('results')", "Results", show=False),
+        Binding("4", "tab('online')", "Online", show=False),
         Binding("t", "toggle_theme", "Theme", show=False),
         Binding("escape", "unfocus", "Leave field", show=False),
         Binding("question_mark", "help", "Help"),
@@ -174,6 +183,12 @@ class TunerApp(App[int]):
         self.compared: tuple[Path, Any] | None = None
         self.batches_seen = 0
         self._dirty_live = self._dirty_compare = False
+        # -- online search state (UI thread only) --
+        self.online_outcome: Any = None  # tuner.bench.online.sweep.OnlineOutcome of the last search
+        self._online_worker: Worker[None] | None = None
+        self._online_cancel = threading.Event()
+        self._online_spec: Any = None
+        self.online_step_s = 1.0  # seconds per load step (tests shorten it)
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -185,6 +200,8 @@ class TunerApp(App[int]):
                 yield RunPane(id="run-pane")
             with TabPane("3 Results", id="results"):
                 yield ResultsPane(id="results-pane")
+            with TabPane("4 Online", id="online"):
+                yield OnlinePane(id="online-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -200,9 +217,13 @@ class TunerApp(App[int]):
         self.call_after_refresh(_freeze_gc)
 
     def _flush_charts(self) -> None:
+        active = self.query_one(TabbedContent).active
+        if active == "online":
+            self.query_one(OnlinePane).flush()
+            return
         if not (self._dirty_live or self._dirty_compare):
             return
-        if self.query_one(TabbedContent).active != "run":
+        if active != "run":
             return
         with self.batch_update():
             if self._dirty_live:
@@ -217,7 +238,7 @@ class TunerApp(App[int]):
         # On a short terminal the Run and Results views drop the host summary line (the bars stay).
         # The class goes on the host panel: on the screen it would restyle every widget (tuner.tcss).
         self.query_one(HostPanel).set_class(event.pane.id != "setup", "-away-from-setup")
-        if event.pane.id == "run":
+        if event.pane.id in ("run", "online"):
             self.call_after_refresh(self._flush_charts)
 
     # -- host and model checks (thread workers) --------------------------------------------------
@@ -290,6 +311,7 @@ class TunerApp(App[int]):
     def _sync_buttons(self) -> None:
         self.query_one("#start", Button).disabled = self.model_error is not None or self.running
         self.query_one("#stop", Button).disabled = not self.running
+        self.query_one(OnlinePane).set_running(self.online_running, not self.running)
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
@@ -328,7 +350,9 @@ class TunerApp(App[int]):
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
-        """Stop the sweep; the trials already finished are kept."""
+        """Stop the sweep (or the online search); what already finished is kept."""
+        if self.online_running:
+            self.action_online_stop()
         if not self.running:
             return
         self._cancel.set()
@@ -344,8 +368,17 @@ class TunerApp(App[int]):
 
     async def stop_and_wait(self) -> None:
         """Cancel the sweep and wait for its worker thread: after this no engine worker remains."""
+        online = self._online_worker
+        if online is not None:
+            self._online_cancel.set()
+            if online.is_running:
+                try:
+                    await online.wait()
+                except WorkerError:
+                    pass
         worker = self._worker
         if worker is None:
+            self._sync_buttons()
             return
         self._cancel.set()
         if worker.is_running:
@@ -357,7 +390,7 @@ class TunerApp(App[int]):
 
     async def action_quit(self) -> None:
         """Quit; a running sweep is stopped first so nothing is left behind."""
-        if self.running:
+        if self.running or self.online_running:
             self.notify("stopping the sweep…")
         await self.stop_and_wait()
         self.exit(0)
@@ -365,6 +398,7 @@ class TunerApp(App[int]):
     def on_unmount(self) -> None:
         # Belt and braces: however the app ends, the sweep's engine is told to stop.
         self._cancel.set()
+        self._online_cancel.set()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
     def _run_sweep(self, values: FormValues, cancel: threading.Event) -> None:
@@ -427,11 +461,17 @@ class TunerApp(App[int]):
         tput = self.query_one(ThroughputChart)
         lat = self.query_one(LatencyChart)
         charts_dirty = compare_dirty = False
+        outside: float | None = None
         with self.batch_update():
             for m in batch.messages:
                 charts_dirty |= isinstance(m, (WindowMeasured, TrialStarted, TrialPhase))
                 compare_dirty |= isinstance(m, TrialFinished)
+                if isinstance(m, WindowMeasured) and m.outside is not None:
+                    outside = m.outside
                 self._apply(m, tput, lat)
+            if outside is not None:
+                # The host bar shows the load the sweep's windows are judged by (latest of the batch).
+                self.query_one(HostPanel).report_outside(outside)
             if batch.dropped_notes:
                 self.log_event(Text(f"… {batch.dropped_notes} more engine events in this burst", style="dim"))
             # Charts are only marked here; _flush_charts redraws them at most twice a second, and
@@ -440,9 +480,17 @@ class TunerApp(App[int]):
             self._dirty_compare |= compare_dirty
 
     def _apply(self, m: SweepMessage, tput: ThroughputChart, lat: LatencyChart) -> None:
+        if isinstance(m, ONLINE_MESSAGES):
+            self.query_one(OnlinePane).apply(m)
+            return
         if isinstance(m, WindowMeasured):
             tput.add(m)
             lat.add(m)
+            if m.discarded is not None:
+                self.log_event(
+                    Text(f"window at {m.t:.1f} s discarded, host busy: {m.discarded}", style="yellow"),
+                    m.index,
+                )
         elif isinstance(m, TrialStarted):
             self._planned = m.planned
             self._trial_t0 = self._clock()
@@ -458,8 +506,9 @@ class TunerApp(App[int]):
             detail = m.detail or word
             self._phase = detail if detail.startswith(m.phase) else f"{word}: {detail}"
             tput.phase_text = self._phase
-            if m.phase in ("stable", "unstable", "clean"):
-                self.log_event(Text(self._phase, style="yellow" if m.phase == "unstable" else "dim"), m.index)
+            if m.phase in ("stable", "unstable", "clean", "contaminated"):
+                style = "yellow" if m.phase in ("unstable", "contaminated") else "dim"
+                self.log_event(Text(self._phase, style=style), m.index)
             self._tick_progress()
         elif isinstance(m, EngineNote):
             self.log_event(Text(m.text, style=LEVEL_STYLE.get(m.level, "")), m.index)
@@ -488,8 +537,15 @@ class TunerApp(App[int]):
             line.append(" (" + "; ".join(r.infeasible_reasons) + ")")
         if r.error:
             line.append(f" — {r.error}")
+        if r.discarded_windows:
+            n = len(r.discarded_windows)
+            line.append(f" · {n} busy window{'s' if n != 1 else ''} discarded")
         line.stylize(
-            "bold red" if st in ("error", "infeasible") else "yellow" if st == "unstable" else "green"
+            "bold red"
+            if st in ("error", "infeasible")
+            else "yellow"
+            if st in ("unstable", "contaminated")
+            else "green"
         )
         self.log_event(line, index)
         self._update_counts()
@@ -634,6 +690,11 @@ class TunerApp(App[int]):
         info = getattr(self.sweep, "info", None) or self.model_info
         try:
             profile = self.driver.build_profile(rec, name, self.spec, host, info)
+            section = self._online_section()
+            if section is not None:
+                from tuner.bench.online.report import with_online
+
+                profile = with_online(profile, section)
         except TunerError as e:
             self.notify(str(e), severity="error", title="export")
             return
@@ -692,4 +753,163 @@ class TunerApp(App[int]):
         yield SystemCommand(
             "Load profile", "Compare against an existing profile (l)", self.action_load_profile
         )
+        yield SystemCommand(
+            "Start online search",
+            "Highest request rate within the p99 objective, open-loop (Online view, 4)",
+            self.action_online_start,
+        )
+        yield SystemCommand("Stop online search", "Stop it; finished steps are kept", self.action_online_stop)
         yield SystemCommand("Help", "Keys and how to read the views (?)", self.action_help)
+
+    # -- the online search (Online view) --------------------------------------------------------------
+    @property
+    def online_running(self) -> bool:
+        return self._online_worker is not None and self._online_worker.is_running
+
+    @on(Button.Pressed, "#online-start")
+    def action_online_start(self) -> None:
+        """Search the highest request rate within the p99 objective on the sweep's best configurations."""
+        pane = self.query_one(OnlinePane)
+        if self.online_running:
+            self.notify("An online search is running: Stop ends it.")
+            return
+        if self.running:
+            self.notify("A sweep is running: the online search starts from its results, when it ends.")
+            return
+        rec = self.recommendation
+        if rec is None or getattr(rec, "best", None) is None or self.values is None:
+            self.notify("Run a sweep to the end first (s): the online search starts from its best configurations.",
+                        severity="warning")  # fmt: skip
+            return
+        make = getattr(self.driver, "make_online", None)
+        if make is None:
+            self.notify("This driver has no online search.", severity="warning")
+            return
+        from tuner.commands.args import finite
+
+        try:
+            objective = finite(
+                "p99 objective", self.query_one("#online-p99", Input).value, gt=0, what="milliseconds"
+            )
+        except BadInput as e:
+            pane.status(Text(str(e), style="bold red"))
+            self.notify(str(e), severity="error")
+            return
+        from tuner.bench.online.sweep import engine_configs
+
+        configs = engine_configs(self.results, rec.best.config, 2)
+        self.online_outcome = None
+        pane.reset(objective)
+        pane.status(f"online search starting: p99 <= {objective:g} ms on {len(configs)} configuration(s)")
+        self.query_one(TabbedContent).active = "online"
+        self._online_cancel = threading.Event()
+        self._online_worker = self._run_online(make, self.values, configs, objective, self._online_cancel)
+        self._sync_buttons()
+        self.log_event(Text(f"online search started: p99 <= {objective:g} ms", style="bold"))
+
+    @on(Button.Pressed, "#online-stop")
+    def action_online_stop(self) -> None:
+        """Stop the online search; the steps already measured are kept."""
+        if self.online_running:
+            self._online_cancel.set()
+            self.query_one(OnlinePane).status("stopping the online search…")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="online")
+    def _run_online(self, make: Any, values: FormValues, configs: list[Any], objective: float,
+                    cancel: threading.Event) -> None:  # fmt: skip
+        relay = Relay(self.post_message)
+        try:
+            t0 = time.perf_counter()
+            try:
+                osweep, ospec = make(values, configs, objective, relay, step_s=self.online_step_s)
+            except TunerError as e:
+                self.post_message(OnlineFailed(str(e)))
+                return
+            self._online_spec = ospec
+            found = osweep.run(cancel)
+            relay.flush()
+            from tuner.bench.online.sweep import OnlineOutcome, summarize
+
+            outcome = OnlineOutcome(ospec, list(found), summarize(found, ospec), time.perf_counter() - t0)
+            rec = None
+            best = getattr(self.recommendation, "best", None)
+            prefer = outcome.winner_config
+            if prefer is not None and best is not None and prefer != best.config:
+                try:
+                    rec = self.driver.recommend(self.results, objective_of(values), self.host, prefer=prefer)  # type: ignore[call-arg]
+                except (TypeError, TunerError):
+                    rec = None  # a driver without `prefer`: keep the closed-loop recommendation
+            self.post_message(OnlineResults(outcome, rec))
+        except TunerError as e:
+            relay.flush()
+            self.post_message(OnlineFailed(str(e)))
+        except Exception as e:  # never let a bug kill the app silently
+            relay.flush()
+            self.post_message(OnlineFailed(f"{type(e).__name__}: {e}"))
+        finally:
+            self.post_message(OnlineEnded())
+
+    def on_online_results(self, msg: OnlineResults) -> None:
+        self.online_outcome = msg.outcome
+        if msg.rec is not None:
+            self.recommendation = msg.rec
+            self.query_one(ResultsPane).show(msg.rec, self.results, self.interrupted)
+        pane = self.query_one(OnlinePane)
+        pane.show_outcome(msg.outcome)
+        for line in msg.outcome.summary.words[:2]:
+            self.log_event(Text(line.strip(), style="bold green" if msg.outcome.summary.winner else "yellow"))
+        self._update_plan()
+
+    def on_online_failed(self, msg: OnlineFailed) -> None:
+        self.query_one(OnlinePane).status(Text("✗ " + msg.text, style="bold red"))
+        self.log_event(Text("✗ online: " + msg.text, style="bold red"))
+        self.notify(msg.text, severity="error", title="online")
+
+    def on_online_ended(self, msg: OnlineEnded) -> None:
+        self._sync_buttons()
+
+    def _online_section(self) -> Any:
+        """The profile's online: section from the last online search (None without a winner)."""
+        o = self.online_outcome
+        if o is None or o.summary.winner is None:
+            return None
+        from tuner.bench.online.report import online_section
+
+        return online_section(o.summary, o.results, o.spec, self.results, measuring_s=o.elapsed_s)
+
+    @on(Input.Submitted, "#plan-rate")
+    @on(Input.Changed, "#plan-rate")
+    def _plan_rate_changed(self) -> None:
+        self._update_plan()
+
+    def _update_plan(self) -> None:
+        """The capacity plan for the rate typed in, from the last online search (tuner.plan)."""
+        pane = self.query_one(OnlinePane)
+        text = self.query_one("#plan-rate", Input).value.strip()
+        section = self._online_section()
+        if section is None:
+            pane.show_plan("the capacity plan appears here once the online search has a max rate")
+            return
+        if not text:
+            pane.show_plan(f"type a target rate: this host sustains {si(section.max_rate_at_slo)} requests/s "
+                           f"within p99 {section.objective_p99_ms:g} ms")  # fmt: skip
+            return
+        from tuner.bench.online.report import profile_for_plan
+        from tuner.commands.args import finite
+        from tuner.plan import make_plan
+
+        try:
+            rate = finite("target rate", text, gt=0, what="requests/s")
+            host = getattr(self.sweep, "host", None) or self.host
+            best = getattr(self.recommendation, "best", None)
+            profile = profile_for_plan(section, model=self._online_spec.model if self._online_spec else self._model,
+                                       host=host, best=best)  # fmt: skip
+            plan = make_plan(profile, rate)
+        except TunerError as e:
+            pane.show_plan(Text(str(e), style="bold red"))
+            return
+        body = Text("\n".join(plan.words[:2]), style="bold")
+        for w in plan.warnings:
+            body.append("\nwarning: " + w, style="yellow")
+        body.append("\n" + plan.words[3].strip() + "\n" + plan.fit_note, style="dim")
+        pane.show_plan(body)

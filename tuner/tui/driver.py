@@ -8,6 +8,7 @@ real driver imports the benchmark lazily: opening the TUI does not pay for it up
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,9 @@ class Driver(Protocol):
         ...
 
     def recommend(self, results: list[TrialResult], objective: Objective, host: Any) -> Any: ...
+
+    # An online search (tuner.bench.online) is optional for a driver: the app asks for it with
+    # getattr(driver, "make_online", None) and says so when a driver has none.
 
     def build_profile(self, rec: Any, name: str, spec: Any, host: Any, info: Any) -> Any: ...
 
@@ -59,7 +63,9 @@ class BenchDriver:
         from tuner.bench.search import Space
         from tuner.bench.session import Sweep, SweepSpec
 
-        settings = MeasureSettings(window_s=values.window_s)
+        # The cap in proportion to the window, as `tuner bench` has it: on a busy host a trial
+        # waits for clean windows up to its cap (tuner.hostload), and 12 s of 0.2 s windows is long.
+        settings = MeasureSettings.for_window(values.window_s)
         if self._settings_hook is not None:
             settings = self._settings_hook(settings)
         space = None
@@ -95,6 +101,8 @@ class BenchDriver:
             faults=values.faults if values.faults.active else None,
             settings=settings,
             results_path=str(self.results_path) if self.results_path else None,
+            # The sweep measures in a child of this (UI) process: the UI is tuner, not outside load.
+            own_pids=() if self.in_process else (os.getpid(),),
         )
         if self.in_process:
             return Sweep(spec, on_message=on_message), spec
@@ -102,10 +110,41 @@ class BenchDriver:
 
         return RemoteSweep(spec, on_message=on_message), spec
 
-    def recommend(self, results: list[TrialResult], objective: Objective, host: Any) -> Any:
+    def recommend(
+        self, results: list[TrialResult], objective: Objective, host: Any, prefer: Any = None
+    ) -> Any:
         from tuner.bench.recommend import recommend
 
-        return recommend(results, objective, host)
+        return recommend(results, objective, host, prefer=prefer)
+
+    def make_online(
+        self,
+        values: FormValues,
+        configs: list[Any],
+        objective_ms: float,
+        on_message: Any,
+        *,
+        step_s: float = 1.0,
+        budget_s: float | None = None,
+    ) -> tuple[Any, Any]:
+        """``(online sweep, OnlineSpec)`` over ``configs`` ((TrialConfig, items/s), best first): the
+        same code ``tuner bench --online`` runs, in a child process like the closed-loop sweep."""
+        from tuner.bench.online.sweep import OnlineSpec, OnlineSweep
+
+        spec = OnlineSpec(
+            model=values.model,
+            objective_ms=objective_ms,
+            configs=configs,
+            input_path=values.input_path,
+            n_items=values.n_items,
+            step_s=step_s,
+            budget_s=budget_s if budget_s is not None else values.budget_s,
+        )
+        if self.in_process:
+            return OnlineSweep(spec, on_message), spec
+        from tuner.tui.remote import RemoteSweep
+
+        return RemoteSweep(spec, on_message=on_message), spec
 
     def build_profile(self, rec: Any, name: str, spec: Any, host: Any, info: Any) -> Any:
         from tuner.bench.recommend import build_profile

@@ -48,11 +48,13 @@ def duration(s: float) -> str:
 
 
 def status_of(r: TrialResult) -> str:
-    """One word for a trial's state: error / infeasible / unstable / stable."""
+    """One word for a trial's state: error / infeasible / contaminated (host busy) / unstable / stable."""
     if r.error:
         return "error"
     if not r.feasible:
         return "infeasible"
+    if r.contaminated:
+        return "contaminated"
     return "stable" if r.stable else "unstable"
 
 

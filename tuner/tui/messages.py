@@ -65,3 +65,24 @@ class SweepResults(Message):
 
     rec: Any
     results: list[Any]
+
+
+@dataclass
+class OnlineResults(Message):
+    """The online search returned: its outcome (tuner.bench.online.sweep.OnlineOutcome) and the
+    recommendation recomputed around its winner (None: keep the current one)."""
+
+    outcome: Any
+    rec: Any = None
+
+
+@dataclass
+class OnlineFailed(Message):
+    """The online search could not start or stopped with an error; ``text`` is one line."""
+
+    text: str
+
+
+@dataclass
+class OnlineEnded(Message):
+    """The online worker thread is done: its buttons go back to idle."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from textual.message import Message
 
+from tuner.bench.online.messages import StepProgress
 from tuner.bench.types import EngineNote, SweepMessage, WindowMeasured
 from tuner.tui.messages import SweepBatch
 
@@ -49,7 +50,8 @@ class Relay:
                     return
                 self._notes += 1
             self._buffer.append(msg)
-            urgent = not isinstance(msg, (WindowMeasured, EngineNote))
+            # An online step's live figures come several times a second: coalesced like windows.
+            urgent = not isinstance(msg, (WindowMeasured, EngineNote, StepProgress))
             due = self._clock() - self._last_flush >= self._interval
         if urgent or due:
             self.flush()

@@ -132,7 +132,11 @@ def _child_main(conn: Any, spec: Any) -> None:
             conn.send(msg)
 
     try:
-        sweep = Sweep(spec, on_message=lambda m: send(("msg", m)))
+        # An online sweep's spec builds its own sweep object (tuner.bench.online.sweep.OnlineSpec);
+        # a closed-loop SweepSpec gets the Sweep. Same process, pipe and messages either way.
+        make = getattr(spec, "make_sweep", None)
+        on_message = lambda m: send(("msg", m))  # noqa: E731
+        sweep: Any = make(on_message) if make is not None else Sweep(spec, on_message=on_message)
     except TunerError as e:
         send(("error", (type(e).__name__, str(e))))
         return
@@ -145,7 +149,7 @@ def _child_main(conn: Any, spec: Any) -> None:
                 kind, payload = conn.recv()
                 if kind == "cancel":
                     cancel.set()
-                elif kind == "faults":
+                elif kind == "faults" and hasattr(sweep, "set_faults"):
                     sweep.set_faults(payload)
         except (EOFError, OSError):
             cancel.set()  # the UI is gone: stop the sweep, its engines stop their workers

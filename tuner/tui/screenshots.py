@@ -4,7 +4,8 @@
 
 Runs the real app headless (real benchmark, real worker processes) at 120x40, with faults injected
 from the third trial so the event log has something to say, and saves: setup, run (mid-sweep),
-results (after stopping), help, the fault dialog, the run view at 80x24 and results in light theme.
+results (after stopping), help, the fault dialog, the online view (mid-search), the run view at
+80x24 and results in light theme.
 """
 
 from __future__ import annotations
@@ -81,10 +82,30 @@ async def shoot(model: str, out: Path, size: tuple[int, int]) -> None:
         await pilot.press("3")
         await pilot.pause()
         app.save_screenshot(str(out / "results.svg"))
+        await _online(app, pilot, out)
         await pilot.press("t")
         await pilot.pause()
         app.save_screenshot(str(out / "results-light.svg"))
         await pilot.press("q")
+
+
+async def _online(app: Any, pilot: Any, out: Path) -> None:
+    """The Online view mid-search: a few steps measured, the running one live, then stopped."""
+    from tuner.tui.widgets.online import OnlineStepsTable
+
+    app.online_step_s = 1.0
+    await pilot.press("4")
+    app.query_one("#online-p99", Input).value = "50"
+    app.query_one("#plan-rate", Input).value = "20000"
+    await pilot.pause()
+    app.action_online_start()
+    await _wait(pilot, lambda: app.query_one(OnlineStepsTable).row_count >= 4, 120)
+    await pilot.pause(0.6)  # one chart refresh period
+    app.save_screenshot(str(out / "online.svg"))
+    app.action_online_stop()
+    await _wait(pilot, lambda: not app.online_running, 30)
+    await pilot.press("3")
+    await pilot.pause()
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ HELP = """\
 | `x` | stop the sweep; completed trials are kept |
 | `r` | restart: stop, then start again with the current setup |
 | `f` | change fault rates (crash, exception, hang, straggler, memory); applied from the next trial |
-| `1` `2` `3` | Setup · Run · Results |
+| `1` `2` `3` `4` | Setup · Run · Results · Online |
 | `o` / `O` | in the trials table: sort by the next column / reverse |
 | `e` | export the recommendation as a profile (shows the YAML, asks where) |
 | `l` | load an existing profile to compare against |
@@ -40,6 +40,21 @@ Inside a text field, letters type: press `escape` or `tab` away first, or use th
   constraint (p99 or memory budget). With faults injected, the figure in brackets is the same
   configuration measured clean.
 * **events**: injected faults, worker deaths, retries and recoveries, as they happen.
+
+# Reading the online view (4)
+
+After a sweep, *Start online* sends requests on a schedule (Poisson arrivals, not when a worker frees
+up) through the runtime's dynamic batcher, on the sweep's best configurations and batch delays, and
+finds the highest rate whose p99 stays within the objective.
+
+* **latency vs offered rate**: p50 and p99 per step, the objective as a line, the knee (the highest
+  sustainable rate) marked. Latency counts from each request's *intended* send time, so a stall
+  shows in every request scheduled during it.
+* **this step, live**: the running step's p99 over the last second and the items in flight.
+* **steps**: each step's verdict: *sustainable* when achieved >= 99% of offered, the queue is not
+  growing and p99 is within the objective; otherwise the reasons.
+* **capacity plan**: type a target rate: workers and hosts like this one, from the max rate and the
+  scalability fit (what `tuner plan` prints).
 """
 
 

@@ -1,13 +1,20 @@
-"""The host as tuner sees it: the one-line summary and live per-core CPU and memory bars.
+"""The host as tuner sees it: the one-line summary and live per-core CPU, memory and outside-load bars.
 
-psutil is sampled a couple of times a second (cheap, non-blocking: ``cpu_percent`` compares with the
-previous call). Tests and snapshots pass a frozen ``sampler`` so the bars are deterministic.
+psutil is sampled once a second (cheap, non-blocking: ``cpu_percent`` compares with the previous
+call). **Outside load** is what processes other than tuner use (:mod:`tuner.hostload`: the machine's
+busy CPU minus this UI process and its descendants — the sweep process and its workers — plus
+steal), as a share of the usable cores; while a sweep measures, the bar shows the figure its
+windows are judged by (the sweep reports it with every window), so the bar and the event log's
+"window discarded" lines agree. Its cost: one read of the system totals, one of each of tuner's
+processes and a walk of the process table for new descendants, about 1-2 ms a second.
+Tests and snapshots pass a frozen ``sampler`` so the bars are deterministic.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psutil
 from rich.text import Text
@@ -18,23 +25,52 @@ from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
+from tuner.hostload import DEFAULT_MAX_OUTSIDE, HostSampler, Snapshot
+
 GIB = 1024**3
 CELL_BAR = 10  # bar width in cells
 
 
+#: A figure the sweep reported is shown for this long; then the bar's own sample takes over.
+REPORTED_FRESH_S = 2.5
+
+
 @dataclass(frozen=True)
 class Load:
-    """One sample: per-core busy %, memory used and total (bytes)."""
+    """One sample: per-core busy %, memory used and total (bytes), outside load (None: not yet known)."""
 
     cores: tuple[float, ...]
     mem_used: int
     mem_total: int
+    outside: float | None = None  # share of the usable cores used by processes other than tuner
 
 
-def psutil_sampler() -> Load:
-    """A live sample of this machine."""
-    vm = psutil.virtual_memory()
-    return Load(tuple(psutil.cpu_percent(percpu=True)), int(vm.total - vm.available), int(vm.total))
+class LiveSampler:
+    """Samples this machine each call; the outside load needs two calls (it is a rate)."""
+
+    def __init__(self) -> None:
+        self._host: HostSampler | None = None
+        self._prev: Snapshot | None = None
+
+    def __call__(self) -> Load:
+        vm = psutil.virtual_memory()
+        cores = tuple(psutil.cpu_percent(percpu=True))
+        outside = None
+        try:
+            if self._host is None:
+                self._host = HostSampler()
+            self._host.scan()  # the sweep process and its workers come and go with every trial
+            now = self._host.snapshot()
+            if self._prev is not None:
+                outside = self._host.interval(self._prev, now).outside
+            self._prev = now
+        except (OSError, psutil.Error):  # a bar must never take the app down
+            outside = None
+        return Load(cores, int(vm.total - vm.available), int(vm.total), outside)
+
+
+psutil_sampler = LiveSampler()
+"""The live sampler the app uses by default (one per process: the outside load is a rate)."""
 
 
 def _style(pct: float) -> str:
@@ -62,6 +98,7 @@ class LoadBars(Widget):
         super().__init__(id="load-bars")
         self._sampler = sampler
         self._interval = interval_s
+        self._reported: tuple[float, float] | None = None  # (outside load, monotonic time) from a sweep
 
     def on_mount(self) -> None:
         if self._sampler is not None:
@@ -73,8 +110,17 @@ class LoadBars(Widget):
     def _tick(self) -> None:
         assert self._sampler is not None
         sample = self._sampler()
+        if self._reported is not None and time.monotonic() - self._reported[1] < REPORTED_FRESH_S:
+            sample = replace(sample, outside=self._reported[0])
         if sample != self.load:
             self.load = sample
+
+    def report_outside(self, outside: float) -> None:
+        """The outside load a sweep measured in its latest window, shown from the next tick on
+        (not at once: the bar repaints once a second, not with every batch of a sweep's messages)."""
+        self._reported = (outside, time.monotonic())
+        if self._sampler is not psutil_sampler and self.load is not None:
+            self.load = replace(self.load, outside=outside)  # a frozen bar never ticks: show it now
 
     def _cells(self, load: Load) -> Sequence[Text]:
         cells = []
@@ -87,6 +133,19 @@ class LoadBars(Widget):
         t = Text("mem ", style="bold")
         t.append_text(_bar(mem_pct))
         t.append(f" {load.mem_used / GIB:.1f}/{load.mem_total / GIB:.0f} GiB")
+        cells.append(t)
+        # Other processes' CPU (and steal), share of the usable cores: above the contamination
+        # limit a measurement window is discarded (red); from 10% it can cost a few % (yellow).
+        t = Text("outside ", style="bold")
+        if load.outside is None:
+            t.append("–", style="dim")
+        else:
+            pct = 100 * load.outside
+            style = "bold red" if load.outside > DEFAULT_MAX_OUTSIDE else "yellow" if pct >= 10 else "green"
+            filled = round(max(0.0, min(100.0, pct)) / 100 * CELL_BAR)
+            t.append("█" * filled, style=style)
+            t.append("░" * (CELL_BAR - filled), style="dim")
+            t.append(f" {pct:3.0f}%")
         cells.append(t)
         return cells
 
@@ -131,3 +190,7 @@ class HostPanel(Vertical):
     def show_host(self, summary: str) -> None:
         """Show the probed host's one-line summary."""
         self.query_one("#host-summary", Static).update(Text(summary))
+
+    def report_outside(self, outside: float) -> None:
+        """A sweep's latest window's outside load (see :meth:`LoadBars.report_outside`)."""
+        self.query_one(LoadBars).report_outside(outside)

@@ -94,6 +94,10 @@ class ResultsPane(Vertical):
             if bp99 is not None and p99:
                 t.append(f", p99 {ms(bp99)} ({(bp99 / p99 - 1) * 100:+.0f}%)")
             t.append("\n")
+        load = getattr(ev, "host_load", None)
+        if load is not None:
+            busy = load.contaminated or load.windows_discarded
+            t.append(load.words(profile.host.usable_cores) + "\n", style="yellow" if busy else "dim")
         if host_diff:
             t.append("measured on another host: " + "; ".join(host_diff), style="yellow")
         else:

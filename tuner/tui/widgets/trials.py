@@ -15,7 +15,13 @@ from textual.widgets import DataTable
 from tuner.bench.types import TrialResult
 from tuner.tui.format import ms, si, status_of
 
-STATUS_STYLE = {"stable": "green", "unstable": "yellow", "infeasible": "bold red", "error": "bold red"}
+STATUS_STYLE = {
+    "stable": "green",
+    "unstable": "yellow",
+    "contaminated": "yellow",  # the host was busy: the figures read low
+    "infeasible": "bold red",
+    "error": "bold red",
+}
 
 # (header, sort key); the key turns a result into something comparable.
 COLUMNS: list[tuple[str, Callable[[int, TrialResult], Any]]] = [

@@ -1,0 +1,261 @@
+"""What an online sweep leaves behind: the profile's ``online:`` section, the JSON, a table, step lines.
+
+The scaling curve written for the capacity plan is the closed-loop throughput against workers at the
+winner's backend and thread count — the best trial per worker count (any partition size), with the
+windows its figure is over (the last 3 of a stable trial, all of an unstable one) — because the
+closed loop measured more worker counts than the online search can afford to.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from tuner.bench.online.schedule import Trace
+from tuner.bench.online.search import latest
+from tuner.bench.online.step import StepResult
+from tuner.bench.online.sweep import CandidateResult, OnlineSpec, OnlineSummary
+from tuner.bench.types import TrialResult
+
+if TYPE_CHECKING:
+    from tuner.profile import Online, ScalingCurve
+
+__all__ = ["curve_table", "online_json", "online_section", "scaling_points", "step_line"]
+
+#: windows of a stable trial its figure is over (MeasureSettings.stable_windows's default)
+STABLE_WINDOWS = 3
+
+
+def _fmt(x: float) -> str:
+    from tuner.bench.recommend import fmt_rate
+
+    return fmt_rate(x)
+
+
+def scaling_points(
+    results: Sequence[TrialResult], backend: str, threads: int
+) -> list[tuple[int, float, list[float]]]:
+    """(workers, items/s, window items/s) per worker count: the best closed-loop trial of each."""
+    best: dict[int, TrialResult] = {}
+    for r in results:
+        c = r.config
+        if r.error or r.throughput <= 0 or c.backend != backend or c.threads_per_worker != threads:
+            continue
+        if c.workers not in best or r.throughput > best[c.workers].throughput:
+            best[c.workers] = r
+    out = []
+    for n, r in sorted(best.items()):
+        windows = r.windows[-STABLE_WINDOWS:] if r.stable else list(r.windows)
+        out.append((n, float(r.throughput), [float(w) for w in windows if w > 0]))
+    return out
+
+
+def _curve_point(s: StepResult) -> dict[str, Any]:
+    lat = s.latency_ms
+    keeps_up = all(r.startswith("p99 ") for r in s.reasons)
+    ci = s.latency_ci_ms.get("p99")
+    return {
+        "rate": s.rate,
+        "offered": s.offered,
+        "achieved": s.achieved,
+        "p50_ms": lat.get("p50"),
+        "p99_ms": lat.get("p99"),
+        "p999_ms": lat.get("p999"),
+        "p99_ci_ms": (float(ci[0]), float(ci[1])) if ci else None,
+        "keeps_up": keeps_up and bool(lat),
+        "sustainable": s.sustainable,
+    }
+
+
+def online_section(
+    summary: OnlineSummary,
+    results: Sequence[CandidateResult],
+    spec: OnlineSpec,
+    closed_loop: Sequence[TrialResult],
+    *,
+    measuring_s: float | None = None,
+) -> Online | None:
+    """The profile's ``online:`` section (None when no candidate sustained any rate)."""
+    from tuner.profile import Online, OnlineCandidate, OnlineStep, ScalingCurve, ScalingPoint
+
+    win = summary.winner
+    if win is None or win.best is None or summary.max_pending is None:
+        return None
+    c = win.candidate
+    lo, hi = win.search.max_rate_ci
+    pts = scaling_points(closed_loop, c.backend, c.threads_per_worker)
+    scaling: ScalingCurve | None = None
+    if pts:
+        scaling = ScalingCurve(
+            backend=c.backend,  # type: ignore[arg-type]
+            threads_per_worker=c.threads_per_worker,
+            points=[ScalingPoint(workers=n, throughput=x, windows=w) for n, x, w in pts],
+        )
+    candidates = [
+        OnlineCandidate(
+            backend=r.candidate.backend,  # type: ignore[arg-type]
+            workers=r.candidate.workers,
+            threads_per_worker=r.candidate.threads_per_worker,
+            max_batch_size=r.candidate.max_batch_size,
+            max_batch_delay_ms=r.candidate.max_batch_delay_ms,
+            max_rate_at_slo=float(r.max_rate),
+            p99_ms=r.best.latency_ms.get("p99") if r.best is not None else None,
+            steps=len(r.steps),
+        )
+        for r in results
+        if r.error is None
+    ]
+    return Online(
+        objective_p99_ms=spec.objective_ms,
+        arrivals=spec.arrivals_text,
+        request_size=(
+            "as in the trace"
+            if isinstance(spec.arrivals, Trace) and spec.arrivals.sizes is not None
+            else str(spec.request_size)
+        ),
+        items_per_request=float(win.best.items_per_request),
+        step_s=spec.step_s,
+        backend=c.backend,  # type: ignore[arg-type]
+        workers=c.workers,
+        threads_per_worker=c.threads_per_worker,
+        max_batch_size=c.max_batch_size,
+        max_batch_delay_ms=c.max_batch_delay_ms,
+        max_pending=summary.max_pending,
+        max_rate_at_slo=float(win.max_rate),
+        max_rate_ci=(float(lo), float(hi) if hi is not None else None),
+        p99_at_max_ms=win.best.latency_ms.get("p99"),
+        # A rate measured twice (a re-check, a confirmation) counts by its latest verdict.
+        curve=[OnlineStep(**_curve_point(s)) for s in sorted(latest(win.steps), key=lambda s: s.rate)],
+        candidates=candidates,
+        scaling=scaling,
+        budget_s=spec.budget_s,
+        measuring_s=round(measuring_s, 1) if measuring_s is not None else None,
+        reasoning="; ".join(w.strip() for w in summary.words),
+    )
+
+
+def online_json(
+    summary: OnlineSummary, results: Sequence[CandidateResult], spec: OnlineSpec
+) -> dict[str, Any]:
+    """The online part of ``tuner bench --json``."""
+    win = summary.winner
+    return {
+        "objective_p99_ms": spec.objective_ms,
+        "arrivals": spec.arrivals_text,
+        "request_size": str(spec.request_size),
+        "winner": vars(win.candidate) if win is not None else None,
+        "max_rate_at_slo": win.max_rate if win is not None else 0.0,
+        "max_rate_ci": list(win.search.max_rate_ci) if win is not None else None,
+        "max_pending": summary.max_pending,
+        "candidates": [r.to_dict() for r in results],
+        "words": summary.words,
+    }
+
+
+def step_line(s: StepResult) -> str:
+    """``1.20k/s → offered 1.20k, achieved 1.20k · p99 31.2 ms · queue +2/s · sustainable``."""
+    p99 = s.latency_ms.get("p99")
+    p99_text = f"{p99:.3g} ms" if p99 is not None and math.isfinite(p99) else "–"
+    lag = f" · generator late ×{s.late} (max {s.max_lag_ms:.0f} ms)" if s.late else ""
+    return (
+        f"{_fmt(s.rate)}/s → offered {_fmt(s.offered)}, achieved {_fmt(s.achieved)} · p99 {p99_text} · "
+        f"queue {s.queue_slope:+.3g} items/s{lag} · {s.verdict()}"
+    )
+
+
+def curve_table(result: CandidateResult) -> Any:
+    """A rich table of one candidate's steps by rate: the latency-vs-rate curve with verdicts."""
+    from rich.table import Table
+
+    t = Table(title=f"latency vs rate · {result.candidate.label()}", title_justify="left")
+    for col in (
+        "rate/s",
+        "offered",
+        "achieved",
+        "p50 ms",
+        "p99 ms",
+        "p99 95% CI",
+        "p99.9 ms",
+        "queue/s",
+        "batch",
+        "verdict",
+    ):
+        t.add_column(col, justify="right" if col != "verdict" else "left")
+    best = result.best
+    for s in sorted(result.steps, key=lambda s: s.rate):
+        lat, ci = s.latency_ms, s.latency_ci_ms.get("p99")
+        n = sum(s.batches.values())
+        mean_batch = f"{sum(k * v for k, v in s.batches.items()) / n:.1f}" if n else "–"
+        t.add_row(
+            ("★ " if s is best else "") + _fmt(s.rate),
+            _fmt(s.offered),
+            _fmt(s.achieved),
+            f"{lat.get('p50', math.nan):.3g}",
+            f"{lat.get('p99', math.nan):.3g}",
+            f"{ci[0]:.3g}–{ci[1]:.3g}" if ci else "–",
+            f"{lat.get('p999', math.nan):.3g}",
+            f"{s.queue_slope:+.3g}",
+            mean_batch,
+            "sustainable" if s.sustainable else "; ".join(s.reasons),
+        )
+    return t
+
+
+def with_online(profile: Any, section: Online) -> Any:
+    """``profile`` with its ``online:`` section, and what follows from it: the objective's p99, the
+    autoscaler's p99 target, and ``recommended``'s batch delay and max_pending set to the measured ones
+    (so a reader of ``recommended`` sees no guessed figure). Validated as a whole."""
+    from tuner.profile import ScalingProfile
+
+    data = profile.model_dump()
+    data["online"] = section.model_dump()
+    data["objective"]["p99_budget_ms"] = section.objective_p99_ms
+    data["autoscale"]["target_p99_ms"] = section.objective_p99_ms
+    data["recommended"]["max_batch_delay_ms"] = section.max_batch_delay_ms
+    data["recommended"]["max_pending"] = section.max_pending
+    return ScalingProfile.model_validate(data)
+
+
+def profile_for_plan(section: Online, *, model: str, host: Any, best: TrialResult | None = None) -> Any:
+    """The smallest valid profile around an ``online:`` section, measured on ``host`` — what
+    :func:`tuner.plan.make_plan` reads (the TUI plans from a sweep that was not exported)."""
+    from datetime import datetime, timezone
+
+    from tuner import __version__
+    from tuner.profile import Autoscale, Evidence, HostInfo, ModelRef, PeakRss, Recommended, ScalingProfile
+
+    rss = best.peak_rss_mb if best is not None else {}
+    platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
+    return ScalingProfile(
+        schema_version=1,
+        name="plan",
+        created=datetime.now(timezone.utc).replace(microsecond=0),
+        tool_version=__version__,
+        model=ModelRef(spec=model),
+        host=HostInfo(
+            fingerprint=host.fingerprint(),
+            summary=host.summary(),
+            usable_cores=host.usable_cores,
+            logical_cores=host.logical_cores,
+            physical_cores=host.physical_cores,
+            memory_total_gb=round(host.memory_total_bytes / 1e9, 1),
+            cpu_model=host.cpu_model or "unknown",
+            platform=platform,  # type: ignore[arg-type]
+            machine=host.machine,
+        ),
+        recommended=Recommended(
+            backend=section.backend,
+            workers=section.workers,
+            threads_per_worker=section.threads_per_worker,
+            partition_size=section.max_batch_size,
+            max_batch_delay_ms=section.max_batch_delay_ms,
+            max_pending=section.max_pending,
+        ),
+        autoscale=Autoscale(min_workers=1, max_workers=section.workers),
+        evidence=Evidence(
+            throughput=float(best.throughput) if best is not None and best.throughput > 0 else 1.0,
+            peak_rss_mb=PeakRss(per_worker=rss.get("per_worker"), total=rss.get("total")) if rss else None,
+        ),
+        online=section,
+    )

@@ -1,0 +1,171 @@
+"""The highest sustainable rate of one candidate: geometric steps up, then bisection, within a budget.
+
+::
+
+    r = start ──► step(r) ── sustainable ──► r × factor … until a step fails   (or down by ÷factor
+                                                                               until one holds)
+    bracket [highest sustainable, lowest unsustainable] ──► step(√(lo·hi)) … until hi/lo − 1 <= resolution
+                                                           or the budget cannot fit another step
+
+The search only sees verdicts (:class:`~tuner.bench.online.step.StepResult.sustainable`), so it is a
+pure function of a step callable and is tested on synthetic capacities. The bracket is recomputed
+from the verdicts after every step — ``lo`` the highest rate that held, ``hi`` the lowest that failed
+above it — and a rate measured twice counts by its *latest* verdict. One noisy verdict would
+otherwise decide the result, both ways:
+
+* **re-check** — a spurious failure (a stall of the shared host) would cap the search for good: once
+  the bracket is resolved, its failing end, if measured once, is measured again (``recheck`` such
+  steps at most); if it now holds, the climb resumes from it.
+* **confirm** — a lucky step would be reported as the max (the winner's curse): then the holding end,
+  if measured once, is measured again (``confirm`` such steps at most); if it now fails, the search
+  goes on below it.
+
+A real limit fails again and a real max holds again, which costs two steps.
+
+**The interval on the max rate** (``max_rate_ci``) is not a bootstrap: a max rate is a boundary, not a
+mean. Its low end is the highest rate whose step was sustainable *with confidence* — every criterion
+held and even the upper end of its p99's 95% CI was within the objective; its high end is the lowest
+rate that failed with confidence — a non-latency criterion failed, or even the lower end of its p99
+CI broke the objective. Between the two ends the verdict is within the measurement's noise. The high
+end is None when the search never reached a rate that failed (the budget ran out climbing).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tuner.bench.online.step import StepResult
+
+__all__ = ["RateSearch", "SearchSettings", "confident_bounds", "latest", "search_max_rate"]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How one rate search walks: where it starts, how it climbs, when it stops."""
+
+    factor: float = 2.0  # geometric step while climbing (or descending)
+    resolution: float = 0.05  # stop bisecting when hi/lo − 1 is at most this
+    max_steps: int = 16
+    min_rate: float = 1.0  # below this many requests/s there is nothing to serve: give up
+    recheck: int = 1  # re-measures of a resolved bracket's failing end (each end at most once)
+    confirm: int = 2  # re-measures of its holding end, the max found (each end at most once)
+
+
+def latest(steps: list[StepResult]) -> list[StepResult]:
+    """The last step at each rate (a rate measured again counts by its latest verdict)."""
+    return list({s.rate: s for s in steps}.values())
+
+
+@dataclass
+class RateSearch:
+    """What one search found: every step, the highest sustainable one, and the bracket."""
+
+    steps: list[StepResult] = field(default_factory=list)
+    stop_reason: str = ""
+
+    @property
+    def best(self) -> StepResult | None:
+        """The step at the highest rate whose latest verdict was sustainable (None: no such rate)."""
+        ok = [s for s in latest(self.steps) if s.sustainable]
+        return max(ok, key=lambda s: s.rate) if ok else None
+
+    @property
+    def max_rate(self) -> float:
+        b = self.best
+        return b.rate if b is not None else 0.0
+
+    @property
+    def bracket(self) -> tuple[float, float | None]:
+        """(highest sustainable rate, lowest unsustainable rate above it, or None)."""
+        lo = self.max_rate
+        above = [s.rate for s in latest(self.steps) if not s.sustainable and s.rate > lo]
+        return lo, (min(above) if above else None)
+
+    @property
+    def max_rate_ci(self) -> tuple[float, float | None]:
+        return confident_bounds(latest(self.steps))
+
+
+def _surely_ok(s: StepResult) -> bool:
+    hi = s.latency_ci_ms.get("p99", (math.inf, math.inf))[1]
+    return s.sustainable and hi <= s.objective_ms
+
+
+def _surely_bad(s: StepResult) -> bool:
+    if s.sustainable:
+        return False
+    latency_only = all(r.startswith("p99 ") for r in s.reasons)
+    if not latency_only:
+        return True
+    lo = s.latency_ci_ms.get("p99", (0.0, 0.0))[0]
+    return lo > s.objective_ms
+
+
+def confident_bounds(steps: list[StepResult]) -> tuple[float, float | None]:
+    """The interval on the max sustainable rate (see the module docstring)."""
+    ok = [s.rate for s in steps if _surely_ok(s)]
+    bad = [s.rate for s in steps if _surely_bad(s)]
+    best = max((s.rate for s in steps if s.sustainable), default=0.0)
+    low = min(max(ok, default=0.0), best)
+    above = [r for r in bad if r > low]
+    return low, (min(above) if above else None)
+
+
+def search_max_rate(
+    step: Callable[[float], StepResult],
+    start: float,
+    settings: SearchSettings = SearchSettings(),
+    *,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> RateSearch:
+    """Find the highest rate ``step(rate)`` judges sustainable (see the module docstring).
+
+    ``deadline`` (on ``clock``): no step starts unless the median step so far still fits before it.
+    """
+    out = RateSearch()
+    durations: list[float] = []
+    rate = max(start, settings.min_rate)
+    rechecks, confirms = settings.recheck, settings.confirm
+
+    def times(r: float) -> int:
+        return sum(1 for s in out.steps if s.rate == r)
+
+    def fits() -> bool:
+        if deadline is None or not durations:
+            return deadline is None or clock() < deadline
+        return clock() + statistics.median(durations) <= deadline
+
+    while True:
+        if len(out.steps) >= settings.max_steps:
+            out.stop_reason = f"{settings.max_steps} steps"
+            break
+        if not fits():
+            out.stop_reason = "time budget"
+            break
+        t = clock()
+        out.steps.append(step(rate))
+        durations.append(clock() - t)
+        lo, hi = out.bracket
+        if out.best is None:
+            hi = min(s.rate for s in latest(out.steps))  # nothing held yet: the lowest failure
+            rate = hi / settings.factor
+            if rate < settings.min_rate:
+                out.stop_reason = f"no sustainable rate at or above {settings.min_rate:g}/s"
+                break
+        elif hi is None:
+            rate = lo * settings.factor
+        elif hi / lo - 1 > settings.resolution:
+            rate = math.sqrt(lo * hi)
+        elif rechecks > 0 and times(hi) == 1:
+            rechecks, rate = rechecks - 1, hi  # a failure at the edge may have been the host
+        elif confirms > 0 and times(lo) == 1:
+            confirms, rate = confirms - 1, lo  # a pass at the edge may have been luck
+        else:
+            out.stop_reason = f"resolved within {settings.resolution:.0%}"
+            break
+    return out

@@ -1,0 +1,506 @@
+"""The online sweep: for each candidate (configuration × batching setting), the highest sustainable rate.
+
+::
+
+    closed-loop results ──► engine configurations (backend, workers, threads), best first, top K
+        stage 1: the best configuration × every batching setting (max batch size × max batch delay)
+        stage 2: the other configurations × stage 1's best batching setting
+    each candidate: a fresh Runtime (the deployed path) ─► warm-up ─► search_max_rate ─► CandidateResult
+    summarize(results) ─► the winner, its latency-vs-rate curve, max_pending, the words
+
+Each candidate gets a fair share of what is left of the budget (what is left / candidates left), so a
+slow early search cannot starve the later ones. During the search the runtime refuses work past a
+generous bound (``overload="reject"``): a sender blocked by backpressure would stop being open-loop,
+and a refused request is a failed request, which makes the step unsustainable — as it should.
+
+**The winner** is the candidate with the highest max rate at the objective; candidates within the
+search's resolution of it are a tie, broken by the smaller batch delay (the same rate with less
+waiting at low load), then by the smaller batch size.
+
+**max_pending** for the runtime (backpressure) at the winner, by Little's law: items in flight at the
+max rate = rate × items per request × the objective (an item accepted past that would wait longer
+than the objective); never below the peak in flight actually measured at that rate, nor below one
+full batch per worker.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from tuner.bench.online.messages import (
+    CandidateFinished,
+    CandidateStarted,
+    OnlineFinished,
+    OnlineMessage,
+    StepFinished,
+)
+from tuner.bench.online.schedule import RequestSize, Trace, make_schedule
+from tuner.bench.online.search import RateSearch, SearchSettings, search_max_rate
+from tuner.bench.online.step import BatchCounter, StepCancelled, StepResult, run_step
+from tuner.bench.types import TrialConfig, TrialResult
+from tuner.errors import BadInput, DataError, TunerError
+
+if TYPE_CHECKING:
+    from tuner.hardware import Host
+    from tuner.models import ModelInfo
+
+__all__ = [
+    "DEFAULT_DELAYS_MS",
+    "DEFAULT_DELAY_MS",
+    "Candidate",
+    "CandidateFinished",
+    "CandidateResult",
+    "CandidateStarted",
+    "OnlineFinished",
+    "OnlineMessage",
+    "OnlineOutcome",
+    "OnlineSpec",
+    "OnlineSummary",
+    "OnlineSweep",
+    "StepFinished",
+    "engine_configs",
+    "summarize",
+]
+
+#: The runtime's default batch delay before it was measured: always among the candidates, so the
+#: measured setting is compared with it in the same run.
+DEFAULT_DELAY_MS = 5.0
+DEFAULT_DELAYS_MS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0)
+#: Warm-up of each candidate's runtime (workers started, first batches through), not measured.
+WARMUP_S = 0.5
+#: The first candidate starts at this share of its closed-loop throughput: climbing costs a step per
+#: doubling, while a first step far past capacity costs a long drain and a backlog the bound refuses
+#: (and per-item submit overhead makes the open-loop capacity lower than the closed loop's).
+FIRST_START_SHARE = 0.25
+#: Search settings of the candidates after the first: they start near the best rate found so far.
+LATER_START_SHARE = 0.8
+LATER_FACTOR = 1.5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One engine configuration with one batching setting."""
+
+    backend: str
+    workers: int
+    threads_per_worker: int
+    max_batch_size: int
+    max_batch_delay_ms: float
+
+    def label(self) -> str:
+        t = "thread" if self.threads_per_worker == 1 else "threads"
+        return (
+            f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · batch ≤{self.max_batch_size} "
+            f"· delay {self.max_batch_delay_ms:g} ms"
+        )
+
+    def engine(self) -> tuple[str, int, int]:
+        return (self.backend, self.workers, self.threads_per_worker)
+
+
+@dataclass
+class CandidateResult:
+    """One candidate's search: its steps, the max rate at the objective and its interval."""
+
+    candidate: Candidate
+    steps: list[StepResult] = field(default_factory=list)
+    stop_reason: str = ""
+    closed_loop_throughput: float = 0.0  # items/s of the configuration's closed-loop trial
+    error: str | None = None
+
+    @property
+    def search(self) -> RateSearch:
+        return RateSearch(self.steps, self.stop_reason)
+
+    @property
+    def max_rate(self) -> float:
+        return self.search.max_rate
+
+    @property
+    def best(self) -> StepResult | None:
+        return self.search.best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": vars(self.candidate),
+            "steps": [s.to_dict() for s in self.steps],
+            "stop_reason": self.stop_reason,
+            "closed_loop_throughput": self.closed_loop_throughput,
+            "error": self.error,
+            "max_rate": self.max_rate,
+            "max_rate_ci": list(self.search.max_rate_ci),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
+        return cls(
+            candidate=Candidate(**d["candidate"]),
+            steps=[StepResult.from_dict(s) for s in d.get("steps", [])],
+            stop_reason=d.get("stop_reason", ""),
+            closed_loop_throughput=d.get("closed_loop_throughput", 0.0),
+            error=d.get("error"),
+        )
+
+
+def engine_configs(
+    results: Sequence[TrialResult], best: TrialConfig | None, k: int
+) -> list[tuple[TrialConfig, float]]:
+    """Up to ``k`` distinct (backend, workers, threads) of a closed-loop sweep, ``best`` first, then by
+    throughput; each with its best trial's partition size and throughput (items/s)."""
+    ok = sorted(
+        (r for r in results if not r.error and r.throughput > 0), key=lambda r: r.throughput, reverse=True
+    )
+    seen: dict[tuple[str, int, int], tuple[TrialConfig, float]] = {}
+    if best is not None:
+        match = [r for r in ok if r.config == best]
+        if match:
+            seen[(best.backend, best.workers, best.threads_per_worker)] = (best, match[0].throughput)
+    for r in ok:
+        c = r.config
+        key = (c.backend, c.workers, c.threads_per_worker)
+        if key not in seen:
+            seen[key] = (c, r.throughput)
+    return list(seen.values())[: max(1, k)]
+
+
+@dataclass
+class OnlineSpec:
+    """Everything an online sweep needs. ``configs``: (closed-loop config, its items/s), best first."""
+
+    model: str
+    objective_ms: float
+    configs: list[tuple[TrialConfig, float]]
+    input_path: str | None = None
+    n_items: int = 8192
+    seed: int = 0
+    arrivals: str | Trace = "poisson"
+    request_size: RequestSize = field(default_factory=RequestSize)
+    step_s: float = 2.0
+    budget_s: float = 150.0
+    delays_ms: tuple[float, ...] = DEFAULT_DELAYS_MS
+    batch_sizes: tuple[int, ...] | None = None  # None: each configuration's closed-loop partition size
+    search: SearchSettings = field(default_factory=SearchSettings)
+    drain_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.configs:
+            raise BadInput("the online sweep needs at least one configuration from the closed-loop sweep")
+        if not (self.objective_ms > 0 and math.isfinite(self.objective_ms)):
+            raise BadInput(f"the p99 objective must be a finite number of ms > 0 (got {self.objective_ms})")
+
+    @property
+    def arrivals_text(self) -> str:
+        return str(self.arrivals) if isinstance(self.arrivals, Trace) else self.arrivals
+
+    def make_sweep(self, on_message: Callable[[Any], None] | None = None) -> OnlineSweep:
+        """The sweep for this spec (the TUI's child process builds it through this)."""
+        return OnlineSweep(self, on_message)
+
+
+class OnlineSweep:
+    """One online sweep (see the module docstring); ``run(cancel)`` returns every candidate's result."""
+
+    def __init__(
+        self,
+        spec: OnlineSpec,
+        on_message: Callable[[Any], None] | None = None,
+        *,
+        host: Host | None = None,
+        info: ModelInfo | None = None,
+        inputs: Any = None,
+    ) -> None:
+        from tuner.data import load_inputs
+        from tuner.hardware import probe
+        from tuner.models import input_generator, validate
+
+        self.spec = spec
+        self.on_message = on_message
+        self.host = host if host is not None else probe()
+        if inputs is None:
+            if spec.input_path is not None:
+                inputs = load_inputs(spec.input_path)
+                if len(inputs) == 0:
+                    raise DataError(f"{spec.input_path}: no items")
+            else:
+                gen = input_generator(spec.model)
+                if gen is None:
+                    raise BadInput(
+                        f"{spec.model}: the model has no input generator; give --input FILE (.npy or .jsonl)"
+                    )
+                inputs = gen(spec.n_items, spec.seed)
+        self.inputs = inputs
+        self.info = info if info is not None else validate(spec.model, sample=inputs[:8])
+        self.space = None  # the remote driver's "ready" payload has a space; an online sweep has none
+        # One item per element: rows of an array become views (no copy), submitted one by one.
+        self.items: list[Any] = list(inputs)
+        self.results: list[CandidateResult] = []
+        self.interrupted = False
+        self.elapsed_s = 0.0
+
+    def _emit(self, msg: Any) -> None:
+        if self.on_message is not None:
+            self.on_message(msg)
+
+    def planned(self) -> int:
+        """Candidates this sweep means to search (stage 1 and stage 2)."""
+        return len(self._batching(self.spec.configs[0][0])) + len(self.spec.configs) - 1
+
+    def _batching(self, config: TrialConfig) -> list[tuple[int, float]]:
+        sizes = self.spec.batch_sizes or (config.partition_size,)
+        delays = sorted({*self.spec.delays_ms, DEFAULT_DELAY_MS})
+        return [(b, d) for b in sizes for d in delays]
+
+    def run(self, cancel: threading.Event | None = None) -> list[CandidateResult]:
+        """Search every candidate within the budget; on cancel, stops within a step's drain."""
+        spec = self.spec
+        t0 = time.perf_counter()
+        budget_end = t0 + spec.budget_s
+        first, first_tput = spec.configs[0]
+        queue: list[tuple[Candidate, float]] = [
+            (Candidate(first.backend, first.workers, first.threads_per_worker, b, d), first_tput)
+            for b, d in self._batching(first)
+        ]
+        stage2 = len(spec.configs) - 1  # candidates still to come once stage 1 is done
+        planned = len(queue) + stage2
+        index = 0
+        try:
+            while queue:
+                if cancel is not None and cancel.is_set():
+                    self.interrupted = True
+                    break
+                left_s = budget_end - time.perf_counter()
+                if left_s <= spec.step_s:
+                    break
+                cand, tput = queue.pop(0)
+                share = left_s / (len(queue) + 1 + stage2)  # a fair share of what is left
+                self._emit(CandidateStarted(index, cand, planned))
+                result = self._search(index, cand, tput, time.perf_counter() + share, cancel)
+                self.results.append(result)
+                self._emit(CandidateFinished(index, result))
+                index += 1
+                if self.interrupted:
+                    break
+                if not queue and stage2:
+                    # Stage 2: the other configurations with stage 1's best batching setting.
+                    win = summarize(self.results, spec).winner
+                    delay = win.candidate.max_batch_delay_ms if win is not None else DEFAULT_DELAY_MS
+                    for c, t in spec.configs[1:]:
+                        size = (
+                            win.candidate.max_batch_size
+                            if (win is not None and spec.batch_sizes)
+                            else c.partition_size
+                        )
+                        queue.append((Candidate(c.backend, c.workers, c.threads_per_worker, size, delay), t))
+                    stage2 = 0
+        finally:
+            self.elapsed_s = time.perf_counter() - t0
+            self._emit(OnlineFinished(list(self.results), self.interrupted, self.elapsed_s))
+        return self.results
+
+    def _start_rate(self, tput: float) -> tuple[float, SearchSettings]:
+        per_request = self.spec.request_size.mean
+        found = [r.max_rate for r in self.results if r.max_rate > 0]
+        if found:
+            return LATER_START_SHARE * max(found), replace(self.spec.search, factor=LATER_FACTOR)
+        return max(self.spec.search.min_rate, FIRST_START_SHARE * tput / per_request), self.spec.search
+
+    def _search(
+        self, index: int, cand: Candidate, tput: float, deadline: float, cancel: threading.Event | None
+    ) -> CandidateResult:
+        from tuner.runtime import Runtime
+
+        spec = self.spec
+        out = CandidateResult(cand, closed_loop_throughput=tput)
+        objective_s = spec.objective_ms / 1000.0
+        bound = math.ceil(8 * tput * max(objective_s, 0.05)) + 4 * cand.max_batch_size * cand.workers
+        counter = BatchCounter()
+        start, settings = self._start_rate(tput)
+        position = 0
+        steps = 0
+
+        def step(rate: float) -> StepResult:
+            nonlocal position, steps
+            schedule = make_schedule(
+                spec.arrivals,
+                rate,
+                spec.step_s,
+                size=spec.request_size,
+                seed=spec.seed * 1000 + index * 100 + steps,
+            )
+            result = run_step(
+                rt, schedule, self.items, objective_ms=spec.objective_ms, drain_timeout_s=spec.drain_timeout_s,
+                batches=counter, on_progress=self.on_message, cancel=cancel, candidate=index, step=steps,
+                start_item=position,
+            )  # fmt: skip
+            position += schedule.items
+            self._emit(StepFinished(index, steps, replace(result, raw=None)))
+            steps += 1
+            if result.unfinished:
+                # A queue that did not drain would poison the next step: stop this candidate here.
+                raise _Stuck(
+                    f"{result.unfinished} requests still in flight {spec.drain_timeout_s:g} s after the step"
+                )
+            return result
+
+        try:
+            rt = Runtime(
+                spec.model,
+                backend=cand.backend,
+                workers=cand.workers,
+                threads_per_worker=cand.threads_per_worker,
+                partition_size=cand.max_batch_size,
+                max_batch_delay_ms=cand.max_batch_delay_ms,
+                max_pending=bound,
+                overload="reject",
+                on_event=counter,
+            )
+            with rt:
+                warm = make_schedule(spec.arrivals, start, WARMUP_S, size=spec.request_size, seed=spec.seed)
+                run_step(rt, warm, self.items, objective_ms=spec.objective_ms, drain_timeout_s=spec.drain_timeout_s,
+                         cancel=cancel, ci=False)  # fmt: skip
+                position = warm.items
+                found = search_max_rate(step, start, settings, deadline=deadline)
+                out.steps = [replace(s, raw=None) for s in found.steps]  # the raw arrays stay here
+                out.stop_reason = found.stop_reason
+        except StepCancelled:
+            self.interrupted = True
+            out.stop_reason = "cancelled"
+        except _Stuck as e:
+            out.stop_reason = str(e)
+        except TunerError as e:
+            out.error = str(e)
+            out.stop_reason = "error"
+        if not out.steps and out.stop_reason in ("cancelled", "") and self.interrupted:
+            out.stop_reason = "cancelled"
+        return out
+
+
+class _Stuck(TunerError):
+    """A step's requests did not drain in time: the candidate's search stops."""
+
+
+# ------------------------------------------------------------------------------- the summary
+
+
+@dataclass
+class OnlineSummary:
+    """What an online sweep concludes: the winner, its curve, max_pending, and the words."""
+
+    winner: CandidateResult | None
+    default: CandidateResult | None  # the same configuration at the 5 ms default delay, if measured
+    max_pending: int | None
+    pending_reasoning: str
+    words: list[str]
+
+
+def _rank(results: Sequence[CandidateResult], resolution: float) -> CandidateResult | None:
+    ok = [r for r in results if r.max_rate > 0 and r.error is None]
+    if not ok:
+        return None
+    top = max(r.max_rate for r in ok)
+    tied = [r for r in ok if r.max_rate >= top / (1 + resolution)]
+    return min(tied, key=lambda r: (r.candidate.max_batch_delay_ms, r.candidate.max_batch_size, -r.max_rate))
+
+
+def _fmt(x: float) -> str:
+    from tuner.bench.recommend import fmt_rate
+
+    return fmt_rate(x)
+
+
+def summarize(results: Sequence[CandidateResult], spec: OnlineSpec) -> OnlineSummary:
+    """The online sweep's conclusion (see the module docstring for the rules)."""
+    win = _rank(results, spec.search.resolution)
+    obj = spec.objective_ms
+    if win is None or win.best is None:
+        words = [f"Online: no candidate sustained any rate with p99 <= {obj:g} ms."]
+        for r in results[:6]:
+            why = r.error or (r.steps[-1].verdict() if r.steps else r.stop_reason or "not measured")
+            words.append(f"  {r.candidate.label()}: {why}")
+        return OnlineSummary(win, None, None, "", words)
+    c = win.candidate
+    best = win.best
+    per = best.items_per_request
+    lo, hi = win.search.max_rate_ci
+    little = math.ceil(win.max_rate * per * obj / 1000.0)
+    peak = max((d for _, d in best.queue), default=0)
+    floor = c.max_batch_size * c.workers
+    pending = max(little, peak, floor)
+    which = (
+        "Little's law"
+        if pending == little
+        else ("the peak in flight measured" if pending == peak else "one batch per worker")
+    )
+    reasoning = (
+        f"max_pending {pending}: {_fmt(win.max_rate)} requests/s × {per:g} items × the {obj:g} ms objective "
+        f"= {little} (Little's law); peak in flight measured at that rate {peak}; one batch per worker {floor} "
+        f"— the largest ({which})"
+    )
+    default = next(
+        (
+            r
+            for r in results
+            if r.candidate.engine() == c.engine()
+            and r.candidate.max_batch_size == c.max_batch_size
+            and r.candidate.max_batch_delay_ms == DEFAULT_DELAY_MS
+            and r.error is None
+        ),
+        None,
+    )
+    ci = f"{_fmt(lo)}–{_fmt(hi)}" if hi is not None else f"at least {_fmt(lo)}"
+    words = [
+        f"Online ({spec.arrivals_text} arrivals, {spec.request_size} item(s) per request, steps of {spec.step_s:g} s): "
+        f"{c.label()} sustains {_fmt(win.max_rate)} requests/s with p99 {best.latency_ms.get('p99', math.nan):.3g} ms "
+        f"<= {obj:g} ms (interval {ci}/s)",
+    ]
+    if default is not None and default is not win:
+        d = default.best
+        d_p99 = f"p99 {d.latency_ms.get('p99', math.nan):.3g} ms" if d is not None else "no sustainable step"
+        against = f"{_fmt(default.max_rate)}/s ({d_p99}) at the {DEFAULT_DELAY_MS:g} ms default"
+        if win.max_rate >= default.max_rate:
+            ratio = f" ({win.max_rate / default.max_rate:.2f}×)" if default.max_rate > 0 else ""
+            words.append(
+                f"  batch delay {c.max_batch_delay_ms:g} ms measured best: {_fmt(win.max_rate)}/s{ratio} against {against}"
+            )
+        else:
+            words.append(
+                f"  batch delay {c.max_batch_delay_ms:g} ms: {_fmt(win.max_rate)}/s, within the search's "
+                f"{spec.search.resolution:.0%} resolution of {against} — the shorter delay wins the tie"
+            )
+    elif default is win:
+        words.append(
+            f"  batch delay: the {DEFAULT_DELAY_MS:g} ms default measured best (ties within the resolution included)"
+        )
+    others = sorted((r for r in results if r is not win), key=lambda r: -r.max_rate)[:4]
+    if others:
+        words.append("  others: " + "; ".join(f"{r.candidate.label()} {_fmt(r.max_rate)}/s" for r in others))
+    words.append(f"  {reasoning}")
+    return OnlineSummary(win, default, pending, reasoning, words)
+
+
+@dataclass
+class OnlineOutcome:
+    """An online sweep as a driver keeps it: the spec, every candidate, the conclusion, the time taken."""
+
+    spec: OnlineSpec
+    results: list[CandidateResult]
+    summary: OnlineSummary
+    elapsed_s: float
+
+    @property
+    def winner_config(self) -> TrialConfig | None:
+        """The closed-loop configuration of the winner (its partition size is map's), if any."""
+        win = self.summary.winner
+        if win is None:
+            return None
+        match = [
+            c
+            for c, _ in self.spec.configs
+            if (c.backend, c.workers, c.threads_per_worker) == win.candidate.engine()
+        ]
+        return match[0] if match else None

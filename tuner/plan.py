@@ -1,0 +1,568 @@
+"""Capacity planning: the Universal Scalability Law fitted to measured throughput, and a plan for a rate.
+
+**The fit** (Gunther; Schwartz, "Practical Scalability Analysis with the USL")::
+
+    X(N) = λ N / (1 + σ (N − 1) + κ N (N − 1))
+
+N workers, X items/s; λ the throughput of one worker, σ *contention* (the share of work that
+serialises: queueing on a shared resource), κ *coherency* (the pairwise cost of keeping workers
+consistent: the term that makes throughput fall past a peak at N* = √((1 − σ) / κ)).
+
+How: ``N / X = (1 + σ(N−1) + κN(N−1)) / λ`` is *linear* in (1/λ, σ/λ, κ/λ), so a weighted linear
+least squares (numpy, rows scaled so each residual is relative to its throughput — a window's noise
+is proportional to its level) gives a start that a few Gauss–Newton steps on the relative residuals
+of X itself then polish. σ and κ are kept >= 0 (a negative value — superlinear scaling, a cache
+effect — is fixed at 0 and the fit says so: the peak formula assumes neither is negative).
+Uncertainty: standard errors from the residuals (s² (JᵀJ)⁻¹ at the solution, the usual nonlinear
+least-squares estimate) and 95% intervals with Student's t on n − p degrees of freedom. Every
+measurement window of every trial is an observation, so a sweep over 4 worker counts has dozens of
+degrees of freedom; windows of one trial share its conditions, so the intervals lean narrow.
+
+Why hand-written: scipy is not a dependency (``curve_fit`` would be these 40 lines plus a large
+install); the problem is three parameters and a closed-form start.
+
+**The plan** (:func:`make_plan`): how many workers and hosts like the profile's serve a target rate
+within the latency objective — from the profile's ``online:`` section (the max rate at the objective,
+measured per configuration) and the fit (how the rate scales with workers on one host). Without an
+``online:`` section there is no plan: closed-loop throughput is not a rate within a latency objective
+(queueing at the knee is exactly what it does not measure), so ``tuner plan`` says to run
+``tuner bench --online`` first (exit 2) rather than over-promise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import BadInput, TunerError
+
+if TYPE_CHECKING:
+    from tuner.profile import ScalingProfile
+
+__all__ = [
+    "EXTRAPOLATION_LIMIT",
+    "MEMORY_SHARE",
+    "MIN_FIT_WORKERS",
+    "Plan",
+    "UslFit",
+    "fit_usl",
+    "fmt_rate",
+    "make_plan",
+    "t_quantile",
+]
+
+#: Distinct worker counts a fit needs (3 parameters).
+MIN_FIT_WORKERS = 3
+#: The plan never puts more workers on a host than this many times the most measured.
+EXTRAPOLATION_LIMIT = 2.0
+#: Share of a host's memory the workers may take (the rest: the OS, the serving process).
+MEMORY_SHARE = 0.8
+
+# Student's t, two-sided 95% (0.975 quantile), by degrees of freedom; 1.96 beyond.
+_T975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+    10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
+    18: 2.101, 19: 2.093, 20: 2.086, 22: 2.074, 24: 2.064, 26: 2.056, 28: 2.048, 30: 2.042,
+    40: 2.021, 60: 2.000, 120: 1.980,
+}  # fmt: skip
+
+
+def fmt_rate(x: float) -> str:
+    """51234 → '51.2k' (the benchmark's figures, without importing the benchmark)."""
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.1f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.2f}k"
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
+def t_quantile(dof: int) -> float:
+    """Student's t 0.975 quantile for ``dof`` degrees of freedom (the next tabulated dof down)."""
+    if dof < 1:
+        return math.inf
+    keys = [k for k in _T975 if k <= dof]
+    return _T975[max(keys)] if dof <= 120 else 1.96
+
+
+@dataclass(frozen=True)
+class UslFit:
+    """A fitted Universal Scalability Law, its uncertainty and its residuals."""
+
+    lam: float  # λ, items/s of one worker
+    sigma: float  # contention
+    kappa: float  # coherency
+    lam_se: float | None
+    sigma_se: float | None  # None: fixed at 0, or no degrees of freedom left
+    kappa_se: float | None
+    dof: int
+    workers: tuple[int, ...]  # distinct worker counts measured
+    observations: int
+    # (workers, median measured, fitted, relative residual of the median)
+    residuals: tuple[tuple[int, float, float, float], ...]
+    fixed: tuple[str, ...] = ()  # parameters held at 0 (their free fit was negative)
+
+    def predict(self, n: float) -> float:
+        """Throughput the fit gives for ``n`` workers."""
+        return self.lam * n / (1 + self.sigma * (n - 1) + self.kappa * n * (n - 1))
+
+    def ci(self, name: str) -> tuple[float, float] | None:
+        """95% interval of ``sigma``, ``kappa`` or ``lam`` (None without a standard error)."""
+        se = getattr(self, f"{name}_se")
+        if se is None or not math.isfinite(se):
+            return None
+        v, t = getattr(self, name), t_quantile(self.dof)
+        return (v - t * se, v + t * se)
+
+    @property
+    def peak_workers(self) -> float | None:
+        """N* = √((1 − σ)/κ), where throughput peaks; None when it never does (κ = 0 or σ >= 1)."""
+        if self.kappa <= 0 or self.sigma >= 1:
+            return None
+        return math.sqrt((1 - self.sigma) / self.kappa)
+
+    def best_workers(self, cap: int) -> int:
+        """The integer worker count in 1..cap with the highest fitted throughput."""
+        return max(range(1, max(1, cap) + 1), key=self.predict)
+
+    def describe(self) -> str:
+        """``σ 0.031 ± 0.004 (contention), κ 0.0012 ± 0.0003 (coherency); peaks at 28 workers``."""
+
+        def pm(name: str) -> str:
+            v = getattr(self, name)
+            if name in self.fixed:
+                return f"{v:.3g} (held at 0: its free fit was negative)"
+            ci = self.ci(name)
+            return (
+                f"{v:.3g} ± {(ci[1] - ci[0]) / 2:.2g}"
+                if ci
+                else f"{v:.3g} (no uncertainty: no degrees of freedom)"
+            )
+
+        peak = self.peak_workers
+        kci = self.ci("kappa")
+        if peak is None:
+            where = "no peak (κ = 0: throughput levels off at λ/σ)" if self.sigma > 0 else "no peak (linear)"
+        elif kci is not None and kci[0] <= 0:
+            where = f"no peak established (κ's interval reaches 0; at the fitted κ it would be {peak:.1f} workers)"
+        elif peak > max(self.workers):
+            where = f"scaling would peak at {peak:.1f} workers, past the {max(self.workers)} measured (extrapolated)"
+        else:
+            where = f"scaling peaks at {peak:.1f} workers on this host"
+        fit = ", ".join(
+            f"{n}: {fmt_rate(obs)} vs {fmt_rate(fx)} ({res:+.1%})" for n, obs, fx, res in self.residuals
+        )
+        return (
+            f"USL over workers {', '.join(map(str, self.workers))} ({self.observations} windows): "
+            f"λ {fmt_rate(self.lam)}/s, σ {pm('sigma')} (contention), κ {pm('kappa')} (coherency); {where}. "
+            f"Measured vs fitted: {fit}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lambda": self.lam,
+            "sigma": self.sigma,
+            "kappa": self.kappa,
+            "lambda_se": self.lam_se,
+            "sigma_se": self.sigma_se,
+            "kappa_se": self.kappa_se,
+            "sigma_ci": self.ci("sigma"),
+            "kappa_ci": self.ci("kappa"),
+            "dof": self.dof,
+            "workers": list(self.workers),
+            "observations": self.observations,
+            "peak_workers": self.peak_workers,
+            "fixed": list(self.fixed),
+            "residuals": [
+                {"workers": n, "measured": m, "fitted": f, "relative": r} for n, m, f, r in self.residuals
+            ],
+        }
+
+
+class NotEnoughPoints(TunerError):
+    """Fewer distinct worker counts than the fit's three parameters."""
+
+
+def fit_usl(points: Sequence[tuple[float, float]]) -> UslFit:
+    """Fit the USL to (workers, items/s) observations (replicates welcome); see the module docstring.
+
+    Raises :class:`NotEnoughPoints` with fewer than :data:`MIN_FIT_WORKERS` distinct worker counts.
+    """
+    import numpy as np
+
+    obs = [(float(n), float(x)) for n, x in points if n >= 1 and x > 0 and math.isfinite(x)]
+    distinct = sorted({int(n) for n, _ in obs})
+    if len(distinct) < MIN_FIT_WORKERS:
+        shown = ", ".join(map(str, distinct)) or "none"
+        raise NotEnoughPoints(
+            f"a scalability fit needs throughput at >= {MIN_FIT_WORKERS} worker counts (measured: {shown})"
+        )
+    N = np.array([o[0] for o in obs])
+    X = np.array([o[1] for o in obs])
+    fixed: list[str] = []
+    free = ["lam", "sigma", "kappa"]
+    theta = _linear_start(N, X, free)
+    for _ in range(3):  # hold a negative parameter at 0 and refit the rest
+        theta = _gauss_newton(N, X, theta, free)
+        neg = [p for p in ("sigma", "kappa") if p in free and theta[p] < 0]
+        if not neg:
+            break
+        for p in neg:
+            free.remove(p)
+            fixed.append(p)
+            theta[p] = 0.0
+        theta = _gauss_newton(N, X, _linear_start(N, X, free), free)
+    pred = _model(N, theta)
+    r = pred / X - 1
+    dof = len(obs) - len(free)
+    se: dict[str, float | None] = {p: None for p in ("lam", "sigma", "kappa")}
+    if dof > 0:
+        J = _jacobian(N, X, theta, free)
+        s2 = float((r * r).sum()) / dof
+        try:
+            cov = s2 * np.linalg.inv(J.T @ J)
+            for i, name in enumerate(free):
+                se[name] = float(math.sqrt(max(cov[i, i], 0.0)))
+        except np.linalg.LinAlgError:
+            pass
+    from tuner.stats import median
+
+    residuals = []
+    for n in distinct:
+        m = median(X[np.equal(N, n)])
+        f = float(_model(np.array([float(n)]), theta)[0])
+        residuals.append((n, round(m, 4), round(f, 4), round(f / m - 1 if m else 0.0, 4)))
+    return UslFit(
+        lam=float(theta["lam"]),
+        sigma=float(theta["sigma"]),
+        kappa=float(theta["kappa"]),
+        lam_se=se["lam"],
+        sigma_se=se["sigma"],
+        kappa_se=se["kappa"],
+        dof=dof,
+        workers=tuple(distinct),
+        observations=len(obs),
+        residuals=tuple(residuals),
+        fixed=tuple(fixed),
+    )
+
+
+def _model(N: Any, th: dict[str, float]) -> Any:
+    return th["lam"] * N / (1 + th["sigma"] * (N - 1) + th["kappa"] * N * (N - 1))
+
+
+def _linear_start(N: Any, X: Any, free: list[str]) -> dict[str, float]:
+    """Weighted least squares on N/X = c0 + c1 (N−1) + c2 N(N−1) (the free terms only)."""
+    import numpy as np
+
+    cols = [np.ones_like(N)]
+    if "sigma" in free:
+        cols.append(N - 1)
+    if "kappa" in free:
+        cols.append(N * (N - 1))
+    A = np.stack(cols, axis=1)
+    y = N / X
+    w = 1.0 / y  # relative residuals: a window's noise scales with its throughput
+    c, *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
+    c0 = c[0] if c[0] > 0 else float(np.median(y))
+    th = {"lam": 1.0 / c0, "sigma": 0.0, "kappa": 0.0}
+    k = 1
+    for p in ("sigma", "kappa"):
+        if p in free:
+            th[p] = float(c[k] / c0)
+            k += 1
+    return th
+
+
+def _jacobian(N: Any, X: Any, th: dict[str, float], free: list[str]) -> Any:
+    """d(relative residual)/d(free parameters), one row per observation."""
+    import numpy as np
+
+    lam, s, k = th["lam"], th["sigma"], th["kappa"]
+    D = 1 + s * (N - 1) + k * N * (N - 1)
+    d = {
+        "lam": N / D,
+        "sigma": -lam * N * (N - 1) / D**2,
+        "kappa": -lam * N * N * (N - 1) / D**2,
+    }
+    return np.stack([d[p] / X for p in free], axis=1)
+
+
+def _gauss_newton(N: Any, X: Any, th: dict[str, float], free: list[str], iters: int = 50) -> dict[str, float]:
+    """Minimise Σ (X̂/X − 1)² over the free parameters from ``th`` (step-halving Gauss–Newton)."""
+    import numpy as np
+
+    th = dict(th)
+
+    def cost(t: dict[str, float]) -> float:
+        r = _model(N, t) / X - 1
+        return float((r * r).sum())
+
+    c = cost(th)
+    for _ in range(iters):
+        J = _jacobian(N, X, th, free)
+        r = _model(N, th) / X - 1
+        step, *_ = np.linalg.lstsq(J, -r, rcond=None)
+        scale = 1.0
+        while scale > 1e-6:
+            trial = dict(th)
+            for i, p in enumerate(free):
+                trial[p] = th[p] + scale * float(step[i])
+            if trial["lam"] > 0 and (ct := cost(trial)) <= c:
+                break
+            scale /= 2
+        else:
+            break
+        improvement = c - ct
+        th, c = trial, ct
+        if improvement <= 1e-15 * max(c, 1e-300):
+            break
+    return th
+
+
+# ------------------------------------------------------------------------------------------ the plan
+
+
+@dataclass
+class Plan:
+    """Workers and hosts for a target rate, with the assumptions said in words."""
+
+    rate: float  # requests/s to serve
+    objective_ms: float
+    headroom_pct: float
+    hosts: int
+    workers_per_host: int
+    total_workers: int
+    per_host_rate: float  # requests/s one host sustains at the objective (before headroom)
+    planned_per_host: float  # after the headroom
+    per_host_source: str  # "measured" | "fit"
+    configuration: dict[str, Any]
+    fit: UslFit | None
+    fit_note: str
+    words: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    options: list[dict[str, Any]] = field(default_factory=list)  # per workers-per-host: rate, source
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rate": self.rate,
+            "objective_p99_ms": self.objective_ms,
+            "headroom_pct": self.headroom_pct,
+            "hosts": self.hosts,
+            "workers_per_host": self.workers_per_host,
+            "total_workers": self.total_workers,
+            "per_host_rate": self.per_host_rate,
+            "planned_per_host": self.planned_per_host,
+            "per_host_source": self.per_host_source,
+            "configuration": self.configuration,
+            "fit": self.fit.to_dict() if self.fit is not None else None,
+            "fit_note": self.fit_note,
+            "options": self.options,
+            "words": self.words,
+            "assumptions": self.assumptions,
+            "warnings": self.warnings,
+        }
+
+
+def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
+    """The winner's max rate at ``objective_ms``: measured by the search at its own objective, or
+    read off the measured curve for another objective."""
+    online = profile.online
+    assert online is not None
+    if math.isclose(objective_ms, online.objective_p99_ms, rel_tol=1e-9):
+        return online.max_rate_at_slo, "the rate search at this objective"
+    ok = [p for p in online.curve if p.keeps_up and p.p99_ms is not None and p.p99_ms <= objective_ms]
+    if not ok:
+        lows = [p for p in online.curve if p.p99_ms is not None]
+        best = min(lows, key=lambda p: p.p99_ms or 0.0) if lows else None
+        seen = (
+            f"; the lowest p99 measured was {best.p99_ms:.3g} ms at {fmt_rate(best.rate)}/s" if best else ""
+        )
+        raise TunerError(
+            f"no measured rate keeps p99 <= {objective_ms:g} ms on the profile's configuration{seen}: "
+            f"run tuner bench --online --p99-ms {objective_ms:g}"
+        )
+    top = max(ok, key=lambda p: p.rate)
+    how = (
+        f"the measured curve's highest rate with p99 <= {objective_ms:g} ms "
+        f"(the search ran at {online.objective_p99_ms:g} ms; {len(online.curve)} measured rates: a coarser figure)"
+    )
+    return top.rate, how
+
+
+def make_plan(
+    profile: ScalingProfile, rate: float, *, p99_ms: float | None = None, headroom_pct: float = 30.0
+) -> Plan:
+    """Workers and hosts like the profile's for ``rate`` requests/s within the p99 objective.
+
+    Raises :class:`BadInput` when the profile has no ``online:`` section or an argument is out of
+    range, and :class:`TunerError` when no measured rate meets the objective.
+    """
+    online = profile.online
+    if online is None:
+        raise BadInput(
+            f"profile {profile.name!r} has no online: section — run tuner bench --online --p99-ms MS "
+            "--out PROFILE first (a capacity plan needs the max rate within a latency objective)"
+        )
+    if not (rate > 0 and math.isfinite(rate)):
+        raise BadInput(f"--rate must be a finite number > 0 (got {rate})")
+    if not (0 <= headroom_pct < 100 and math.isfinite(headroom_pct)):
+        raise BadInput(f"--headroom must be a percentage from 0 to below 100 (got {headroom_pct})")
+    objective = online.objective_p99_ms if p99_ms is None else p99_ms
+    r_ref, source_ref = _rate_at(profile, objective)
+    w_ref = online.workers
+    host = profile.host
+    threads = online.threads_per_worker
+    keep = 1 - headroom_pct / 100.0
+    warnings: list[str] = []
+
+    # -- how the rate scales with workers on one host: measured candidates first, then the fit
+    measured: dict[int, float] = {w_ref: r_ref}
+    same_objective = math.isclose(objective, online.objective_p99_ms, rel_tol=1e-9)
+    if same_objective:
+        for c in online.candidates:
+            if (
+                c.backend == online.backend
+                and c.threads_per_worker == threads
+                and c.max_rate_at_slo > 0
+                and c.workers != w_ref
+            ):
+                measured[c.workers] = max(measured.get(c.workers, 0.0), c.max_rate_at_slo)
+    fit: UslFit | None = None
+    sc = online.scaling
+    if sc is not None and sc.points:
+        obs = [(p.workers, x) for p in sc.points for x in (p.windows or [p.throughput])]
+        try:
+            fit = fit_usl(obs)
+            fit_note = fit.describe()
+        except NotEnoughPoints as e:
+            fit_note = f"{e}: no scalability fit, so the plan assumes no more workers per host than measured"
+    else:
+        fit_note = "no closed-loop throughput by workers in the profile: no scalability fit"
+    measured_max = max([*measured, *(fit.workers if fit else ())])
+    cpu_bound = w_ref * threads <= host.usable_cores
+    caps = {"extrapolation": int(EXTRAPOLATION_LIMIT * measured_max) if fit else measured_max}
+    if cpu_bound:
+        caps["cores"] = max(1, host.usable_cores // threads)
+    rss = _per_worker_mb(profile)
+    if rss:
+        caps["memory"] = max(1, int(MEMORY_SHARE * host.memory_total_gb * 1000 / rss))
+    cap = max(1, min(caps.values()))
+    limit = min(caps, key=lambda k: caps[k])
+    options: list[dict[str, Any]] = []
+    for n in range(1, cap + 1):
+        if n in measured:
+            options.append({"workers": n, "rate": measured[n], "source": "measured"})
+        elif fit is not None:
+            options.append(
+                {"workers": n, "rate": r_ref * fit.predict(n) / fit.predict(w_ref), "source": "fit"}
+            )
+    if not options:  # the measured configuration is beyond this host's cap (it fit when measured)
+        options.append({"workers": w_ref, "rate": r_ref, "source": "measured"})
+    for o in options:
+        o["planned"] = o["rate"] * keep
+    best = max(options, key=lambda o: o["planned"])
+    one_host = [o for o in options if o["planned"] >= rate]
+    if one_host:
+        pick = min(one_host, key=lambda o: o["workers"])
+        hosts = 1
+    else:
+        pick = best
+        hosts = math.ceil(rate / pick["planned"]) if pick["planned"] > 0 else 0
+    if hosts == 0:
+        raise TunerError("the profile's max rate at the objective is 0: nothing to plan with")
+    n = int(pick["workers"])
+    if pick["source"] == "fit" and n > measured_max:
+        warnings.append(
+            f"{n} workers per host is past the measured range (at most {measured_max}): the fit's "
+            f"prediction ({fmt_rate(pick['rate'])}/s), not a measurement — measure it before relying on it"
+        )
+    cfg = {
+        "backend": online.backend,
+        "workers_per_host": n,
+        "threads_per_worker": threads,
+        "max_batch_size": online.max_batch_size,
+        "max_batch_delay_ms": online.max_batch_delay_ms,
+        "max_pending_per_host": _scaled_pending(online.max_pending, n, w_ref),
+    }
+    peak = fit.peak_workers if fit is not None else None
+    why_cap = {
+        "cores": f"the {host.usable_cores} usable cores at {threads} thread(s) per worker",
+        "memory": f"memory ({host.memory_total_gb:g} GB × {MEMORY_SHARE:.0%} / {rss:.0f} MB per worker)",
+        "extrapolation": f"{EXTRAPOLATION_LIMIT:g}× the most workers measured"
+        if fit
+        else "the workers measured (no fit to go further)",
+    }[limit]
+    words = [
+        f"To serve {fmt_rate(rate)} requests/s with p99 <= {objective:g} ms and {headroom_pct:g}% headroom: "
+        f"{hosts} host{'s' if hosts != 1 else ''} like this one × {n} worker{'s' if n != 1 else ''} "
+        f"= {hosts * n} workers ({online.backend}, {threads} thread{'s' if threads != 1 else ''} each, "
+        f"batches <= {online.max_batch_size}, "
+        f"batch delay {online.max_batch_delay_ms:g} ms).",
+        f"  One host sustains {fmt_rate(pick['rate'])} requests/s at the objective with {n} workers "
+        f"({'measured' if pick['source'] == 'measured' else 'scaled from the measured ' + str(w_ref) + ' by the fit'}); "
+        f"planned at {fmt_rate(pick['planned'])}/s to keep {headroom_pct:g}% headroom.",
+        f"  Max rate at the objective from {source_ref}.",
+        f"  Workers per host capped at {cap} by {why_cap}"
+        + (f"; the fit peaks at {peak:.1f}" if peak is not None else "")
+        + (
+            "; more workers per host would not help, so the plan adds hosts."
+            if hosts > 1 and n == best["workers"] and n < cap
+            else "."
+            if hosts == 1
+            else "; the plan adds hosts beyond that."
+        ),
+    ]
+    words.append(f"  {fit_note}")
+    inp = profile.model.input
+    item = f"items {inp.item}" if inp is not None and inp.item else "its items"
+    src = inp.source if inp is not None else "the measured input"
+    assumptions = [
+        f"hosts like this one: {host.usable_cores} usable cores, {host.memory_total_gb:g} GB, "
+        f"{host.cpu_model} ({host.platform} {host.machine})",
+        f"the measured model {profile.model.spec} with the measured inputs ({item}, {src}), "
+        f"{online.arrivals} arrivals of {online.request_size} item{'s' if online.request_size != '1' else ''} per request",
+        "hosts share no bottleneck: a load balancer spreads requests evenly and each host serves its "
+        "share independently, so rates add across hosts",
+        f"the objective is a p99 per host; each host runs at most {100 - headroom_pct:g}% of its measured max rate",
+    ]
+    return Plan(
+        rate=rate,
+        objective_ms=objective,
+        headroom_pct=headroom_pct,
+        hosts=hosts,
+        workers_per_host=n,
+        total_workers=hosts * n,
+        per_host_rate=round(float(pick["rate"]), 3),
+        planned_per_host=round(float(pick["planned"]), 3),
+        per_host_source=str(pick["source"]),
+        configuration=cfg,
+        fit=fit,
+        fit_note=fit_note,
+        words=words,
+        assumptions=assumptions,
+        warnings=warnings,
+        options=[{k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items()} for o in options],
+    )
+
+
+def _per_worker_mb(profile: ScalingProfile) -> float | None:
+    rss = profile.evidence.peak_rss_mb
+    if rss is None:
+        return None
+    online = profile.online
+    assert online is not None
+    if online.backend == "process" and rss.per_worker:
+        return rss.per_worker
+    if rss.total:  # thread/inline: the one process holds every worker
+        return rss.total / max(1, profile.recommended.workers)
+    return None
+
+
+def _scaled_pending(pending: int, n: int, measured_workers: int) -> int:
+    """max_pending for ``n`` workers: the measured bound scaled by the pool (Little's law per worker)."""
+    return max(1, math.ceil(pending * n / max(1, measured_workers)))
