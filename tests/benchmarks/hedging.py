@@ -7,12 +7,11 @@ Run: ``.venv/bin/python tests/benchmarks/hedging.py [--repeats 3] [--seconds 8] 
 accelerator or a remote service, so the host's other work moves it little), served by
 ``Runtime.submit`` — the deployed path — on ``--workers`` process workers, one request per partition
 (``partition_size=1``, no batching delay). Requests arrive open-loop, Poisson at a fixed rate
-(``--load`` × the pool's capacity with the stragglers), on an absolute schedule decided before the
-run: the sender sleeps until each intended send time and sends what is due at once when late, and
-a request's latency is its completion minus its *intended* send time (no coordinated omission:
-a stall shows in the latency of every request scheduled during it). The generator's own lag is
-reported. Stragglers are injected with ``--faults slow=0.05x10`` (5% of partition attempts take
-10× as long, seeded: the same requests straggle in every variant).
+(``--load`` × the pool's capacity with the stragglers), sent by tuner's own open-loop generator
+(``tuner.bench.online``: an absolute schedule fixed before the step, latency from each request's
+*intended* send time, so a stall shows in every request scheduled during it; the generator reports
+when it fell behind). Stragglers are injected with ``--faults slow=0.05x10`` (5% of partition
+attempts take 10× as long, seeded: the same requests straggle in every variant).
 
 **The hedge delay** is what a profile would record: the p95 service time of calibration runs
 at the same rate, without faults or hedging (the median of three, as one host stall moves a p95) (``tuner bench`` measures the service time the same
@@ -45,11 +44,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import random
 import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +55,8 @@ sys.path.insert(0, str(REPO))
 MODEL = f"{REPO / 'tests' / 'benchmarks' / '_models.py'}:nap"
 SERVICE_S = 0.010  # _models.nap
 DRAIN_S = 30.0  # how long to wait for the last requests after the schedule's end
+OBJECTIVE_MS = 50.0  # the step's p99 objective (its verdict and drain allowance; not a target here)
+ITEMS = list(range(1000))  # request payloads, cycled (the model returns them)
 
 
 @dataclasses.dataclass
@@ -76,21 +74,19 @@ VARIANTS = {
 }
 
 
-def schedule(rate: float, seconds: float, seed: int) -> list[float]:
-    """Poisson arrivals: intended send times from 0, seeded."""
-    rng = random.Random(seed)
-    out, t = [], 0.0
-    while True:
-        t += rng.expovariate(rate)
-        if t >= seconds:
-            return out
-        out.append(t)
+def schedule(rate: float, seconds: float, seed: int) -> Any:
+    """Poisson arrivals at ``rate`` for ``seconds``, seeded (the online load generator's schedule)."""
+    from tuner.bench.online.schedule import make_schedule
+
+    return make_schedule("poisson", rate, seconds, seed=seed)
 
 
 def run(
-    variant: Variant, times: list[float], workers: int, faults: str | None, hedge_after_s: float | None
+    variant: Variant, sched: Any, workers: int, faults: str | None, hedge_after_s: float | None
 ) -> dict[str, Any]:
-    """One runtime, one pass over the schedule: latencies from the intended send times, and counters."""
+    """One runtime, one open-loop step of ``sched`` through ``Runtime.submit`` (tuner.bench.online's
+    generator: latency from the intended send time), and the runtime's counters."""
+    from tuner.bench.online.step import run_step
     from tuner.engine import events as ev
     from tuner.runtime import Runtime
     from tuner.stats import percentiles
@@ -118,50 +114,29 @@ def run(
     )
     if variant.cancel != "finish":  # measurement-only: the runtime always finishes losers
         rt.engine.config = dataclasses.replace(rt.engine.config, hedge_cancel=variant.cancel)
-    n = len(times)
-    done = [0.0] * n
-    left = threading.Semaphore(0)
-    lag: list[float] = []
     with rt:
-        list(rt.map(range(4 * workers)))  # every worker warm
+        # Every worker warm; the same number of items before the step in every variant, so the
+        # engine numbers the step's items alike and the fault plan picks the same stragglers.
+        list(rt.map(range(4 * workers)))
         service.clear()
-        t0 = time.perf_counter() + 0.05
-        for i, t in enumerate(times):
-            due = t0 + t
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            lag.append(time.perf_counter() - due)
-            fut = rt.submit(i)
-
-            def finished(_f: Any, i: int = i) -> None:
-                done[i] = time.perf_counter()
-                left.release()
-
-            fut.add_done_callback(finished)
-        deadline = time.perf_counter() + DRAIN_S
-        for _ in range(n):
-            if not left.acquire(timeout=max(0.0, deadline - time.perf_counter())):
-                raise SystemExit(
-                    f"{variant.name}: requests still unfinished {DRAIN_S:g} s after the schedule"
-                )
+        step = run_step(rt, sched, ITEMS, objective_ms=OBJECTIVE_MS, drain_timeout_s=DRAIN_S, ci=False)
         stats = rt.stats()
-    latency = [done[i] - (t0 + times[i]) for i in range(n)]
-    p50, p99, p999 = percentiles(latency, (0.5, 0.99, 0.999))
-    (lag99,) = percentiles(lag, (0.99,))
+    if step.unfinished or step.failed or step.rejected:
+        raise SystemExit(f"{variant.name}: {step.verdict()}")
     (svc95,) = percentiles(service, (0.95,)) if service else (float("nan"),)
     return {
-        "p50": p50 * 1000,
-        "p99": p99 * 1000,
-        "p999": p999 * 1000,
+        "p50": step.latency_ms["p50"],
+        "p99": step.latency_ms["p99"],
+        "p999": step.latency_ms["p999"],
         "dup": stats.duplicate_work,
         "hedges": stats.hedges,
         "won": stats.hedges_won,
         "restarts": len(restarts),
         "restart_s": statistics.median(restarts) if restarts else float("nan"),
-        "lag99": lag99 * 1000,
+        "lag_ms": step.max_lag_ms,
+        "late": step.late,
         "svc95": svc95 * 1000,
-        "requests": n,
+        "requests": step.requests,
     }
 
 
@@ -202,16 +177,16 @@ def main() -> int:
 
     rows: dict[str, list[dict[str, Any]]] = {v.name: [] for v in variants}
     for rep in range(args.repeats):
-        times = schedule(rate, args.seconds, seed=rep + 1)
+        sched = schedule(rate, args.seconds, seed=rep + 1)
         faults = f"{args.faults},seed={rep + 1}"
         order = variants if rep % 2 == 0 else list(reversed(variants))
         for v in order:
-            r = run(v, times, args.workers, faults, after_s)
+            r = run(v, sched, args.workers, faults, after_s)
             rows[v.name].append(r)
             print(
                 f"  repeat {rep + 1} {v.name:>8}: p50 {r['p50']:6.1f}  p99 {r['p99']:6.1f}  p99.9 {r['p999']:6.1f} ms"
                 f"  dup {r['dup']:5.1%}  hedges {r['hedges']:4d} won {r['won']:4d}  restarts {r['restarts']:3d}"
-                f"  sender lag p99 {r['lag99']:.1f} ms",
+                f"  sender: {r['late']} late, max lag {r['lag_ms']:.1f} ms",
                 flush=True,
             )
 
