@@ -13,10 +13,12 @@ where everything is slow cannot double its own load.
 
 **Which part gets a token.** Past the p95, by definition about 5% of *normal* partitions are still
 running, and they end a moment later; a straggler runs on. With a 5% budget, hedging every part the
-moment it crosses the delay would spend the tokens on those normal ones first and leave the real
-stragglers none (measured, see the README). So the part that has run longest goes first, and the
-last :data:`HEDGE_RESERVE` tokens are kept for parts past :data:`LATE_FACTOR` × the delay — almost
-surely stragglers. With tokens to spare, any part past the delay is hedged.
+moment it crosses the delay spends the tokens on those normal ones as often as on stragglers
+(measured under the benchmark's load, ``tests/benchmarks/hedging.py``: ~40% of the hedges went to
+normal partitions). So the part that has run longest goes first, and the last
+:data:`HEDGE_RESERVE` tokens are kept for parts past :data:`LATE_FACTOR` × the delay — almost surely
+stragglers (~10% of the hedges went to normal partitions then). With tokens to spare, any part past
+the delay is hedged.
 
 **The delay is compared like with like.** A profile's p95 is a service time, measured inside the
 worker; the supervisor sees a partition take its service time plus a round trip (sending, the
@@ -41,12 +43,13 @@ prefetch as without hedging: late binding costs a round trip per partition, meas
 
 **The loser** (``EngineConfig.hedge_cancel``): by default (``"finish"``) its worker runs it to its
 end and its result is dropped (its shared memory released like any partition's). ``"kill"`` ends a
-losing first copy's worker at once and replaces it, putting back what it held (a losing hedge copy,
-started a moment ago, still finishes). Finishing is the
-default because it was measured cheaper (``tests/benchmarks/hedging.py --cancel kill``, see the
-README): a kill costs a respawn and a model load — for real models seconds, far more than a
-straggler's remaining time — during which the pool is a worker short exactly when the hedge wanted
-spare capacity; and threads cannot be killed at all.
+losing first copy's process worker at once and replaces it, putting back what it held (a losing
+hedge copy, started a moment ago, still finishes; a thread cannot be killed and finishes too).
+Finishing is the default because it measured no worse even where killing is cheapest
+(``tests/benchmarks/hedging.py``, variant ``5%-kill``: a model that loads in ~20 ms, the p99 no
+lower, the host busier with respawns; see the README): a kill costs a respawn and a model load —
+for real models seconds, far more than a straggler's remaining time — during which the pool is a
+worker short exactly when the hedge wanted spare capacity.
 
 **Fault injection stays reproducible:** a hedge copy carries ``copy=1`` to its worker, which draws
 its faults under a key of its own (:meth:`tuner.engine.faults.FaultPlan.decide`), so the first

@@ -22,6 +22,8 @@ Data flow (every arrow on the right of the supervisor is one of its worker handl
               attempt (a process worker names it in a shared slot: results held back for batching
               die with it), the others it held go back to the front (Ledger.put_back); once it
               has exited: its process group is killed, its shared memory released (handle.reap)
+       a part running past the hedge delay ──► a second copy to an idle worker, within a token
+              budget (Hedger); the first outcome wins, the loser runs out and is ignored
        every event ──► on_event(Event)  (the engine never knows who listens; a listener that
               raises is logged once and isolated)
        a bug in the supervisor itself ──► every open future fails with EngineFailed (traceback logged)
@@ -33,6 +35,7 @@ dispatch; none isolates a poison item by splitting, none watches RSS. One channe
 a shared queue) is what lets the supervisor know exactly which partition a dead worker held.
 
 The pieces: :mod:`~tuner.engine.ledger` (jobs, parts, retries: pure, no I/O),
+:mod:`~tuner.engine.hedging` (hedged stragglers' bookkeeping and budget: pure),
 :mod:`~tuner.engine.handles` (one class per backend), :mod:`~tuner.engine.transport` (framed
 sockets, shared memory, the poller), :mod:`~tuner.engine.worker` (the worker's loop).
 
