@@ -5,6 +5,7 @@ refused with one line."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from tuner.engine import FaultPlan
 from tuner.engine.hedging import HEDGE_BURST
 from tuner.errors import ConfigError
 from tuner.hardware import Host
-from tuner.profile import load_profile, save_profile
+from tuner.profile import load_profile, normalise_platform, save_profile
 from tuner.runtime import Runtime, RuntimeSettings
 
 from .helpers import host_info, model_spec, write_profile
@@ -131,10 +132,6 @@ def test_a_profile_that_says_hedge_is_applied_and_the_option_overrides_it(
 
 
 def test_a_platform_override_can_turn_hedging_off(tmp_path: Path, this_host: Host) -> None:
-    import sys
-
-    from tuner.profile import normalise_platform
-
     here = normalise_platform(sys.platform)
     assert here is not None
     path = write_profile(
