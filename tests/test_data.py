@@ -68,8 +68,8 @@ def test_invalid_json_names_file_line_and_column(tmp_path: Path, monkeypatch: py
     [
         ("x.npy", b"hello,world\n1,2\n", "x.npy: not a .npy file (no NUMPY header)"),
         ("x.npy", b"", "x.npy: not a .npy file (no NUMPY header)"),
-        ("x.csv", b"1,2\n", "x.csv: unsupported input format '.csv' (use .npy or .jsonl)"),
-        ("x", b"1\n", "x: unsupported input format (no extension) (use .npy or .jsonl)"),
+        ("x.csv", b"1,2\n", "x.csv: unsupported input format '.csv' (use .npy, .npz or .jsonl)"),
+        ("x", b"1\n", "x: unsupported input format (no extension) (use .npy, .npz or .jsonl)"),
         ("data.jsonl", b"\n\n", "data.jsonl: empty (0 items)"),
         ("data.jsonl", b'1\n"\xff"\n', "data.jsonl line 2: not UTF-8 text (invalid start byte)"),
     ],
@@ -170,7 +170,7 @@ def test_save_jsonl_converts_numpy(tmp_path: Path) -> None:
             [1, 2, object(), 4],
             "out.jsonl: output 2 cannot be written as JSON (object is not JSON serializable)",
         ),
-        ("out.txt", [1], "out.txt: unsupported output format '.txt' (use .npy or .jsonl)"),
+        ("out.txt", [1], "out.txt: unsupported output format '.txt' (use .npy, .npz or .jsonl)"),
     ],
 )
 def test_failed_save_leaves_nothing_behind(

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -176,3 +177,17 @@ def test_gpus_from_nvidia_smi_and_none_when_it_fails(tmp_path: Path, monkeypatch
 
     smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     assert probe().gpus == []
+
+
+@pytest.mark.timeout(60)
+def test_fingerprint_ignores_other_packages_blas() -> None:
+    """numpy's BLAS is the host's: a process that also loaded scipy (scikit-learn does) has a second
+    OpenBLAS, and must still fingerprint the same, or every runtime there says "another host"."""
+    pytest.importorskip("scipy.linalg", reason="scipy is not installed")
+    code = "import {0}; from tuner.hardware import probe; print(probe().fingerprint())"
+    plain, with_scipy = (
+        subprocess.run([sys.executable, "-c", code.format(m)], capture_output=True, text=True, timeout=60)
+        for m in ("numpy", "scipy.linalg")
+    )
+    assert plain.returncode == 0 and with_scipy.returncode == 0, plain.stderr + with_scipy.stderr
+    assert plain.stdout.strip() == with_scipy.stdout.strip()

@@ -110,3 +110,21 @@ def test_host_load_sampling_is_a_light_room() -> None:
     tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
     assert tuner_mods == ["tuner", "tuner.errors", "tuner.hardware", "tuner.hostload"], tuner_mods
     assert "numpy" not in mods and not _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_model_file_adapters_import_no_framework() -> None:
+    """The core stays light: no ML framework is imported until a model needs it — not by the
+    runtime, not by the adapters themselves, not by naming a model file or probing the host."""
+    mods = _modules_after(
+        """
+        import tuner.runtime, tuner.hardware
+        import tuner.models.formats.onnxrt, tuner.models.formats.pytorch, tuner.models.formats.scikit
+        from tuner.models import parse_spec
+        parse_spec("model.onnx"); parse_spec("model.pt2"); parse_spec("model.skops")
+        tuner.hardware.frameworks()
+        """
+    )
+    frameworks = [m for m in mods if m.split(".")[0] in ("onnxruntime", "torch", "sklearn", "skops", "joblib", "onnx")]
+    assert not frameworks, frameworks
+    assert not _forbidden(mods), _forbidden(mods)

@@ -98,7 +98,10 @@ def test_model_spec_pickles() -> None:
 def test_parse_spec_syntax_errors(text: str) -> None:
     with pytest.raises(ModelSpecError) as e:
         parse_spec(text)
-    assert str(e.value) == f"'{text}': expected builtin:NAME, package.module:attr or path/file.py:attr"
+    assert str(e.value) == (
+        f"'{text}': expected builtin:NAME, package.module:attr, path/file.py:attr or a model file "
+        "(.onnx, .pt, .pt2, .skops, .joblib, .pkl)"
+    )
     assert isinstance(e.value, BadInput)  # the CLI maps it to exit code 2
 
 

@@ -412,7 +412,7 @@ def test_package_keeps_its_public_names() -> None:
         "HEADER", "SCHEMA_VERSION", "Autoscale", "Backoff", "BackoffOverride", "Baseline", "Candidate",
         "Evidence", "Hedge", "HedgeOverride", "HostInfo", "InputInfo", "LatencyIntervals", "ModelRef", "Objective", "PeakRss",
         "Percentiles", "PlatformOverrides", "Recommended", "RecommendedOverride", "ScalingProfile",
-        "Online", "OnlineCandidate", "OnlineStep", "ScalingCurve", "ScalingPoint",
+        "Online", "OnlineCandidate", "OnlineStep", "ScalingCurve", "ScalingPoint", "ThreadEvidence",
         "StrictLoader", "dump_profile_text", "load_profile", "normalise_platform", "parse_profile_text",
         "profile_json_schema", "save_profile",
     }  # fmt: skip

@@ -1,7 +1,9 @@
 """Input and output data files, and atomic writes.
 
-Inputs: ``.npy`` (rows are items; loaded without pickle) or ``.jsonl`` (one JSON value per non-empty
-line). Outputs: the same two formats. Every write is atomic — a temporary file in the same folder,
+Inputs: ``.npy`` (rows are items; loaded without pickle), ``.npz`` (one array per input name of a
+model with several inputs, rows aligned: read into :class:`~tuner.models.columns.Columns`) or
+``.jsonl`` (one JSON value per non-empty line). Outputs: the same three formats; a ``.npz`` output
+holds one array per output name (a model with several outputs gives a tuple per item). Every write is atomic — a temporary file in the same folder,
 fsync, ``os.replace`` — so a reader sees the old file or the new one, never half of one, and a failed
 write leaves nothing behind. Errors are one-line :class:`~tuner.errors.DataError` naming file and place.
 """
@@ -31,7 +33,7 @@ __all__ = [
     "save_outputs",
 ]
 
-FORMATS = (".npy", ".jsonl")
+FORMATS = (".npy", ".npz", ".jsonl")
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -39,8 +41,9 @@ _ZIP_MAGIC = b"PK\x03\x04"
 # --------------------------------------------------------------------------- reading
 
 
-def load_inputs(path: str | os.PathLike[str]) -> np.ndarray | list[Any]:
-    """Read the items of an input file: a numpy array (rows are items) or a list of JSON values."""
+def load_inputs(path: str | os.PathLike[str]) -> Any:
+    """Read the items of an input file: a numpy array (rows are items), Columns (.npz: one array per
+    input name) or a list of JSON values."""
     p = Path(path)
     suffix = _suffix(p, "input")
     if not p.exists():
@@ -48,6 +51,8 @@ def load_inputs(path: str | os.PathLike[str]) -> np.ndarray | list[Any]:
     if p.is_dir():
         raise DataError(f"{path}: is a folder, not a file")
     try:
+        if suffix == ".npz":
+            return _load_npz(p, str(path))
         return _load_npy(p, str(path)) if suffix == ".npy" else _load_jsonl(p, str(path))
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
@@ -57,7 +62,7 @@ def _suffix(p: Path, what: str) -> str:
     suffix = p.suffix.lower()
     if suffix not in FORMATS:
         shown = f"'{p.suffix}'" if p.suffix else "(no extension)"
-        raise DataError(f"{p}: unsupported {what} format {shown} (use .npy or .jsonl)")
+        raise DataError(f"{p}: unsupported {what} format {shown} (use .npy, .npz or .jsonl)")
     return suffix
 
 
@@ -84,6 +89,34 @@ def _load_npy(p: Path, name: str) -> np.ndarray:
     if len(arr) == 0:
         raise DataError(f"{name}: empty (0 rows)")
     return arr
+
+
+def _load_npz(p: Path, name: str) -> Any:
+    import zipfile
+
+    import numpy as np
+
+    from tuner.models.columns import Columns
+
+    with open(p, "rb") as f:
+        if f.read(4) != _ZIP_MAGIC:
+            raise DataError(f"{name}: not a .npz archive (save one with np.savez(path, name=array, ...))")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        if "allow_pickle" in str(e):
+            raise DataError(f"{name}: holds Python objects (object dtype); save numeric arrays") from e
+        raise DataError(f"{name}: not a readable .npz archive ({_first_line(e)})") from e
+    if not arrays:
+        raise DataError(f"{name}: holds no arrays")
+    for k, a in arrays.items():
+        if a.ndim < 1:
+            raise DataError(f"{name}: array '{k}' holds a single value (0-d); expected one row per item")
+    cols = Columns(arrays, name)
+    if len(cols) == 0:
+        raise DataError(f"{name}: empty (0 rows)")
+    return cols
 
 
 def _load_jsonl(p: Path, name: str) -> list[Any]:
@@ -114,10 +147,30 @@ def _load_jsonl(p: Path, name: str) -> list[Any]:
 # --------------------------------------------------------------------------- writing
 
 
-def save_outputs(path: str | os.PathLike[str], outputs: Any) -> None:
-    """Write one output per item as ``.npy`` (stacked into one array) or ``.jsonl``, atomically."""
+def save_outputs(path: str | os.PathLike[str], outputs: Any, names: list[str] | None = None) -> None:
+    """Write one output per item as ``.npy`` (stacked into one array), ``.npz`` (one array per output
+    name: ``names``, else output_0, output_1 ...; a tuple per item for several outputs) or
+    ``.jsonl``, atomically. Several outputs per item (tuples) cannot go to one ``.npy``."""
     p = Path(path)
     suffix = _suffix(p, "output")
+    multi = _is_multi(outputs)
+    if suffix == ".npz":
+        columns = _columns(str(path), outputs, multi)
+        labels = list(names or [])
+        if len(labels) != len(columns):
+            labels = [f"output_{i}" for i in range(len(columns))] if len(columns) > 1 else (labels[:1] or ["output"])
+        arrays = {k: _stack(str(path), c) for k, c in zip(labels, columns, strict=True)}
+
+        def write_npz(f: IO[bytes]) -> None:
+            import numpy as np
+
+            np.savez(f, allow_pickle=False, **arrays)
+
+        _atomic_write(p, write_npz)
+        return
+    if multi and suffix == ".npy":
+        n = len(outputs[0]) if len(outputs) else 0
+        raise DataError(f"{path}: each item has {n} outputs (a tuple); write .npz (one array per output) or .jsonl")
     if suffix == ".npy":
         arr = _stack(str(path), outputs)
 
@@ -242,6 +295,28 @@ def _stack(name: str, outputs: Any) -> np.ndarray:
     if arr.dtype == object:
         raise DataError(f"{name}: outputs are Python objects, not numbers; use .jsonl")
     return arr
+
+
+def _is_multi(outputs: Any) -> bool:
+    """Several outputs per item: a list whose items are tuples."""
+    if hasattr(outputs, "dtype") or not len(outputs):
+        return False
+    first = next((o for o in outputs if o is not None), None)
+    return isinstance(first, tuple)
+
+
+def _columns(name: str, outputs: Any, multi: bool) -> list[Any]:
+    """Outputs as one sequence per output: the tuples' elements side by side."""
+    if not multi:
+        return [outputs]
+    width = len(next(o for o in outputs if o is not None))
+    cols: list[list[Any]] = [[] for _ in range(width)]
+    for o in outputs:
+        if not isinstance(o, tuple) or len(o) != width:
+            raise DataError(f"{name}: items have different numbers of outputs; use .jsonl")
+        for c, v in zip(cols, o, strict=True):
+            c.append(v)
+    return cols
 
 
 def _write_jsonl(f: IO[bytes], name: str, values: Iterable[Any], noun: str) -> None:

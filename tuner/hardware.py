@@ -32,6 +32,7 @@ __all__ = [
     "CGROUP_ROOT",
     "Host",
     "cgroup_cpu_quota",
+    "frameworks",
     "memory_class_gib",
     "probe",
     "usable_cores",
@@ -220,7 +221,13 @@ def _blas() -> tuple[str, list[dict[str, Any]]]:
     from threadpoolctl import threadpool_info
 
     keep = ("internal_api", "version", "num_threads", "threading_layer", "architecture", "prefix")
-    libs = [{k: info.get(k) for k in keep} for info in threadpool_info() if info.get("user_api") == "blas"]
+    blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    # numpy's own BLAS only: another package's (scipy's, loaded by scikit-learn) would make the
+    # fingerprint depend on what the process happened to import. A numpy linked to a system BLAS has
+    # none in its own folders: then every BLAS loaded (scipy links the same system library).
+    home = os.path.dirname(os.path.abspath(numpy.__file__))
+    own = [i for i in blas if str(i.get("filepath") or "").startswith((home + os.sep, home + ".libs" + os.sep))]
+    libs = [{k: info.get(k) for k in keep} for info in (own or blas)]
     return str(numpy.__version__), libs
 
 
@@ -271,6 +278,9 @@ class Host:
     numpy: str
     blas: list[dict[str, Any]] = field(default_factory=list)
     gpus: list[str] = field(default_factory=list)
+    #: model-file frameworks installed, {distribution: version} (not in the fingerprint: a profile
+    #: records the version its model ran on, and the runtime compares that one)
+    frameworks: dict[str, str] = field(default_factory=dict)
 
     # -- identity --
 
@@ -371,13 +381,14 @@ class Host:
         if not isinstance(d, dict):
             raise BadInput(f"host record must be a mapping, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
-        optional = {"blas", "gpus", "cpu_freq_mhz", "cgroup_quota"}
+        optional = {"blas", "gpus", "cpu_freq_mhz", "cgroup_quota", "frameworks"}
         missing = sorted(names - optional - d.keys())
         if missing:
             raise BadInput(f"host record is missing {', '.join(missing)}")
         kwargs = {k: v for k, v in d.items() if k in names}
         kwargs["blas"] = [dict(b) for b in kwargs.get("blas") or []]
         kwargs["gpus"] = [str(g) for g in kwargs.get("gpus") or []]
+        kwargs["frameworks"] = {str(k): str(v) for k, v in (kwargs.get("frameworks") or {}).items()}
         kwargs.setdefault("cpu_freq_mhz", None)
         kwargs.setdefault("cgroup_quota", None)
         return cls(**kwargs)
@@ -391,6 +402,20 @@ def _short_version(version: object) -> str:
     # numpy's wheels report OpenBLAS as "0.3.31.188.0"; people know it as 0.3.31.
     text = str(version) if version is not None else "?"
     return ".".join(text.split(".")[:3])
+
+
+def frameworks() -> dict[str, str]:
+    """The model-file frameworks installed here and their versions (read from package metadata:
+    nothing is imported), e.g. {'onnxruntime': '1.32.0', 'torch': '2.13.0'}."""
+    from tuner.models.formats import ADAPTERS, adapter_named
+
+    out: dict[str, str] = {}
+    for name in dict.fromkeys(ADAPTERS.values()):
+        adapter = adapter_named(name)
+        version = adapter.version()
+        if version is not None:
+            out[adapter.FRAMEWORK] = version
+    return out
 
 
 def probe() -> Host:
@@ -417,4 +442,5 @@ def probe() -> Host:
         numpy=numpy_version,
         blas=blas,
         gpus=_gpus(),
+        frameworks=frameworks(),
     )

@@ -68,6 +68,7 @@ from tuner.errors import (
     EngineClosed,
     EngineFailed,
     ItemFailed,
+    ModelSpecError,
     Overloaded,
     ProfileError,
     TunerError,
@@ -679,10 +680,18 @@ class Runtime:
         *,
         faults: FaultPlan | str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        allow_pickle: bool = False,
         hedge: bool | float | None = None,
         **overrides: Any,
     ) -> Runtime:
         """A runtime with the settings of the profile at ``path`` (nothing is started or imported yet).
+
+        A model file (``model.onnx``, ``model.pt``, ``model.skops`` ...) is loaded through the same
+        format adapter as when it was measured, with the profile's knobs (``recommended.knobs``) and
+        model options. A pickle loads only with ``allow_pickle=True`` here too: the profile records the
+        consent given when it was measured, but never gives it (a profile must not turn into code
+        execution by itself). If the profile was measured with another version of the model's
+        framework, one warning line says so (``strict=True`` refuses).
 
         ``model``: the model to run; default: the profile's ``model.spec``. The ``platforms:`` entry
         for this OS is merged over ``recommended``. If the profile was measured on another host, one
@@ -703,6 +712,9 @@ class Runtime:
         profile = load_profile(path)
         settings = settings_from_profile(profile)
         settings = cls._check_host(os.fspath(path), profile, settings, strict)
+        _check_framework(os.fspath(path), profile, strict)
+        if model is None:
+            model = _model_of(os.fspath(path), profile, allow_pickle)
         if overrides:
             auto = overrides.get("autoscale", settings.autoscale)
             if auto is not None and "workers" in overrides:
@@ -1128,6 +1140,49 @@ class Runtime:
             made = ScalingDecision(time.time(), workers, decision.target, decision.reason)
             self._decisions.append(made)
             log.info("autoscale %s", made)
+
+
+# --------------------------------------------------------------------------------------------- model files
+
+
+def _model_of(name: str, profile: ScalingProfile, allow_pickle: bool) -> Any:
+    """The profile's model as the runtime runs it: a model file's spec with the profile's knobs and
+    options (the same adapter, the same knobs), or the spec string of Python code."""
+    from tuner.models.spec import parse_spec
+
+    m = profile.model
+    ms = parse_spec(m.spec)
+    if not ms.is_model_file:
+        return m.spec
+    if m.allow_pickle and not allow_pickle:
+        raise ProfileError(
+            f"{name}: its model {m.spec} was loaded with allow_pickle (loading it runs the file's code): "
+            "pass allow_pickle=True (tuner run --allow-pickle) if you trust that file"
+        )
+    from tuner.models.formats.scikit import PICKLES, consent_message
+
+    if not allow_pickle and os.path.splitext(ms.target)[1].lower() in PICKLES:
+        raise ModelSpecError(consent_message(os.path.basename(ms.target)))
+    rec = profile.effective_recommended()
+    ms = ms.with_options(allow_pickle=True if allow_pickle else None, method=m.method, provider=m.provider)
+    return ms.with_knobs(rec.knobs or {})
+
+
+def _check_framework(name: str, profile: ScalingProfile, strict: bool) -> None:
+    """One warning line (``strict``: ProfileError) when the model's framework has another version here."""
+    m = profile.model
+    if not m.framework or not m.framework_version:
+        return
+    from tuner.models.formats import adapter_for
+
+    adapter = adapter_for(m.spec)
+    here = adapter.version() if adapter is not None else None
+    if here is None or here == m.framework_version:
+        return  # absent: loading the model says how to install it, in one line
+    what = f"measured with {m.framework} {m.framework_version}, this host has {here}"
+    if strict:
+        raise ProfileError(f"{name}: {what}; strict=True refuses")
+    log.warning("%s: %s; its figures may not hold", name, what)
 
 
 # --------------------------------------------------------------------------------------------- helpers

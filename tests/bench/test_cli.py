@@ -236,7 +236,7 @@ BAD_ARGS = [
     # issue 13: an explicitly blank value is an error; only an absent option takes the default
     (["--model", ""], "--model '': blank (expected a model spec; omit --model for the default, builtin:mlp)"),
     (["--model", "   "], "--model '   ': blank"),
-    (["--input", ""], "--input '': blank (expected a .npy or .jsonl file, or omit --input)"),
+    (["--input", ""], "--input '': blank (expected a .npy, .npz or .jsonl file, or omit --input)"),
     (["--faults", ""], "--faults '': blank"),
     (["--backends", " "], "--backends ' ': blank"),
     (["--strategy", ""], "--strategy '': blank"),
@@ -248,6 +248,9 @@ BAD_ARGS = [
     (["--results", ""], "--results '': blank"),
     (["--out", ""], "--out '': blank (expected a .yaml file, or omit --out)"),
     (["--bogus"], "unrecognized arguments: --bogus (try 'tuner bench --help')"),
+    # a file the sweep would write at its end, into a folder that is not there: refused up front
+    (["--summary", "no/such/dir/s.md"], "--summary no/such/dir/s.md: folder no/such/dir does not exist"),
+    (["--csv", "nodir/r.csv"], "--csv nodir/r.csv: folder nodir does not exist"),
 ]
 
 

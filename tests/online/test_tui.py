@@ -63,8 +63,9 @@ def test_the_online_view_shows_steps_verdicts_the_knee_and_a_plan() -> None:
             assert app.query_one("#tabs").active == "online"
             msgs, outcome = online_messages()
             app.post_message(SweepBatch(msgs))
-            await pilot.pause()
             table = app.query_one(OnlineStepsTable)
+            status_text = lambda: str(app.query_one("#online-status", Static).render())  # noqa: E731
+            await wait_for(pilot, lambda: "online search finished" in status_text(), what="the batch shown")
             assert table.row_count == 5
             verdicts = [str(table.get_row_at(i)[5]) for i in range(5)]
             assert verdicts[:2] == ["✓ sustainable", "✓ sustainable"] and verdicts[2].startswith(
@@ -76,16 +77,16 @@ def test_the_online_view_shows_steps_verdicts_the_knee_and_a_plan() -> None:
             status = str(app.query_one("#online-status", Static).render())
             assert "online search finished: 1 candidates" in status
             app.post_message(OnlineResults(outcome))
-            await pilot.pause()
-            assert "sustains 1.00k requests/s" in str(app.query_one("#online-status", Static).render())
+            await wait_for(pilot, lambda: "sustains" in status_text(), what="the outcome", detail=status_text)
+            assert "sustains 1.00k requests/s" in status_text()
+            plan_text = lambda: str(app.query_one("#plan-text", Static).render())  # noqa: E731
             app.query_one("#plan-rate", Input).value = "5000"
-            await pilot.pause()
-            plan = str(app.query_one("#plan-text", Static).render())
+            await wait_for(pilot, lambda: "hosts like this one" in plan_text(), what="the plan", detail=plan_text)
+            plan = plan_text()
             # 1000/s per host, 30% headroom: 700/s planned → 8 hosts of 2 workers.
             assert "8 hosts like this one × 2 workers = 16 workers" in plan, plan
             app.query_one("#plan-rate", Input).value = "0"
-            await pilot.pause()
-            assert "out of range" in str(app.query_one("#plan-text", Static).render())
+            await wait_for(pilot, lambda: "out of range" in plan_text(), what="the refusal", detail=plan_text)
 
     asyncio.run(body())
 

@@ -169,8 +169,8 @@ RUN_BAD_ARGS = [
     (["--faults", " "], "--faults ' ': blank"),
     (["--failures", ""], "--failures '': blank (expected a .jsonl file, or omit --failures)"),
     (["--backend", ""], "--backend '': blank"),
-    (["--output", ""], "--output '': blank (expected a .npy or .jsonl file)"),
-    (["--input", ""], "--input '': blank (expected a .npy or .jsonl file)"),
+    (["--output", ""], "--output '': blank (expected a .npy, .npz or .jsonl file)"),
+    (["--input", ""], "--input '': blank (expected a .npy, .npz or .jsonl file)"),
 ]  # fmt: skip
 
 

@@ -52,12 +52,13 @@ service time, at least 0.1 s), then with the plan.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -351,6 +352,7 @@ class _Run:
     contaminated: bool
     top: list[Any]  # OutsideProcess, when a window was over the limit
     limit: float | None
+    threads: dict[str, Any] = field(default_factory=dict)  # thread evidence (tuner.bench.threads)
 
 
 def _slices(inputs: Any, size: int) -> Any:
@@ -383,8 +385,13 @@ def _engine_run(
     cancel: threading.Event | None,
     label: str,
     own_pids: Sequence[int] = (),
+    allowed_threads: int = 1,
+    model_file: bool = False,
 ) -> _Run:
+    from tuner.bench import threads as thread_evidence
+
     perf = time.perf_counter
+    pids: list[int] = [os.getpid()] if engine_config.backend != "process" else []
     collector = _Collector()
     notes = _Notes(index, t_trial0, engine_config.retries, emit, engine_config.timeout_s)
     rule = Rule(settings.max_outside, settings.max_swap_mb_s)
@@ -441,6 +448,8 @@ def _engine_run(
                     sampler.add(e.pid)  # a worker (or its replacement) is tuner, not the outside
                     if e.replacing is None:
                         load_s.append(e.load_s)
+                        if engine_config.backend == "process":
+                            pids.append(e.pid)  # whose threads the evidence counts
                     notes.handle(e)
                 else:
                     notes.handle(e)
@@ -471,6 +480,8 @@ def _engine_run(
         stable = False
         wall0 = 0.0
         n_stable = settings.stable_windows
+        thr0: dict[int, dict[int, float]] = {}
+        t_thr0 = 0.0
         while True:
             now = perf()
             if warm:
@@ -512,6 +523,7 @@ def _engine_run(
                     # are credited pro rata over each partition's service interval, see _credit).
                     lag = min(settings.window_s, 2.0 * max((d[4] for d in done_log), default=0.0) + 0.01)
                     wall0 = t_meas0
+                    thr0, t_thr0 = thread_evidence.snapshot(pids), perf()
                     if me is not None:
                         cpu0 = me.cpu_times()
                     phase(
@@ -572,6 +584,18 @@ def _engine_run(
                     break
             window_end += settings.window_s
         t_end = window_bounds[-1][1] if window_bounds else perf()
+        threads_seen: dict[str, Any] = {}
+        if t_thr0:
+            threads_seen = thread_evidence.evidence(
+                thr0,
+                thread_evidence.snapshot(pids),
+                perf() - t_thr0,
+                backend=engine_config.backend,
+                workers=config.workers,
+                threads=config.threads_per_worker,
+                allowed_per_worker=allowed_threads,
+                model_file=model_file,
+            )
         drain_events()
         cpu1 = me.cpu_times() if me is not None else None
         rss_self = me.memory_info().rss if me is not None else 0
@@ -653,6 +677,7 @@ def _engine_run(
         contaminated=contaminated,
         top=top,
         limit=settings.max_outside,
+        threads=threads_seen,
     )
 
 
@@ -785,7 +810,7 @@ def _outside(run: _Run) -> OutsideLoad | None:
 
 
 def run_trial(
-    model: str,
+    model: Any,
     inputs: Any,
     config: TrialConfig,
     settings: MeasureSettings,
@@ -823,6 +848,10 @@ def run_trial(
         "sample_interval_s": max(0.1, min(0.5, settings.window_s / 2)),
     }
     active = faults is not None and faults.active
+    from tuner.bench.threads import allowed_per_worker
+
+    model, allowed, model_file = allowed_per_worker(model, config)
+    extra: dict[str, Any] = {"allowed_threads": allowed, "model_file": model_file}
     try:
         clean_run: _Run | None = None
         if active:
@@ -834,7 +863,7 @@ def run_trial(
             clean_run = _engine_run(
                 model, inputs, config, short, clean_cfg, usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="without faults: ",
-                own_pids=own_pids,
+                own_pids=own_pids, **extra,
             )  # fmt: skip
             kw = {**base, "faults": faults, "retries": 3, **overrides}
             if kw.get("timeout_s") is None and (
@@ -844,13 +873,13 @@ def run_trial(
             run = _engine_run(
                 model, inputs, config, settings, EngineConfig(**kw), usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
-                own_pids=own_pids,
+                own_pids=own_pids, **extra,
             )  # fmt: skip
         else:
             run = _engine_run(
                 model, inputs, config, settings, EngineConfig(**{**base, **overrides}), usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
-                own_pids=own_pids,
+                own_pids=own_pids, **extra,
             )  # fmt: skip
     except TrialCancelled:
         raise
@@ -879,6 +908,7 @@ def run_trial(
         outside=_outside(run),
         discarded_windows=list(run.discarded),
         contaminated=run.contaminated,
+        threads=run.threads,
     )
     if clean_run is not None:
         clean = _figures(clean_run)

@@ -388,6 +388,7 @@ def recommend(
         )
     if infeasible:
         words.append(f"  {len(infeasible)} configuration(s) infeasible (shown in the table, not recommended)")
+    words.extend(_thread_words(best, results))
     return Recommendation(
         best=best,
         runner_ups=runner_ups,
@@ -410,6 +411,23 @@ def recommend(
         hedge_after_ms=hedge_ms,
         hedge_reasoning=h_text,
     )
+
+
+def _thread_words(best: TrialResult, results: list[TrialResult]) -> list[str]:
+    """The thread evidence in words: the winner's, and how many trials ran more than configured."""
+    from tuner.bench.threads import describe
+
+    out = []
+    line = describe(best.threads) if best.threads else ""
+    if line:
+        out.append(f"  threads: {line}")
+    over = [r for r in results if r.threads.get("over")]
+    if over:
+        out.append(
+            f"  {len(over)} trial(s) ran more threads than configured (marked 'threads over' in the table): "
+            "a thread pool the knobs do not reach"
+        )
+    return out
 
 
 def _blas(host: Host) -> str | None:
@@ -451,6 +469,7 @@ def build_profile(
         Percentiles,
         Recommended,
         ScalingProfile,
+        ThreadEvidence,
     )
     from tuner.profile import (
         Objective as ProfileObjective,
@@ -505,6 +524,23 @@ def build_profile(
             contaminated=best.contaminated,
             top=[OutsideProcessInfo(name=p.name, pid=p.pid, share=float(p.share)) for p in o.top],
         )
+    if best.threads.get("ran") is not None:
+        kwargs["threads"] = ThreadEvidence(**best.threads)
+    fmt = getattr(info, "format", None)
+    options = dict(getattr(spec, "model_options", None) or {})
+    model_file: dict[str, Any] = {}
+    knobs = None
+    if fmt is not None:
+        model_file = {
+            "format": fmt,
+            "framework": getattr(info, "framework", None),
+            "framework_version": getattr(info, "framework_version", None),
+            "allow_pickle": True if options.get("allow_pickle") else None,
+            "method": options.get("method", "predict") if fmt == "sklearn" else None,
+            "provider": options.get("provider"),
+            "outputs": list(getattr(info, "outputs", None) or []) or None,
+        }
+        knobs = {**dict(getattr(info, "knobs", None) or {}), **dict(c.knobs)} or None
     return ScalingProfile(
         schema_version=1,
         name=name,
@@ -518,6 +554,7 @@ def build_profile(
                 item=item if item and item != "unknown" else None,
                 items=spec.n_items if spec.input_path is None else None,
             ),
+            **model_file,
         ),
         host=HostInfo(
             fingerprint=host.fingerprint(),
@@ -548,6 +585,7 @@ def build_profile(
             backoff=Backoff(base_s=float(rec.backoff[0]), cap_s=float(rec.backoff[1])),
             memory_limit_mb=memory_limit,
             max_pending=rec.max_pending,
+            knobs=knobs,
             hedge=Hedge(after_ms=float(rec.hedge_after_ms)) if rec.hedge_after_ms is not None else None,
         ),
         autoscale=Autoscale(

@@ -31,6 +31,8 @@ def status_of(r: TrialResult, best: TrialResult | None = None) -> str:
         tag = "contaminated: host busy"
     elif n:
         tag += f" · {n} busy window{'s' if n != 1 else ''} discarded"
+    if r.threads.get("over"):
+        tag += " · threads over"  # more threads ran than the knobs allow (tuner.bench.threads)
     return f"best · {tag}" if best is not None and r is best else tag
 
 
@@ -229,6 +231,7 @@ def json_summary(results: list[TrialResult], rec: Recommendation | None, **extra
                 "workers": b.config.workers,
                 "threads_per_worker": b.config.threads_per_worker,
                 "partition_size": b.config.partition_size,
+                **({"knobs": [list(k) for k in b.config.knobs]} if b.config.knobs else {}),
             },
             "throughput": b.throughput,
             "throughput_ci": list(b.throughput_ci),

@@ -18,6 +18,7 @@ measurement back. The session that runs them never knows which one it drives.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from tuner.hardware import Host
     from tuner.models import ModelInfo
 
-__all__ = ["STRATEGIES", "AdaptiveStrategy", "GridStrategy", "Space", "make_strategy", "score"]
+__all__ = ["STRATEGIES", "AdaptiveStrategy", "GridStrategy", "Space", "make_strategy", "score", "with_dimensions"]
 
 STRATEGIES = ("adaptive", "grid")
 #: Smallest and largest default partition size (powers of two between them).
@@ -73,6 +74,9 @@ class Space:
     #: workers × threads may not exceed this (usable cores; more for io-bound models) unless
     #: ``oversubscribe``; None = no limit.
     max_parallel: int | None = None
+    #: a format adapter's own dimensions, e.g. (("execution_mode", ("sequential", "parallel")),):
+    #: each is one more dimension of the product, its first value the adapter's default
+    knobs: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("backends", "workers", "threads", "partition_sizes"):
@@ -129,26 +133,49 @@ class Space:
             return True
         return c.workers * c.threads_per_worker <= self.max_parallel
 
+    def knob_settings(self) -> list[tuple[tuple[str, Any], ...]]:
+        """Every combination of the adapter dimensions' values (one empty one without any)."""
+        return [tuple(combo) for combo in itertools.product(*[[(n, v) for v in vs] for n, vs in self.knobs])]
+
     def configs(self) -> list[TrialConfig]:
         """Every feasible configuration (workers × threads <= usable cores unless oversubscribe)."""
         out = []
+        settings = self.knob_settings()
         for b in self.backends:
             for w in self.workers:
                 for t in self.threads:
                     for p in self.partition_sizes:
-                        c = TrialConfig(b, w, t, p)
-                        if self.feasible(c):
-                            out.append(c)
+                        for k in settings:
+                            c = TrialConfig(b, w, t, p, k)
+                            if self.feasible(c):
+                                out.append(c)
         return out
 
     def describe(self) -> str:
         """``process, thread × workers 1,2 × threads 1,2 × partitions 16..1024 (17 configs)``."""
         sizes = self.partition_sizes
         ps = f"{sizes[0]}..{sizes[-1]}" if len(sizes) > 3 else ",".join(map(str, sizes))
+        knobs = "".join(f" × {n} {','.join(_shown(v) for v in vs)}" for n, vs in self.knobs)
         return (
             f"{', '.join(self.backends)} × workers {','.join(map(str, self.workers))} × threads "
-            f"{','.join(map(str, self.threads))} × partitions {ps} ({len(self.configs())} configs)"
+            f"{','.join(map(str, self.threads))} × partitions {ps}{knobs} ({len(self.configs())} configs)"
         )
+
+
+def _shown(value: Any) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+
+def with_dimensions(space: Space, info: Any, names: Iterable[str]) -> Space:
+    """``space`` with a model file adapter's dimensions (``--dims execution_mode,spinning``); a name
+    the model's adapter does not declare is one line naming those it does."""
+    offered: dict[str, tuple[Any, ...]] = dict(getattr(info, "dimensions", None) or {})
+    wanted = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in wanted if n not in offered]
+    if unknown:
+        have = ", ".join(offered) if offered else "none (only model files' adapters declare dimensions)"
+        raise ConfigError(f"--dims {','.join(wanted)}: {unknown[0]!r} is not a dimension of this model; it has {have}")
+    return replace(space, knobs=tuple((n, tuple(offered[n])) for n in dict.fromkeys(wanted)))
 
 
 def score(result: TrialResult, objective: Objective) -> float:
@@ -283,6 +310,8 @@ class AdaptiveStrategy:
             ("workers", sorted(self.space.workers)),
             ("threads_per_worker", sorted(self.space.threads)),
             ("trade", []),
+            # an adapter's dimensions, each stepped through its values like any other
+            *[(f"knob:{name}", list(values)) for name, values in self.space.knobs],
             ("backend", list(self.space.backends)),
         ]
 
@@ -299,6 +328,16 @@ class AdaptiveStrategy:
             if w is None or t is None:
                 return None
             return replace(c, workers=w, threads_per_worker=t)
+        if dim.startswith("knob:"):
+            name = dim[len("knob:") :]
+            settings = dict(c.knobs)
+            if settings.get(name) not in values:
+                return None
+            i = values.index(settings[name]) + direction
+            if not 0 <= i < len(values):
+                return None
+            settings[name] = values[i]
+            return replace(c, knobs=tuple((n, settings[n]) for n, _ in self.space.knobs))
         current = getattr(c, dim)
         if current not in values:
             return None
@@ -394,7 +433,7 @@ def hardware_guess(space: Space, host: Host | None) -> TrialConfig:
     threads = min(space.threads)
     sizes = sorted(space.partition_sizes)
     size = min(sizes, key=lambda p: (abs(math.log2(p) - math.log2(START_PARTITION)), p))
-    c = TrialConfig(backend, workers, threads, size)
+    c = TrialConfig(backend, workers, threads, size, tuple((n, vs[0]) for n, vs in space.knobs))
     if not space.feasible(c):
         feasible = space.configs()
         if feasible:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.bench.measure import MeasureSettings, TrialCancelled, run_trial
-from tuner.bench.search import Space, make_strategy
+from tuner.bench.search import Space, make_strategy, with_dimensions
 from tuner.bench.types import (
     Objective,
     OutsideLoad,
@@ -69,6 +69,10 @@ class SweepSpec:
     # already shown, so a driver must update that row (by config key) rather than add one.
     # `tuner bench` turns it on.
     confirm: bool = False
+    # Model files (tuner.models.formats): what the user says about the file (allow_pickle, method,
+    # provider, input_shape, input_dtype), and the adapter dimensions to sweep (e.g. execution_mode).
+    model_options: dict[str, Any] = field(default_factory=dict)
+    dims: tuple[str, ...] = ()
 
 
 def load_results(path: str | os.PathLike[str], model: str | None = None) -> list[TrialResult]:
@@ -164,11 +168,20 @@ class Sweep:
     def __init__(self, spec: SweepSpec, on_message: SweepCallback | None = None) -> None:
         from tuner.data import load_inputs
         from tuner.hardware import probe
-        from tuner.models import input_generator, validate
+        from tuner.models import input_generator, parse_spec, validate
 
         self.spec = spec
         self.on_message = on_message
         self.host = probe()
+        # What the trials run: the spec, with a model file's options (they travel to every worker).
+        self.model: Any = parse_spec(spec.model)
+        if spec.model_options:
+            if not self.model.is_model_file:
+                raise BadInput(
+                    f"{spec.model}: {', '.join('--' + k.replace('_', '-') for k in spec.model_options)} "
+                    "apply to model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl) only"
+                )
+            self.model = self.model.with_options(**spec.model_options)
         if spec.input_path is not None:
             inputs: Any = load_inputs(spec.input_path)
             if len(inputs) == 0:
@@ -176,16 +189,19 @@ class Sweep:
         else:
             if spec.n_items < 1:
                 raise BadInput(f"items must be >= 1 (got {spec.n_items})")
-            gen = input_generator(spec.model)
+            gen = input_generator(self.model)
             if gen is None:
                 raise BadInput(
                     f"{spec.model}: the model has no input generator; give --input FILE (.npy or .jsonl)"
                 )
             inputs = gen(spec.n_items, spec.seed)
         self.inputs = inputs
-        # Runs the model once on a small sample: a wrong spec fails here, in one line.
-        self.info = validate(spec.model, sample=inputs[:8])
+        # Runs the model once on a small sample: a wrong spec, or an input that does not fit a model
+        # file's signature, fails here, in one line, before any worker starts.
+        self.info = validate(self.model, sample=inputs[:8], where=spec.input_path or "generated inputs")
         self.space = spec.space or Space.default(self.host, self.info, len(inputs))
+        if spec.dims:
+            self.space = with_dimensions(self.space, self.info, spec.dims)
         if not self.space.configs():
             raise BadInput(
                 "the sweep space has no feasible configuration: workers × threads exceeds the "
@@ -259,7 +275,7 @@ class Sweep:
         """One trial of this sweep's model, inputs, settings and current fault plan."""
         spec = self.spec
         return run_trial(
-            spec.model,
+            self.model,
             self.inputs,
             config,
             spec.settings,

@@ -22,14 +22,24 @@ class TrialConfig:
     workers: int = 1
     threads_per_worker: int = 1
     partition_size: int = 64
+    #: a format adapter's own knobs swept as extra dimensions, e.g. (("execution_mode", "parallel"),);
+    #: empty: the adapter's defaults
+    knobs: tuple[tuple[str, Any], ...] = ()
 
     def label(self) -> str:
-        """``process ×2 · 1 thread · partition 64``."""
+        """``process ×2 · 1 thread · partition 64`` (`` · execution_mode parallel`` for adapter knobs)."""
         t = "thread" if self.threads_per_worker == 1 else "threads"
-        return f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
+        text = f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
+        for name, value in self.knobs:
+            shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
+            text += f" · {name} {shown}"
+        return text
 
     def key(self) -> str:
-        return f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
+        base = f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
+        if self.knobs:
+            base += "/" + ",".join(f"{k}={v}" for k, v in self.knobs)
+        return base
 
 
 @dataclass(frozen=True)
@@ -102,14 +112,22 @@ class TrialResult:
     discarded_windows: list[int] = field(default_factory=list)
     # Too few clean windows by the time cap: the figures include busy windows and read low.
     contaminated: bool = False
+    # The OS threads that ran, next to what the knobs allow (tuner.bench.threads.evidence); "over"
+    # marks a trial where more threads ran than configured.
+    threads: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.config.knobs:
+            d["config"].pop("knobs")  # a trial without adapter knobs is written as before
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialResult:
         d = dict(d)
-        d["config"] = TrialConfig(**d["config"])
+        config = dict(d["config"])
+        config["knobs"] = tuple((str(k), v) for k, v in config.get("knobs") or ())
+        d["config"] = TrialConfig(**config)
         d["throughput_ci"] = tuple(d["throughput_ci"])
         d["latency_ci_ms"] = {k: tuple(v) for k, v in d.get("latency_ci_ms", {}).items()}
         if d.get("outside") is not None:

@@ -57,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a(
         "--input",
-        type=typed(non_blank, "--input", what="a .npy or .jsonl file"),
+        type=typed(non_blank, "--input", what="a .npy, .npz or .jsonl file"),
         metavar="FILE",
-        help="input items: .npy rows or .jsonl lines (default: the model's generator)",
+        help="input items: .npy rows, .npz (one array per input name) or .jsonl lines "
+        "(default: the model's generator)",
     )
     a(
         "--items",
@@ -84,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=typed(int_list, "--threads"),
         metavar="LIST",
-        help="BLAS threads per worker to try, e.g. 1,2",
+        help="threads per worker to try (BLAS, or the model file's framework pool), e.g. 1,2",
     )
     a(
         "--partition-sizes",
@@ -194,6 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gate tolerance in percent (>= 0; default 10)",
     )
     _add_online_arguments(parser)
+    add_model_file_arguments(parser, sweep=True)
 
 
 # ------------------------------------------------------------------------------- online (open loop)
@@ -412,17 +414,87 @@ def _show_online(outcome: OnlineOutcome, results: list[TrialResult], human: Any)
         human.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
+#: numpy dtype names --input-dtype accepts
+INPUT_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def _shape(name: str, text: str) -> tuple[int, ...]:
+    """``3x224x224`` (or ``8``): one item's shape, each dimension an integer >= 1."""
+    from tuner.errors import BadInput
+
+    parts = [p.strip() for p in text.lower().split("x")]
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise BadInput(f"{name} {text!r}: not a shape (expected integers >= 1 joined by x, e.g. 3x224x224)") from None
+    if not dims or any(d < 1 for d in dims):
+        raise BadInput(f"{name} {text!r}: out of range (expected integers >= 1 joined by x, e.g. 3x224x224)")
+    return dims
+
+
+def add_model_file_arguments(parser: argparse.ArgumentParser, *, sweep: bool) -> None:
+    """Options for model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl); ``sweep``: bench's too."""
+    from tuner.models.formats.scikit import METHODS
+
+    g = parser.add_argument_group("model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl)")
+    g.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a pickle (.joblib, .pkl) or a skops file with types skops does not trust: "
+        "loading runs the file's code, so only for files you trust (recorded in the profile)",
+    )
+    if not sweep:
+        return
+    g.add_argument(
+        "--method",
+        type=typed(choice, "--method", choices=METHODS),
+        metavar="NAME",
+        help=f"scikit-learn: the estimator method to run ({' | '.join(METHODS)}; default predict)",
+    )
+    g.add_argument(
+        "--input-shape",
+        type=typed(_shape, "--input-shape"),
+        metavar="SHAPE",
+        help="one item's shape when the file records none (TorchScript), e.g. 3x224x224",
+    )
+    g.add_argument(
+        "--input-dtype",
+        type=typed(choice, "--input-dtype", choices=INPUT_DTYPES),
+        metavar="DTYPE",
+        help="the generated items' dtype with --input-shape (default float32)",
+    )
+    g.add_argument(
+        "--provider",
+        type=typed(non_blank, "--provider", what="an ONNX Runtime execution provider"),
+        metavar="NAME",
+        help="ONNX Runtime execution provider (default CPUExecutionProvider; see tuner hw)",
+    )
+    g.add_argument(
+        "--dims",
+        type=typed(non_blank, "--dims", what="adapter dimensions, e.g. execution_mode,spinning"),
+        metavar="LIST",
+        help="the model adapter's own dimensions to sweep too, e.g. execution_mode,spinning (ONNX Runtime)",
+    )
+
+
 # ------------------------------------------------------------------------------- arguments
 
 
-def _writable(name: str, path: str | None) -> None:
+def _writable(name: str, path: str | None, creates_folders: bool = False) -> None:
+    """Refuse, before anything runs, a path the command could not write at the end of a sweep."""
     if path is None:
         return
     p = Path(path)
     if p.is_dir():
         raise BadInput(f"{name} {path}: is a folder, not a file")
     parent = p.parent if str(p.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
+    if not parent.exists():
+        if creates_folders:
+            return
+        raise BadInput(f"{name} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise BadInput(f"{name} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
         raise BadInput(f"{name} {path}: folder {parent} is not writable")
 
 
@@ -455,19 +527,31 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
         raise BadInput(f"--resume: {args.results} does not exist (nothing to resume)")
     if args.out is not None and Path(args.out).suffix.lower() not in (".yaml", ".yml"):
         raise BadInput(f"--out {args.out}: a profile is a .yaml file")
-    for name, path in (
-        ("--out", args.out),
-        ("--results", args.results),
-        ("--csv", args.csv),
-        ("--summary", args.summary),
-    ):
+    _writable("--out", args.out, creates_folders=True)  # a profile's folders are made on save
+    for name, path in (("--results", args.results), ("--csv", args.csv), ("--summary", args.summary)):
         _writable(name, path)
     if args.name is not None and not re.fullmatch(r"[a-zA-Z0-9_.-]+", args.name):
         raise BadInput(f"--name {args.name!r}: use letters, digits, '_', '.' and '-'")
     # Short windows want a proportionally short warm-up and cap, so a quick sweep stays quick.
     settings = MeasureSettings.for_window(args.window, max_outside=args.max_outside_load / 100.0)
+    model_options = {
+        k: v
+        for k, v in (
+            ("allow_pickle", True if getattr(args, "allow_pickle", False) else None),
+            ("method", getattr(args, "method", None)),
+            ("input_shape", getattr(args, "input_shape", None)),
+            ("input_dtype", getattr(args, "input_dtype", None)),
+            ("provider", getattr(args, "provider", None)),
+        )
+        if v is not None
+    }
+    if model_options.get("input_dtype") and not model_options.get("input_shape"):
+        raise BadInput("--input-dtype goes with --input-shape (the shape of the items to generate)")
+    dims = tuple(d.strip() for d in args.dims.split(",") if d.strip()) if getattr(args, "dims", None) else ()
     spec = SweepSpec(
         model=args.model if args.model is not None else "builtin:mlp",
+        model_options=model_options,
+        dims=dims,
         input_path=args.input,
         n_items=args.items,
         strategy=strategy,
@@ -744,7 +828,12 @@ def _gate(args: argparse.Namespace) -> int:
         threads=(rec_cfg.threads_per_worker,),
         partition_sizes=(rec_cfg.partition_size,),
         oversubscribe=True,
+        # a model file's knobs as measured (one value each), and its options from the profile
+        knobs=tuple((k, (v,)) for k, v in (rec_cfg.knobs or {}).items()),
     )
+    if args.model is None and profile.model.format is not None:
+        recorded = {"method": profile.model.method, "provider": profile.model.provider}
+        spec.model_options = {**{k: v for k, v in recorded.items() if v is not None}, **spec.model_options}
     spec.strategy = "grid"
     spec.budget_s = None
     spec.results_path = None
@@ -847,6 +936,17 @@ def run(args: argparse.Namespace) -> int:
         markup=False,
         highlight=False,
     )
+    info = sweep.info
+    if info.framework:
+        err.print(
+            f"model file: {info.format} · {info.framework} {info.framework_version} · inputs {info.inputs or '?'}"
+            + (f" · outputs {', '.join(info.outputs)}" if info.outputs else "")
+            + f" · threads knob: {info.pool_note}",
+            markup=False,
+            highlight=False,
+        )
+        for note in info.notes:
+            err.print(f"  note: {note}", markup=False, highlight=False)
     err.print(f"space: {sweep.space.describe()} · strategy {spec.strategy}", markup=False, highlight=False)
     if sweep.resumed:
         err.print(f"resuming: {len(sweep.resumed)} trials already in {spec.results_path}", markup=False)

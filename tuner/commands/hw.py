@@ -42,15 +42,39 @@ def _rows(host: Host) -> list[tuple[str, str]]:
         ("numpy", host.numpy),
         ("BLAS", blas),
         ("GPUs", "\n".join(host.gpus) if host.gpus else "none"),
+        ("model frameworks", _frameworks(host)),
         ("fingerprint", host.fingerprint()),
     ]
+
+
+def _providers() -> list[str]:
+    """ONNX Runtime's execution providers here (imports onnxruntime; [] when absent)."""
+    from tuner.models.formats.onnxrt import providers
+
+    return providers()
+
+
+def _frameworks(host: Host) -> str:
+    """``onnxruntime 1.32.0 (providers: CPUExecutionProvider) · torch 2.13.0`` or how to get them."""
+    if not host.frameworks:
+        return "none (pip install 'tuner[onnx]', 'tuner[torch]' or 'tuner[sklearn]' to tune model files)"
+    parts = []
+    for name, version in host.frameworks.items():
+        text = f"{name} {version}"
+        if name == "onnxruntime":
+            text += f" (providers: {', '.join(_providers()) or 'none'}; a GPU one is used only when asked for)"
+        parts.append(text)
+    return "\n".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     """Probe this machine and print what was found; exit 0."""
     host = probe()
     if args.json:
-        sys.stdout.write(json.dumps(host.to_dict(), indent=2) + "\n")
+        record = host.to_dict()
+        if "onnxruntime" in host.frameworks:
+            record["onnxruntime_providers"] = _providers()
+        sys.stdout.write(json.dumps(record, indent=2) + "\n")
         return 0
 
     # rich only here: `tuner hw --json` and `import tuner.hardware` never pay for it.

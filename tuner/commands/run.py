@@ -1,7 +1,9 @@
 """``tuner run PROFILE --input FILE --output FILE``: apply a profile's runtime to a data file.
 
-Inputs: ``.npy`` (rows are items) or ``.jsonl`` (one JSON value per line). Outputs: ``.npy`` or
-``.jsonl``, written atomically, one per input item in input order. Items that failed for good go to a
+Inputs: ``.npy`` (rows are items), ``.npz`` (one array per input name, for a model with several
+inputs) or ``.jsonl`` (one JSON value per line). Outputs: ``.npy``, ``.npz`` (one array per output
+name: a model with several outputs gives a tuple per item) or ``.jsonl``, written atomically, one
+per input item in input order. A pickled model (.joblib, .pkl) loads only with ``--allow-pickle``. Items that failed for good go to a
 sidecar (default ``<output>.failures.jsonl``: index, cause, message, attempts) and are placeholders in
 the output (``null`` in .jsonl, NaN rows in .npy). Exit 1 if more than ``--max-failed-share`` of the
 items failed; exit 2, with one line and no output file, for a bad profile, data file or argument.
@@ -88,18 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",
         "-i",
-        type=typed(non_blank, "--input", what="a .npy or .jsonl file", required=True),
+        type=typed(non_blank, "--input", what="a .npy, .npz or .jsonl file", required=True),
         required=True,
         metavar="FILE",
-        help="input items: .npy rows or .jsonl lines",
+        help="input items: .npy rows, .npz (one array per input name) or .jsonl lines",
     )
     parser.add_argument(
         "--output",
         "-o",
-        type=typed(non_blank, "--output", what="a .npy or .jsonl file", required=True),
+        type=typed(non_blank, "--output", what="a .npy, .npz or .jsonl file", required=True),
         required=True,
         metavar="FILE",
-        help="outputs: .npy or .jsonl (atomic)",
+        help="outputs: .npy, .npz (one array per output name) or .jsonl (atomic)",
     )
     parser.add_argument(
         "--failures",
@@ -135,6 +137,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(dtype or shape; see model.input.item in the profile)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from tuner.commands.bench import add_model_file_arguments
+
+    add_model_file_arguments(parser, sweep=False)
     group = parser.add_argument_group("overrides of the profile's settings")
     for flag, dest, parse, help_text in _OVERRIDES:
         metavar = {"timeout_s": "SECONDS", "memory_limit_mb": "MB", "backend": "NAME"}.get(dest, "N")
@@ -147,11 +152,11 @@ def _failures_path(args: argparse.Namespace) -> Path:
     return Path(f"{args.output}.failures.jsonl")
 
 
-def _check_output_path(path: Path) -> None:
+def _check_output_path(path: Path, formats: tuple[str, ...] = (".npy", ".npz", ".jsonl")) -> None:
     """Fail before any work if the output cannot be written (wrong suffix, missing folder)."""
-    if path.suffix.lower() not in (".npy", ".jsonl"):
+    if path.suffix.lower() not in formats:
         shown = f"'{path.suffix}'" if path.suffix else "(no extension)"
-        raise DataError(f"{path}: unsupported output format {shown} (use .npy or .jsonl)")
+        raise DataError(f"{path}: unsupported output format {shown} (use {', '.join(formats[:-1])} or {formats[-1]})")
     if not path.parent.is_dir():
         raise DataError(f"{path}: folder not found: {path.parent.absolute()}")
     if path.is_dir():
@@ -170,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     _check_output_path(output)
     sidecar = _failures_path(args)
-    _check_output_path(sidecar)
+    _check_output_path(sidecar, (".npy", ".jsonl"))
     plan = args.faults
     overrides: dict[str, Any] = {
         dest: getattr(args, dest) for _, dest, _, _ in _OVERRIDES if getattr(args, dest) is not None
@@ -179,6 +184,12 @@ def run(args: argparse.Namespace) -> int:
     from tuner.profile import load_profile
 
     profile = load_profile(args.profile)
+    outputs_named = list(profile.model.outputs or [])
+    if len(outputs_named) > 1 and output.suffix.lower() == ".npy":
+        raise DataError(
+            f"{output}: the model has {len(outputs_named)} outputs ({', '.join(outputs_named)}): "
+            "write .npz (one array per output) or .jsonl"
+        )
     items = load_inputs(args.input)
     if args.input_check:
         from tuner.models.signature import check_input
@@ -189,7 +200,12 @@ def run(args: argparse.Namespace) -> int:
         # one, so the rehearsal walks the retry path instead of failing items by design.
         overrides["retry_on"] = (*profile.effective_recommended().retry_on, "InjectedFault")
     runtime = Runtime.from_profile(
-        args.profile, model=args.model, strict=args.strict, faults=plan, **overrides
+        args.profile,
+        model=args.model,
+        strict=args.strict,
+        faults=plan,
+        allow_pickle=args.allow_pickle,
+        **overrides,
     )
     runtime.check_input = args.input_check
 
@@ -210,7 +226,9 @@ def run(args: argparse.Namespace) -> int:
         stats = runtime.stats()
     elapsed = time.perf_counter() - t0
 
-    save_outputs(output, _with_placeholders(outputs, output) if failures else outputs)
+    save_outputs(
+        output, _with_placeholders(outputs, output) if failures else outputs, names=outputs_named or None
+    )
     if failures or sidecar.exists():
         # An empty sidecar replaces one from an earlier run, so it never describes other outputs.
         save_jsonl_records(sidecar, failures)
@@ -234,12 +252,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _with_placeholders(outputs: list[Any], output: Path) -> Any:
-    """Outputs with a placeholder for each failed item: null in .jsonl, a NaN row in .npy."""
-    if output.suffix.lower() != ".npy":
+    """Outputs with a placeholder for each failed item: null in .jsonl, a NaN row in .npy (in each
+    array of a .npz)."""
+    if output.suffix.lower() == ".jsonl":
         return outputs
     import numpy as np
 
     ok = [o for o in outputs if o is not None]
+    if ok and isinstance(ok[0], tuple):  # several outputs per item: a placeholder in each
+        width = len(ok[0])
+        columns = [_with_placeholders([None if o is None else o[i] for o in outputs], output) for i in range(width)]
+        return list(zip(*columns, strict=True))
     if not ok:
         return np.full(len(outputs), np.nan)
     template = np.asarray(ok[0])

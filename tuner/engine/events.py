@@ -92,6 +92,7 @@ class WorkerSample:
     pid: int
     cpu_percent: float
     rss_bytes: int
+    threads: int | None = None  # the worker process's OS threads (the thread evidence)
 
 
 @dataclass(frozen=True, slots=True)

@@ -495,7 +495,9 @@ class ProcessHandle(WorkerHandle):
             if ps is None:
                 return None
             with ps.oneshot():
-                return ev.WorkerSample(self.wid, self.pid, ps.cpu_percent(None), ps.memory_info().rss)
+                return ev.WorkerSample(
+                    self.wid, self.pid, ps.cpu_percent(None), ps.memory_info().rss, ps.num_threads()
+                )
         except psutil.Error:
             return None
 
@@ -548,7 +550,7 @@ class ThreadHandle(_InCallerProcess):
         try:
             from tuner.models import load_model
 
-            fn = load_model(self.launch.model)
+            fn = load_model(self.launch.model, threads=self.launch.config.threads_per_worker)
         except BaseException as e:
             post(self, (LOAD_ERR, load_error_message(e)))
             return
@@ -603,7 +605,7 @@ class InlineHandle(_InCallerProcess):
         from tuner.models import load_model
 
         try:
-            self.fn = load_model(self.launch.model)
+            self.fn = load_model(self.launch.model, threads=self.launch.config.threads_per_worker)
         except BaseException as e:
             self.launch.post(self, (LOAD_ERR, load_error_message(e)))
         else:

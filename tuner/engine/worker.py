@@ -276,7 +276,10 @@ def process_main(
 
         _loading_model = True
         try:
-            fn = load_model(spec)
+            # The threads knob reaches the model's loader too: a model file's adapter sets its
+            # framework's own pool (ONNX Runtime's, torch's), which the limits above do not reach,
+            # and a user's factory may take ``threads=`` to do the same.
+            fn = load_model(spec, threads=threads)
         finally:
             _loading_model = False
         if threads is not None:

@@ -6,6 +6,7 @@ A *spec* names a callable:
 ``builtin:NAME``            a reference workload from :mod:`tuner.models.builtin` (mlp, pyloop, sleep)
 ``package.module:attr``     imported like uvicorn's ``app``: the working directory is put on ``sys.path``
 ``path/to/file.py:attr``    relative or absolute; split on the LAST colon, so ``C:\\m\\serve.py:fn`` parses
+``model.onnx``, ``.pt``...  a model file, loaded by its format adapter (:mod:`tuner.models.formats`)
 a Python callable           accepted wherever a spec string is
 ==========================  ==================================================================
 
@@ -40,10 +41,14 @@ Flow: the parent calls :func:`validate` once (resolve, load, run on a small samp
 ``loader``          ``resolve`` (import), ``load_model`` (what a worker runs), ``input_generator``
 ``validation``      ``validate`` (a trial run in the parent), ``check_outputs``
 ``builtin``         the reference workloads (imported only when a ``builtin:`` spec is resolved)
+``formats``         one adapter per model-file format (onnx, torch, scikit-learn): knobs, load, run
+``signature``       item and named-input signatures, the input checks
+``columns``         the items of a model with several named inputs (a ``.npz``)
 ==================  ==========================================================================
 
 The engine's forkserver preloads this package and every worker imports it, as does the production
-runtime: it imports nothing heavy (the standard library only; numpy only inside ``builtin``).
+runtime: it imports nothing heavy (the standard library only; numpy only inside ``builtin`` and the
+adapters' functions; a framework only when its adapter loads a model).
 """
 
 from __future__ import annotations

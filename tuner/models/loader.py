@@ -1,7 +1,17 @@
 """Loading a model: resolve a spec to its callable (import the module or file), read the callable, get
 the batch function a worker calls for every partition.
 
-Each worker calls :func:`load_model` once. Resolving dispatches on the spec's ``kind`` (``_RESOLVERS``).
+Each worker calls :func:`load_model` once. Resolving dispatches on the spec's ``kind`` (``_RESOLVERS``):
+Python code is imported; a model file (``model.onnx``) resolves to a :class:`ModelFile`, a factory
+that loads the file through its format adapter (:mod:`tuner.models.formats`) with the knobs.
+
+The knobs (``threads`` and an adapter's own, e.g. ``execution_mode``) reach every factory that
+accepts them as keyword arguments, so a user's own wrapper can apply them too::
+
+    @factory
+    def load(*, threads=1):
+        so = onnxruntime.SessionOptions(); so.intra_op_num_threads = threads
+        return onnxruntime.InferenceSession("model.onnx", so).run ...
 """
 
 from __future__ import annotations
@@ -19,12 +29,12 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from tuner.errors import ModelSpecError
-from tuner.models.decorators import BatchFn, InputGen, mark_of
+from tuner.errors import ModelSpecError, TunerError
+from tuner.models.decorators import BatchFn, InputGen, Mark, mark_of
 from tuner.models.spec import ModelSpec, parse_spec, spec_text
 from tuner.models.words import article, name_of, one_line
 
-__all__ = ["input_generator", "instantiate", "kind_of", "load_model", "resolve"]
+__all__ = ["ModelFile", "input_generator", "instantiate", "kind_of", "load_model", "resolve"]
 
 
 def resolve(spec: str | ModelSpec | Callable[..., Any]) -> Callable[..., Any]:
@@ -67,11 +77,78 @@ def _attribute(ms: ModelSpec, module: ModuleType, where: str) -> Callable[..., A
     return obj
 
 
+class ModelFile:
+    """A model file as a factory: ``ModelFile(spec)(threads=2, execution_mode=...)`` loads it through
+    its format adapter with those knobs and returns the batch function.
+
+    ``describe()`` loads it once in this process (1 thread) for what the file says about itself:
+    inputs, outputs, framework and version; the input generator is built from it.
+    """
+
+    def __init__(self, ms: ModelSpec) -> None:
+        from tuner.models.formats import adapter_named
+        from tuner.models.formats.base import Options
+
+        self.spec = ms
+        self.adapter = adapter_named(ms.kind)
+        self.options = Options.from_pairs(ms.options)
+        self._described: Any = None
+        self.__tuner_model__ = Mark("factory", inputs=self.generate, bound="blas")
+        self.__doc__ = f"{os.path.basename(ms.target)} ({self.adapter.FRAMEWORK})"
+
+    def knobs(self, threads: int | None, **knobs: Any) -> Any:
+        """The adapter's Knobs from the threads knob, the spec's knobs and these (which win)."""
+        from tuner.models.formats.base import knob_values
+
+        try:
+            return knob_values(self.adapter.Knobs, {**dict(self.spec.knobs), **knobs}, threads)
+        except ModelSpecError as e:
+            raise ModelSpecError(f"{self.spec.spec}: {e}") from None
+
+    def load(self, threads: int | None = 1, **knobs: Any) -> Any:
+        """The adapter's :class:`~tuner.models.formats.base.Loaded` for these knobs."""
+        return self.adapter.load(self.spec.target, self.knobs(threads, **knobs), self.options)
+
+    def __call__(self, threads: int | None = 1, **knobs: Any) -> BatchFn:
+        return self.load(threads, **knobs).run
+
+    def describe(self) -> Any:
+        """Loaded once with 1 thread (cached): inputs, outputs, framework, version, notes."""
+        if self._described is None:
+            self._described = self.load(1)
+        return self._described
+
+    def generate(self, n: int, seed: int) -> Any:
+        """``n`` seeded items from the model's input signature (see formats.base.make_inputs)."""
+        from tuner.models.formats.base import make_inputs
+
+        loaded = self.describe()
+        if not loaded.inputs:
+            raise ModelSpecError(
+                f"{self.spec.spec}: the file records no input shapes; give --input FILE, or "
+                "--input-shape (e.g. 3x224x224) and --input-dtype (default float32)"
+            )
+        return make_inputs(loaded.inputs, n, seed, self.spec.spec)
+
+    def check_input(self, items: Any, where: str) -> None:
+        """One line if ``items`` do not fit the model's inputs (names, dtype, shape, feature count)."""
+        from tuner.models.signature import check_model_input
+
+        check_model_input(self.describe().inputs, items, where, self.spec.spec, exact=self.spec.kind != "scikit")
+
+
+def _resolve_model_file(ms: ModelSpec) -> Callable[..., Any]:
+    return ModelFile(ms)
+
+
 # One resolver per ModelSpec.kind; a model-file format adapter is one more entry.
 _RESOLVERS: dict[str, Callable[[ModelSpec], Callable[..., Any]]] = {
     "builtin": _resolve_builtin,
     "module": _resolve_module,
     "file": _resolve_file,
+    "onnxrt": _resolve_model_file,
+    "pytorch": _resolve_model_file,
+    "scikit": _resolve_model_file,
 }
 
 
@@ -195,15 +272,38 @@ def kind_of(text: str, obj: Callable[..., Any]) -> str:
     )
 
 
-def instantiate(text: str, obj: Callable[..., Any]) -> BatchFn:
-    """The batch function ``obj`` stands for: itself, a per-item wrapper, or what its factory returns."""
+def _knob_kwargs(obj: Callable[..., Any], knobs: dict[str, Any]) -> dict[str, Any]:
+    """The knobs a factory accepts as keyword arguments (all of them if it takes ``**kwargs``)."""
+    if not knobs:
+        return {}
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(knobs)
+    return {
+        k: v
+        for k, v in knobs.items()
+        if k in params and params[k].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def instantiate(text: str, obj: Callable[..., Any], knobs: dict[str, Any] | None = None) -> BatchFn:
+    """The batch function ``obj`` stands for: itself, a per-item wrapper, or what its factory returns.
+
+    A factory is called with the ``knobs`` it accepts as keyword arguments (``threads``, an adapter's
+    own); one that takes none is called with no arguments, as before.
+    """
     kind = kind_of(text, obj)
     if kind == "per_item":
         return _PerItem(obj)
     if kind == "batch":
         return obj
     try:
-        made = obj()
+        made = obj(**_knob_kwargs(obj, knobs or {}))
+    except TunerError:
+        raise
     except Exception as e:
         raise ModelSpecError(f"{text}: factory {name_of(obj)}() raised {one_line(e)}") from e
     if not callable(made):
@@ -214,13 +314,17 @@ def instantiate(text: str, obj: Callable[..., Any]) -> BatchFn:
     return made
 
 
-def load_model(spec: str | ModelSpec | Callable[..., Any]) -> BatchFn:
+def load_model(spec: str | ModelSpec | Callable[..., Any], threads: int | None = None) -> BatchFn:
     """Resolve, call the factory if it is one, wrap per-item functions: returns ``fn(partition)``.
 
-    Called ONCE per worker. The returned function does not check the output count: call
-    :func:`~tuner.models.check_outputs` on each result.
+    Called ONCE per worker, with the worker's threads knob (None: not set); a factory that accepts
+    ``threads`` (or a ModelSpec's adapter knobs) as keyword arguments gets them. The returned
+    function does not check the output count: call :func:`~tuner.models.check_outputs` on each result.
     """
-    return instantiate(spec_text(spec), resolve(spec))
+    knobs: dict[str, Any] = {"threads": threads}
+    if isinstance(spec, ModelSpec):
+        knobs.update(dict(spec.knobs))
+    return instantiate(spec_text(spec), resolve(spec), knobs)
 
 
 def input_generator(spec: str | ModelSpec | Callable[..., Any]) -> InputGen | None:

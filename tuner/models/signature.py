@@ -25,7 +25,10 @@ is one line naming expected against got, not one failure per item. What counts a
 
 A list input (``.jsonl``) is judged by its first item, and only by shape and kind: JSON has no
 float32. A dimension written ``?`` (``float32[?x256]``) matches any size, for models with dynamic
-axes. The class describes one array; multi-input models will hold a dict of them by input name.
+axes. The class describes one array; a model with several named inputs records one per name,
+``input_ids: int64[16], mask: int64[16]`` (:func:`describe_items`), and its input is a ``.npz``
+read into :class:`~tuner.models.columns.Columns` — names are compared first, then each array.
+:func:`check_model_input` compares an input with a model file's own signature the same way.
 
 Light on purpose: no numpy import (an array is recognised by its ``dtype`` and ``shape``).
 """
@@ -39,7 +42,7 @@ from typing import Any
 
 from tuner.errors import BadInput, DataError
 
-__all__ = ["ItemSignature", "check_input"]
+__all__ = ["ItemSignature", "check_input", "check_model_input", "describe_items", "parse_named"]
 
 #: numpy dtype names as str(dtype) writes them for the native byte order
 _NAMED = re.compile(r"^(bool|u?int|float|complex)(\d*)$")
@@ -207,8 +210,104 @@ def check_input(
     recorded one; raises ``error`` with one line on a mismatch (see :meth:`ItemSignature.check`)."""
     model = getattr(profile, "model", None)
     recorded = getattr(getattr(model, "input", None), "item", None)
-    if recorded:
+    if not recorded:
+        return
+    named = parse_named(recorded)
+    if named is None:
+        if _is_columns(items) and len(items.arrays) == 1:
+            items = next(iter(items.arrays.values()))
         ItemSignature.parse(recorded).check(items, where, hint=hint, error=error)
+        return
+    tail = f"; {hint}" if hint else ""
+    got_names = list(items.arrays) if _is_columns(items) else None
+    if got_names is None or set(got_names) != set(named):
+        got = ", ".join(got_names) if got_names else "one array"
+        raise error(
+            f"{where}: inputs are {got}, the profile was measured with {', '.join(named)} "
+            f"(a .npz with one array per input name){tail}"
+        )
+    for name, sig in named.items():
+        arr = items.arrays[name]
+        got_sig = ItemSignature.of(arr)
+        why = sig.mismatch(got_sig)
+        if why is not None:
+            raise error(f"{where}: input '{name}' items are {got_sig}, the profile was measured with {sig} ({why}){tail}")
+
+
+def _is_columns(items: Any) -> bool:
+    return type(items).__name__ == "Columns" and hasattr(items, "arrays")
+
+
+def parse_named(text: str) -> dict[str, ItemSignature] | None:
+    """``'a: float32[4], b: int64'`` as {name: signature}; None for a single unnamed signature."""
+    if ": " not in text:
+        return None
+    out: dict[str, ItemSignature] = {}
+    for part in text.split(", "):
+        name, sep, sig = part.partition(": ")
+        if not sep:
+            return None
+        out[name.strip()] = ItemSignature.parse(sig)
+    return out
+
+
+def describe_items(items: Any) -> str:
+    """What a profile records for an input: one signature, or ``name: signature`` per named input."""
+    if _is_columns(items):
+        if len(items.arrays) == 1:
+            return str(ItemSignature.of(next(iter(items.arrays.values()))))
+        return ", ".join(f"{k}: {ItemSignature.of(a)}" for k, a in items.arrays.items())
+    return str(ItemSignature.of(items))
+
+
+def check_model_input(
+    inputs: Sequence[Any], items: Any, where: str, model: str, *, exact: bool = True
+) -> None:
+    """A :class:`~tuner.errors.DataError` (one line) if ``items`` do not fit a model file's inputs
+    (each an ``InputSpec``: name, dtype, shape with the batch first): the names, each input's item
+    shape (the feature count) and — with ``exact`` — the dtype. Inputs the file does not describe
+    (``inputs`` empty) are not checked."""
+    if not inputs:
+        return
+    want = [i.name for i in inputs]
+    if _is_columns(items):
+        got = list(items.arrays)
+        if len(want) == 1 and len(got) == 1:
+            arrays = {want[0]: items.arrays[got[0]]}
+        elif set(got) != set(want):
+            missing = [n for n in want if n not in got]
+            extra = [n for n in got if n not in want]
+            detail = "; ".join(
+                x for x in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra)}" if extra else "") if x
+            )
+            raise DataError(f"{where}: inputs are {', '.join(got)}, {model} takes {', '.join(want)} ({detail})")
+        else:
+            arrays = dict(items.arrays)
+    elif len(want) > 1:
+        raise DataError(
+            f"{where}: one array, {model} takes {len(want)} inputs ({', '.join(want)}): "
+            "give a .npz with one array per input name"
+        )
+    else:
+        arrays = {want[0]: items}
+    for spec in inputs:
+        expected = ItemSignature.parse(spec.item)
+        got_sig = ItemSignature.of(arrays[spec.name])
+        if not exact and got_sig.kind in ("f", "i", "u", "b"):
+            # scikit-learn converts any numeric input: only the feature count is the model's
+            expected = ItemSignature(expected.text, got_sig.kind, got_sig.itemsize, expected.shape)
+        why = expected.mismatch(got_sig)
+        if (
+            why is not None
+            and expected.kind == got_sig.kind
+            and expected.itemsize is not None
+            and got_sig.itemsize != expected.itemsize
+            and "each item" not in why
+        ):
+            why = f"the model computes in {_dtype_name(expected)}; convert with .astype('{_dtype_name(expected)}')"
+        if why is not None:
+            name = f"input '{spec.name}' " if len(inputs) > 1 else ""
+            raise DataError(f"{where}: {name}items are {got_sig}, {model} takes {expected} ({why})")
 
 
 # ---------------------------------------------------------------------------------------- helpers

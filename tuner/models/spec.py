@@ -2,8 +2,12 @@
 
 A :class:`ModelSpec` is plain, picklable data, so it can travel to worker processes; resolving it
 (importing, loading) is :mod:`tuner.models.loader`'s work. A model file read by a format adapter
-(``model.onnx``) is one more ``kind``: :func:`parse_spec` would recognise it by its suffix before the
-``target:attr`` forms, and the loader's ``_RESOLVERS`` would gain one entry for it.
+(``model.onnx``, ``model.pt``, ``model.skops`` ...: :mod:`tuner.models.formats`) is recognised by its
+suffix before the ``target:attr`` forms; its ``kind`` is the adapter's module name.
+
+A spec also carries what travels with it to every worker: ``options`` (what the user says about a
+model file: pickle consent, the scikit-learn method, the input shape) and ``knobs`` (an adapter's
+own knobs besides threads, e.g. ONNX Runtime's ``execution_mode``, set per trial by the sweep).
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner.errors import ModelSpecError
+from tuner.models.formats import format_of
 
 __all__ = ["ModelSpec", "parse_spec", "spec_text"]
 
-_SYNTAX = "expected builtin:NAME, package.module:attr or path/file.py:attr"
+_SYNTAX = "expected builtin:NAME, package.module:attr, path/file.py:attr or a model file (.onnx, .pt, .pt2, .skops, .joblib, .pkl)"
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -27,9 +32,28 @@ class ModelSpec:
     """A parsed spec string (syntax only; nothing imported yet). Picklable, so it can go to workers."""
 
     spec: str  # original text, for messages
-    kind: str  # "builtin" | "module" | "file"
+    kind: str  # "builtin" | "module" | "file" | a format adapter's name ("onnxrt", "pytorch", "scikit")
     target: str  # builtin name / module name / absolute file path
-    attr: str  # attribute in the module (may be dotted: "obj.method"); the name for builtins
+    attr: str  # attribute in the module (may be dotted: "obj.method"); the name for builtins; "" for files
+    options: tuple[tuple[str, Any], ...] = ()  # model options (allow_pickle, method, input_shape, ...)
+    knobs: tuple[tuple[str, Any], ...] = ()  # an adapter's knobs besides threads (execution_mode, ...)
+
+    @property
+    def is_model_file(self) -> bool:
+        """A file read by a format adapter (``model.onnx``), not Python code."""
+        return self.kind not in ("builtin", "module", "file")
+
+    def with_options(self, **options: Any) -> ModelSpec:
+        """This spec with these model options (None values dropped)."""
+        merged = {**dict(self.options), **{k: v for k, v in options.items() if v is not None}}
+        return replace(self, options=tuple(sorted(merged.items())))
+
+    def with_knobs(self, knobs: Any) -> ModelSpec:
+        """This spec with these adapter knobs (pairs or a mapping), replacing any it had."""
+        return replace(self, knobs=tuple(sorted(dict(knobs or ()).items())))
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
 
 
 def parse_spec(spec: str) -> ModelSpec:
@@ -37,6 +61,9 @@ def parse_spec(spec: str) -> ModelSpec:
     if not isinstance(spec, str):
         raise ModelSpecError(f"{spec!r}: {_SYNTAX}")
     text = spec.strip()
+    fmt = format_of(text)
+    if fmt is not None:
+        return ModelSpec(spec=text, kind=fmt, target=os.path.abspath(os.path.expanduser(text)), attr="")
     if text.startswith("builtin:"):
         name = text[len("builtin:") :]
         if not re.fullmatch(r"[A-Za-z_]\w*", name):

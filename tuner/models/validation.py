@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tuner.errors import ModelSpecError
@@ -52,21 +52,55 @@ class ModelInfo:
     item: str  # one input item, e.g. "float32[256]", "int64", "int", "json"
     load_s: float  # seconds for one load (factory call) in the parent
     checked: bool = False  # the model ran on a sample and returned one output per item
+    # model files (tuner.models.formats) only:
+    format: str | None = None  # "onnx", "torch", "sklearn"
+    framework: str | None = None  # "onnxruntime", "torch", "scikit-learn"
+    framework_version: str | None = None
+    inputs: str | None = None  # the file's input signature, e.g. "X: float32[?x8]"
+    outputs: list[str] = field(default_factory=list)  # output names, in order
+    notes: list[str] = field(default_factory=list)  # what the adapter changed or could not apply
+    dimensions: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # extra sweep dimensions
+    knobs: dict[str, Any] = field(default_factory=dict)  # the adapter's knobs and their defaults
+    pool_note: str = ""  # the framework's thread pools, in words
 
 
-def validate(spec: str | ModelSpec | Callable[..., Any], sample: Any = None) -> ModelInfo:
+def validate(
+    spec: str | ModelSpec | Callable[..., Any], sample: Any = None, where: str | None = None
+) -> ModelInfo:
     """Resolve, load once and run on a few items (from ``sample`` or the model's generator).
 
-    Raises :class:`ModelSpecError` with one line. Without a sample and a generator nothing is run
-    and ``checked`` is False.
+    Raises :class:`ModelSpecError` with one line; a ``sample`` that does not fit a model file's
+    inputs is a :class:`~tuner.errors.DataError` naming ``where`` (the input file). Without a sample
+    and a generator nothing is run and ``checked`` is False.
     """
+    from tuner.models.loader import ModelFile
+
     text = spec_text(spec)
     obj = resolve(spec)
     kind = kind_of(text, obj)
     mark = mark_of(obj)
     gen = mark.inputs if mark is not None else None
     t0 = time.perf_counter()
-    fn = instantiate(text, obj)
+    extra: dict[str, Any] = {}
+    if isinstance(obj, ModelFile):
+        loaded = obj.describe()
+        fn = loaded.run
+        a = obj.adapter
+        extra = {
+            "format": a.NAME,
+            "framework": loaded.framework,
+            "framework_version": loaded.version,
+            "inputs": ", ".join(f"{i.name}: {i.item}" for i in loaded.inputs) or None,
+            "outputs": list(loaded.outputs),
+            "notes": list(loaded.notes),
+            "dimensions": dict(a.DIMENSIONS),
+            "knobs": {k: v for k, v in asdict(a.Knobs()).items() if k != "threads"},
+            "pool_note": a.POOL_NOTE,
+        }
+        if sample is not None:
+            obj.check_input(sample, where or "input")
+    else:
+        fn = instantiate(text, obj)
     load_s = time.perf_counter() - t0
     if sample is None and gen is not None:
         try:
@@ -90,12 +124,13 @@ def validate(spec: str | ModelSpec | Callable[..., Any], sample: Any = None) -> 
     return ModelInfo(
         spec=text,
         kind=kind,
-        description=_description(spec, obj),
+        description=loaded.description if isinstance(obj, ModelFile) else _description(spec, obj),
         bound=mark.bound if mark is not None else "unknown",
         has_generator=gen is not None,
         item=item,
         load_s=load_s,
         checked=checked,
+        **extra,
     )
 
 
@@ -112,6 +147,10 @@ def _description(spec: str | ModelSpec | Callable[..., Any], obj: Any) -> str:
 
 
 def _describe_item(part: Any) -> str:
+    if type(part).__name__ == "Columns":
+        from tuner.models.signature import describe_items
+
+        return describe_items(part)
     shape = getattr(part, "shape", None)
     dtype = getattr(part, "dtype", None)
     if shape is not None and dtype is not None:

@@ -41,6 +41,7 @@ from tuner.profile.schema import (
     ScalingCurve,
     ScalingPoint,
     ScalingProfile,
+    ThreadEvidence,
     normalise_platform,
     profile_json_schema,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "ScalingPoint",
     "ScalingProfile",
     "StrictLoader",
+    "ThreadEvidence",
     "dump_profile_text",
     "load_profile",
     "normalise_platform",

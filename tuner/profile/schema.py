@@ -101,6 +101,32 @@ class ModelRef(_Model):
         description="Model spec as given to tuner: 'builtin:mlp', 'pkg.mod:fn', 'file.py:fn', 'model.onnx'.",
     )
     input: InputInfo | None = Field(default=None, description="The input used while measuring.")
+    # Model files (second wave); absent for Python specs and in older profiles.
+    format: Literal["onnx", "torch", "sklearn"] | None = Field(
+        default=None, description="The model file's format, when the spec is a model file."
+    )
+    framework: _Str | None = Field(
+        default=None, description="The framework that ran it, e.g. 'onnxruntime', 'torch', 'scikit-learn'."
+    )
+    framework_version: _Str | None = Field(
+        default=None,
+        description="The framework's version when measured; the runtime says when it runs another.",
+    )
+    allow_pickle: Annotated[bool, Strict()] | None = Field(
+        default=None,
+        description="The model file is a pickle (or holds types skops does not trust) and was loaded with "
+        "consent. The runtime asks for that consent again (allow_pickle=True, tuner run --allow-pickle): "
+        "a profile never turns into code execution by itself.",
+    )
+    method: Literal["predict", "predict_proba", "transform", "decision_function"] | None = Field(
+        default=None, description="scikit-learn: the estimator method that was measured."
+    )
+    provider: _Str | None = Field(
+        default=None, description="ONNX Runtime execution provider, when not the CPU one."
+    )
+    outputs: list[_Str] | None = Field(
+        default=None, description="Output names, in order (several: each item's output is a tuple)."
+    )
 
 
 class HostInfo(_Model):
@@ -206,7 +232,12 @@ _REC_DOC = {
     "max_batch_delay_ms": "How long the runtime waits to fill a partition when items arrive one by one.",
     "hedge": "Hedged stragglers: re-send a partition still running past the delay to an idle worker, "
     "first result wins; absent or null = no hedging.",
+    "knobs": "A model file adapter's own knobs besides threads, e.g. {execution_mode: sequential, "
+    "spinning: false} for ONNX Runtime; absent = the adapter's defaults.",
 }
+
+# An adapter knob's value: a word, a switch or a count.
+_Knob = Annotated[str, Strict()] | Annotated[bool, Strict()] | Annotated[int, Strict()]
 
 
 class Recommended(_Model):
@@ -222,6 +253,7 @@ class Recommended(_Model):
     backoff: Backoff = Field(default_factory=Backoff, description=_REC_DOC["backoff"])
     memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
     max_batch_delay_ms: _NonNeg = Field(default=5.0, description=_REC_DOC["max_batch_delay_ms"])
+    knobs: dict[_Str, _Knob] | None = Field(default=None, description=_REC_DOC["knobs"])
     # Backpressure (second wave). Absent in older profiles: the runtime then derives a bound itself.
     max_pending: _Count | None = Field(
         default=None,
@@ -251,6 +283,7 @@ class RecommendedOverride(_Model):
     backoff: BackoffOverride | None = Field(default=None, description=_REC_DOC["backoff"])
     memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
     max_batch_delay_ms: _NonNeg | None = Field(default=None, description=_REC_DOC["max_batch_delay_ms"])
+    knobs: dict[_Str, _Knob] | None = Field(default=None, description=_REC_DOC["knobs"])
     max_pending: _Count | None = Field(default=None, description="Overrides recommended.max_pending.")
     overload: Literal["block", "timeout", "reject"] | None = Field(
         default=None, description="Overrides recommended.overload."
@@ -400,6 +433,25 @@ class HostLoad(_Model):
         return f"outside load {self.outside:.0%}{of}"
 
 
+class ThreadEvidence(_Model):
+    """The OS threads that really ran while measuring the recommended configuration."""
+
+    threads_per_worker: _Count = Field(description="The threads knob the trial ran with.")
+    scope: _Str = Field(
+        description="'per worker process', or 'process (all workers share it)' for the thread and "
+        "inline backends (never divided per worker)."
+    )
+    allowed: _Count = Field(description="Threads the knobs allow to run at once in that scope.")
+    os_threads: _NonNegInt | None = Field(default=None, description="OS threads that existed (the largest worker).")
+    ran: _NonNegInt | None = Field(
+        default=None, description="Threads that used at least 5% of a core during the measurement windows."
+    )
+    over: Annotated[bool, Strict()] | None = Field(
+        default=None, description="More threads ran than the knobs allow: a pool they do not reach."
+    )
+    pools: list[_Str] | None = Field(default=None, description="When over: the thread pools loaded there.")
+
+
 class Evidence(_Model):
     """What was measured for the recommended configuration."""
 
@@ -433,6 +485,9 @@ class Evidence(_Model):
     pareto: list[Candidate] = Field(default_factory=list, description="Throughput/p99 Pareto front.")
     host_load: HostLoad | None = Field(
         default=None, description="What other processes did while the recommendation was measured."
+    )
+    threads: ThreadEvidence | None = Field(
+        default=None, description="The OS threads that ran, next to what the knobs allow."
     )
 
 

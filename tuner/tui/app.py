@@ -30,7 +30,17 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, ProgressBar, RichLog, Static, TabbedContent, TabPane
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    ProgressBar,
+    RichLog,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 from textual.worker import Worker, WorkerError, get_current_worker
 
 from tuner.bench.online.messages import ONLINE_MESSAGES
@@ -257,22 +267,47 @@ class TunerApp(App[int]):
         spec = event.value.strip()
         if spec == self._model and self.model_error is None and self.model_info is not None:
             return
+        self._recheck(spec)
+
+    def _recheck(self, spec: str) -> None:
         self._model = spec
         self.query_one("#model-status", Static).update(Text("checking…", style="dim"))
         # Debounced: loading a model on every keystroke would be wasteful.
         self._validate_timer = self.set_timer(VALIDATE_DEBOUNCE_S, lambda: self._check_model(spec))
 
+    @on(Select.Changed, "#allow-pickle")
+    @on(Select.Changed, "#method")
+    @on(Input.Changed, "#input-shape")
+    def _model_options_changed(self) -> None:
+        # A model file's options change what loads (a pickle with consent, another method): check again.
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+        from tuner.models.formats import format_of
+
+        if format_of(self._model):
+            self._recheck(self._model)
+
     def _check_model(self, spec: str) -> None:
         if self._validator is None:
             self.post_message(ModelChecked(spec, None, None))
             return
-        self._validate_worker(spec)
+        try:
+            options = self.query_one(SetupForm).model_options()
+        except TunerError as e:
+            self.post_message(ModelChecked(spec, str(e)))
+            return
+        self._validate_worker(spec, options)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="validate")
-    def _validate_worker(self, spec: str) -> None:
+    def _validate_worker(self, spec: str, options: dict[str, Any] | None = None) -> None:
         assert self._validator is not None
         try:
-            info = self._validator(spec)
+            if options:
+                from tuner.models import parse_spec
+
+                info = self._validator(parse_spec(spec).with_options(**options))  # type: ignore[arg-type]
+            else:
+                info = self._validator(spec)
         except TunerError as e:
             self.post_message(ModelChecked(spec, str(e)))
             return
@@ -292,13 +327,28 @@ class TunerApp(App[int]):
             status.update(Text("✗ " + msg.error, style="bold red"))
         elif msg.info is not None:
             info = msg.info
-            status.update(
-                Text(
-                    f"✓ {info.description} · {info.item} items · {info.bound}-bound · "
-                    f"loads in {info.load_s * 1000:.0f} ms",
-                    style="green",
+            dims = self.query_one("#dims", Input)
+            if getattr(info, "framework", None):
+                # A model file: its format, framework and version, its input signature, its notes.
+                offered = list(getattr(info, "dimensions", None) or {})
+                text = (
+                    f"✓ {info.format} · {info.framework} {info.framework_version} · inputs {info.inputs or '?'}"
+                    + (f" · outputs {', '.join(info.outputs)}" if info.outputs else "")
+                    + f" · loads in {info.load_s * 1000:.0f} ms"
                 )
-            )
+                for note in info.notes:
+                    text += f"\n  {note}"
+                status.update(Text(text, style="green"))
+                dims.placeholder = f"none; offers {', '.join(offered)}" if offered else "none"
+            else:
+                status.update(
+                    Text(
+                        f"✓ {info.description} · {info.item} items · {info.bound}-bound · "
+                        f"loads in {info.load_s * 1000:.0f} ms",
+                        style="green",
+                    )
+                )
+                dims.placeholder = "none"
         else:
             status.update(Text("✓", style="green"))
         self._sync_buttons()

@@ -85,7 +85,11 @@ class BenchDriver:
                 from tuner.models import validate
 
                 host = host or probe()
-                info = info or validate(values.model)
+                if info is None:
+                    from tuner.models import parse_spec
+
+                    options = values.model_options()
+                    info = validate(parse_spec(values.model).with_options(**options) if options else values.model)
             space = dataclasses.replace(Space.default(host, info, values.n_items), **overrides)  # type: ignore[arg-type]
         if self.results_path is not None:
             self.results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,6 +107,8 @@ class BenchDriver:
             results_path=str(self.results_path) if self.results_path else None,
             # The sweep measures in a child of this (UI) process: the UI is tuner, not outside load.
             own_pids=() if self.in_process else (os.getpid(),),
+            model_options=values.model_options(),
+            dims=values.dims,
         )
         if self.in_process:
             return Sweep(spec, on_message=on_message), spec

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
@@ -50,6 +50,23 @@ class FormValues:
     p99_budget_ms: float | None = None
     memory_budget_mb: float | None = None
     faults: FaultPlan = field(default_factory=FaultPlan)
+    # model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl)
+    dims: tuple[str, ...] = ()  # the adapter's own dimensions to sweep
+    allow_pickle: bool = False
+    method: str | None = None  # scikit-learn
+    input_shape: tuple[int, ...] | None = None  # a file that records none (TorchScript)
+
+    def model_options(self) -> dict[str, Any]:
+        """What the form says about a model file, as SweepSpec.model_options takes it."""
+        return {
+            k: v
+            for k, v in (
+                ("allow_pickle", True if self.allow_pickle else None),
+                ("method", self.method),
+                ("input_shape", self.input_shape),
+            )
+            if v is not None
+        }
 
 
 def _unless_auto(text: str, parse: Callable[[str], T]) -> T | None:
@@ -88,7 +105,8 @@ class SetupForm(VerticalScroll):
                 self._model,
                 id="model",
                 compact=True,
-                tooltip="builtin:mlp | builtin:pyloop | builtin:sleep | pkg.mod:fn | file.py:fn | model.onnx",
+                tooltip="builtin:mlp | builtin:pyloop | builtin:sleep | pkg.mod:fn | file.py:fn | "
+                "a model file: model.onnx, model.pt, model.pt2, model.skops, model.joblib",
             )
         yield Static("", id="model-status")
         with Grid(classes="form-grid"):
@@ -98,6 +116,33 @@ class SetupForm(VerticalScroll):
                 "a .npy, .jsonl or .csv file; empty = the model's seeded generator",
             )
             yield from _row("items", Input("8192", id="items", compact=True, type="integer"))
+            yield from _row(
+                "model dims",
+                Input(placeholder="none", id="dims", compact=True),
+                "a model file's own sweep dimensions, e.g. execution_mode,spinning (ONNX Runtime); "
+                "empty = its defaults",
+            )
+            yield from _row(
+                "allow pickle",
+                Select([("no", "no"), ("yes", "yes")], value="no", allow_blank=False, id="allow-pickle", compact=True),
+                "load a .joblib/.pkl (or a skops file with types it does not trust): runs the file's code",
+            )
+            yield from _row(
+                "method",
+                Select(
+                    [(m, m) for m in ("predict", "predict_proba", "transform", "decision_function")],
+                    value="predict",
+                    allow_blank=False,
+                    id="method",
+                    compact=True,
+                ),
+                "scikit-learn: the estimator method to run",
+            )
+            yield from _row(
+                "input shape",
+                Input(placeholder="from the file", id="input-shape", compact=True),
+                "one item's shape when the file records none (TorchScript), e.g. 3x224x224",
+            )
         yield Static("Sweep", classes="section")
         with Grid(classes="form-grid"):
             yield from _row(
@@ -200,4 +245,34 @@ class SetupForm(VerticalScroll):
                 t("memory"), lambda x: finite("memory budget", x, gt=0, what="megabytes")
             ),
             faults=self.read_faults(),
+            dims=tuple(d.strip() for d in t("dims").split(",") if d.strip()),
+            allow_pickle=self.query_one("#allow-pickle", Select).value == "yes",
+            method=_method(t("model"), str(self.query_one("#method", Select).value)),
+            input_shape=_unless_auto(t("input-shape"), lambda x: _shape("input shape", x)),
         )
+
+    def model_options(self) -> dict[str, Any]:
+        """The model-file options as they stand (for the model check), without parsing the rest."""
+        shape = self._text("input-shape").strip()
+        opts: dict[str, Any] = {}
+        if self.query_one("#allow-pickle", Select).value == "yes":
+            opts["allow_pickle"] = True
+        method = _method(self._text("model"), str(self.query_one("#method", Select).value))
+        if method is not None:
+            opts["method"] = method
+        if shape and shape.lower() not in ("auto", "none"):
+            opts["input_shape"] = _shape("input shape", shape)
+        return opts
+
+
+def _method(model: str, method: str) -> str | None:
+    """The scikit-learn method, for scikit-learn files only (None elsewhere, and for the default)."""
+    from tuner.models.formats import format_of
+
+    return method if format_of(model.strip()) == "scikit" and method != "predict" else None
+
+
+def _shape(name: str, text: str) -> tuple[int, ...]:
+    from tuner.commands.bench import _shape as parse_shape
+
+    return parse_shape(name, text)

@@ -1,0 +1,64 @@
+"""Items of a model with several named inputs: one array per input name, rows aligned.
+
+A ``.npz`` input file (one array per input name, the same number of rows in each) is read into
+:class:`Columns`; the engine partitions it like an array (``cols[i:j]`` is a Columns of those rows,
+``len(cols)`` the number of items) and an adapter feeds each array to the input of that name. One
+item (``cols[i]``) is a dict ``{name: row}``: what ``Runtime.submit`` takes for such a model.
+
+Light on purpose: numpy is never imported here (the arrays are only sliced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from tuner.errors import DataError
+
+__all__ = ["Columns"]
+
+
+class Columns:
+    """Named arrays of equal length, sliced together; rows are items."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays: Mapping[str, Any], where: str = "inputs") -> None:
+        if not arrays:
+            raise DataError(f"{where}: no arrays (expected one array per input name)")
+        lengths = {name: len(a) for name, a in arrays.items()}
+        if len(set(lengths.values())) != 1:
+            shown = ", ".join(f"{k} {v}" for k, v in lengths.items())
+            raise DataError(
+                f"{where}: arrays hold different numbers of rows ({shown}); one row per item in each"
+            )
+        self.arrays: dict[str, Any] = dict(arrays)
+
+    @property
+    def names(self) -> list[str]:
+        """The input names, in file order."""
+        return list(self.arrays)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return Columns({k: a[key] for k, a in self.arrays.items()})
+        return {k: a[key] for k, a in self.arrays.items()}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{k}: {getattr(a, 'dtype', '?')}{list(getattr(a, 'shape', ()))}" for k, a in self.arrays.items()
+        )
+        return f"Columns({inner})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.arrays
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.arrays = state
