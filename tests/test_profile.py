@@ -243,7 +243,7 @@ def test_check_good_profile(tuner_cmd: list[str]) -> None:
     assert proc.stderr == ""
     assert proc.stdout == (
         f"{GOOD}: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2"
-        " · overrides for darwin, windows · outside load 3% of 2 cores (1 of 14 windows discarded as busy)"
+        " · hedge after 2.1 ms · overrides for darwin, windows · outside load 3% of 2 cores (1 of 14 windows discarded as busy)"
         " · online: batches ≤64 within 2 ms, max pending 2400 (48000 requests/s at p99 ≤ 50 ms)\n"
     )
 
@@ -410,7 +410,7 @@ def test_package_keeps_its_public_names() -> None:
 
     names = {
         "HEADER", "SCHEMA_VERSION", "Autoscale", "Backoff", "BackoffOverride", "Baseline", "Candidate",
-        "Evidence", "HostInfo", "InputInfo", "LatencyIntervals", "ModelRef", "Objective", "PeakRss",
+        "Evidence", "Hedge", "HedgeOverride", "HostInfo", "InputInfo", "LatencyIntervals", "ModelRef", "Objective", "PeakRss",
         "Percentiles", "PlatformOverrides", "Recommended", "RecommendedOverride", "ScalingProfile",
         "Online", "OnlineCandidate", "OnlineStep", "ScalingCurve", "ScalingPoint", "ThreadEvidence",
         "StrictLoader", "dump_profile_text", "load_profile", "normalise_platform", "parse_profile_text",

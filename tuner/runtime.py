@@ -29,7 +29,9 @@ engine's error; leaving ``map`` early cancels its partitions still in flight.
 
 What a profile applies: backend, workers, threads per worker, partition size, timeout, retries,
 ``retry_on``, backoff, memory limit, the dynamic batcher's delay, the backpressure bound and policy
-(``max_pending``, ``overload``) and the autoscaler's bounds and pace; the ``platforms:`` entry for this
+(``max_pending``, ``overload``), hedged stragglers (``hedge``: a partition still running past the
+profiled p95 service time is sent again to an idle worker, first result wins, at most 5% duplicate
+work; a no-op with one worker) and the autoscaler's bounds and pace; the ``platforms:`` entry for this
 OS is merged over ``recommended`` first. A profile measured under traffic (``tuner bench --online``)
 has an ``online:`` section whose measured batching (``max_batch_size``, ``max_batch_delay_ms``) and
 ``max_pending`` win over ``recommended``'s, unless the ``platforms:`` entry sets them explicitly.
@@ -86,6 +88,7 @@ __all__ = [
     "RuntimeStats",
     "ScalingDecision",
     "adapt_to_host",
+    "apply_hedge",
 ]
 
 #: The logger every runtime message goes to (one warning line on a host mismatch; scaling at INFO).
@@ -142,6 +145,11 @@ class RuntimeSettings:
     #: (a profile's ``online:`` section sets it from the open-loop measurement; map() keeps
     #: ``partition_size``)
     max_batch_size: int | None = None
+    #: hedged stragglers (tuner.engine.hedging): a partition still running this long is sent again
+    #: to an idle worker, the first result wins; None: no hedging. A profile's ``recommended.hedge``
+    hedge_after_s: float | None = None
+    #: most duplicate work under hedging, as a share of partitions completed
+    hedge_budget: float = 0.05
 
     def __post_init__(self) -> None:
         check_number("workers", self.workers, low=1, integer=True)
@@ -156,6 +164,8 @@ class RuntimeSettings:
         check_number("max_batch_size", self.max_batch_size, low=1, integer=True, optional=True)
         check_number("max_pending", self.max_pending, low=1, integer=True, optional=True)
         check_number("overload_timeout_s", self.overload_timeout_s, low=0, low_open=True)
+        check_number("hedge_after_s", self.hedge_after_s, low=0, low_open=True, optional=True)
+        check_number("hedge_budget", self.hedge_budget, low=0, low_open=True, high=1)
         if self.overload not in OVERLOAD_POLICIES:
             raise ConfigError(
                 f"overload must be one of {', '.join(OVERLOAD_POLICIES)} (got {self.overload!r})"
@@ -202,6 +212,8 @@ class RuntimeSettings:
             parts.append(f"max pending {self.max_pending} ({self.overload})")
         if self.max_batch_size is not None:
             parts.append(f"batches ≤{self.max_batch_size} within {self.max_batch_delay_ms:g} ms")
+        if self.hedge_after_s is not None:
+            parts.append(f"hedge after {self.hedge_after_s * 1000:.3g} ms (≤{self.hedge_budget:.0%})")
         return " · ".join(parts)
 
 
@@ -229,6 +241,8 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
         max_batch_size=online.get("max_batch_size"),
         overload=rec.overload,
         placement=rec.placement,
+        hedge_after_s=rec.hedge.after_ms / 1000.0 if rec.hedge is not None else None,
+        hedge_budget=rec.hedge.budget if rec.hedge is not None else 0.05,
         autoscale=AutoscaleSettings(
             min_workers=a.min_workers,
             max_workers=a.max_workers,
@@ -261,6 +275,43 @@ def _online_batching(profile: ScalingProfile, platform: str | None) -> dict[str,
     if "max_pending" not in explicit:
         out["max_pending"] = online.max_pending
     return out
+
+
+def apply_hedge(
+    settings: RuntimeSettings, hedge: bool | float | None, profile: ScalingProfile | None = None
+) -> RuntimeSettings:
+    """``settings`` with the runtime's ``hedge`` option applied.
+
+    None: as the settings (the profile) say. False: no hedging. A number: the delay in seconds.
+    True: the profile's delay — its ``recommended.hedge``, else the p95 service time its evidence
+    records; ConfigError when there is none.
+    """
+    if hedge is None:
+        return settings
+    if hedge is False:
+        return replace(settings, hedge_after_s=None)
+    if hedge is True:
+        after = settings.hedge_after_s
+        if after is None and profile is not None and profile.evidence.service_time_ms is not None:
+            p95 = profile.evidence.service_time_ms.p95
+            after = p95 / 1000.0 if p95 else None
+        if after is None:
+            where = (
+                "this profile records no p95 service time" if profile is not None else "there is no profile"
+            )
+            raise ConfigError(
+                f"hedge=True takes its delay from a profile's p95 service time, and {where}: "
+                "give the delay in seconds instead (e.g. hedge=0.02)"
+            )
+        return replace(settings, hedge_after_s=after)
+    if (
+        isinstance(hedge, bool)
+        or not isinstance(hedge, (int, float))
+        or not math.isfinite(hedge)
+        or hedge <= 0
+    ):
+        raise ConfigError(f"hedge must be True, False, None or a delay in seconds > 0 (got {hedge!r})")
+    return replace(settings, hedge_after_s=float(hedge))
 
 
 # --------------------------------------------------------------------------------------------- host check
@@ -445,6 +496,9 @@ class RuntimeStats:
     pending: int = 0  # items in flight: submitted or mapped, not yet resolved
     max_pending: int = 0  # the bound on `pending`
     rejected: int = 0  # submissions refused with Overloaded
+    hedges: int = 0  # hedge copies sent (hedged stragglers)
+    hedges_won: int = 0  # ... that came back before the original
+    duplicate_work: float = 0.0  # hedges / partitions completed
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -604,6 +658,8 @@ class Runtime:
         max_pending: int | None = None,
         overload: Overload = "block",
         overload_timeout_s: float = 1.0,
+        hedge: bool | float | None = None,
+        hedge_budget: float = 0.05,
         faults: FaultPlan | str | None = None,
         on_event: Callable[[Event], None] | None = None,
         settings: RuntimeSettings | None = None,
@@ -626,7 +682,9 @@ class Runtime:
                 max_pending=max_pending,
                 overload=overload,
                 overload_timeout_s=overload_timeout_s,
+                hedge_budget=hedge_budget,
             )
+        settings = apply_hedge(settings, hedge)
         self.model = model
         self.settings = settings
         self.profile: ScalingProfile | None = None
@@ -646,6 +704,8 @@ class Runtime:
             retry_on=s.retry_on,
             backoff=Backoff(s.backoff_base_s, s.backoff_cap_s),
             memory_limit_mb=s.memory_limit_mb,
+            hedge_after_s=s.hedge_after_s,
+            hedge_budget=s.hedge_budget,
             faults=plan,
             placement=s.placement or "SPREAD",
         )
@@ -690,6 +750,7 @@ class Runtime:
         on_event: Callable[[Event], None] | None = None,
         ray_address: str | None = None,
         allow_pickle: bool = False,
+        hedge: bool | float | None = None,
         **overrides: Any,
     ) -> Runtime:
         """A runtime with the settings of the profile at ``path`` (nothing is started or imported yet).
@@ -712,6 +773,9 @@ class Runtime:
         warning line names what differs and how the settings were adapted to this host's usable
         cores; ``strict=True`` raises :class:`ProfileError` instead. ``overrides`` (any
         :class:`RuntimeSettings` field, e.g. ``workers=4``) win over the profile and are not adapted.
+        ``hedge``: None applies the profile's ``recommended.hedge``; True hedges after the profile's
+        p95 service time even if it does not say to; False turns hedging off; a number is the delay in
+        seconds.
         """
         from tuner.profile import load_profile
 
@@ -750,6 +814,7 @@ class Runtime:
                 )
             settings = replace(settings, **{**overrides, "autoscale": auto})
         try:
+            settings = apply_hedge(settings, hedge, profile)
             rt = cls(
                 model if model is not None else profile.model.spec,
                 settings=settings,
@@ -1137,6 +1202,9 @@ class Runtime:
             pending=self._gate.pending,
             max_pending=self._gate.limit,
             rejected=self._gate.rejected,
+            hedges=e.get("hedges", 0),
+            hedges_won=e.get("hedges_won", 0),
+            duplicate_work=e.get("duplicate_ratio", 0.0),
         )
 
     @property

@@ -22,3 +22,13 @@ def array_sum(a):
 
 def batch_sum(a):
     return np.asarray(a).sum(axis=1)
+
+
+def nap(items):
+    """A partition that takes 10 ms, asleep, whatever its size — like a call to an accelerator or a
+    remote service: no CPU, so the host's other work moves its time little. A straggler fault
+    (``slow=RATExFACTOR``) makes it FACTOR times longer."""
+    import time
+
+    time.sleep(0.010)
+    return list(items)

@@ -202,3 +202,15 @@ def sleep_2ms(items):
     """A fixed service time per partition (2 ms): long enough that no result is held back for batching."""
     time.sleep(0.002)
     return [x * 2 for x in items]
+
+
+def nap(items):
+    """20 ms per partition, asleep (a straggler fault multiplies it): the hedging tests' model."""
+    time.sleep(0.02)
+    return list(items)
+
+
+def nap_short(items):
+    """4 ms per partition, asleep."""
+    time.sleep(0.004)
+    return list(items)

@@ -250,6 +250,31 @@ def test_cluster_check_warns_and_adapts_or_refuses_when_strict(
         assert list(rt.map(list(range(50)))) == [2 * x for x in range(50)]
 
 
+@pytest.mark.timeout(60)
+def test_a_straggler_is_hedged_on_another_actor_and_its_loser_killed(ray_cluster: Any) -> None:
+    from tests.engine.test_hedging import PARTS, SERVICE_S, SIZE, _plan_with_one_straggler, _run
+
+    plan, straggler = _plan_with_one_straggler()
+    seen: list[Any] = []
+    cfg = EngineConfig(
+        backend="ray",
+        workers=3,
+        partition_size=SIZE,
+        faults=plan,
+        hedge_after_s=1.5 * SERVICE_S,
+        hedge_cancel="kill",
+    )
+    outputs, engine = _run(cfg, seen)
+    assert outputs == [list(range(i * SIZE, (i + 1) * SIZE)) for i in range(PARTS)]
+    pid = [e.partition for e in seen if isinstance(e, ev.PartitionSubmitted)][straggler]
+    settled = {e.partition: e for e in seen if isinstance(e, ev.HedgeSettled)}
+    assert settled[pid].hedge_won and settled[pid].killed
+    assert engine.stats()["hedge_losers_killed"] >= 1
+    exits = [e for e in seen if isinstance(e, ev.WorkerExited) and e.cause == "hedged"]
+    assert settled[pid].loser in {e.worker for e in exits}
+    assert not [e for e in seen if isinstance(e, ev.PartitionFailed)]
+
+
 @pytest.mark.timeout(120)
 def test_a_node_lost_mid_run_loses_no_item(ray_cluster: Any) -> None:
     """Runs last in this module: it removes a node for good."""

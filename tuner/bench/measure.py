@@ -36,7 +36,7 @@ weighted inverted CDF, an observed value — see there).
   model call, the return trip. Every item of a partition gets its partition's latency, so each
   partition's latency is weighted by its item count. p50/p90/p95/p99 are weighted lower percentiles
   of the partitions completed in the reported windows; 95% CIs by bootstrap over partitions.
-* **service time** — time inside the worker's model call, per partition attempt (p50 p99 p999 max),
+* **service time** — time inside the worker's model call, per partition attempt (p50 p95 p99 p999 max),
   unweighted.
 * **cpu_share** — the workers' CPU (sum of per-worker CPU%, 100 = one core) / usable cores, averaged
   over the engine's resource samples in the measurement windows; for the thread and inline backends
@@ -765,12 +765,14 @@ def latency_figures(
 
 
 def service_figures(service_s: Any) -> dict[str, float]:
-    """Service time per partition attempt, ms: p50 p99 p999 (unweighted, the one definition) and max."""
+    """Service time per partition attempt, ms: p50 p95 p99 p999 (unweighted, the one definition) and
+    max. The p95 is the hedge delay a profile recommends (tuner.bench.recommend)."""
     if len(service_s) == 0:
         return {}
-    p50, p99, p999 = percentiles(service_s, (0.5, 0.99, 0.999))
+    p50, p95, p99, p999 = percentiles(service_s, (0.5, 0.95, 0.99, 0.999))
     return {
         "p50": round(p50 * 1000, 4),
+        "p95": round(p95 * 1000, 4),
         "p99": round(p99 * 1000, 4),
         "p999": round(p999 * 1000, 4),
         "max": round(float(max(service_s)) * 1000, 4),

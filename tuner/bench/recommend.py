@@ -22,6 +22,13 @@ What is derived here, and why:
   budget, :data:`DEFAULT_QUEUE_S` (one second of work). Never below the closed loop's depth the
   throughput was measured at (``in_flight_per_worker`` partitions per worker of the autoscaler's
   ceiling), or the runtime could not reach the measured throughput.
+* **hedge** — hedged stragglers (:mod:`tuner.engine.hedging`): a partition still running past the p95
+  service time of the best trial is sent again to an idle worker, the first result wins, at most
+  :data:`~tuner.engine.hedging.HEDGE_BUDGET` duplicate work (Dean & Barroso's hedged requests,
+  deferred to the p95). Recommended when the pool may have two workers or more (with one there is
+  never an idle worker to send a copy to) and a partition takes at least :data:`HEDGE_MIN_MS` (below
+  it the supervisor's own round trip is a good share of the service time, and a straggler costs
+  little anyway). The p95 is that of the trial as measured — with ``--faults``, of the faulted run.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ BACKLOG_PER_WORKER = 4.0
 DEFAULT_QUEUE_S = 1.0
 #: partitions per worker the trials kept in flight (MeasureSettings.in_flight_per_worker's default)
 MEASURED_DEPTH = 4
+#: hedging is recommended only for partitions whose p95 service time is at least this (ms)
+HEDGE_MIN_MS = 1.0
 
 
 @dataclass
@@ -80,6 +89,8 @@ class Recommendation:
     results: list[TrialResult] = field(default_factory=list)  # every trial, for the evidence
     max_pending: int | None = None  # the runtime's bound on items in flight
     pending_reasoning: str = ""
+    hedge_after_ms: float | None = None  # hedged stragglers: the delay (the p95 service time), or off
+    hedge_reasoning: str = ""
 
 
 def fmt_rate(x: float) -> str:
@@ -263,6 +274,26 @@ def max_pending_for(
     )
 
 
+def hedge_for(service_ms: dict[str, float], max_workers: int) -> tuple[float | None, str]:
+    """The hedge delay (ms; None: no hedging) from the best trial's service times, and why."""
+    p95 = service_ms.get("p95")
+    if p95 is None or not math.isfinite(p95) or p95 <= 0:
+        return None, "no hedging: no p95 service time was measured"
+    if max_workers < 2:
+        return None, "no hedging: with one worker there is no idle worker to send a copy to"
+    if p95 < HEDGE_MIN_MS:
+        return None, (
+            f"no hedging: partitions take {fmt_ms(p95)} at p95, too short for a second copy to pay "
+            f"(below {HEDGE_MIN_MS:g} ms)"
+        )
+    from tuner.engine.hedging import HEDGE_BUDGET
+
+    return p95, (
+        f"hedge: a partition still running after {fmt_ms(p95)} (the p95 service time) is sent again "
+        f"to an idle worker, the first result wins; at most {HEDGE_BUDGET:.0%} duplicate work"
+    )
+
+
 def recommend(
     results: list[TrialResult],
     objective: Objective,
@@ -314,6 +345,7 @@ def recommend(
     lo, hi, a_text = _autoscale(results, best, host)
     c = best.config
     pending, p_text = max_pending_for(best.throughput, c.partition_size, hi, objective.p99_budget_ms)
+    hedge_ms, h_text = hedge_for(best.service_ms, hi)
     kind = {"process": "worker process", "thread": "worker thread", "inline": "inline worker", "ray": "Ray actor"}[
         c.backend
     ]
@@ -350,6 +382,8 @@ def recommend(
     load_line = host_load_words(best, host.usable_cores if host is not None else None)
     if load_line:
         words.append(f"  {load_line}")
+    if hedge_ms is not None:
+        words.append(f"  {h_text}")
     if runner_ups:
         words.append(
             "  runner-ups: " + "; ".join(f"{r.config.label()} {fmt_rate(r.throughput)}/s" for r in runner_ups)
@@ -376,6 +410,8 @@ def recommend(
         results=list(results),
         max_pending=pending,
         pending_reasoning=p_text,
+        hedge_after_ms=hedge_ms,
+        hedge_reasoning=h_text,
     )
 
 
@@ -430,6 +466,7 @@ def build_profile(
         Baseline,
         Candidate,
         Evidence,
+        Hedge,
         HostInfo,
         InputInfo,
         LatencyIntervals,
@@ -556,6 +593,7 @@ def build_profile(
             max_pending=rec.max_pending,
             knobs=knobs,
             placement=c.placement if c.backend == "ray" else None,  # type: ignore[arg-type]
+            hedge=Hedge(after_ms=float(rec.hedge_after_ms)) if rec.hedge_after_ms is not None else None,
         ),
         cluster=cluster,
         autoscale=Autoscale(
@@ -576,7 +614,7 @@ def build_profile(
                     if k in ("p50", "p90", "p95", "p99")
                 }
             ),
-            service_time_ms=Percentiles(**_pct(best.service_ms, ("p50", "p99", "p999"))),
+            service_time_ms=Percentiles(**_pct(best.service_ms, ("p50", "p95", "p99", "p999"))),
             cold_start_s=float(best.cold_start_s),
             cpu_share=float(best.cpu_share),
             peak_rss_mb=PeakRss(

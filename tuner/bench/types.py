@@ -89,7 +89,7 @@ class TrialResult:
     # return trip; every item of a partition shares its partition's latency. Keys p50 p90 p95 p99.
     latency_ms: dict[str, float]
     latency_ci_ms: dict[str, tuple[float, float]]  # bootstrap 95% CIs, same keys
-    service_ms: dict[str, float]  # time inside the model call per partition: p50 p99 p999 max
+    service_ms: dict[str, float]  # time inside the model call per partition: p50 p95 p99 p999 max
     cpu_share: float  # CPU of the workers as a share of usable cores (0..1+)
     peak_rss_mb: dict[str, float]  # {"per_worker": max over workers, "total": max of the sum}
     stable: bool  # last 3 windows within tolerance before the time cap

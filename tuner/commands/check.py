@@ -42,6 +42,8 @@ def summary(profile: ScalingProfile) -> str:
         timeout,
         f"autoscale {auto.min_workers}–{auto.max_workers}",
     ]
+    if rec.hedge is not None:
+        parts.append(f"hedge after {rec.hedge.after_ms:g} ms")
     if profile.platforms is not None:
         names = [p for p, o in profile.platforms if o is not None]
         if names:

@@ -7,7 +7,8 @@ that used torch or OpenMP threads in the parent), ``thread`` (latency-bound mode
 GIL), ``inline`` (serial baseline in the engine's own thread; no timeouts, no crash isolation).
 
 Layout: ``pool`` (the supervisor: :class:`Engine`), ``ledger`` (jobs, parts, retries, splits: pure
-bookkeeping), ``handles`` (one worker-handle class per backend), ``worker`` (the worker's loop),
+bookkeeping), ``hedging`` (hedged stragglers: which part has a second copy, who won, the token
+bucket; pure too), ``handles`` (one worker-handle class per backend), ``worker`` (the worker's loop),
 ``transport`` (framed sockets, shared memory, the poller), ``faults``, ``events``, ``config``.
 
 Import rule: this package imports nothing of tuner's but ``tuner.models``, ``tuner.errors`` and its

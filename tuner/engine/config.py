@@ -12,6 +12,7 @@ from tuner.errors import ConfigError
 BACKENDS = ("process", "thread", "inline", "ray")
 #: where the ray backend puts its actors: across nodes (Ray's SPREAD) or filling one node first
 PLACEMENTS = ("SPREAD", "PACK")
+HEDGE_CANCEL = ("finish", "kill")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ class EngineConfig:
     sample_interval_s: float = 0.5  # ResourceSample cadence (when someone listens)
     start_method: str | None = None  # None: forkserver where available, else spawn
     placement: str = "SPREAD"  # ray backend: SPREAD (actors across nodes) or PACK (fill a node first)
+    # Hedged stragglers (tuner.engine.hedging): a partition still running this long after it started
+    # is sent again to an idle worker, the first result wins. None: no hedging. A profile's value is
+    # the p95 service time it measured.
+    hedge_after_s: float | None = None
+    hedge_budget: float = 0.05  # hedges sent <= this share of partitions completed (+ a small burst)
+    # the losing copy: "finish" (it runs to its end, its result is dropped) or "kill" (a losing first
+    # copy's process worker is ended and replaced; measured slower, see tuner.engine.hedging)
+    hedge_cancel: str = "finish"
 
     def __post_init__(self) -> None:
         # nan slips through every comparison below (nan <= 0 is False) and inf would mean "never":
@@ -74,6 +83,12 @@ class EngineConfig:
             raise ConfigError(f"sample_interval_s must be > 0 (got {self.sample_interval_s})")
         if self.placement not in PLACEMENTS:
             raise ConfigError(f"placement '{self.placement}': choose from {', '.join(PLACEMENTS)}")
+        if self.hedge_after_s is not None and self.hedge_after_s <= 0:
+            raise ConfigError(f"hedge_after_s must be > 0 (got {self.hedge_after_s})")
+        if not 0 < self.hedge_budget <= 1:
+            raise ConfigError(f"hedge_budget must be > 0 and <= 1 (got {self.hedge_budget})")
+        if self.hedge_cancel not in HEDGE_CANCEL:
+            raise ConfigError(f"hedge_cancel '{self.hedge_cancel}': choose from {', '.join(HEDGE_CANCEL)}")
         if self.faults.hang > 0 and self.timeout_s is None and self.backend in ("process", "ray"):
             raise ConfigError("a hang fault needs a timeout (timeout_s), or the hung partition never ends")
 
@@ -90,6 +105,8 @@ _RANGES = {
     "memory_limit_mb": "> 0",
     "prefetch": ">= 1",
     "sample_interval_s": "> 0",
+    "hedge_after_s": "> 0",
+    "hedge_budget": "> 0 and <= 1",
 }
 
 

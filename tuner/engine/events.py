@@ -81,7 +81,7 @@ class WorkerExited:
     t: float
     worker: int
     pid: int
-    cause: str  # closed | retired | crash | timeout | memory | load
+    cause: str  # closed | retired | crash | timeout | memory | load | hedged (a hedge's loser, killed)
     exitcode: int | None = None
     signal: str | None = None
     injected: bool = False
@@ -105,6 +105,35 @@ class ResourceSample:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionHedged:
+    """A partition still running past the hedge delay was sent again, as a second copy, to an idle
+    worker. ``hedges`` / ``completed`` (both cumulative) is the duplicate work so far."""
+
+    t: float
+    partition: int
+    worker: int  # the idle worker that got the copy
+    original: int  # the worker still running the first copy
+    attempt: int
+    items: int
+    running_s: float  # how long the first copy had run
+    hedges: int  # hedge copies sent so far, this one included
+    completed: int  # partitions completed so far
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeSettled:
+    """A hedged partition got its outcome from ``winner``; the copy on ``loser`` is cancelled: with
+    ``killed`` its worker was ended (and is replaced), else it runs to its end and its result is dropped."""
+
+    t: float
+    partition: int
+    winner: int
+    loser: int
+    hedge_won: bool  # the hedge copy, not the original, came first
+    killed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Resized:
     t: float
     old: int
@@ -121,5 +150,7 @@ Event = (
     | WorkerExited
     | ResourceSample
     | Resized
+    | PartitionHedged
+    | HedgeSettled
 )
 EventCallback = Callable[[Event], None]

@@ -8,7 +8,8 @@ process without losing the caller, turn a crash into :class:`SimulatedCrash`.
 
 Rates are per partition *attempt*: each time a partition runs, each fault kind is drawn once from
 a generator seeded by ``(seed, first item, item count, attempt, kind)``, so the same plan on the
-same inputs injects the same faults whatever the scheduling, and a retry draws afresh.
+same inputs injects the same faults whatever the scheduling, and a retry draws afresh (so does a
+hedge copy, under a key of its own).
 
 Compact form (CLI ``--faults``)::
 
@@ -97,15 +98,22 @@ class FaultPlan:
         return replace(self, **rates)  # type: ignore[arg-type]
 
     # -- the decision, made in the worker --------------------------------------------------------
-    def decide(self, first_item: int, n_items: int, attempt: int) -> str | None:
-        """The fault to inject into this partition attempt, or None. Deterministic."""
+    def decide(self, first_item: int, n_items: int, attempt: int, copy: int = 0) -> str | None:
+        """The fault to inject into this partition attempt, or None. Deterministic.
+
+        ``copy`` 1 is a hedge copy running beside the first (tuner.engine.hedging): it draws under a
+        key of its own, as a second machine would be slow or not independently of the first; the
+        first copy's draws are the same with or without hedging. A targeted fault is a property of
+        its item: every copy gets it.
+        """
         for t in self.targeted:
             if first_item <= t.item < first_item + n_items and (t.attempt is None or t.attempt == attempt):
                 return t.kind
+        suffix = f":copy{copy}" if copy else ""
         for kind in KINDS:
             rate = getattr(self, kind)
             if rate > 0.0:
-                draw = random.Random(f"{self.seed}:{first_item}:{n_items}:{attempt}:{kind}").random()
+                draw = random.Random(f"{self.seed}:{first_item}:{n_items}:{attempt}:{kind}{suffix}").random()
                 if draw < rate:
                     return kind
         return None

@@ -82,6 +82,8 @@ class WorkerHandle:
     kind: ClassVar[str] = ""
     #: the supervisor can end a partition that overruns its timeout (inline: it runs in the supervisor)
     can_time_out: ClassVar[bool] = True
+    #: kill() really stops the worker mid-partition (a process); a thread can only be abandoned
+    can_kill: ClassVar[bool] = False
 
     __slots__ = (
         "booted",
@@ -318,6 +320,7 @@ class ProcessHandle(WorkerHandle):
     travel through shared memory. It leads its own process group, killed with it."""
 
     kind = "process"
+    can_kill = True
     __slots__ = ("chan", "proc", "ps", "running", "segs")
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
@@ -390,7 +393,7 @@ class ProcessHandle(WorkerHandle):
         chan = self.chan
         assert chan is not None
         was_empty = not chan.pending
-        chan.queue((part.id, part.attempt + 1, part.first, kind, payload, part.exact))
+        chan.queue((part.id, part.attempt + 1, part.first, kind, payload, part.exact, part.copy))
         return was_empty
 
     def flush(self) -> bool:
@@ -569,7 +572,7 @@ class ThreadHandle(_InCallerProcess):
             post(self, (DIED, f"{type(e).__name__}: {e}"))
 
     def send(self, part: Part) -> bool:
-        self.inbox.put((part.id, part.attempt + 1, part.first, PICKLED, part.items, False))
+        self.inbox.put((part.id, part.attempt + 1, part.first, PICKLED, part.items, False, part.copy))
         return False
 
     def stop(self) -> bool:

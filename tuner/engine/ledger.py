@@ -127,7 +127,20 @@ class Job:
 class Part:
     """A slice of a job sent to a worker as one partition."""
 
-    __slots__ = ("attempt", "done", "exact", "first", "id", "items", "job", "n", "offset", "runs", "total")
+    __slots__ = (
+        "attempt",
+        "copy",
+        "done",
+        "exact",
+        "first",
+        "id",
+        "items",
+        "job",
+        "n",
+        "offset",
+        "runs",
+        "total",
+    )
 
     def __init__(
         self, pid: int, job: Job, offset: int, items: Any, total: int = 0, exact: bool = False
@@ -146,6 +159,9 @@ class Part:
         # after a crash or timeout is "exact": sent alone, so the next death is charged to the part
         # that really caused it.
         self.exact = exact
+        # Which copy a send is, read by the worker handle as it sends: 0 the first, 1 a hedge copy
+        # running beside it (its worker draws injected faults under its own key).
+        self.copy = 0
 
 
 class Ledger:

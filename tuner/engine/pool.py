@@ -22,6 +22,8 @@ Data flow (every arrow on the right of the supervisor is one of its worker handl
               attempt (a process worker names it in a shared slot: results held back for batching
               die with it), the others it held go back to the front (Ledger.put_back); once it
               has exited: its process group is killed, its shared memory released (handle.reap)
+       a part running past the hedge delay ──► a second copy to an idle worker, within a token
+              budget (Hedger); the first outcome wins, the loser runs out and is ignored
        every event ──► on_event(Event)  (the engine never knows who listens; a listener that
               raises is logged once and isolated)
        a bug in the supervisor itself ──► every open future fails with EngineFailed (traceback logged)
@@ -33,6 +35,7 @@ dispatch; none isolates a poison item by splitting, none watches RSS. One channe
 a shared queue) is what lets the supervisor know exactly which partition a dead worker held.
 
 The pieces: :mod:`~tuner.engine.ledger` (jobs, parts, retries: pure, no I/O),
+:mod:`~tuner.engine.hedging` (hedged stragglers' bookkeeping and budget: pure),
 :mod:`~tuner.engine.handles` (one class per backend), :mod:`~tuner.engine.transport` (framed
 sockets, shared memory, the poller), :mod:`~tuner.engine.worker` (the worker's loop).
 
@@ -60,6 +63,7 @@ from typing import Any
 from tuner.engine import events as ev
 from tuner.engine.config import EngineConfig, Failure
 from tuner.engine.handles import EXITED, READABLE, Launch, WorkerHandle, default_start_method, handle_class
+from tuner.engine.hedging import Hedger
 from tuner.engine.ledger import FINAL, IGNORED, Job, Ledger, Part, PartitionResult
 from tuner.engine.transport import Poller
 from tuner.engine.worker import BOOT, DIED, ERR, LOAD_ERR, NOTE, OK, READY
@@ -162,6 +166,10 @@ class Engine:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.replaced = 0
+        # Hedged stragglers (tuner.engine.hedging); an inline engine has one worker: nothing to hedge to.
+        self._hedger: Hedger | None = None
+        if c.hedge_after_s is not None and c.backend != "inline":
+            self._hedger = Hedger(c.hedge_after_s, c.hedge_budget)
 
     # ------------------------------------------------------------------ public API
     def __enter__(self) -> Engine:
@@ -307,8 +315,9 @@ class Engine:
             self._emit(ev.Resized(time.perf_counter(), old, workers))
 
     def stats(self) -> dict[str, Any]:
-        """A cheap snapshot: workers, backlog (partitions waiting or running), counters."""
-        return {
+        """A cheap snapshot: workers, backlog (partitions waiting or running), counters; with hedging,
+        hedges sent and won, and the duplicate work (hedges / partitions completed)."""
+        out = {
             "workers": self._target,
             "live_workers": sum(1 for w in list(self._workers) if w.ready and not w.retiring),
             "backlog": len(self._outstanding),
@@ -317,6 +326,9 @@ class Engine:
             "retried": self.retried,
             "replaced": self.replaced,
         }
+        if self._hedger is not None:
+            out.update(self._hedger.stats())
+        return out
 
     def backlog(self) -> int:
         """Partitions submitted and not yet complete."""
@@ -423,6 +435,8 @@ class Engine:
                 self._take_submissions()
             if ledger.pending:
                 self._dispatch()
+            if self._hedger is not None and self._hedger.tokens >= 1.0:
+                self._hedge(perf())
             # The wait map first: a worker that died since the last turn must be out of it before a
             # flush changes which sockets we wait to write to.
             if self._wait_dirty:
@@ -477,6 +491,10 @@ class Engine:
             deadlines.append(due)
         for w in self._dying:
             deadlines.append(w.kill_at)
+        if self._hedger is not None and self._hedger.tokens >= 1.0 and self._idle():
+            due = self._hedger.next_due(self._running())
+            if due is not None:
+                deadlines.append(due)
         if self.config.memory_limit_mb is not None:
             deadlines.append(self._next_memcheck)
         if self._cb is not None:
@@ -593,6 +611,8 @@ class Engine:
             part = w.inflight.pop()
             if part is not culprit:
                 ledger.put_back(part)
+                if self._hedger is not None and self._hedger.hedged(part):
+                    self._hedge_ended(w, part, False, now)
         if culprit is not None:  # None: it died between partitions, which none of them caused
             culprit.exact = True
             self._failed(w, culprit, cause, message, now, **details)
@@ -715,13 +735,15 @@ class Engine:
             return  # a worker we abandoned (a hung thread waking up): its word no longer counts
         now = time.perf_counter()
         if tag == OK:
+            seen = now - w.t_head  # how long the supervisor saw it run (for the hedge delay)
             part = w.inflight.popleft()
             w.note = None
             if w.inflight:
                 self._head_started(w, now)
             w.done_with(part)
             service_s = msg[3]
-            if self._ledger.finished(part, msg[2], service_s, now):
+            decided = self._ledger.finished(part, msg[2], service_s, now)
+            if decided:
                 if self._adapts:
                     self._adapt_prefetch(service_s)
                 if self._cb is not None:
@@ -730,6 +752,10 @@ class Engine:
                             now, part.id, w.wid, part.attempt + 1, part.n, service_s, now - part.job.t
                         )
                     )
+            if self._hedger is not None:
+                if decided and not self._hedger.hedged(part):
+                    self._hedger.observe(seen, service_s)
+                self._hedge_ended(w, part, decided, now)
         elif tag == ERR:
             part = w.inflight.popleft()
             w.note = None
@@ -780,6 +806,8 @@ class Engine:
         self, w: WorkerHandle, part: Part, cause: str, message: str, now: float, **details: Any
     ) -> None:
         decision, backoff = self._ledger.failed(part, cause, message, now, **details)
+        if self._hedger is not None and self._hedger.hedged(part):
+            self._hedge_ended(w, part, False, now)
         if decision == IGNORED or self._cb is None:
             return
         self._emit(
@@ -834,6 +862,13 @@ class Engine:
 
     def _dispatch(self) -> None:
         ws = [w for w in self._workers if w.ready and w.cause is None and not w.retiring]
+        hedger = self._hedger
+        hedging = hedger is not None
+        if hedger is not None:
+            # A worker running a part past the hedge delay may be on a straggler: nothing more
+            # queues behind it (the queue here waits for the next worker free instead).
+            late = time.perf_counter() - hedger.delay_s
+            ws = [w for w in ws if not w.inflight or w.t_head > late]
         if not ws:
             return
         prefetch = self._prefetch
@@ -845,6 +880,12 @@ class Engine:
                 if len(w.inflight) < len(best.inflight):
                     best = w
             if len(best.inflight) >= prefetch:
+                return
+            if hedging and best.inflight and len(pending) < len(ws):
+                # Late binding: with every worker busy and no backlog, what waits goes to the first
+                # worker free rather than behind one worker's running partition, which may turn out
+                # a straggler. With a backlog (a closed loop, map) every worker needs its next
+                # partition at once anyway: prefetching saves the round trip as without hedging.
                 return
             part = ledger.take()
             if part is None:
@@ -862,6 +903,96 @@ class Engine:
                 self._emit(ev.PartitionStarted(now, part.id, w.wid, part.attempt + 1, part.n))
         if w.send(part):
             self._unflushed.append(w)
+
+    # -- hedging (tuner.engine.hedging) -----------------------------------------------------------
+    def _idle(self) -> list[WorkerHandle]:
+        return [w for w in self._workers if not w.inflight and w.ready and w.cause is None and not w.retiring]
+
+    def _running(self) -> list[tuple[WorkerHandle, Part, float]]:
+        return [(w, w.inflight[0], w.t_head) for w in self._workers if w.inflight and w.cause is None]
+
+    def _hedge(self, now: float) -> None:
+        """Send a second copy of the longest-running straggler(s) to idle workers, within the budget."""
+        hedger = self._hedger
+        assert hedger is not None
+        idle = self._idle()
+        if not idle:
+            return
+        running = self._running()
+        while idle:
+            choice = hedger.pick(running, now)
+            if choice is None:
+                return
+            original, part = choice
+            target = idle.pop()
+            hedger.sent_copy(part, original, target)
+            part.copy = 1  # read by the handle as it sends: the worker draws faults as a hedge copy
+            try:
+                self._send(target, part)
+            finally:
+                part.copy = 0
+            if self._cb is not None:
+                self._emit(
+                    ev.PartitionHedged(
+                        now,
+                        part.id,
+                        target.wid,
+                        original.wid,
+                        part.attempt + 1,
+                        part.n,
+                        now - original.t_head,
+                        hedger.sent,
+                        hedger.completed,
+                    )
+                )
+
+    def _hedge_ended(self, w: WorkerHandle, part: Part, decided: bool, now: float) -> None:
+        """A copy of a hedged part ended on ``w``; when it won, the loser is cancelled."""
+        hedger = self._hedger
+        assert hedger is not None
+        settled = hedger.ended(part, w, decided)
+        if settled is None:
+            return
+        loser = settled.loser
+        # "kill" ends only a losing first copy, the straggler: a losing hedge copy started a moment
+        # ago and ends about as soon as a replacement worker could load the model.
+        killed = (
+            loser is not None
+            and settled.hedge_won
+            and self.config.hedge_cancel == "kill"
+            and self._kill_loser(loser, part, now)
+        )
+        if self._cb is not None:
+            self._emit(
+                ev.HedgeSettled(
+                    now, part.id, w.wid, loser.wid if loser is not None else -1, settled.hedge_won, killed
+                )
+            )
+
+    def _kill_loser(self, w: WorkerHandle, part: Part, now: float) -> bool:
+        """hedge_cancel="kill": end the loser's worker now and replace it; what it held goes back.
+        A worker that cannot be killed (a thread) finishes instead."""
+        if not w.can_kill or w.cause is not None or not w.inflight or w.inflight[0] is not part:
+            return False
+        w.cause = "hedged"
+        self._workers.remove(w)
+        self._wait_dirty = True
+        if w.kill(hard=False):
+            w.kill_at = now + TERMINATE_GRACE_S
+            self._dying.append(w)
+        w.inflight.popleft()
+        self._ledger.failed(part, "hedged", "a hedge copy won", now)  # ignored: it has its outcome
+        assert self._hedger is not None
+        self._hedger.ended(part, w, False, killed=True)
+        while w.inflight:  # what it held besides never started: back to the queue, no attempt
+            queued = w.inflight.pop()
+            self._ledger.put_back(queued)
+            if self._hedger.hedged(queued):
+                self._hedge_ended(w, queued, False, now)
+        active = sum(1 for x in self._workers if x.cause is None and not x.retiring)
+        if active < self._target:
+            self._spawn(w.wid)
+        return True
 
     def _adapt_prefetch(self, service_s: float) -> None:
         self._svc_ewma = service_s if self._svc_ewma == 0.0 else 0.9 * self._svc_ewma + 0.1 * service_s

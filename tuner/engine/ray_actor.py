@@ -8,7 +8,7 @@ adapters as a local worker, once, with the threads knob applied first.
 Calls (the supervisor's handle, :mod:`tuner.engine.ray_backend`, makes them):
 
     load()                        -> ("ok", pid, node id, load_s) | ("err", one-line message)
-    run(id, attempt, first, items, exact) -> the worker loop's messages for one partition
+    run(id, attempt, first, items, exact, copy) -> the worker loop's messages for one partition
     watch(limit_bytes, period_s)  -> (rss, cpu%): after ``period_s``, or at once when RSS > limit
     leave()                       -> the actor exits once the partitions queued before it are done
 
@@ -66,10 +66,11 @@ class ModelActorImpl:
         node = ray.get_runtime_context().get_node_id()
         return ("ok", os.getpid(), node, time.perf_counter() - t0)
 
-    def run(self, pid: int, attempt: int, first: int, items: Any, exact: bool) -> list[Any]:
-        """Run one partition through the worker loop (fault plan included); its messages."""
+    def run(self, pid: int, attempt: int, first: int, items: Any, exact: bool, copy: int = 0) -> list[Any]:
+        """Run one partition through the worker loop (fault plan included); its messages.
+        ``copy`` 1: a hedge copy (it draws injected faults under its own key)."""
         out: list[Any] = []
-        msgs = iter(((pid, attempt, first, PICKLED, items, exact), None))
+        msgs = iter(((pid, attempt, first, PICKLED, items, exact, copy), None))
         # in_process: an injected crash is a real os._exit of this actor's process, as locally.
         _worker.serve(
             msgs.__next__,

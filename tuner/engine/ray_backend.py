@@ -109,6 +109,7 @@ class RayHandle(WorkerHandle):
     supervisor's poller has nothing of it to wait on."""
 
     kind = "ray"
+    can_kill = True  # ray.kill ends the actor mid-partition (a hedge's losing copy, a timeout)
     __slots__ = ("_exit_code", "_gone", "_leaving", "_lock", "_node_choice", "_queue", "_sample", "actor")
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
@@ -238,10 +239,12 @@ class RayHandle(WorkerHandle):
     def send(self, part: Part) -> bool:
         attempt = part.attempt + 1
         plan = self.launch.config.faults
-        fault = plan.decide(part.first, part.n, attempt) if plan.active else None
+        fault = plan.decide(part.first, part.n, attempt, part.copy) if plan.active else None
         fut: Future[Any]
         try:
-            fut = self.actor.run.remote(part.id, attempt, part.first, part.items, part.exact).future()
+            fut = self.actor.run.remote(
+                part.id, attempt, part.first, part.items, part.exact, part.copy
+            ).future()
         except Exception as e:  # the items could not be serialized: the partition's failure
             import traceback
 

@@ -4,7 +4,8 @@ One loop (:func:`serve`) serves every backend; only how messages travel differs 
 process, a queue for a thread, a direct call for inline). Messages are plain tuples, the cheapest
 thing to pickle:
 
-    parent -> worker   (partition_id, attempt, first_item, kind, payload, exact)   or None to stop
+    parent -> worker   (partition_id, attempt, first_item, kind, payload, exact, copy)   or None to stop
+                       (copy: 0, or 1 for a hedge copy; a 6-tuple means copy 0)
     worker -> parent   (OK, partition_id, outputs, service_s)
                        (ERR, partition_id, exc_type, message, traceback, service_s)
                        (NOTE, partition_id, fault_kind)       an injected fault is about to strike
@@ -144,7 +145,11 @@ def serve(
         msg = recv()
         if msg is None:
             return
-        pid, attempt, first, kind, payload, exact = msg
+        if len(msg) == 7:
+            pid, attempt, first, kind, payload, exact, copy = msg
+        else:
+            pid, attempt, first, kind, payload, exact = msg
+            copy = 0
         if running is not None:
             running[0] = pid
         if exact and flush is not None:
@@ -153,7 +158,7 @@ def serve(
         t0 = perf()
         try:
             if active:
-                fault = plan.decide(first, len(part), attempt)
+                fault = plan.decide(first, len(part), attempt, copy)
                 announce = _announcer(send, pid)
                 out = run_with_fault(fault, plan, fn, part, in_process=in_process, announce=announce)
             else:

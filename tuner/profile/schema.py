@@ -184,6 +184,31 @@ class Backoff(_Model):
         return self
 
 
+class Hedge(_Model):
+    """Hedged stragglers: a partition still running after ``after_ms`` is sent again to an idle worker;
+    the first result wins, the other copy's is dropped (Dean & Barroso, *The Tail at Scale*)."""
+
+    after_ms: _Positive = Field(
+        description="Send a second copy of a partition still running after this many ms to an idle "
+        "worker; tuner bench sets it to the p95 service time it measured."
+    )
+    budget: Annotated[float, Strict(), Field(gt=0, le=1)] = Field(
+        default=0.05,
+        description="Most duplicate work, as a share of partitions completed (a token bucket: each "
+        "unhedged partition earns this much of a hedge).",
+    )
+
+
+class HedgeOverride(_Model):
+    """A partial :class:`Hedge` in a platform override; unset fields keep the base values (``hedge:
+    null`` turns hedging off on that platform)."""
+
+    after_ms: _Positive | None = Field(default=None, description="Overrides hedge.after_ms.")
+    budget: Annotated[float, Strict(), Field(gt=0, le=1)] | None = Field(
+        default=None, description="Overrides hedge.budget."
+    )
+
+
 class BackoffOverride(_Model):
     """A partial :class:`Backoff` in a platform override; unset fields keep the base values."""
 
@@ -208,6 +233,8 @@ _REC_DOC = {
     "backoff": "Delay between retries (full jitter).",
     "memory_limit_mb": "RSS above which a worker is replaced; absent or null = no limit.",
     "max_batch_delay_ms": "How long the runtime waits to fill a partition when items arrive one by one.",
+    "hedge": "Hedged stragglers: re-send a partition still running past the delay to an idle worker, "
+    "first result wins; absent or null = no hedging.",
     "knobs": "A model file adapter's own knobs besides threads, e.g. {execution_mode: sequential, "
     "spinning: false} for ONNX Runtime; absent = the adapter's defaults.",
 }
@@ -243,6 +270,8 @@ class Recommended(_Model):
         description="What submit() does at max_pending: 'block' until there is room, 'timeout' "
         "(block, then raise Overloaded), or 'reject' at once with Overloaded (a service's 503).",
     )
+    # Hedged stragglers (second wave). Absent in older profiles: no hedging.
+    hedge: Hedge | None = Field(default=None, description=_REC_DOC["hedge"])
 
 
 class RecommendedOverride(_Model):
@@ -264,6 +293,7 @@ class RecommendedOverride(_Model):
     overload: Literal["block", "timeout", "reject"] | None = Field(
         default=None, description="Overrides recommended.overload."
     )
+    hedge: HedgeOverride | None = Field(default=None, description=_REC_DOC["hedge"])
 
 
 class PlatformOverrides(_Model):
