@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 def wait_idle(timeout: float = 30.0) -> None:
     """Until every CPU of the cluster is free again: actors of the previous test are killed
     asynchronously, and placement decisions depend on what is free."""
-    import time
-
     deadline = time.monotonic() + timeout
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
         assert time.monotonic() < deadline, (ray.available_resources(), ray.cluster_resources())
@@ -292,14 +291,20 @@ def test_a_node_lost_mid_run_loses_no_item(ray_cluster: Any) -> None:
         # SPREAD is Ray's best effort: remove a worker node that holds at least one of the actors
         node = next(n for n in ray_cluster.extra_nodes if any(s.node == n.node_id for s in started(events)))
         on_node = sorted(s.worker for s in started(events) if s.node == node.node_id)
+        elsewhere = {s.worker for s in started(events) if s.node != node.node_id}
         it = eng.map(items, 5)
         out = [next(it)]
         assert removed.wait(30)
         ray_cluster.remove_node(node, allow_graceful=False)
         out += list(it)
+        # the lost actors' replacements come up on the nodes left (3 CPUs for 3 actors)
+        deadline = time.monotonic() + 30
+        while eng.stats()["live_workers"] < 3:
+            assert time.monotonic() < deadline, eng.stats()
+            time.sleep(0.05)
     assert out == items
-    lost = [e for e in events if isinstance(e, ev.WorkerExited) and e.cause == "crash"]
-    assert sorted(e.worker for e in lost) == on_node  # every actor on the node, and only those
-    assert 1 <= len(failed(events, "crash")) <= len(on_node)  # one attempt per partition running there
-    replacements = [s for s in started(events) if s.replacing is not None]
-    assert sorted(s.replacing for s in replacements) == on_node
+    lost = {e.worker for e in events if isinstance(e, ev.WorkerExited) and e.cause == "crash"}
+    # every actor on the node is lost, none elsewhere (a replacement Ray placed on the dying node
+    # before it was declared dead is lost too, and replaced again)
+    assert set(on_node) <= lost and not lost & elsewhere
+    assert 1 <= len(failed(events, "crash")) <= len(lost)  # one attempt per partition running there
