@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tuner import __version__
 from tuner.errors import BadInput, ExitCode, TunerError, exit_code_for
@@ -73,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return int(ExitCode.BAD_INPUT)
+    previous: Any = None
     try:
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     except ValueError:  # not the main thread (embedded use)
         pass
     module = importlib.import_module(f"tuner.commands.{args.command}")
@@ -88,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         return int(ExitCode.OK)
+    finally:
+        if previous is not None:  # called in-process (tests, embedding): put the caller's handler back
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
