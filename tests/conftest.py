@@ -46,9 +46,27 @@ SUBREAPER = _become_subreaper()
 def _infrastructure(p: psutil.Process) -> bool:
     try:
         cmd = " ".join(p.cmdline())
+        if _in_module_ray_cluster(p):
+            return True
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return True
     return "forkserver" in cmd or "resource_tracker" in cmd
+
+
+def _in_module_ray_cluster(p: psutil.Process) -> bool:
+    """A process of the Ray cluster a tests/ray module keeps for the module: its fixture sets
+    RAY_TMPDIR, and checks after the module that no process is left. Ray's agents overwrite their
+    environment with their title, so a process counts if it or an ancestor names that RAY_TMPDIR."""
+    ray_dir = os.environ.get("RAY_TMPDIR")
+    if not ray_dir:
+        return False
+    for q in (p, *p.parents()):
+        try:
+            if q.environ().get("RAY_TMPDIR") == ray_dir:
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 def _children() -> list[psutil.Process]:

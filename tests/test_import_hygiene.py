@@ -128,3 +128,16 @@ def test_model_file_adapters_import_no_framework() -> None:
     frameworks = [m for m in mods if m.split(".")[0] in ("onnxruntime", "torch", "sklearn", "skops", "joblib", "onnx")]
     assert not frameworks, frameworks
     assert not _forbidden(mods), _forbidden(mods)
+
+
+@pytest.mark.timeout(60)
+def test_ray_is_imported_only_by_the_ray_backend() -> None:
+    # Ray is an optional extra and takes a second to import: importing tuner (the runtime, the
+    # engine, the CLI's parsers, the cluster module, the exporter) never imports it; the ray
+    # backend's handle module imports it only when an engine starts on Ray.
+    mods = _modules_after(
+        "import tuner.runtime, tuner.engine, tuner.cluster, tuner.export, tuner.engine.ray_backend, tuner.cli\n"
+        "tuner.cli.build_parser()"
+    )
+    assert not [m for m in mods if m == "ray" or m.startswith("ray.")]
+    assert "tuner.engine.ray_actor" not in mods

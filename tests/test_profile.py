@@ -56,7 +56,7 @@ BAD: dict[str, tuple[str, str]] = {
     "timeout_zero.yaml": ("recommended.timeout_s", "must be > 0 (got 0)"),
     "negative_retries.yaml": ("recommended.retries", "must be >= 0 (got -1)"),
     "backoff_cap_below_base.yaml": ("recommended.backoff", "cap_s (0.01) < base_s (0.05)"),
-    "bad_backend.yaml": ("recommended.backend", "must be 'process', 'thread' or 'inline' (got 'gpu')"),
+    "bad_backend.yaml": ("recommended.backend", "must be 'process', 'thread', 'inline' or 'ray' (got 'gpu')"),
     "nan_throughput.yaml": ("evidence.throughput", "must be a finite number > 0 (got nan)"),
     "inf_timeout.yaml": ("recommended.timeout_s", "must be a finite number > 0 (got inf)"),
     "negative_inf_delay.yaml": ("autoscale.downscale_delay_s", "must be a finite number >= 0 (got -inf)"),
@@ -371,7 +371,7 @@ def test_schema_command_prints_json_schema(tuner_cmd: list[str]) -> None:
     rec = schema["$defs"]["Recommended"]["properties"]
     assert set(rec) == set(Recommended.model_fields)
     assert rec["workers"]["minimum"] == 1
-    assert rec["backend"]["enum"] == ["process", "thread", "inline"]
+    assert rec["backend"]["enum"] == ["process", "thread", "inline", "ray"]
     # Every field documents itself.
     for name, definition in schema["$defs"].items():
         for field, prop in definition.get("properties", {}).items():

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "check": "validate a profile",
     "plan": "workers and hosts for a target request rate, from a profile measured with --online",
     "schema": "print the profile JSON Schema",
+    "export": "write a profile as another system's config (Ray Serve)",
 }
 
 

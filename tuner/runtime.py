@@ -139,6 +139,8 @@ class RuntimeSettings:
     #: ``overload_timeout_s`` ("timeout"), or raises Overloaded at once ("reject")
     overload: str = "block"
     overload_timeout_s: float = 1.0
+    #: ray backend: "SPREAD" (actors across nodes) or "PACK" (fill a node first); None: SPREAD
+    placement: str | None = None
     #: most items per partition the dynamic batcher of submit() forms; None: ``partition_size``
     #: (a profile's ``online:`` section sets it from the open-loop measurement; map() keeps
     #: ``partition_size``)
@@ -238,6 +240,7 @@ def settings_from_profile(profile: ScalingProfile, platform: str | None = None) 
         max_pending=online.get("max_pending", rec.max_pending),
         max_batch_size=online.get("max_batch_size"),
         overload=rec.overload,
+        placement=rec.placement,
         hedge_after_s=rec.hedge.after_ms / 1000.0 if rec.hedge is not None else None,
         hedge_budget=rec.hedge.budget if rec.hedge is not None else 0.05,
         autoscale=AutoscaleSettings(
@@ -390,6 +393,69 @@ def adapt_to_host(
                 changes.append(f"autoscale {auto.min_workers}–{auto.max_workers}→{new_min}–{new_max}")
                 auto = replace(auto, min_workers=new_min, max_workers=new_max)
     return replace(s, threads_per_worker=threads, workers=workers, autoscale=auto), changes
+
+
+def _connect_for(name: str, profile: ScalingProfile, address: str | None) -> Any:
+    """Connect to the cluster a ray profile runs on: ``address``, else the kind it records."""
+    from tuner.cluster import connect
+
+    if address is None:
+        kind = profile.cluster.address if profile.cluster is not None else "auto"
+        if kind == "client":
+            address = os.environ.get("RAY_ADDRESS")
+            if not address:
+                raise ConfigError(
+                    f"{name}: measured through Ray Client (ray://); give the address again "
+                    "(ray_address=, --ray-address or RAY_ADDRESS)"
+                )
+        else:
+            address = kind
+    return connect(address)
+
+
+def _shapes(shapes: list[str]) -> str:
+    """'2 CPUs ×6, 4 CPUs': equal shapes counted."""
+    from collections import Counter
+
+    return ", ".join(f"{s} ×{n}" if n > 1 else s for s, n in Counter(shapes).items())
+
+
+def _check_cluster(
+    name: str, profile: ScalingProfile, settings: RuntimeSettings, strict: bool, here: Any
+) -> RuntimeSettings:
+    """The host check for a ray profile: nodes, total CPUs and node shapes against the profile's.
+
+    Differences: one warning and the settings adapted to the cluster's CPUs (the host rule, with the
+    cluster's CPUs as the cores; threads per actor also capped at the largest node's CPUs, since
+    an actor cannot span nodes); ``strict`` refuses instead.
+    """
+    measured = profile.cluster
+    assert measured is not None  # the schema refuses a ray profile without it
+    diffs = []
+    if len(here.nodes) != measured.nodes:
+        diffs.append(f"{measured.nodes} nodes measured, {len(here.nodes)} now")
+    if here.total_cpus != measured.total_cpus:
+        diffs.append(f"{measured.total_cpus:g} CPUs measured, {here.total_cpus:g} now")
+    if measured.node_shapes and here.shapes() != sorted(measured.node_shapes):
+        diffs.append(
+            f"node shapes {_shapes(sorted(measured.node_shapes))} measured, {_shapes(here.shapes())} now"
+        )
+    if not diffs:
+        return settings
+    what = "; ".join(diffs)
+    if strict:
+        raise ProfileError(f"{name}: measured on another cluster ({what}); strict=True refuses to adapt")
+    changes = []
+    # An actor cannot span nodes: threads first, to the largest node; then the host rule.
+    largest = max((int(n.cpus) for n in here.nodes), default=1)
+    if settings.threads_per_worker is not None and settings.threads_per_worker > largest:
+        changes.append(f"threads {settings.threads_per_worker}→{largest} (largest node)")
+        settings = replace(settings, threads_per_worker=largest)
+    adapted, more = adapt_to_host(settings, int(measured.total_cpus), max(1, int(here.total_cpus)))
+    changes += more
+    how = ", ".join(changes) if changes else "settings kept as measured"
+    log.warning("%s: measured on another cluster (%s); adapted: %s → %s", name, what, how, adapted.describe())
+    return adapted
 
 
 # --------------------------------------------------------------------------------------------- stats
@@ -641,7 +707,9 @@ class Runtime:
             hedge_after_s=s.hedge_after_s,
             hedge_budget=s.hedge_budget,
             faults=plan,
+            placement=s.placement or "SPREAD",
         )
+        self._cluster: Any = None  # the Ray connection from_profile made (closed with the runtime)
         self._engine: Engine = Engine(
             model, self.engine_config, on_event=_guarded(on_event) if on_event is not None else None
         )
@@ -680,6 +748,7 @@ class Runtime:
         *,
         faults: FaultPlan | str | None = None,
         on_event: Callable[[Event], None] | None = None,
+        ray_address: str | None = None,
         allow_pickle: bool = False,
         hedge: bool | float | None = None,
         **overrides: Any,
@@ -692,6 +761,12 @@ class Runtime:
         consent given when it was measured, but never gives it (a profile must not turn into code
         execution by itself). If the profile was measured with another version of the model's
         framework, one warning line says so (``strict=True`` refuses).
+
+        A ``ray`` profile runs on a Ray cluster: ``ray_address`` (auto, local or ray://host:port;
+        default: the kind the profile records, RAY_ADDRESS for a ``client`` one) is connected here,
+        since the cluster check needs the cluster, and the runtime closes that connection (and a
+        local head) on close. The cluster check compares nodes, CPUs and node shapes with the
+        profile's ``cluster`` section, with the same warn / adapt / ``strict`` choices as the host check.
 
         ``model``: the model to run; default: the profile's ``model.spec``. The ``platforms:`` entry
         for this OS is merged over ``recommended``. If the profile was measured on another host, one
@@ -711,10 +786,24 @@ class Runtime:
             )
         profile = load_profile(path)
         settings = settings_from_profile(profile)
-        settings = cls._check_host(os.fspath(path), profile, settings, strict)
-        _check_framework(os.fspath(path), profile, strict)
-        if model is None:
-            model = _model_of(os.fspath(path), profile, allow_pickle)
+        conn = None
+        if settings.backend == "ray":
+            conn = _connect_for(os.fspath(path), profile, ray_address)
+            try:
+                settings = _check_cluster(os.fspath(path), profile, settings, strict, conn.info())
+            except BaseException:
+                conn.close()
+                raise
+        else:
+            settings = cls._check_host(os.fspath(path), profile, settings, strict)
+        try:
+            _check_framework(os.fspath(path), profile, strict)
+            if model is None:
+                model = _model_of(os.fspath(path), profile, allow_pickle)
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
         if overrides:
             auto = overrides.get("autoscale", settings.autoscale)
             if auto is not None and "workers" in overrides:
@@ -724,14 +813,20 @@ class Runtime:
                     auto, min_workers=min(auto.min_workers, w), max_workers=max(auto.max_workers, w)
                 )
             settings = replace(settings, **{**overrides, "autoscale": auto})
-        settings = apply_hedge(settings, hedge, profile)
-        rt = cls(
-            model if model is not None else profile.model.spec,
-            settings=settings,
-            faults=faults,
-            on_event=on_event,
-        )
+        try:
+            settings = apply_hedge(settings, hedge, profile)
+            rt = cls(
+                model if model is not None else profile.model.spec,
+                settings=settings,
+                faults=faults,
+                on_event=on_event,
+            )
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
         rt.profile = profile
+        rt._cluster = conn
         return rt
 
     @staticmethod
@@ -824,6 +919,8 @@ class Runtime:
                 self._done_evt.notify()
             if self._completer is not None:
                 self._completer.join()
+            if self._cluster is not None:
+                self._cluster.close()  # disconnects; a local head goes with it
 
     @property
     def workers(self) -> int:

@@ -406,7 +406,7 @@ def _engine_run(
             emit(TrialPhase(index, name, detail))
 
     phase("clean" if label else "warmup", f"{label}workers starting, model loading")
-    in_process = engine_config.backend != "process"
+    in_process = engine_config.backend in ("thread", "inline")  # ray actors report their own samples
     me = None
     if in_process:
         import psutil
@@ -844,6 +844,7 @@ def run_trial(
         "workers": config.workers,
         "threads_per_worker": config.threads_per_worker,
         "partition_size": config.partition_size,
+        "placement": config.placement,
         # Samples often enough for several per window, rarely enough to cost nothing.
         "sample_interval_s": max(0.1, min(0.5, settings.window_s / 2)),
     }

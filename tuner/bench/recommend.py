@@ -346,7 +346,9 @@ def recommend(
     c = best.config
     pending, p_text = max_pending_for(best.throughput, c.partition_size, hi, objective.p99_budget_ms)
     hedge_ms, h_text = hedge_for(best.service_ms, hi)
-    kind = {"process": "worker process", "thread": "worker thread", "inline": "inline worker"}[c.backend]
+    kind = {"process": "worker process", "thread": "worker thread", "inline": "inline worker", "ray": "Ray actor"}[
+        c.backend
+    ]
     tw = "BLAS thread" if c.threads_per_worker == 1 else "BLAS threads"
     words = [
         f"Recommended: {c.workers} {kind}{'es' if c.backend == 'process' and c.workers != 1 else ('s' if c.workers != 1 and c.backend != 'process' else '')}"
@@ -451,8 +453,12 @@ def build_profile(
     info: ModelInfo | None,
     trials_run: int | None = None,
     measuring_s: float | None = None,
+    cluster: Any = None,
 ) -> ScalingProfile:
-    """The profile YAML's content from a recommendation (raises BadInput when there is none)."""
+    """The profile YAML's content from a recommendation (raises BadInput when there is none).
+
+    ``cluster``: the profile's ``cluster`` section (a ``tuner.profile.schema.ClusterInfo``), for a
+    sweep on a Ray cluster."""
     from tuner import __version__
     from tuner.profile import (
         Autoscale,
@@ -586,8 +592,10 @@ def build_profile(
             memory_limit_mb=memory_limit,
             max_pending=rec.max_pending,
             knobs=knobs,
+            placement=c.placement if c.backend == "ray" else None,  # type: ignore[arg-type]
             hedge=Hedge(after_ms=float(rec.hedge_after_ms)) if rec.hedge_after_ms is not None else None,
         ),
+        cluster=cluster,
         autoscale=Autoscale(
             min_workers=rec.min_workers,
             max_workers=rec.max_workers,

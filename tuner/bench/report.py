@@ -232,6 +232,7 @@ def json_summary(results: list[TrialResult], rec: Recommendation | None, **extra
                 "threads_per_worker": b.config.threads_per_worker,
                 "partition_size": b.config.partition_size,
                 **({"knobs": [list(k) for k in b.config.knobs]} if b.config.knobs else {}),
+                **({"placement": b.config.placement} if b.config.backend == "ray" else {}),
             },
             "throughput": b.throughput,
             "throughput_ci": list(b.throughput_ci),

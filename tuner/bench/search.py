@@ -77,6 +77,8 @@ class Space:
     #: a format adapter's own dimensions, e.g. (("execution_mode", ("sequential", "parallel")),):
     #: each is one more dimension of the product, its first value the adapter's default
     knobs: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    #: ray backend: where actors go (SPREAD, PACK); the other backends take SPREAD (no meaning)
+    placements: tuple[str, ...] = ("SPREAD",)
 
     def __post_init__(self) -> None:
         for name in ("backends", "workers", "threads", "partition_sizes"):
@@ -129,6 +131,8 @@ class Space:
         """Whether ``c`` may be measured: in the space, not oversubscribed, inline only with 1 worker."""
         if c.backend == "inline" and c.workers != 1:
             return False
+        if c.placement != "SPREAD" if c.backend != "ray" else c.placement not in self.placements:
+            return False
         if self.oversubscribe or self.max_parallel is None:
             return True
         return c.workers * c.threads_per_worker <= self.max_parallel
@@ -146,9 +150,10 @@ class Space:
                 for t in self.threads:
                     for p in self.partition_sizes:
                         for k in settings:
-                            c = TrialConfig(b, w, t, p, k)
-                            if self.feasible(c):
-                                out.append(c)
+                            for place in self.placements if b == "ray" else ("SPREAD",):
+                                c = TrialConfig(b, w, t, p, k, place)
+                                if self.feasible(c):
+                                    out.append(c)
         return out
 
     def describe(self) -> str:
@@ -313,6 +318,7 @@ class AdaptiveStrategy:
             # an adapter's dimensions, each stepped through its values like any other
             *[(f"knob:{name}", list(values)) for name, values in self.space.knobs],
             ("backend", list(self.space.backends)),
+            *([("placement", list(self.space.placements))] if len(self.space.placements) > 1 else []),
         ]
 
     def _step(self, c: TrialConfig, dim: str, values: list[Any], direction: int) -> TrialConfig | None:

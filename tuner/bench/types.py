@@ -25,21 +25,23 @@ class TrialConfig:
     #: a format adapter's own knobs swept as extra dimensions, e.g. (("execution_mode", "parallel"),);
     #: empty: the adapter's defaults
     knobs: tuple[tuple[str, Any], ...] = ()
+    placement: str = "SPREAD"  # ray backend: SPREAD or PACK (the others ignore it)
 
     def label(self) -> str:
-        """``process ×2 · 1 thread · partition 64`` (`` · execution_mode parallel`` for adapter knobs)."""
+        """``process ×2 · 1 thread · partition 64`` (`` · execution_mode parallel`` for adapter knobs,
+        `` · SPREAD`` for a ray config's placement)."""
         t = "thread" if self.threads_per_worker == 1 else "threads"
         text = f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
         for name, value in self.knobs:
             shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
             text += f" · {name} {shown}"
-        return text
+        return f"{text} · {self.placement}" if self.backend == "ray" else text
 
     def key(self) -> str:
         base = f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
         if self.knobs:
             base += "/" + ",".join(f"{k}={v}" for k, v in self.knobs)
-        return base
+        return f"{base}/{self.placement}" if self.backend == "ray" else base
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ class TrialResult:
         d = asdict(self)
         if not self.config.knobs:
             d["config"].pop("knobs")  # a trial without adapter knobs is written as before
+        if self.config.backend != "ray":  # placement means nothing there: lines stay as they were
+            d["config"].pop("placement", None)
         return d
 
     @classmethod

@@ -177,6 +177,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PROFILE",
         help="CI gate: re-measure this profile's recommended configuration",
     )
+    # -- Ray (the ray backend) --
+    a(
+        "--ray-address",
+        type=typed(non_blank, "--ray-address", what="auto, local or ray://host:port"),
+        metavar="ADDRESS",
+        help="sweep the ray backend on this cluster: auto, local (a head on loopback for this run) "
+        "or ray://host:port; alone, it implies --backends ray",
+    )
+    a(
+        "--placements",
+        type=typed(non_blank, "--placements", what="SPREAD, PACK or both"),
+        metavar="LIST",
+        help="ray backend: actor placements to try, SPREAD and/or PACK (default SPREAD)",
+    )
     a(
         "--max-outside-load",
         type=typed(finite, "--max-outside-load", ge=0, what="a percentage of the usable cores"),
@@ -509,11 +523,13 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
     strategy = choice("--strategy", args.strategy, STRATEGIES)
     goal = choice("--objective", args.objective, ("throughput", "p99"))
     backends = choice_list("--backends", args.backends, BACKENDS) if args.backends is not None else None
+    backends, placements = _ray_options(args, backends)
     overrides = {
         "backends": backends,
         "workers": args.workers,
         "threads": args.threads,
         "partition_sizes": args.partition_sizes,
+        "placements": placements,
     }
     objective = Objective(
         goal=goal,
@@ -565,6 +581,83 @@ def _spec_from_args(args: argparse.Namespace) -> tuple[SweepSpec, dict[str, Any]
         confirm=True,  # the profile records a confirmed figure, so the CI gate does not cry wolf
     )
     return spec, overrides
+
+
+def _ray_options(
+    args: argparse.Namespace, backends: tuple[str, ...] | None
+) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """--ray-address and --placements checked against --backends: (backends, placements)."""
+    from tuner.engine.config import PLACEMENTS
+
+    placements = None
+    if args.placements is not None:
+        placements = choice_list("--placements", args.placements.upper(), PLACEMENTS)
+    if args.ray_address is not None:
+        from tuner.cluster import address_kind
+
+        address_kind(args.ray_address)
+        if backends is None:
+            backends = ("ray",)
+        elif "ray" not in backends:
+            raise BadInput("--ray-address is for the ray backend: add ray to --backends")
+    elif backends is not None and "ray" in backends:
+        raise BadInput("--backends ray needs --ray-address (auto, local or ray://host:port)")
+    if placements is not None and (backends is None or "ray" not in backends):
+        raise BadInput("--placements is for the ray backend (--backends ray --ray-address ...)")
+    return backends, placements
+
+
+#: the Ray connection of this `tuner bench` run (closed when run() returns, however it returns)
+_ray: list[Any] = []
+
+
+def _connect_ray(args: argparse.Namespace, sweep: Sweep) -> None:
+    """Connect to the cluster when the sweep has the ray backend; its CPUs bound the space."""
+    if args.ray_address is None:
+        return
+    from dataclasses import replace
+
+    from tuner.cluster import connect
+
+    conn = connect(args.ray_address)
+    _ray.append(conn)
+    info = conn.info()
+    from rich.console import Console
+
+    Console(stderr=True).print(f"cluster: {info.summary()}", markup=False, highlight=False)
+    space = sweep.space
+    if space.max_parallel is not None and not space.oversubscribe:
+        sweep.space = replace(space, max_parallel=max(space.max_parallel, int(info.total_cpus)))
+
+
+def _profile_address(profile: Any) -> str:
+    """The address a ray profile's gate reconnects to: its kind (a client's from RAY_ADDRESS)."""
+    kind = profile.cluster.address if profile.cluster is not None else "auto"
+    if kind != "client":
+        return str(kind)
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise BadInput("the baseline was measured through Ray Client: give --ray-address ray://host:port")
+    return address
+
+
+def _cluster_section(rec: Recommendation) -> Any:
+    """The profile's ``cluster`` section when the recommendation runs on Ray, else None."""
+    if not _ray or rec.best is None or rec.best.config.backend != "ray":
+        return None
+    from tuner.profile.schema import ActorResources, ClusterInfo
+
+    conn = _ray[-1]
+    info = conn.info()
+    c = rec.best.config
+    return ClusterInfo(
+        address=conn.kind if conn.kind in ("auto", "local", "client") else "auto",
+        ray_version=info.ray_version,
+        nodes=len(info.nodes),
+        total_cpus=float(info.total_cpus),
+        node_shapes=info.shapes(),
+        actor=ActorResources(num_cpus=float(c.threads_per_worker)),
+    )
 
 
 def _apply_space(sweep: Sweep, overrides: dict[str, Any], oversubscribe: bool) -> None:
@@ -790,6 +883,7 @@ def _emit_outputs(
             info=sweep.info,
             trials_run=len(results),
             measuring_s=sweep.elapsed_s,
+            cluster=_cluster_section(rec),
         )
         if online is not None:
             from tuner.bench.online.report import online_section, with_online
@@ -828,9 +922,12 @@ def _gate(args: argparse.Namespace) -> int:
         threads=(rec_cfg.threads_per_worker,),
         partition_sizes=(rec_cfg.partition_size,),
         oversubscribe=True,
+        placements=(rec_cfg.placement or "SPREAD",),
         # a model file's knobs as measured (one value each), and its options from the profile
         knobs=tuple((k, (v,)) for k, v in (rec_cfg.knobs or {}).items()),
     )
+    if rec_cfg.backend == "ray" and args.ray_address is None:
+        args.ray_address = _profile_address(profile)
     if args.model is None and profile.model.format is not None:
         recorded = {"method": profile.model.method, "provider": profile.model.provider}
         spec.model_options = {**{k: v for k, v in recorded.items() if v is not None}, **spec.model_options}
@@ -841,6 +938,7 @@ def _gate(args: argparse.Namespace) -> int:
     if profile.model.input is not None and profile.model.input.items and not args.input:
         spec.n_items = profile.model.input.items
     sweep = Sweep(spec)
+    _connect_ray(args, sweep)
     results: list[TrialResult] = []
     with _Progress("grid", None) as progress:
         sweep.on_message = progress
@@ -908,6 +1006,14 @@ def _gate(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """`tuner bench` (see the module docstring for exit codes and streams)."""
+    try:
+        return _run(args)
+    finally:
+        while _ray:  # a local head stops here, on every exit path (Ctrl-C and SIGTERM included)
+            _ray.pop().close()
+
+
+def _run(args: argparse.Namespace) -> int:
     online_opts = _online_options(args)  # checked first: a bad online option is refused before anything runs
     if args.baseline is not None:
         return _gate(args)
@@ -928,6 +1034,7 @@ def run(args: argparse.Namespace) -> int:
         spec.objective = replace(spec.objective, p99_budget_ms=None)
     sweep = Sweep(spec)  # validates model and inputs: a bad one is one line, nothing started
     _apply_space(sweep, overrides, args.oversubscribe)
+    _connect_ray(args, sweep)
     human = _console(stderr=args.json)
     err = Console(stderr=True)
     err.print(f"host: {sweep.host.summary()}", markup=False, highlight=False)

@@ -1,4 +1,7 @@
-"""`tuner hw`: show the hardware as tuner sees it (a table, or ``--json`` for scripts)."""
+"""`tuner hw`: show the hardware as tuner sees it (a table, or ``--json`` for scripts).
+
+With ``--ray-address`` it shows the Ray cluster instead: each node's CPUs and memory, Ray's version.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``tuner hw``."""
     parser.add_argument(
         "--json", action="store_true", help="print the host record as JSON on stdout (nothing else)"
+    )
+    from tuner.commands.args import non_blank, typed
+
+    parser.add_argument(
+        "--ray-address",
+        type=typed(non_blank, "--ray-address", what="auto, local or ray://host:port"),
+        metavar="ADDRESS",
+        help="show this Ray cluster instead: auto, local (a head on loopback for this command) or ray://host:port",
     )
 
 
@@ -67,8 +78,39 @@ def _frameworks(host: Host) -> str:
     return "\n".join(parts)
 
 
+def _show_cluster(address: str, as_json: bool) -> int:
+    from tuner.cluster import address_kind, connect
+
+    address_kind(address)  # a bad address is one line before anything starts
+    with connect(address) as conn:
+        info = conn.info()
+    if as_json:
+        sys.stdout.write(json.dumps(info.to_dict(), indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(info.summary(), markup=False, highlight=False, soft_wrap=True)
+    table = Table(box=None, pad_edge=False)
+    for col in ("node", "address", "CPUs", "memory", ""):
+        table.add_column(col)
+    for n in info.nodes:
+        table.add_row(
+            n.node_id[:12],
+            n.address,
+            f"{n.cpus:g}",
+            f"{n.memory_bytes / GIB:.1f} GiB",
+            "head" if n.head else "",
+        )
+    console.print(table)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Probe this machine and print what was found; exit 0."""
+    """Probe this machine (or the Ray cluster) and print what was found; exit 0."""
+    if getattr(args, "ray_address", None) is not None:
+        return _show_cluster(args.ray_address, args.json)
     host = probe()
     if args.json:
         record = host.to_dict()

@@ -137,6 +137,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(dtype or shape; see model.input.item in the profile)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--ray-address",
+        type=typed(non_blank, "--ray-address", what="auto, local or ray://host:port"),
+        metavar="ADDRESS",
+        help="a ray profile's cluster: auto, local or ray://host:port (default: the kind the profile records)",
+    )
     from tuner.commands.bench import add_model_file_arguments
 
     add_model_file_arguments(parser, sweep=False)
@@ -199,11 +205,16 @@ def run(args: argparse.Namespace) -> int:
         # An injected exception stands for a transient error: retry it as the profile would retry
         # one, so the rehearsal walks the retry path instead of failing items by design.
         overrides["retry_on"] = (*profile.effective_recommended().retry_on, "InjectedFault")
+    if args.ray_address is not None:
+        from tuner.cluster import address_kind
+
+        address_kind(args.ray_address)  # a bad address is one line before anything starts
     runtime = Runtime.from_profile(
         args.profile,
         model=args.model,
         strict=args.strict,
         faults=plan,
+        ray_address=args.ray_address,
         allow_pickle=args.allow_pickle,
         **overrides,
     )

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from tuner.engine.faults import FaultPlan
 from tuner.errors import ConfigError
 
-BACKENDS = ("process", "thread", "inline")
+BACKENDS = ("process", "thread", "inline", "ray")
+#: where the ray backend puts its actors: across nodes (Ray's SPREAD) or filling one node first
+PLACEMENTS = ("SPREAD", "PACK")
 HEDGE_CANCEL = ("finish", "kill")
 
 
@@ -36,12 +38,13 @@ class EngineConfig:
     retries: int = 2  # further attempts after the first
     retry_on: tuple[str, ...] = ()  # exception type names retried; crashes, timeouts, memory always are
     backoff: Backoff = field(default_factory=Backoff)
-    memory_limit_mb: float | None = None  # per worker RSS; process backend only
+    memory_limit_mb: float | None = None  # per worker RSS; process and ray backends
     isolate: bool = True  # split a partition that failed for good, to isolate the failing items
     prefetch: int = 16  # at most this many partitions queued per worker (adapts to service time)
     faults: FaultPlan = field(default_factory=FaultPlan)
     sample_interval_s: float = 0.5  # ResourceSample cadence (when someone listens)
     start_method: str | None = None  # None: forkserver where available, else spawn
+    placement: str = "SPREAD"  # ray backend: SPREAD (actors across nodes) or PACK (fill a node first)
     # Hedged stragglers (tuner.engine.hedging): a partition still running this long after it started
     # is sent again to an idle worker, the first result wins. None: no hedging. A profile's value is
     # the p95 service time it measured.
@@ -78,13 +81,15 @@ class EngineConfig:
             raise ConfigError(f"prefetch must be >= 1 (got {self.prefetch})")
         if self.sample_interval_s <= 0:
             raise ConfigError(f"sample_interval_s must be > 0 (got {self.sample_interval_s})")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(f"placement '{self.placement}': choose from {', '.join(PLACEMENTS)}")
         if self.hedge_after_s is not None and self.hedge_after_s <= 0:
             raise ConfigError(f"hedge_after_s must be > 0 (got {self.hedge_after_s})")
         if not 0 < self.hedge_budget <= 1:
             raise ConfigError(f"hedge_budget must be > 0 and <= 1 (got {self.hedge_budget})")
         if self.hedge_cancel not in HEDGE_CANCEL:
             raise ConfigError(f"hedge_cancel '{self.hedge_cancel}': choose from {', '.join(HEDGE_CANCEL)}")
-        if self.faults.hang > 0 and self.timeout_s is None and self.backend == "process":
+        if self.faults.hang > 0 and self.timeout_s is None and self.backend in ("process", "ray"):
             raise ConfigError("a hang fault needs a timeout (timeout_s), or the hung partition never ends")
 
 

@@ -73,6 +73,7 @@ class WorkerStarted:
     pid: int
     load_s: float  # from start request to model loaded and ready
     replacing: int | None = None
+    node: str | None = None  # the Ray node id of an actor (ray backend); None for local workers
 
 
 @dataclass(frozen=True, slots=True)

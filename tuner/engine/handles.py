@@ -13,8 +13,8 @@ backend it is::
 
 How a worker's words come back depends on what the backend can wait on. A handle with file
 descriptors (a process: its socket and its sentinel) lists them in :meth:`WorkerHandle.waitables`
-and the supervisor's poller wakes on them; a handle without (a thread; later a Ray actor, whose
-completions arrive through ``ray.wait`` in a helper thread) calls ``launch.post(handle, message)``,
+and the supervisor's poller wakes on them; a handle without (a thread; a Ray actor, whose
+completions arrive as done-callbacks of its calls' futures) calls ``launch.post(handle, message)``,
 which queues the message for the supervisor and pokes its wake socket. Either way the messages are
 the tuples of :mod:`tuner.engine.worker`.
 
@@ -91,6 +91,7 @@ class WorkerHandle:
         "inflight",
         "kill_at",
         "launch",
+        "node",
         "note",
         "pid",
         "ready",
@@ -113,6 +114,7 @@ class WorkerHandle:
         self.retiring = False  # takes no new work; stops once drained
         self.cause: str | None = None  # set when it is stopped, killed or dead
         self.note: str | None = None  # an injected fault it announced
+        self.node: str | None = None  # the cluster node it runs on (a Ray actor), for events
         self.kill_at = 0.0  # when to escalate if it has not exited
         self.t_spawn = time.perf_counter()
 
@@ -629,9 +631,18 @@ class InlineHandle(_InCallerProcess):
         return False
 
 
-#: the handle class of each backend (config.BACKENDS)
+#: the handle class of each local backend (config.BACKENDS; ``ray`` is :func:`handle_class`'s)
 HANDLES: dict[str, type[WorkerHandle]] = {
     "process": ProcessHandle,
     "thread": ThreadHandle,
     "inline": InlineHandle,
 }
+
+
+def handle_class(backend: str) -> type[WorkerHandle]:
+    """The handle class of ``backend``; the Ray one is imported only when asked for (Ray is optional)."""
+    if backend == "ray":
+        from tuner.engine.ray_backend import RayHandle
+
+        return RayHandle
+    return HANDLES[backend]

@@ -12,7 +12,7 @@ Data flow (every arrow on the right of the supervisor is one of its worker handl
                                  handle.inflight (head = running) ── handle.send(part) ──► the worker:
                                                                                             serve():
             ProcessHandle: socket (shm for big numpy) + sentinel ─► Poller ◄── OK / ERR ──  fault plan
-            ThreadHandle, InlineHandle (Ray next): launch.post ─► _outbox + wake ◄────────  └► model()
+            ThreadHandle, InlineHandle, RayHandle: launch.post ─► _outbox + wake ◄─────────  └► model()
                                              │
        OK ──► Ledger.finished: fill the job's outputs ──► all items have an outcome ──► Future result
        ERR / crash (sentinel or DIED) / timeout (head clock) / memory (RSS watch) ──► Ledger.failed:
@@ -62,7 +62,7 @@ from typing import Any
 
 from tuner.engine import events as ev
 from tuner.engine.config import EngineConfig, Failure
-from tuner.engine.handles import EXITED, HANDLES, READABLE, Launch, WorkerHandle, default_start_method
+from tuner.engine.handles import EXITED, READABLE, Launch, WorkerHandle, default_start_method, handle_class
 from tuner.engine.hedging import Hedger
 from tuner.engine.ledger import FINAL, IGNORED, Job, Ledger, Part, PartitionResult
 from tuner.engine.transport import Poller
@@ -118,7 +118,7 @@ class Engine:
 
         self._label = spec_text(model)
         c = self.config
-        self._handle_cls: type[WorkerHandle] = HANDLES[c.backend]
+        self._handle_cls: type[WorkerHandle] = handle_class(c.backend)
         # Partitions queued per worker adapt to the service time (see _adapt_prefetch): deep for tiny
         # partitions, whose cost is the round trip; shallow for long ones, so one slow worker never
         # holds many partitions hostage.
@@ -784,7 +784,7 @@ class Engine:
             if msg[1]:
                 w.pid = msg[1]
             self._load_crashes = 0
-            self._emit(ev.WorkerStarted(now, w.wid, w.pid, now - w.t_spawn, w.replacing))
+            self._emit(ev.WorkerStarted(now, w.wid, w.pid, now - w.t_spawn, w.replacing, w.node))
             if not self._ready_evt.is_set() and all(x.ready for x in self._workers):
                 self._ready_evt.set()
         elif tag == LOAD_ERR:

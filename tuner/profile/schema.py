@@ -30,7 +30,8 @@ from tuner.profile.errors import explain, format_loc
 SCHEMA_VERSION = 1
 """The profile format this tuner reads and writes; bumped on any incompatible change."""
 
-Backend = Literal["process", "thread", "inline"]
+Backend = Literal["process", "thread", "inline", "ray"]
+Placement = Literal["SPREAD", "PACK"]
 Platform = Literal["linux", "darwin", "windows"]
 PLATFORMS: tuple[str, ...] = typing.get_args(Platform)
 
@@ -218,7 +219,9 @@ class BackoffOverride(_Model):
 # One description per knob, shared by Recommended and RecommendedOverride so they cannot drift.
 _REC_DOC = {
     "backend": "How workers run: 'process' (one process each), 'thread' (threads in this process), "
-    "'inline' (in the caller, no pool).",
+    "'inline' (in the caller, no pool), 'ray' (one Ray actor each, on the cluster in `cluster`).",
+    "placement": "ray backend: 'SPREAD' (actors across nodes) or 'PACK' (fill a node's CPUs first); "
+    "absent = SPREAD.",
     "workers": "Number of workers, each with the model loaded once.",
     "threads_per_worker": "BLAS / intra-op threads each worker may use.",
     "partition_size": "Items sent to a worker at once (the unit of dispatch).",
@@ -253,6 +256,7 @@ class Recommended(_Model):
     backoff: Backoff = Field(default_factory=Backoff, description=_REC_DOC["backoff"])
     memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
     max_batch_delay_ms: _NonNeg = Field(default=5.0, description=_REC_DOC["max_batch_delay_ms"])
+    placement: Placement | None = Field(default=None, description=_REC_DOC["placement"])
     knobs: dict[_Str, _Knob] | None = Field(default=None, description=_REC_DOC["knobs"])
     # Backpressure (second wave). Absent in older profiles: the runtime then derives a bound itself.
     max_pending: _Count | None = Field(
@@ -283,6 +287,7 @@ class RecommendedOverride(_Model):
     backoff: BackoffOverride | None = Field(default=None, description=_REC_DOC["backoff"])
     memory_limit_mb: _Positive | None = Field(default=None, description=_REC_DOC["memory_limit_mb"])
     max_batch_delay_ms: _NonNeg | None = Field(default=None, description=_REC_DOC["max_batch_delay_ms"])
+    placement: Placement | None = Field(default=None, description=_REC_DOC["placement"])
     knobs: dict[_Str, _Knob] | None = Field(default=None, description=_REC_DOC["knobs"])
     max_pending: _Count | None = Field(default=None, description="Overrides recommended.max_pending.")
     overload: Literal["block", "timeout", "reject"] | None = Field(
@@ -596,6 +601,34 @@ class Online(_Model):
     reasoning: _Str = Field(default="", description="Why these settings, in words.")
 
 
+class ActorResources(_Model):
+    """What each Ray actor reserves (ray backend)."""
+
+    num_cpus: _Positive = Field(description="CPUs each actor reserves (= threads_per_worker).")
+    memory_mb: _Positive | None = Field(
+        default=None,
+        description="Memory each actor reserves (Ray's `memory` resource), MB; = memory_limit_mb.",
+    )
+
+
+class ClusterInfo(_Model):
+    """The Ray cluster a ray-backend profile was measured on: how to reach it (its kind, never a
+    host or a secret) and its shape, which the runtime's cluster check compares."""
+
+    address: Literal["auto", "local", "client"] = Field(
+        description="How to reach the cluster: 'auto' (the one this machine belongs to), 'local' "
+        "(a head started on loopback for the run), 'client' (ray://host:port, given again with "
+        "--ray-address or RAY_ADDRESS when the profile is run)."
+    )
+    ray_version: _Str = Field(description="Ray's version while measuring.")
+    nodes: _Count = Field(description="Live nodes while measuring.")
+    total_cpus: _Positive = Field(description="CPUs of all nodes together (Ray's logical CPUs).")
+    node_shapes: list[_Str] = Field(
+        default_factory=list, description="Each node's CPUs, e.g. '4 CPUs', sorted."
+    )
+    actor: ActorResources = Field(description="What each actor reserves.")
+
+
 class ScalingProfile(_Model):
     """tuner scaling profile: how to run one model on one host, and the evidence for it."""
 
@@ -614,12 +647,20 @@ class ScalingProfile(_Model):
         default=None, description="Per-OS partial overrides merged over `recommended`."
     )
     evidence: Evidence = Field(description="What was measured.")
+    cluster: ClusterInfo | None = Field(
+        default=None, description="The Ray cluster it was measured on (backend 'ray' only)."
+    )
     online: Online | None = Field(
         default=None, description="Serving under traffic (tuner bench --online): max rate within a p99 objective."
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> ScalingProfile:
+        if self.recommended.backend == "ray" and self.cluster is None:
+            raise _cross(
+                "recommended.backend is 'ray' but the profile has no `cluster` section",
+                at="recommended.backend",
+            )
         # Every platform's merged configuration must itself be valid, and start inside the
         # autoscaler's bounds: otherwise the runtime would find out only on that OS, in production.
         for platform in (None, *PLATFORMS):
