@@ -287,6 +287,19 @@ def test_yaml_bool_key_is_caught(tmp_path: Path) -> None:
         load_profile(bad)
 
 
+def test_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    """YAML 1.2 reads 25e-2 as a float (PyYAML's YAML 1.1 rules read it as a string)."""
+    text = GOOD.read_text(encoding="utf-8")
+    assert "  timeout_s: 0.25\n" in text
+    written = tmp_path / "exp.yaml"
+    written.write_text(text.replace("  timeout_s: 0.25\n", "  timeout_s: 25e-2\n"), encoding="utf-8")
+    assert load_profile(written).recommended.timeout_s == 0.25
+    # a word that only looks like one stays a word, and the field says so
+    written.write_text(text.replace("  timeout_s: 0.25\n", "  timeout_s: 25e\n"), encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"line 31: recommended.timeout_s: expected a number, got '25e'"):
+        load_profile(written)
+
+
 def test_round_trip(tmp_path: Path) -> None:
     profile = load_profile(GOOD)
     target = tmp_path / "deep" / "er" / "mlp.yaml"  # save creates the folders

@@ -751,6 +751,7 @@ class Runtime:
         ray_address: str | None = None,
         allow_pickle: bool = False,
         hedge: bool | float | None = None,
+        check_input: bool = True,
         **overrides: Any,
     ) -> Runtime:
         """A runtime with the settings of the profile at ``path`` (nothing is started or imported yet).
@@ -775,7 +776,8 @@ class Runtime:
         :class:`RuntimeSettings` field, e.g. ``workers=4``) win over the profile and are not adapted.
         ``hedge``: None applies the profile's ``recommended.hedge``; True hedges after the profile's
         p95 service time even if it does not say to; False turns hedging off; a number is the delay in
-        seconds.
+        seconds. ``check_input=False``: ``map`` does not check a numpy input against the item the
+        profile was measured with (a deliberate change of input; see :attr:`check_input`).
         """
         from tuner.profile import load_profile
 
@@ -826,6 +828,7 @@ class Runtime:
                 conn.close()
             raise
         rt.profile = profile
+        rt.check_input = check_input
         rt._cluster = conn
         return rt
 
@@ -980,7 +983,7 @@ class Runtime:
         if self.check_input and self.profile is not None and hasattr(items, "dtype"):
             from tuner.models.signature import check_input
 
-            hint = "set check_input = False on the Runtime to run anyway"
+            hint = "pass check_input=False to Runtime.from_profile (or set rt.check_input = False) to run anyway"
             check_input(self.profile, items, "Runtime.map", hint=hint, error=ConfigError)
         from tuner.engine.pool import partitions
 

@@ -25,9 +25,9 @@ ONE = [
 
 def bench(capsys: pytest.CaptureFixture[str], model: Path, out: Path, *extra: str) -> str:
     code = main(["bench", "--model", str(model), *ONE, "--out", str(out), *extra])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    return err
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    return said.out + said.err
 
 
 def run(capsys: pytest.CaptureFixture[str], profile: Path, x: Path, y: Path, *extra: str) -> None:
@@ -57,6 +57,8 @@ def test_onnx_bench_then_run(models: Models, sklearn_models: dict[str, Path], tm
     # the adapter's dimension is swept too: two trials, sequential and parallel execution
     err = bench(capsys, path, prof, "--dims", "execution_mode")
     assert "model file: onnx · onnxruntime" in err and "inputs X: float32[8]" in err
+    # the headline names the pool the threads knob sizes: ONNX Runtime's intra-op pool, not BLAS
+    assert "× 1 intra-op thread, partitions of" in err, err
     p = load_profile(prof)
     assert (p.model.format, p.model.framework) == ("onnx", "onnxruntime")
     assert p.model.framework_version == ort.__version__
@@ -135,7 +137,8 @@ def test_torchscript_bench_then_run(
 
     prof = tmp_path / "pt.yaml"
     # TorchScript records no input shape: tuner generates items of the shape given
-    bench(capsys, torch_models["pt"], prof, "--input-shape", str(FEATURES))
+    said = bench(capsys, torch_models["pt"], prof, "--input-shape", str(FEATURES))
+    assert "× 1 intra-op thread, partitions of" in said, said
     p = load_profile(prof)
     assert (p.model.format, p.model.framework) == ("torch", "torch")
     assert p.model.input is not None and p.model.input.item == f"float32[{FEATURES}]"

@@ -311,7 +311,8 @@ def test_runtime_map_refuses_an_array_unlike_the_measured_item(measured_profile:
             list(rt.map(np.zeros((64, 3)), on_failure="yield"))
         assert str(e.value) == (
             "Runtime.map: items are float64[3], the profile was measured with float32[256] "
-            "(each item is [3], not [256]); set check_input = False on the Runtime to run anyway"
+            "(each item is [3], not [256]); pass check_input=False to Runtime.from_profile "
+            "(or set rt.check_input = False) to run anyway"
         )
         assert rt.stats().items_done == 0  # refused as a whole, not failed item by item
         good = np.ones((40, 256), dtype=np.float32)
@@ -319,3 +320,7 @@ def test_runtime_map_refuses_an_array_unlike_the_measured_item(measured_profile:
         rt.check_input = False  # a deliberate change: the model sees the data (and fails it here)
         outcomes = list(rt.map(np.zeros((20, 3)), on_failure="yield"))
         assert len(outcomes) == 20 and all(getattr(o, "cause", None) == "exception" for o in outcomes)
+    # the same choice made where the runtime is made
+    with Runtime.from_profile(profile, check_input=False) as rt:
+        outcomes = list(rt.map(np.zeros((8, 3)), on_failure="yield"))
+        assert len(outcomes) == 8 and all(getattr(o, "cause", None) == "exception" for o in outcomes)

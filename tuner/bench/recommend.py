@@ -300,12 +300,15 @@ def recommend(
     host: Host | None,
     *,
     prefer: TrialConfig | None = None,
+    threads_word: str = "BLAS",
 ) -> Recommendation:
     """The recommendation from a sweep's results (see the module docstring for what is derived).
 
     ``prefer``: recommend this configuration's trial when another measurement chose it (the online
     sweep's winner: the highest rate within the latency objective); everything else is derived
     around it as usual. Ignored when no feasible trial of it was measured.
+    ``threads_word``: what the threads knob sizes for this model, in the headline ("BLAS" for
+    Python models, "intra-op" for ONNX Runtime and torch files: :attr:`ModelSpec.threads_word`).
     """
     ok = [r for r in results if r.feasible and not r.error and r.throughput > 0]
     infeasible = [r for r in results if not r.feasible]
@@ -349,7 +352,7 @@ def recommend(
     kind = {"process": "worker process", "thread": "worker thread", "inline": "inline worker", "ray": "Ray actor"}[
         c.backend
     ]
-    tw = "BLAS thread" if c.threads_per_worker == 1 else "BLAS threads"
+    tw = f"{threads_word} thread{'' if c.threads_per_worker == 1 else 's'}"
     words = [
         f"Recommended: {c.workers} {kind}{'es' if c.backend == 'process' and c.workers != 1 else ('s' if c.workers != 1 and c.backend != 'process' else '')}"
         f" × {c.threads_per_worker} {tw}, partitions of {c.partition_size}",

@@ -973,7 +973,7 @@ def _gate(args: argparse.Namespace) -> int:
         results, base, tolerance, usable_cores=sweep.host.usable_cores, fingerprint=sweep.host.fingerprint()
     )
     text = verdict.line
-    rec = recommend(results, spec.objective, sweep.host)
+    rec = recommend(results, spec.objective, sweep.host, threads_word=sweep.model.threads_word)
     if args.summary:
         from tuner.bench.report import markdown_summary
 
@@ -1060,13 +1060,19 @@ def _run(args: argparse.Namespace) -> int:
     with _Progress(spec.strategy, spec.budget_s, spec.max_trials) as progress:
         sweep.on_message = progress
         results, interrupted = _run_sweep(sweep, progress)
-    rec = recommend(results, spec.objective, sweep.host)
+    rec = recommend(results, spec.objective, sweep.host, threads_word=sweep.model.threads_word)
     online: OnlineOutcome | None = None
     if online_opts is not None and not interrupted and rec.best is not None:
         online, interrupted = _run_online(sweep, results, rec, online_opts, err)
         if online.summary.winner is not None and not interrupted:
             # The configuration that serves the most requests within the objective is the one to run.
-            rec = recommend(results, spec.objective, sweep.host, prefer=online.winner_config)
+            rec = recommend(
+                results,
+                spec.objective,
+                sweep.host,
+                prefer=online.winner_config,
+                threads_word=sweep.model.threads_word,
+            )
             said = online.summary
             rec.autoscale_reasoning = rec.autoscale_reasoning.replace(
                 rec.pending_reasoning, f"online: {said.pending_reasoning}"

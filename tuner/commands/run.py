@@ -216,9 +216,9 @@ def run(args: argparse.Namespace) -> int:
         faults=plan,
         ray_address=args.ray_address,
         allow_pickle=args.allow_pickle,
+        check_input=args.input_check,
         **overrides,
     )
-    runtime.check_input = args.input_check
 
     n = len(items)
     outputs: list[Any] = []

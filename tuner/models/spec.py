@@ -55,6 +55,16 @@ class ModelSpec:
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
 
+    @property
+    def threads_word(self) -> str:
+        """What the threads knob sizes, in a recommendation's words: a model file's framework pool
+        ('intra-op' for ONNX Runtime and torch), else 'BLAS' (threadpoolctl's limit)."""
+        if not self.is_model_file:
+            return "BLAS"
+        from tuner.models.formats import adapter_named
+
+        return str(getattr(adapter_named(self.kind), "THREADS", "BLAS"))
+
 
 def parse_spec(spec: str) -> ModelSpec:
     """Parse a spec string; :class:`ModelSpecError` on bad syntax. Does not import anything."""

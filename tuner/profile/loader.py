@@ -3,6 +3,8 @@
 * ``yaml.SafeLoader`` only (a subclass); any tag it does not know, ``!!python/object`` included,
   is rejected before anything is constructed — loading a profile never imports or runs code.
 * Duplicate keys are an error (PyYAML silently keeps the last one).
+* Numbers are read as YAML 1.2 reads them: ``1e-3`` and ``5E2`` are floats (PyYAML's YAML 1.1
+  rules want a dot, ``1.0e-3``, and read ``1e-3`` as a string, which a number field then refuses).
 * Size, node count and nesting depth are bounded — the nodes and the depth while the document is
   read, and again with aliases expanded — so a hostile or mistaken file (a log, a YAML "billion
   laughs" of nested aliases, ``[[[[...`` thousands deep) costs neither memory nor time, nor ends in
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +107,15 @@ class StrictLoader(yaml.SafeLoader):
                     )
                 seen[key] = key_node
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 (core schema) floats without a dot: 1e-3, -5E2, 2.e3. Added after SafeLoader's own
+# resolvers, so everything YAML 1.1 already reads keeps its meaning; only these stop being strings.
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _short_tag(tag: str) -> str:

@@ -55,6 +55,8 @@ class BenchDriver:
         # By default the sweep runs in a child process (tuner.tui.remote): the UI then neither slows
         # the measurement nor is slowed by it. in_process=True keeps it in this process (debugging).
         self.in_process = in_process
+        # What the threads knob sizes for the model of the last sweep made (the headline's words).
+        self._threads_word = "BLAS"
 
     def make_sweep(
         self, values: FormValues, on_message: SweepCallback, host: Any, info: Any
@@ -93,6 +95,13 @@ class BenchDriver:
             space = dataclasses.replace(Space.default(host, info, values.n_items), **overrides)  # type: ignore[arg-type]
         if self.results_path is not None:
             self.results_path.parent.mkdir(parents=True, exist_ok=True)
+        from tuner.errors import ModelSpecError
+        from tuner.models import parse_spec
+
+        try:
+            self._threads_word = parse_spec(values.model).threads_word
+        except ModelSpecError:
+            self._threads_word = "BLAS"  # the sweep itself says what is wrong with the spec
         spec = SweepSpec(
             model=values.model,
             input_path=values.input_path,
@@ -121,7 +130,7 @@ class BenchDriver:
     ) -> Any:
         from tuner.bench.recommend import recommend
 
-        return recommend(results, objective, host, prefer=prefer)
+        return recommend(results, objective, host, prefer=prefer, threads_word=self._threads_word)
 
     def make_online(
         self,

@@ -11,6 +11,7 @@ the library). It defines::
                 is the sweep's threads per worker, the others are the adapter's own
     DIMENSIONS  {knob: values}: extra sweep dimensions the search may try (off unless asked for)
     POOL_NOTE   one line on the framework's thread pools (shown with the thread evidence)
+    THREADS     what the threads knob sizes, in a recommendation's words ('intra-op', 'BLAS')
     version()   the installed framework's version, or None (never imports the framework)
     pools(knobs)            {pool name: threads the knobs give it}
     running(knobs)          threads one worker computes with at once (the thread evidence's bound)

@@ -39,6 +39,7 @@ NAME = "onnx"
 FRAMEWORK = "onnxruntime"
 EXTRA = "onnx"
 POOL_NOTE = "ONNX Runtime's intra-op pool (intra_op_num_threads), set per session"
+THREADS = "intra-op"
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ NAME = "torch"
 FRAMEWORK = "torch"
 EXTRA = "torch"
 POOL_NOTE = "torch's intra-op pool (torch.set_num_threads): one setting per process, shared by thread workers"
+THREADS = "intra-op"
 #: the intra-op pool is one setting per process (the search and the evidence say so for threads)
 PROCESS_WIDE = True
 

@@ -33,6 +33,7 @@ NAME = "sklearn"
 FRAMEWORK = "scikit-learn"
 EXTRA = "sklearn"
 POOL_NOTE = "BLAS and OpenMP pools (threadpoolctl, OMP_NUM_THREADS); estimators' n_jobs forced to 1"
+THREADS = "BLAS"
 METHODS = ("predict", "predict_proba", "transform", "decision_function")
 PICKLES = (".joblib", ".pkl", ".pickle")
 
