@@ -244,7 +244,7 @@ def test_check_good_profile(tuner_cmd: list[str]) -> None:
     assert proc.stdout == (
         f"{GOOD}: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2"
         " · hedge after 2.1 ms · overrides for darwin, windows · outside load 3% of 2 cores (1 of 14 windows discarded as busy)"
-        " · online: batches ≤64 within 2 ms, max pending 2400 (48000 requests/s at p99 ≤ 50 ms)\n"
+        " · online: batches ≤64 within 2 ms, max pending 2400 (48,000 requests/s at p99 ≤ 50 ms)\n"
     )
 
 

@@ -43,7 +43,7 @@ def summary(profile: ScalingProfile) -> str:
         f"autoscale {auto.min_workers}–{auto.max_workers}",
     ]
     if rec.hedge is not None:
-        parts.append(f"hedge after {rec.hedge.after_ms:g} ms")
+        parts.append(f"hedge after {rec.hedge.after_ms:.3g} ms")
     if profile.platforms is not None:
         names = [p for p, o in profile.platforms if o is not None]
         if names:
@@ -55,7 +55,7 @@ def summary(profile: ScalingProfile) -> str:
         o = profile.online
         parts.append(
             f"online: batches ≤{o.max_batch_size} within {o.max_batch_delay_ms:g} ms, max pending "
-            f"{o.max_pending} ({o.max_rate_at_slo:g} requests/s at p99 ≤ {o.objective_p99_ms:g} ms)"
+            f"{o.max_pending} ({o.max_rate_at_slo:,.0f} requests/s at p99 ≤ {o.objective_p99_ms:g} ms)"
         )
     return " · ".join(parts)
 
