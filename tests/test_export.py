@@ -3,6 +3,7 @@ with each value traced to the measurement it came from. Writing needs no Ray; va
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,16 @@ def test_every_shipped_profile_exports_a_config_serve_accepts(path: Path) -> Non
     assert dep["ray_actor_options"]["num_cpus"] == rec.threads_per_worker
     assert dep["user_config"]["max_batch_size"] == rec.partition_size
     assert dep["user_config"]["batch_wait_timeout_s"] == pytest.approx(rec.max_batch_delay_ms / 1000)
-    assert dep["max_ongoing_requests"] == 2 * rec.partition_size  # no p99 budget in these profiles
+    # two batches per replica, capped by what one replica serves within the p99 budget (Little's
+    # law) where the profile has one (sleep.yaml's online objective), never below one batch
+    budget = profile.objective.p99_budget_ms
+    want = 2 * rec.partition_size
+    if budget is not None:
+        served = math.floor(profile.evidence.throughput / rec.workers * budget / 1000)
+        want = min(want, max(rec.partition_size, served))
+        if want < 2 * rec.partition_size:
+            assert "within the p99 budget (Little's law)" in text
+    assert dep["max_ongoing_requests"] == want
     if auto.min_workers == auto.max_workers:
         assert dep["num_replicas"] == rec.workers
     else:
