@@ -74,7 +74,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
         if cap < max_ongoing:
             max_ongoing = cap
             ongoing_why = (
-                f"what one replica serves within the p99 budget (Little's law): {per_worker:.4g} items/s × "
+                f"what one replica serves within the p99 budget (Little's law): {per_worker:,.0f} items/s × "
                 f"{p99_budget:g} ms, at least one partition ({batch})"
             )
     target = min(target, max_ongoing)
@@ -98,7 +98,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
         dep["autoscaling_config"] = ac
         why["autoscaling_config.min_replicas"] = "autoscale.min_workers: " + _first(auto.reasoning, "min")
         why["autoscaling_config.initial_replicas"] = (
-            f"recommended.workers: the best measured configuration ({ev.throughput:.4g} items/s)"
+            f"recommended.workers: the best measured configuration ({ev.throughput:,.0f} items/s)"
         )
         why["autoscaling_config.max_replicas"] = "autoscale.max_workers: " + _first(auto.reasoning, "max")
         why["autoscaling_config.target_ongoing_requests"] = target_why
@@ -166,8 +166,8 @@ def render(profile: ScalingProfile, *, import_path: str = DEFAULT_IMPORT_PATH, s
         f"# Ray Serve config for {profile.model.spec}, from tuner profile '{name}'"
         + (f" ({source})" if source else ""),
         f"# measured {profile.created.strftime('%Y-%m-%d %H:%M UTC')} on {measured_on}",
-        f"# best: {rec.backend} ×{rec.workers} · {rec.threads_per_worker} threads · partition "
-        f"{rec.partition_size} · {profile.evidence.throughput:.4g} items/s",
+        f"# best: {rec.backend} ×{rec.workers} · {rec.threads_per_worker} thread{'' if rec.threads_per_worker == 1 else 's'} · partition "
+        f"{rec.partition_size} · {profile.evidence.throughput:,.0f} items/s",
         "# deploy: serve deploy THIS_FILE   (validate: ray.serve.schema.ServeDeploySchema)",
     ]
     lines = [*head, "applications:"]
