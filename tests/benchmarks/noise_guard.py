@@ -169,6 +169,10 @@ def main() -> None:
     ap.add_argument("--series", default="quiet,burner,slow", help="which series to run")
     ap.add_argument("--verbose", action="store_true", help="print each run's verdict line")
     ap.add_argument(
+        "--backend", default="process", choices=("process", "thread"),
+        help="the workers: processes (default) or threads of the measuring process",
+    )  # fmt: skip
+    ap.add_argument(
         "--baseline-attempts", type=int, default=3, help="measure the baseline again while it is contaminated"
     )
     args = ap.parse_args()
@@ -178,14 +182,14 @@ def main() -> None:
         profile = folder / "spin.yaml"
         cores = HostSampler().usable_cores
         print(
-            f"baseline: tuner bench --model spin.py:spin (process x{cores}, partition 64), window {args.window:g} s"
+            f"baseline: tuner bench --model spin.py:spin ({args.backend} x{cores}, partition 64), window {args.window:g} s"
         )
         for attempt in range(1, args.baseline_attempts + 1):
             # A baseline measured on a busy host reads low and hides a slowdown: measure it again
             # (a few times at most) until it is clean.
             before = host_load()
             made = tuner(
-                "bench", "--model", "spin.py:spin", "--strategy", "grid", "--backends", "process",
+                "bench", "--model", "spin.py:spin", "--strategy", "grid", "--backends", args.backend,
                 "--workers", str(cores), "--partition-sizes", "64", "--items", "4096",
                 "--window", str(args.window), "--out", str(profile), "--json",
                 env=dict(os.environ, NOISE_GUARD_SLOWDOWN="1"), cwd=folder,
