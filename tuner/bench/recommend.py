@@ -443,6 +443,25 @@ def _blas(host: Host) -> str | None:
     return f"{b.get('internal_api')} {version}"
 
 
+def host_info(host: Host) -> Any:
+    """The profile's ``host:`` section for ``host`` (a :class:`tuner.profile.HostInfo`)."""
+    from tuner.profile import HostInfo
+
+    platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
+    return HostInfo(
+        fingerprint=host.fingerprint(),
+        summary=host.summary(),
+        usable_cores=host.usable_cores,
+        logical_cores=host.logical_cores,
+        physical_cores=host.physical_cores,
+        memory_total_gb=round(host.memory_total_bytes / 1e9, 1),
+        cpu_model=host.cpu_model or "unknown",
+        platform=platform,  # type: ignore[arg-type]
+        machine=host.machine,
+        blas=_blas(host),
+    )
+
+
 def _pct(d: dict[str, float], keys: tuple[str, ...]) -> dict[str, float]:
     return {k: float(d[k]) for k in keys if k in d and math.isfinite(d[k])}
 
@@ -470,7 +489,6 @@ def build_profile(
         Candidate,
         Evidence,
         Hedge,
-        HostInfo,
         InputInfo,
         LatencyIntervals,
         ModelRef,
@@ -500,7 +518,6 @@ def build_profile(
         )
 
     obj = spec.objective
-    platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
     source = f"file {spec.input_path}" if spec.input_path else "builtin generator"
     item = getattr(info, "item", None)
     ok = [r for r in (rec.results or [best, *rec.runner_ups]) if r.throughput > 0 and not r.error]
@@ -565,18 +582,7 @@ def build_profile(
             ),
             **model_file,
         ),
-        host=HostInfo(
-            fingerprint=host.fingerprint(),
-            summary=host.summary(),
-            usable_cores=host.usable_cores,
-            logical_cores=host.logical_cores,
-            physical_cores=host.physical_cores,
-            memory_total_gb=round(host.memory_total_bytes / 1e9, 1),
-            cpu_model=host.cpu_model or "unknown",
-            platform=platform,  # type: ignore[arg-type]
-            machine=host.machine,
-            blas=_blas(host),
-        ),
+        host=host_info(host),
         objective=ProfileObjective(
             goal=obj.goal,  # type: ignore[arg-type]
             p99_budget_ms=obj.p99_budget_ms,

@@ -223,27 +223,17 @@ def profile_for_plan(section: Online, *, model: str, host: Any, best: TrialResul
     from datetime import datetime, timezone
 
     from tuner import __version__
-    from tuner.profile import Autoscale, Evidence, HostInfo, ModelRef, PeakRss, Recommended, ScalingProfile
+    from tuner.bench.recommend import host_info
+    from tuner.profile import Autoscale, Evidence, ModelRef, PeakRss, Recommended, ScalingProfile
 
     rss = best.peak_rss_mb if best is not None else {}
-    platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
     return ScalingProfile(
         schema_version=1,
         name="plan",
         created=datetime.now(timezone.utc).replace(microsecond=0),
         tool_version=__version__,
         model=ModelRef(spec=model),
-        host=HostInfo(
-            fingerprint=host.fingerprint(),
-            summary=host.summary(),
-            usable_cores=host.usable_cores,
-            logical_cores=host.logical_cores,
-            physical_cores=host.physical_cores,
-            memory_total_gb=round(host.memory_total_bytes / 1e9, 1),
-            cpu_model=host.cpu_model or "unknown",
-            platform=platform,  # type: ignore[arg-type]
-            machine=host.machine,
-        ),
+        host=host_info(host),
         recommended=Recommended(
             backend=section.backend,
             workers=section.workers,
