@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -34,6 +35,29 @@ def test_finds_the_capacity_within_the_resolution_from_below_or_above(capacity: 
     assert found.stop_reason == "resolved within 5%"
     # Geometric then bisection (and one re-check, one confirmation): few steps, not a scan.
     assert len(found.steps) <= 4 + math.ceil(math.log2(abs(math.log2(capacity / start)) + 1)) + 8
+
+
+def test_after_a_step_the_generator_could_not_keep_it_looks_under_what_was_sent() -> None:
+    """A fast model's first step at a share of its closed-loop rate is beyond one Python sender: the
+    search goes under what the sender did send, not halving from the schedule it missed."""
+    sender_max, capacity = 30_000.0, 20_000.0
+    rates: list[float] = []
+
+    def step(rate: float) -> StepResult:
+        rates.append(rate)
+        if rate <= sender_max:
+            return fake_step(rate, capacity)
+        r = fake_step(rate, 0.0)
+        return dataclasses.replace(
+            r, offered=sender_max, generator_behind=True,
+            reasons=[f"generator behind: sent {sender_max / rate:.1%} of the schedule on time"],
+        )  # fmt: skip
+
+    found = search_max_rate(step, 1_000_000.0, SearchSettings(factor=2.0, resolution=0.05))
+    assert rates[1] <= sender_max / 2.0, rates  # not 500k, 250k, 125k ... from the missed schedule
+    assert sum(1 for r in rates if r > sender_max) == 1
+    lo, hi = found.bracket
+    assert lo <= capacity < hi
 
 
 def test_gives_up_below_the_minimum_rate() -> None:

@@ -44,6 +44,27 @@ def test_offered_rate_is_within_1_percent_of_2000_per_second_on_builtin_sleep() 
 
 
 @pytest.mark.timeout(60)
+def test_a_schedule_far_past_the_sender_ends_with_the_step_not_minutes_later() -> None:
+    """500k requests/s for 1 s is far more than one Python sender submits: the step stops sending one
+    drain allowance after its end, says the generator fell behind, and leaves the rest unsent."""
+    objective_ms = 100.0
+    with Runtime(
+        "builtin:sleep", backend="thread", workers=2, partition_size=256, max_batch_delay_ms=1,
+        max_pending=1_000_000, overload="reject",
+    ) as rt:  # fmt: skip
+        schedule = make_schedule("constant", 500_000, 1.0)
+        t = time.perf_counter()
+        r = run_step(rt, schedule, list(range(1000)), objective_ms=objective_ms, drain_timeout_s=5, ci=False)
+        took = time.perf_counter() - t
+    assert r.requests == 500_000 and 0 < r.sent < r.requests
+    assert r.generator_behind and not r.sustainable
+    assert any(x.startswith("generator behind") for x in r.reasons), r.reasons
+    # the step (1 s), the catch-up allowance (0.1 s), the drain of what was sent, and slack for a
+    # loaded host; finishing the whole schedule would take this sender many seconds
+    assert took < 1.0 + objective_ms / 1000 + 4.0, took
+
+
+@pytest.mark.timeout(60)
 def test_a_stall_shows_in_the_latency_of_every_request_scheduled_during_it() -> None:
     """wrk2's lesson: a stall of known length, with the sender itself held up by backpressure."""
     rate, duration = 200.0, 1.5

@@ -22,6 +22,11 @@ otherwise decide the result, both ways:
 
 A real limit fails again and a real max holds again, which costs two steps.
 
+**Down from a first step the generator could not keep** (``generator_behind``: one Python sender
+submits some tens of thousands of requests a second, and a fast model's closed-loop rate is far
+above that): the next rate is looked for under what the sender did send, not just ÷factor from the
+schedule it missed — otherwise a few steps are spent halving from an impossible rate.
+
 **The interval on the max rate** (``max_rate_ci``) is not a bootstrap: a max rate is a boundary, not a
 mean. Its low end is the highest rate whose step was sustainable *with confidence* — every criterion
 held and even the upper end of its p99's 95% CI was within the objective; its high end is the lowest
@@ -82,12 +87,20 @@ class RateSearch:
     def bracket(self) -> tuple[float, float | None]:
         """(highest sustainable rate, lowest unsustainable rate above it, or None)."""
         lo = self.max_rate
-        above = [s.rate for s in latest(self.steps) if not s.sustainable and s.rate > lo]
+        above = [_ceiling(s, lo) for s in latest(self.steps) if not s.sustainable and s.rate > lo]
         return lo, (min(above) if above else None)
 
     @property
     def max_rate_ci(self) -> tuple[float, float | None]:
         return confident_bounds(latest(self.steps))
+
+
+def _ceiling(s: StepResult, lo: float) -> float:
+    """Where a failed step bounds the search: its rate, or — when the generator could not keep its
+    schedule — the rate the generator did send (if that is still above what held)."""
+    if s.generator_behind and lo < s.offered < s.rate:
+        return s.offered
+    return s.rate
 
 
 def _surely_ok(s: StepResult) -> bool:
@@ -152,7 +165,8 @@ def search_max_rate(
         durations.append(clock() - t)
         lo, hi = out.bracket
         if out.best is None:
-            hi = min(s.rate for s in latest(out.steps))  # nothing held yet: the lowest failure
+            # nothing held yet: under the lowest failure (or what the generator managed to send)
+            hi = min(_ceiling(s, 0.0) for s in latest(out.steps))
             rate = hi / settings.factor
             if rate < settings.min_rate:
                 out.stop_reason = f"no sustainable rate at or above {settings.min_rate:g}/s"

@@ -41,8 +41,13 @@ generator sent fewer than :data:`ACHIEVED_SHARE` of its schedule by the step's e
 * **sustainable** — achieved >= :data:`ACHIEVED_SHARE` × offered, the queue not growing, p99 <= the
   objective, and the generator kept its schedule.
 
-After ``t_end`` the runner waits for every request still in flight (the next step must start from an
-empty queue), up to ``drain_timeout_s``; what is left then is counted as unfinished.
+After ``t_end`` the sender may catch up for one drain allowance (the objective) more; a schedule it
+has not sent by then is left unsent (the step is already ``generator_behind``: a request sent that
+late has missed the objective before it starts). Without that bound a schedule far past what one
+Python sender can submit — a fast model's first step at a share of its closed-loop rate, millions
+of requests — kept the step going for minutes and spent the whole online budget. Then the runner
+waits for every request still in flight (the next step must start from an empty queue), up to
+``drain_timeout_s``; what is left then is counted as unfinished.
 """
 
 from __future__ import annotations
@@ -391,10 +396,14 @@ def run_step(
                 progress(now)
                 next_progress += PROGRESS_S
             time.sleep(max(0.0, min(SAMPLE_S, t_end - now)))
-        # The sender may still be catching up: it finishes the schedule (its lag is recorded).
+        # The sender may still be catching up (its lag is recorded): for one drain allowance at
+        # most, then what it has not sent stays unsent (see the module docstring).
+        catch_up_end = t_end + objective_ms / 1000.0
         while sender.is_alive():
             if cancel is not None and cancel.is_set():
                 raise StepCancelled("cancelled")
+            if perf() >= catch_up_end:
+                sender.stop.set()
             sender.join(0.05)
         if sender.error is not None:
             raise sender.error
