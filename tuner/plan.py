@@ -500,10 +500,10 @@ def make_plan(
     words = [
         f"To serve {fmt_rate(rate)} requests/s with p99 <= {objective:g} ms and {headroom_pct:g}% headroom: "
         f"{hosts} host{'s' if hosts != 1 else ''} like this one × {n} worker{'s' if n != 1 else ''} "
-        f"= {hosts * n} workers ({online.backend}, {threads} thread{'s' if threads != 1 else ''} each, "
+        f"= {hosts * n} worker{'s' if hosts * n != 1 else ''} ({online.backend}, {threads} thread{'s' if threads != 1 else ''} each, "
         f"batches <= {online.max_batch_size}, "
         f"batch delay {online.max_batch_delay_ms:g} ms).",
-        f"  One host sustains {fmt_rate(pick['rate'])} requests/s at the objective with {n} workers "
+        f"  One host sustains {fmt_rate(pick['rate'])} requests/s at the objective with {n} worker{'s' if n != 1 else ''} "
         f"({'measured' if pick['source'] == 'measured' else 'scaled from the measured ' + str(w_ref) + ' by the fit'}); "
         f"planned at {fmt_rate(pick['planned'])}/s to keep {headroom_pct:g}% headroom.",
         f"  Max rate at the objective from {source_ref}.",
