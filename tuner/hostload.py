@@ -365,8 +365,12 @@ class HostSampler:
         return set(self._procs)
 
     def add(self, pid: int) -> None:
-        """Count ``pid`` as tuner's (a worker the engine just started)."""
-        if pid in self._procs:
+        """Count ``pid`` as tuner's (a worker the engine just started).
+
+        Only processes: a thread backend's worker id is a thread of a process already counted, and
+        ``/proc/<tid>`` reads as that whole process — counted again, its CPU would hide the outside
+        load (psutil's ``pid_exists`` is False for a thread id on Linux)."""
+        if pid in self._procs or not self._psutil.pid_exists(pid):
             return
         try:
             p = self._psutil.Process(pid)

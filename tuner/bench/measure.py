@@ -445,11 +445,7 @@ def _engine_run(
                 elif isinstance(e, ev.ResourceSample):
                     samples.append(e)
                 elif isinstance(e, ev.WorkerStarted):
-                    if not in_process:
-                        # A worker process (or its replacement) is tuner, not the outside. A thread
-                        # worker's id is a thread of this process, already counted: as a "process"
-                        # it would add this process's whole CPU again and hide the outside load.
-                        sampler.add(e.pid)
+                    sampler.add(e.pid)  # a worker (or its replacement) is tuner, not the outside
                     if e.replacing is None:
                         load_s.append(e.load_s)
                         if engine_config.backend == "process":
