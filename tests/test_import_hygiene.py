@@ -64,10 +64,12 @@ def test_engine_imports_only_models_and_errors_of_tuner() -> None:
 
 @pytest.mark.timeout(60)
 def test_stats_and_autoscale_are_light_rooms() -> None:
-    """The statistics module and the autoscaler policy: standard library and tuner.errors only."""
+    """The statistics module, the autoscaler policy and the deployment value it reads: standard
+    library and tuner.errors only (the deployment's backends registry is bottom layer too)."""
     mods = _modules_after("import tuner.stats, tuner.autoscale")
     tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
-    assert tuner_mods == ["tuner", "tuner.autoscale", "tuner.errors", "tuner.stats"], tuner_mods
+    expected = ["tuner", "tuner.autoscale", "tuner.backends", "tuner.deployment", "tuner.errors", "tuner.stats"]
+    assert tuner_mods == expected, tuner_mods
     assert "numpy" not in mods and not _forbidden(mods)
     assert "numpy" not in _modules_after("import tuner.runtime"), "numpy stays lazy for the runtime"
 
@@ -77,7 +79,7 @@ def test_item_signature_and_argument_parsing_are_light() -> None:
     # Runtime.map imports the signature check in production processes; every `tuner` command
     # (`tuner hw` included) imports the argument parsers while building its parser.
     mods = _modules_after(
-        "import tuner.models.signature, tuner.commands.args, tuner.cli; tuner.cli.build_parser()"
+        "import tuner.models.signature, tuner.options, tuner.cli; tuner.cli.build_parser()"
     )
     assert "numpy" not in mods
     assert not _forbidden(mods), _forbidden(mods)

@@ -133,9 +133,9 @@ def test_bench_runtime_and_report_agree_on_the_same_samples() -> None:
     row = next(csv.DictReader(io.StringIO(csv_text([result]))))
     assert float(row["p50_ms"]) == bench["p50"] and float(row["p99_ms"]) == bench["p99"]
     md = markdown_summary([result], None, title="t", host="h")
-    from tuner.bench.recommend import fmt_ms
+    from tuner import fmt
 
-    assert f"{fmt_ms(bench['p50'])} | {fmt_ms(bench['p99'])}" in md
+    assert f"{fmt.ms(bench['p50'])} | {fmt.ms(bench['p99'])}" in md
 
     # Service time uses the same definition, unweighted (it used numpy's linear interpolation).
     svc = service_figures(lat)

@@ -9,7 +9,7 @@ The rule (Kubernetes HPA's, on the runtime's own metric):
 
 * wanted = ceil(backlog / target_backlog_per_worker) — HPA's ``ceil(current × metric / target)``
   with the metric "partitions waiting or running per worker";
-* plus one when the recent p99 is above ``target_p99_ms`` while every worker is busy (with idle
+* plus one when the recent p99 is above ``target_p99_s`` while every worker is busy (with idle
   workers, more of them would not shorten a partition);
 * clamped to [min_workers, max_workers];
 * up: once the need has lasted ``upscale_delay_s``;
@@ -23,74 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tuner.errors import ConfigError
+from tuner.deployment import AutoscaleSettings
 
-__all__ = ["AutoscalePolicy", "AutoscaleSettings", "ScaleTo", "check_number"]
-
-
-def check_number(
-    name: str,
-    value: object,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    integer: bool = False,
-    optional: bool = False,
-) -> None:
-    """Refuse ``value`` unless it is a finite number (an int if ``integer``) in its range.
-
-    Raises :class:`ConfigError` with one line naming the argument and its range, e.g.
-    ``max_batch_delay_ms must be a finite number >= 0 (got nan)``. nan and inf never pass:
-    a comparison with nan is always False, so a bare ``x < 0`` check would let it through.
-    """
-    if value is None and optional:
-        return
-    kind = "an integer" if integer else "a finite number"
-    bounds = []
-    if low is not None:
-        bounds.append(f"{'>' if low_open else '>='} {low:g}")
-    if high is not None:
-        bounds.append(f"<= {high:g}")
-    want = f"{name} must be {kind}{' ' + ' and '.join(bounds) if bounds else ''}"
-    if optional:
-        want += " (or None)"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and integer and not isinstance(value, int):
-        ok = False
-    if ok:
-        x = float(value)  # type: ignore[arg-type]
-        ok = math.isfinite(x)
-        if ok and low is not None:
-            ok = x > low if low_open else x >= low
-        if ok and high is not None:
-            ok = x <= high
-    if not ok:
-        raise ConfigError(f"{want} (got {value!r})")
-
-
-@dataclass(frozen=True)
-class AutoscaleSettings:
-    """Bounds and pace of the autoscaler (the profile's ``autoscale:`` section)."""
-
-    min_workers: int
-    max_workers: int
-    target_backlog_per_worker: float = 4.0  # partitions waiting or running per worker
-    target_p99_ms: float | None = None  # also scale up when the recent p99 is above this
-    upscale_delay_s: float = 0.0  # the need must last this long before adding workers
-    downscale_delay_s: float = 300.0  # ... and this long before removing any (Kubernetes HPA default)
-    interval_s: float = 1.0  # how often the autoscaler looks
-
-    def __post_init__(self) -> None:
-        check_number("autoscale min_workers", self.min_workers, low=1, integer=True)
-        check_number("autoscale max_workers", self.max_workers, low=self.min_workers, integer=True)
-        check_number(
-            "autoscale target_backlog_per_worker", self.target_backlog_per_worker, low=0, low_open=True
-        )
-        check_number("autoscale target_p99_ms", self.target_p99_ms, low=0, low_open=True, optional=True)
-        check_number("autoscale upscale_delay_s", self.upscale_delay_s, low=0)
-        check_number("autoscale downscale_delay_s", self.downscale_delay_s, low=0)
-        check_number("autoscale interval_s", self.interval_s, low=0, low_open=True)
+__all__ = ["AutoscalePolicy", "AutoscaleSettings", "ScaleTo"]
 
 
 @dataclass(frozen=True)
@@ -123,15 +58,15 @@ class AutoscalePolicy:
         wanted = math.ceil(backlog / a.target_backlog_per_worker)
         why = f"backlog {per_worker:.1f} partitions per worker vs target {a.target_backlog_per_worker:g}"
         if (
-            a.target_p99_ms is not None
+            a.target_p99_s is not None
             and per_worker >= 1
             and p99_ms is not None
             and math.isfinite(p99_ms)
-            and p99_ms > a.target_p99_ms
+            and p99_ms > a.target_p99_s * 1000.0
             and wanted <= workers
         ):
             wanted = workers + 1
-            why = f"p99 {p99_ms:.1f} ms > target {a.target_p99_ms:g} ms with every worker busy"
+            why = f"p99 {p99_ms:.1f} ms > target {a.target_p99_s * 1000:g} ms with every worker busy"
         wanted = min(a.max_workers, max(a.min_workers, wanted))
         if wanted > workers:
             self._low_since = None

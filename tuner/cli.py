@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["tui", *argv]
     parser = build_parser()
     try:
-        # Option values are checked while parsing (tuner.commands.args): a bad one is a BadInput
+        # Option values are checked while parsing (tuner.options): a bad one is a BadInput
         # here, before the command loads, starts or writes anything.
         args, extra = parser.parse_known_args(argv)
         if extra:  # said here, not by argparse, so the hint names the subcommand's own --help

@@ -82,8 +82,9 @@ class Node:
 
 
 @dataclass(frozen=True)
-class ClusterInfo:
-    """The cluster as tuner sees it: its live nodes and Ray's version."""
+class ClusterShape:
+    """The cluster as tuner sees it now: its live nodes and Ray's version (the profile records it as a
+    :class:`tuner.profile.ClusterInfo`)."""
 
     kind: str
     ray_version: str
@@ -116,7 +117,7 @@ class ClusterInfo:
         }
 
 
-def describe(ray: Any, kind: str) -> ClusterInfo:
+def describe(ray: Any, kind: str) -> ClusterShape:
     """The live nodes of the cluster this process is connected to (``ray.nodes()``), head first."""
     nodes = []
     for n in ray.nodes():
@@ -134,7 +135,7 @@ def describe(ray: Any, kind: str) -> ClusterInfo:
             )
         )
     nodes.sort(key=lambda x: (not x.head, x.node_id))
-    return ClusterInfo(kind=kind, ray_version=ray.__version__, nodes=tuple(nodes))
+    return ClusterShape(kind=kind, ray_version=ray.__version__, nodes=tuple(nodes))
 
 
 class Connection:
@@ -156,7 +157,7 @@ class Connection:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def info(self) -> ClusterInfo:
+    def info(self) -> ClusterShape:
         """The cluster's live nodes, CPUs, memory and Ray version."""
         return describe(self.ray, self.kind)
 
@@ -170,9 +171,10 @@ class Connection:
         if not self.owned:
             return
         try:
-            from tuner.engine.ray_backend import close_ray_engines
+            from tuner.engine import live
 
-            close_ray_engines()  # no engine may be using Ray when the driver disconnects
+            # no engine may be using the cluster when the driver disconnects
+            live.close_where(lambda engine: engine.config.kind.needs_cluster)
             self.ray.shutdown()  # a head started by ray.init is stopped by it, processes and all
         finally:
             if self.started:

@@ -62,7 +62,8 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from tuner.autoscale import AutoscalePolicy, AutoscaleSettings, check_number
+from tuner.autoscale import AutoscalePolicy
+from tuner.deployment import OVERLOAD_POLICIES, AutoscaleSettings, Deployment
 from tuner.errors import (
     ConfigError,
     EngineClosed,
@@ -89,6 +90,8 @@ __all__ = [
     "ScalingDecision",
     "adapt_to_host",
     "apply_hedge",
+    "pending_bound",
+    "settings_from_profile",
 ]
 
 #: The logger every runtime message goes to (one warning line on a host mismatch; scaling at INFO).
@@ -106,175 +109,27 @@ DEFAULT_PENDING_PARTITIONS_PER_WORKER = 36
 
 OnFailure = Literal["raise", "yield"]
 Overload = Literal["block", "timeout", "reject"]
-OVERLOAD_POLICIES: tuple[str, ...] = ("block", "timeout", "reject")
 
 
 # --------------------------------------------------------------------------------------------- settings
 
 
-@dataclass(frozen=True)
-class RuntimeSettings:
-    """Everything the runtime applies; built from a profile or from keyword arguments.
-
-    Every number is checked here, at the runtime's door: finite and in its range, or a
-    :class:`ConfigError` naming the argument and the range (nan and inf never pass).
-    """
-
-    backend: str = "process"
-    workers: int = 1
-    threads_per_worker: int | None = 1
-    partition_size: int = 64
-    timeout_s: float | None = None
-    retries: int = 3
-    retry_on: tuple[str, ...] = ()
-    backoff_base_s: float = 0.05
-    backoff_cap_s: float = 2.0
-    memory_limit_mb: float | None = None
-    max_batch_delay_ms: float = 5.0
-    autoscale: AutoscaleSettings | None = None
-    #: items in flight (submitted and not yet resolved) before ``overload`` applies; None: the default
-    #: bound, DEFAULT_PENDING_PARTITIONS_PER_WORKER partitions per worker of the pool's ceiling
-    max_pending: int | None = None
-    #: at max_pending, submit() blocks until there is room, blocks then raises Overloaded after
-    #: ``overload_timeout_s`` ("timeout"), or raises Overloaded at once ("reject")
-    overload: str = "block"
-    overload_timeout_s: float = 1.0
-    #: ray backend: "SPREAD" (actors across nodes) or "PACK" (fill a node first); None: SPREAD
-    placement: str | None = None
-    #: most items per partition the dynamic batcher of submit() forms; None: ``partition_size``
-    #: (a profile's ``online:`` section sets it from the open-loop measurement; map() keeps
-    #: ``partition_size``)
-    max_batch_size: int | None = None
-    #: hedged stragglers (tuner.engine.hedging): a partition still running this long is sent again
-    #: to an idle worker, the first result wins; None: no hedging. A profile's ``recommended.hedge``
-    hedge_after_s: float | None = None
-    #: most duplicate work under hedging, as a share of partitions completed
-    hedge_budget: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_number("workers", self.workers, low=1, integer=True)
-        check_number("threads_per_worker", self.threads_per_worker, low=1, integer=True, optional=True)
-        check_number("partition_size", self.partition_size, low=1, integer=True)
-        check_number("timeout_s", self.timeout_s, low=0, low_open=True, optional=True)
-        check_number("retries", self.retries, low=0, integer=True)
-        check_number("backoff_base_s", self.backoff_base_s, low=0)
-        check_number("backoff_cap_s", self.backoff_cap_s, low=self.backoff_base_s)
-        check_number("memory_limit_mb", self.memory_limit_mb, low=0, low_open=True, optional=True)
-        check_number("max_batch_delay_ms", self.max_batch_delay_ms, low=0)
-        check_number("max_batch_size", self.max_batch_size, low=1, integer=True, optional=True)
-        check_number("max_pending", self.max_pending, low=1, integer=True, optional=True)
-        check_number("overload_timeout_s", self.overload_timeout_s, low=0, low_open=True)
-        check_number("hedge_after_s", self.hedge_after_s, low=0, low_open=True, optional=True)
-        check_number("hedge_budget", self.hedge_budget, low=0, low_open=True, high=1)
-        if self.overload not in OVERLOAD_POLICIES:
-            raise ConfigError(
-                f"overload must be one of {', '.join(OVERLOAD_POLICIES)} (got {self.overload!r})"
-            )
-        if self.autoscale is not None and not isinstance(self.autoscale, AutoscaleSettings):
-            raise ConfigError(
-                f"autoscale must be an AutoscaleSettings or None (got {type(self.autoscale).__name__})"
-            )
-        a = self.autoscale
-        if a is not None and not a.min_workers <= self.workers <= a.max_workers:
-            raise ConfigError(
-                f"workers ({self.workers}) outside autoscale bounds {a.min_workers}–{a.max_workers}"
-            )
-
-    @property
-    def ceiling(self) -> int:
-        """The most workers this runtime may run (the autoscaler's max, else ``workers``)."""
-        return self.autoscale.max_workers if self.autoscale is not None else self.workers
-
-    @property
-    def batch_size(self) -> int:
-        """The most items the dynamic batcher puts in one partition (``max_batch_size`` or ``partition_size``)."""
-        return self.max_batch_size if self.max_batch_size is not None else self.partition_size
-
-    @property
-    def pending_bound(self) -> int:
-        """``max_pending``, or the default bound when it is None."""
-        if self.max_pending is not None:
-            return self.max_pending
-        return DEFAULT_PENDING_PARTITIONS_PER_WORKER * self.ceiling * self.partition_size
-
-    def describe(self) -> str:
-        """One line: ``process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2``."""
-        threads = self.threads_per_worker
-        parts = [
-            f"{self.backend} ×{self.workers}",
-            "default threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}",
-            f"partition {self.partition_size}",
-            f"timeout {self.timeout_s:g} s" if self.timeout_s is not None else "no timeout",
-        ]
-        if self.autoscale is not None:
-            parts.append(f"autoscale {self.autoscale.min_workers}–{self.autoscale.max_workers}")
-        if self.max_pending is not None:
-            parts.append(f"max pending {self.max_pending} ({self.overload})")
-        if self.max_batch_size is not None:
-            parts.append(f"batches ≤{self.max_batch_size} within {self.max_batch_delay_ms:g} ms")
-        if self.hedge_after_s is not None:
-            parts.append(f"hedge after {self.hedge_after_s * 1000:.3g} ms (≤{self.hedge_budget:.0%})")
-        return " · ".join(parts)
+#: The runtime's settings are the one deployment value (:class:`tuner.deployment.Deployment`); the
+#: name stays for callers that built them by it.
+RuntimeSettings = Deployment
 
 
-_SETTING_NAMES = frozenset(f.name for f in fields(RuntimeSettings))
+def pending_bound(settings: Deployment) -> int:
+    """``max_pending``, or the default bound when it is None (room for one map's look-ahead window
+    and as much again of submitted items, per worker of the pool's ceiling)."""
+    if settings.max_pending is not None:
+        return settings.max_pending
+    return DEFAULT_PENDING_PARTITIONS_PER_WORKER * settings.ceiling * settings.partition_size
 
 
-def settings_from_profile(profile: ScalingProfile, platform: str | None = None) -> RuntimeSettings:
-    """The settings a profile asks for on ``platform`` (default: this OS), its override merged in."""
-    rec = profile.effective_recommended(platform)
-    a = profile.autoscale
-    online = _online_batching(profile, platform)
-    return RuntimeSettings(
-        backend=rec.backend,
-        workers=rec.workers,
-        threads_per_worker=rec.threads_per_worker,
-        partition_size=rec.partition_size,
-        timeout_s=rec.timeout_s,
-        retries=rec.retries,
-        retry_on=tuple(rec.retry_on),
-        backoff_base_s=rec.backoff.base_s,
-        backoff_cap_s=rec.backoff.cap_s,
-        memory_limit_mb=rec.memory_limit_mb,
-        max_batch_delay_ms=online.get("max_batch_delay_ms", rec.max_batch_delay_ms),
-        max_pending=online.get("max_pending", rec.max_pending),
-        max_batch_size=online.get("max_batch_size"),
-        overload=rec.overload,
-        placement=rec.placement,
-        hedge_after_s=rec.hedge.after_ms / 1000.0 if rec.hedge is not None else None,
-        hedge_budget=rec.hedge.budget if rec.hedge is not None else 0.05,
-        autoscale=AutoscaleSettings(
-            min_workers=a.min_workers,
-            max_workers=a.max_workers,
-            target_backlog_per_worker=a.target_backlog_per_worker,
-            target_p99_ms=a.target_p99_ms,
-            upscale_delay_s=a.upscale_delay_s,
-            downscale_delay_s=a.downscale_delay_s,
-            interval_s=a.interval_s,
-        ),
-    )
-
-
-def _online_batching(profile: ScalingProfile, platform: str | None) -> dict[str, Any]:
-    """The dynamic batcher's settings and max_pending from the profile's ``online:`` section, if any.
-
-    Measured under traffic, they win over ``recommended``'s; a ``platforms:`` entry for this OS that
-    sets ``max_batch_delay_ms`` or ``max_pending`` explicitly is a deliberate per-OS choice and wins.
-    """
-    online = getattr(profile, "online", None)
-    if online is None:
-        return {}
-    from tuner.profile import normalise_platform
-
-    key = normalise_platform(sys.platform if platform is None else platform)
-    override = getattr(profile.platforms, key, None) if profile.platforms is not None and key else None
-    explicit = override.model_fields_set if override is not None else set()
-    out: dict[str, Any] = {"max_batch_size": online.max_batch_size}
-    if "max_batch_delay_ms" not in explicit:
-        out["max_batch_delay_ms"] = online.max_batch_delay_ms
-    if "max_pending" not in explicit:
-        out["max_pending"] = online.max_pending
-    return out
+def settings_from_profile(profile: ScalingProfile, platform: str | None = None) -> Deployment:
+    """The deployment a profile asks for on ``platform`` (default: this OS), its override merged in."""
+    return profile.deployment(platform)
 
 
 def apply_hedge(
@@ -641,80 +496,34 @@ class Runtime:
     def __init__(
         self,
         model: Any,
+        deployment: Deployment | None = None,
         *,
-        backend: str = "process",
-        workers: int = 1,
-        threads_per_worker: int | None = 1,
-        partition_size: int = 64,
-        timeout_s: float | None = None,
-        retries: int = 3,
-        retry_on: Iterable[str] = (),
-        backoff_base_s: float = 0.05,
-        backoff_cap_s: float = 2.0,
-        memory_limit_mb: float | None = None,
-        max_batch_delay_ms: float = 5.0,
-        max_batch_size: int | None = None,
-        autoscale: AutoscaleSettings | None = None,
-        max_pending: int | None = None,
-        overload: Overload = "block",
-        overload_timeout_s: float = 1.0,
         hedge: bool | float | None = None,
-        hedge_budget: float = 0.05,
         faults: FaultPlan | str | None = None,
         on_event: Callable[[Event], None] | None = None,
-        settings: RuntimeSettings | None = None,
+        settings: Deployment | None = None,
+        **options: Any,
     ) -> None:
-        if settings is None:
-            settings = RuntimeSettings(
-                backend=backend,
-                workers=workers,
-                threads_per_worker=threads_per_worker,
-                partition_size=partition_size,
-                timeout_s=timeout_s,
-                retries=retries,
-                retry_on=tuple(retry_on),
-                backoff_base_s=backoff_base_s,
-                backoff_cap_s=backoff_cap_s,
-                memory_limit_mb=memory_limit_mb,
-                max_batch_delay_ms=max_batch_delay_ms,
-                max_batch_size=max_batch_size,
-                autoscale=autoscale,
-                max_pending=max_pending,
-                overload=overload,
-                overload_timeout_s=overload_timeout_s,
-                hedge_budget=hedge_budget,
-            )
-        settings = apply_hedge(settings, hedge)
+        """``deployment``: how to run it (a :class:`~tuner.deployment.Deployment`; ``settings`` is its
+        older name); ``options``: any of its settings by public name (``workers=2``,
+        ``max_batch_delay_ms=2``), over ``deployment`` or the defaults. ``hedge``: None keeps the
+        deployment's; False turns hedging off; a number is the delay in seconds."""
+        base = deployment if deployment is not None else settings
+        settings = apply_hedge(Deployment.of(base, **options), hedge)
         self.model = model
         self.settings = settings
         self.profile: ScalingProfile | None = None
         self._user_cb = on_event
-        from tuner.engine import Backoff, Engine, EngineConfig, FaultPlan
+        from tuner.engine import Engine, EngineConfig, FaultPlan
 
         plan = FaultPlan.parse(faults) if isinstance(faults, str) else (faults or FaultPlan())
-        s = settings
-        # EngineConfig validates every knob (workers >= 1, timeout > 0, ...) with one-line errors.
-        self.engine_config = EngineConfig(
-            backend=s.backend,
-            workers=s.workers,
-            partition_size=s.partition_size,
-            threads_per_worker=s.threads_per_worker,
-            timeout_s=s.timeout_s,
-            retries=s.retries,
-            retry_on=s.retry_on,
-            backoff=Backoff(s.backoff_base_s, s.backoff_cap_s),
-            memory_limit_mb=s.memory_limit_mb,
-            hedge_after_s=s.hedge_after_s,
-            hedge_budget=s.hedge_budget,
-            faults=plan,
-            placement=s.placement or "SPREAD",
-        )
+        self.engine_config = EngineConfig.of_deployment(settings, faults=plan)
         self._cluster: Any = None  # the Ray connection from_profile made (closed with the runtime)
         self._engine: Engine = Engine(
             model, self.engine_config, on_event=_guarded(on_event) if on_event is not None else None
         )
         self._meter = _Meter(self._window_s())
-        self._gate = _Gate(settings.pending_bound)
+        self._gate = _Gate(pending_bound(settings))
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
@@ -781,15 +590,11 @@ class Runtime:
         """
         from tuner.profile import load_profile
 
-        unknown = sorted(set(overrides) - _SETTING_NAMES)
-        if unknown:
-            raise ConfigError(
-                f"unknown runtime setting(s): {', '.join(unknown)} (choose from {', '.join(sorted(_SETTING_NAMES))})"
-            )
+        Deployment.of(**{k: v for k, v in overrides.items() if k != "autoscale"})  # checked first: one line
         profile = load_profile(path)
         settings = settings_from_profile(profile)
         conn = None
-        if settings.backend == "ray":
+        if settings.kind.needs_cluster:
             conn = _connect_for(os.fspath(path), profile, ray_address)
             try:
                 settings = _check_cluster(os.fspath(path), profile, settings, strict, conn.info())
@@ -814,15 +619,10 @@ class Runtime:
                 auto = replace(
                     auto, min_workers=min(auto.min_workers, w), max_workers=max(auto.max_workers, w)
                 )
-            settings = replace(settings, **{**overrides, "autoscale": auto})
+            settings = Deployment.of(settings, **{**overrides, "autoscale": auto})
         try:
             settings = apply_hedge(settings, hedge, profile)
-            rt = cls(
-                model if model is not None else profile.model.spec,
-                settings=settings,
-                faults=faults,
-                on_event=on_event,
-            )
+            rt = cls(model if model is not None else profile.model.spec, settings, faults=faults, on_event=on_event)
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -868,7 +668,7 @@ class Runtime:
             self._engine.start()
             self._meter.t0 = time.perf_counter()
             a = self.settings.autoscale
-            if a is not None and a.min_workers < a.max_workers and self.settings.backend != "inline":
+            if a is not None and a.min_workers < a.max_workers and self.settings.kind.pooled:
                 self._scaler = threading.Thread(
                     target=self._autoscale_loop, name="tuner-autoscaler", daemon=True
                 )
@@ -969,7 +769,7 @@ class Runtime:
         if on_failure not in ("raise", "yield"):
             raise ConfigError(f"on_failure must be 'raise' or 'yield' (got {on_failure!r})")
         if overload not in OVERLOAD_POLICIES:
-            raise ConfigError(f"overload must be one of {', '.join(OVERLOAD_POLICIES)} (got {overload!r})")
+            raise ConfigError(f"overload {overload!r}: choose from {', '.join(OVERLOAD_POLICIES)}")
         self.start()
         return self._map(items, on_failure, overload)
 
@@ -1094,7 +894,7 @@ class Runtime:
 
     def _batch_loop(self) -> None:
         size = self.settings.batch_size
-        delay = self.settings.max_batch_delay_ms / 1000.0
+        delay = self.settings.max_batch_delay_s
         while True:
             with self._cv:
                 while not self._queue and not self._closed:

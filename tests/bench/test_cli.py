@@ -305,7 +305,7 @@ def test_bad_arguments_of_other_commands(tmp_path, tuner_cmd, clean_env, args, n
 
 
 def test_option_values_parse_once_with_ranges_stated() -> None:
-    from tuner.commands.args import finite, int_list, integer, non_blank
+    from tuner.options import finite, int_list, integer, non_blank
     from tuner.errors import BadInput
 
     assert int_list("--workers", "1-3, 8,2") == (1, 2, 3, 8)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tuner.bench.measure import check_feasible, timeout_for
-from tuner.bench.recommend import build_profile, pareto_front, recommend
+from tuner.bench.profiles import build_profile
+from tuner.bench.recommend import pareto_front, recommend
 from tuner.bench.search import AdaptiveStrategy, GridStrategy, Space, hardware_guess, make_strategy
-from tuner.bench.session import SweepSpec
+from tuner.bench.request import SweepRequest
 from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.errors import ConfigError
 
@@ -122,9 +123,11 @@ def test_recommend_picks_best_feasible_and_keeps_infeasible() -> None:
     rec = recommend([fast_slow_tail, good, one], obj, None)
     assert not fast_slow_tail.feasible and fast_slow_tail in rec.infeasible
     assert rec.best is good
-    assert rec.min_workers == 1 and rec.max_workers == 2  # 1 worker reaches >= 50% of the best
-    assert rec.retries == 2 and rec.backoff == (0.05, 2.0)  # no faults seen
-    assert rec.timeout_s == 0.1  # 10 × 3 ms p99.9 is below the floor
+    d = rec.deployment
+    assert d is not None and d.autoscale is not None
+    assert d.autoscale.min_workers == 1 and d.autoscale.max_workers == 2  # 1 worker reaches >= 50% of the best
+    assert d.retries == 2 and (d.backoff_base_s, d.backoff_cap_s) == (0.05, 2.0)  # no faults seen
+    assert d.timeout_s == 0.1  # 10 × 3 ms p99.9 is below the floor
     assert rec.words[0].startswith("Recommended: 2 worker processes × 1 BLAS thread, partitions of 64")
 
 
@@ -133,8 +136,9 @@ def test_more_faults_mean_more_retries() -> None:
     cfg = TrialConfig("process", 2, 1, 64)
     calm = recommend([result(cfg, 1000)], Objective(), None)
     stormy = recommend([result(cfg, 1000, faults_seen={"crash": 20, "timeout": 5})], Objective(), None)
-    assert stormy.retries > calm.retries
-    assert stormy.backoff[0] >= calm.backoff[0]
+    assert stormy.deployment is not None and calm.deployment is not None
+    assert stormy.deployment.retries > calm.deployment.retries
+    assert stormy.deployment.backoff_base_s >= calm.deployment.backoff_base_s
 
 
 @pytest.mark.timeout(20)
@@ -144,10 +148,12 @@ def test_build_profile_round_trips(tmp_path) -> None:
 
     cfg = TrialConfig("process", 2, 1, 64)
     rec = recommend([result(cfg, 1000), result(TrialConfig("process", 1, 1, 64), 600)], Objective(), None)
-    profile = build_profile(rec, name="unit", spec=SweepSpec(model="builtin:mlp"), host=probe(), info=None)
+    profile = build_profile(rec, name="unit", request=SweepRequest(model="builtin:mlp"), host=probe(), info=None)
     path = save_profile(profile, tmp_path / "unit.yaml")
     back = load_profile(path)
-    assert back.recommended.workers == 2 and back.recommended.timeout_s == rec.timeout_s
+    assert rec.deployment is not None
+    assert back.recommended.workers == 2 and back.recommended.timeout_s == rec.deployment.timeout_s
+    assert back.deployment() == profile.deployment()  # the profile maps to one deployment and back
     assert back.autoscale.min_workers <= 2 <= back.autoscale.max_workers
     assert back.evidence.throughput == 1000
 
@@ -196,10 +202,11 @@ def test_profile_records_max_pending_and_why(tmp_path) -> None:
     cfg = TrialConfig("process", 2, 1, 64)
     obj = Objective(p99_budget_ms=50.0)
     rec = recommend([result(cfg, 40_000.0)], obj, None)
-    assert rec.max_pending == 2000 and "max_pending 2000" in rec.pending_reasoning
+    assert rec.deployment is not None
+    assert rec.deployment.max_pending == 2000 and "max_pending 2000" in rec.pending_reasoning
     assert rec.pending_reasoning in rec.autoscale_reasoning  # `tuner bench` prints it with the bounds
     profile = build_profile(
-        rec, name="unit", spec=SweepSpec(model="builtin:mlp", objective=obj), host=probe(), info=None
+        rec, name="unit", request=SweepRequest(model="builtin:mlp", objective=obj), host=probe(), info=None
     )
     back = load_profile(save_profile(profile, tmp_path / "unit.yaml"))
     assert back.recommended.max_pending == 2000 and back.recommended.overload == "block"

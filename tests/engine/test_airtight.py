@@ -101,7 +101,7 @@ def test_shared_memory_stays_flat_through_crashes_and_timeouts() -> None:
         retries=6,
         timeout_s=0.3,
         faults=plan,
-        backoff=Backoff(base_s=0.001, cap_s=0.01),
+        backoff_base_s=0.001, backoff_cap_s=0.01,
     )
     seen: list[ev.Event] = []
     with Engine(spec("row_sums"), cfg, on_event=seen.append) as engine:

@@ -99,13 +99,13 @@ def test_wrong_output_count_fails_each_item_with_the_reason() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ConfigError, match="workers must be >= 1"):
+    with pytest.raises(ConfigError, match="workers must be an integer >= 1"):
         EngineConfig(workers=0)
     with pytest.raises(ConfigError, match="backend 'gpu'"):
         EngineConfig(backend="gpu")
-    with pytest.raises(ConfigError, match="timeout_s must be > 0"):
+    with pytest.raises(ConfigError, match="timeout_s must be a finite number > 0"):
         EngineConfig(timeout_s=0)
-    with pytest.raises(ConfigError, match="sample_interval_s must be > 0"):
+    with pytest.raises(ConfigError, match="sample_interval_s must be a finite number > 0"):
         EngineConfig(sample_interval_s=0)
 
 
@@ -113,24 +113,18 @@ def test_bad_settings_are_refused() -> None:
 @pytest.mark.parametrize(
     ("field", "rule"),
     [
-        ("timeout_s", "> 0"),
-        ("memory_limit_mb", "> 0"),
+        ("timeout_s", "> 0 (or None)"),
+        ("memory_limit_mb", "> 0 (or None)"),
         ("sample_interval_s", "> 0"),
-        ("backoff.base_s", ">= 0"),
-        ("backoff.cap_s", ">= base_s"),
+        ("backoff_base_s", ">= 0"),
+        ("backoff_cap_s", ">= 0.05"),
     ],
 )
 def test_a_setting_that_is_not_a_finite_number_is_refused_by_name(
     field: str, rule: str, value: float
 ) -> None:
-    from tuner.engine import Backoff
-
-    if field.startswith("backoff."):
-        kw = {"backoff": Backoff(**{field.split(".")[1]: value})}
-    else:
-        kw = {field: value}
     with pytest.raises(ConfigError) as info:
-        EngineConfig(**kw)
+        EngineConfig(**{field: value})
     assert str(info.value) == f"{field} must be a finite number {rule} (got {value})"
 
 

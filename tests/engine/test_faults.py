@@ -84,7 +84,7 @@ def _config(kind: str, rate: float) -> EngineConfig:
         timeout_s=TIMEOUT_S if kind in ("hang", "slow") else None,
         memory_limit_mb=200 if kind == "memory" else None,
         faults=_plan(kind, rate),
-        backoff=Backoff(base_s=0.005, cap_s=0.05),
+        backoff_base_s=0.005, backoff_cap_s=0.05,
     )
 
 

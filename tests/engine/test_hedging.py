@@ -163,10 +163,10 @@ def test_the_delay_counts_the_round_trip_the_supervisor_sees() -> None:
 
 def test_hedge_settings_are_checked() -> None:
     for kw, message in [
-        ({"hedge_after_s": 0.0}, "hedge_after_s must be > 0"),
-        ({"hedge_after_s": float("nan")}, "hedge_after_s must be a finite number > 0 (got nan)"),
-        ({"hedge_budget": 0.0}, "hedge_budget must be > 0 and <= 1"),
-        ({"hedge_budget": 2.0}, "hedge_budget must be > 0 and <= 1"),
+        ({"hedge_after_s": 0.0}, "hedge_after_s must be a finite number > 0 (or None) (got 0.0)"),
+        ({"hedge_after_s": float("nan")}, "hedge_after_s must be a finite number > 0 (or None) (got nan)"),
+        ({"hedge_budget": 0.0}, "hedge_budget must be a finite number > 0 and <= 1 (got 0.0)"),
+        ({"hedge_budget": 2.0}, "hedge_budget must be a finite number > 0 and <= 1 (got 2.0)"),
         ({"hedge_cancel": "never"}, "hedge_cancel 'never': choose from finish, kill"),
     ]:
         with pytest.raises(ConfigError) as info:
@@ -306,7 +306,7 @@ def test_outputs_exactly_once_and_in_order_under_crashes_and_stragglers(budget: 
         faults=plan,
         hedge_after_s=0.01,
         hedge_budget=budget,
-        backoff=Backoff(0.001, 0.01),
+        backoff_base_s=0.001, backoff_cap_s=0.01,
     )
     out: list[int] = []
     with Engine(spec("nap_short"), cfg, on_event=seen.append) as engine:

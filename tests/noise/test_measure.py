@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tuner.bench import measure
+from tuner.bench import trial_run as measure  # the measuring loop: where HostSampler is looked up
 from tuner.bench.measure import MeasureSettings, run_trial
 from tuner.bench.session import merge_trials
 from tuner.bench.types import EngineNote, TrialConfig, TrialPhase, TrialResult, WindowMeasured

@@ -53,7 +53,7 @@ def test_online_sweep_writes_the_section_the_runtime_and_the_plan_read(
     assert prof.recommended.max_pending == sec.max_pending
     assert (prof.recommended.backend, prof.recommended.workers) == (sec.backend, sec.workers)
     s = settings_from_profile(prof)
-    assert (s.max_batch_size, s.max_batch_delay_ms, s.max_pending) == (
+    assert (s.max_batch_size, s.max_batch_delay_s * 1000, s.max_pending) == (
         sec.max_batch_size, sec.max_batch_delay_ms, sec.max_pending,
     )  # fmt: skip
     # tuner check says what the runtime applies; tuner plan reads it.

@@ -32,7 +32,7 @@ def this_host() -> Host:
 def test_settings_come_from_the_online_section(tmp_path: Path, this_host: Host) -> None:
     path = _profile_here(tmp_path, this_host)
     s = settings_from_profile(load_profile(path))
-    assert (s.max_batch_size, s.max_batch_delay_ms, s.max_pending) == (4, 50.0, 77)
+    assert (s.max_batch_size, s.max_batch_delay_s, s.max_pending) == (4, 0.05, 77)
     assert s.partition_size == 8  # map keeps the closed-loop partition size
     assert "batches ≤4 within 50 ms" in s.describe()
 
@@ -42,9 +42,9 @@ def test_an_explicit_platform_override_still_wins(tmp_path: Path, this_host: Hos
                              windows=RecommendedOverride(max_pending=9))  # fmt: skip
     path = _profile_here(tmp_path, this_host, platforms=over)
     s = settings_from_profile(load_profile(path), platform="linux")
-    assert (s.max_batch_delay_ms, s.max_pending, s.max_batch_size) == (1.0, 77, 4)
+    assert (s.max_batch_delay_s, s.max_pending, s.max_batch_size) == (0.001, 77, 4)
     s = settings_from_profile(load_profile(path), platform="darwin")
-    assert (s.max_batch_delay_ms, s.max_pending) == (50.0, 9)
+    assert (s.max_batch_delay_s, s.max_pending) == (0.05, 9)
 
 
 @pytest.mark.timeout(30)

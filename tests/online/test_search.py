@@ -9,7 +9,9 @@ import pytest
 
 from tuner.bench.online.search import SearchSettings, confident_bounds, search_max_rate
 from tuner.bench.online.step import StepResult
-from tuner.bench.online.sweep import Candidate, CandidateResult, OnlineSpec, summarize
+from tuner.bench.online.search import CandidateResult
+from tuner.bench.online.sweep import summarize
+from tuner.bench.request import OnlineRequest
 from tuner.bench.types import TrialConfig
 
 
@@ -87,14 +89,17 @@ def test_the_interval_widens_when_the_p99_is_uncertain() -> None:
     assert confident_bounds(steps) == (500.0, 1100.0)
 
 
+def candidate(backend: str, workers: int, threads: int, batch: int, delay_ms: float) -> TrialConfig:
+    """A configuration with a batching setting, as the online sweep searches it."""
+    return TrialConfig(backend, workers, threads, batch, max_batch_size=batch, max_batch_delay_s=delay_ms / 1000)
+
+
 def _result(delay: float, rate: float, size: int = 64) -> CandidateResult:
-    return CandidateResult(Candidate("thread", 2, 1, size, delay), steps=[fake_step(rate, rate)])
+    return CandidateResult(candidate("thread", 2, 1, size, delay), steps=[fake_step(rate, rate)])
 
 
 def test_the_winner_is_the_fastest_and_ties_go_to_the_shorter_delay() -> None:
-    spec = OnlineSpec(
-        model="builtin:sleep", objective_ms=50, configs=[(TrialConfig("thread", 2, 1, 64), 1e4)]
-    )
+    spec = OnlineRequest(objective_ms=50)
     results = [_result(10.0, 1000.0), _result(2.0, 980.0), _result(0.0, 500.0), _result(5.0, 900.0)]
     s = summarize(results, spec)
     assert s.winner is results[1]  # 980 is within 5% of 1000: a tie, and 2 ms < 10 ms
@@ -106,10 +111,8 @@ def test_the_winner_is_the_fastest_and_ties_go_to_the_shorter_delay() -> None:
 
 
 def test_nothing_sustainable_says_so() -> None:
-    spec = OnlineSpec(
-        model="builtin:sleep", objective_ms=50, configs=[(TrialConfig("thread", 2, 1, 64), 1e4)]
-    )
-    bad = CandidateResult(Candidate("thread", 2, 1, 64, 5.0), steps=[fake_step(100.0, 1.0)])
+    spec = OnlineRequest(objective_ms=50)
+    bad = CandidateResult(candidate("thread", 2, 1, 64, 5.0), steps=[fake_step(100.0, 1.0)])
     s = summarize([bad], spec)
     assert s.winner is None and s.max_pending is None
     assert s.words[0].startswith("Online: no candidate sustained any rate with p99 <= 50 ms")

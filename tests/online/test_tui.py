@@ -21,7 +21,9 @@ from tuner.bench.online.messages import (
     StepFinished,
     StepProgress,
 )
-from tuner.bench.online.sweep import Candidate, CandidateResult, OnlineOutcome, OnlineSpec, summarize
+from tuner.bench.online.search import CandidateResult, engine_key
+from tuner.bench.online.sweep import OnlineOutcome, summarize
+from tuner.bench.request import OnlineRequest
 from tuner.bench.recommend import recommend
 from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.tui.driver import BenchDriver
@@ -33,7 +35,7 @@ SIZE = (120, 40)
 
 
 def online_messages(capacity: float = 1000.0) -> tuple[list[Any], OnlineOutcome]:
-    cand = Candidate("process", 2, 1, 64, 2.0)
+    cand = TrialConfig("process", 2, 1, 64, max_batch_size=64, max_batch_delay_s=0.002)
     rates = [500.0, 1000.0, 2000.0, 1414.0, 1189.0]
     steps = [fake_step(r, capacity) for r in rates]
     msgs: list[Any] = [CandidateStarted(0, cand, 1)]
@@ -47,10 +49,9 @@ def online_messages(capacity: float = 1000.0) -> tuple[list[Any], OnlineOutcome]
         cand, steps=steps, stop_reason="resolved within 5%", closed_loop_throughput=3000.0
     )
     msgs += [CandidateFinished(0, result), OnlineFinished([result], False, 12.0)]
-    spec = OnlineSpec(
-        model="builtin:mlp", objective_ms=50.0, configs=[(TrialConfig("process", 2, 1, 64), 3000.0)]
-    )
-    return msgs, OnlineOutcome(spec, [result], summarize([result], spec), 12.0)
+    spec = OnlineRequest(objective_ms=50.0)
+    configs = [(TrialConfig("process", 2, 1, 64), 3000.0)]
+    return msgs, OnlineOutcome(spec, configs, [result], summarize([result], spec), 12.0)
 
 
 @pytest.mark.timeout(60)
@@ -137,7 +138,7 @@ def test_a_real_online_search_from_the_view(tmp_path: Path) -> None:
             await wait_for(pilot, lambda: app.online_outcome is not None, timeout=90, what="the online outcome",
                            detail=lambda: str(app.query_one("#online-status", Static).render()))  # fmt: skip
             outcome = app.online_outcome
-            assert outcome.results and outcome.results[0].candidate.engine() == ("thread", 2, 1)
+            assert outcome.results and engine_key(outcome.results[0].candidate) == ("thread", 2, 1)
             assert outcome.summary.winner is not None
             pane = app.query_one(OnlinePane)
             assert len(pane.results) == len(outcome.results)

@@ -178,7 +178,7 @@ def test_a_fast_producer_and_a_slow_model_keep_rss_flat() -> None:
 def test_bad_backpressure_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"max_pending must be an integer >= 1"):
         Runtime("builtin:sleep", backend="thread", max_pending=0)
-    with pytest.raises(ConfigError, match="overload must be one of block, timeout, reject"):
+    with pytest.raises(ConfigError, match="overload 'drop': choose from block, timeout, reject"):
         Runtime("builtin:sleep", backend="thread", overload="drop")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"overload_timeout_s must be a finite number > 0 \(got inf\)"):
         Runtime("builtin:sleep", backend="thread", overload_timeout_s=float("inf"))

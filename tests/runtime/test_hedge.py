@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tuner.bench.recommend import build_profile, recommend
-from tuner.bench.session import SweepSpec
+from tuner.bench.profiles import build_profile
+from tuner.bench.recommend import recommend
+from tuner.bench.request import SweepRequest
 from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.engine import FaultPlan
 from tuner.engine.hedging import HEDGE_BURST
@@ -165,7 +166,7 @@ def _trial(workers: int, service_ms: dict[str, float]) -> TrialResult:
 
 def _profile_of(tmp_path: Path, host: Host, trial: TrialResult) -> tuple[Path, list[str]]:
     rec = recommend([trial], Objective(), host)
-    profile = build_profile(rec, name="h", spec=SweepSpec(model="builtin:sleep"), host=host, info=None)
+    profile = build_profile(rec, name="h", request=SweepRequest(model="builtin:sleep"), host=host, info=None)
     return save_profile(profile, tmp_path / "h.yaml"), rec.words
 
 
@@ -189,7 +190,8 @@ def test_no_hedging_for_one_worker_or_tiny_partitions(
 ) -> None:
     trial = _trial(workers, {"p50": p95 / 2, "p95": p95, "p99": p95 * 2, "p999": p95 * 3, "max": p95 * 4})
     rec = recommend([trial], Objective(), this_host)
-    assert rec.hedge_after_ms is None and why in rec.hedge_reasoning
+    assert rec.deployment is not None
+    assert rec.deployment.hedge_after_s is None and why in rec.hedge_reasoning
     path, _ = _profile_of(tmp_path, this_host, trial)
     profile = load_profile(path)
     assert profile.recommended.hedge is None

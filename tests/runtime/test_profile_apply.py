@@ -12,7 +12,7 @@ import pytest
 from tuner.errors import ConfigError, ProfileError
 from tuner.hardware import Host
 from tuner.profile import load_profile, normalise_platform
-from tuner.runtime import Runtime, adapt_to_host
+from tuner.runtime import Runtime, adapt_to_host, pending_bound
 
 from .helpers import host_info, write_profile
 
@@ -45,7 +45,7 @@ def test_same_host_applies_everything_silently(
     assert not _warnings(caplog)
     s = rt.settings
     assert (s.backend, s.workers, s.threads_per_worker, s.partition_size) == ("thread", 1, 1, 16)
-    assert (s.timeout_s, s.retries, s.retry_on, s.max_batch_delay_ms) == (1.5, 5, ("ConnectionError",), 7.0)
+    assert (s.timeout_s, s.retries, s.retry_on, s.max_batch_delay_s) == (1.5, 5, ("ConnectionError",), 0.007)
     c = rt.engine_config  # what the engine is actually given
     assert c.backoff.base_s == 0.01 and c.backoff.cap_s == 0.5 and c.memory_limit_mb == 900.0
     assert c.timeout_s == 1.5 and c.retry_on == ("ConnectionError",)
@@ -189,7 +189,7 @@ def test_host_differences_come_from_hardware_in_one_line(
 def test_a_recorded_blas_in_its_short_form_is_not_a_difference(
     tmp_path: Path, this_host: Host, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tuner.bench.recommend import _blas
+    from tuner.bench.profiles import _blas
 
     path = write_profile(tmp_path / "p.yaml", host_info(this_host, blas=_blas(this_host)))
     caplog.set_level(logging.INFO, logger=WARN)
@@ -212,4 +212,4 @@ def test_profile_backpressure_is_applied_and_old_profiles_default(tmp_path: Path
     old.write_text("\n".join(lines) + "\n")
     rt = Runtime.from_profile(old)
     assert rt.settings.max_pending is None and rt.settings.overload == "block"
-    assert rt.stats().max_pending == rt.settings.pending_bound > 0
+    assert rt.stats().max_pending == pending_bound(rt.settings) > 0

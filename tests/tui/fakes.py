@@ -298,7 +298,7 @@ class FakeDriver:
 
         return recommend(results, objective, host)
 
-    def build_profile(self, rec: Any, name: str, spec: Any, host: Any, info: Any) -> Any:
+    def build_profile(self, rec: Any, name: str, request: Any, host: Any, info: Any, online: Any = None) -> Any:
         raise NotImplementedError("export is tested with the real driver")
 
 

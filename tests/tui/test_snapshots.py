@@ -110,18 +110,18 @@ def test_faults_dialog(snap_compare: Any) -> None:
 
 
 def test_export_dialog(snap_compare: Any) -> None:
-    from tuner.bench.session import SweepSpec
+    from tuner.bench.request import SweepRequest
     from tuner.tui.screens.export import ExportScreen
 
     async def run_before(pilot: Any) -> None:
         await _finished(pilot)
-        from tuner.bench.recommend import build_profile
+        from tuner.bench.profiles import build_profile
 
         app = pilot.app
         profile = build_profile(
             app.recommendation,
             name="mlp",
-            spec=SweepSpec(model="builtin:mlp"),
+            request=SweepRequest(model="builtin:mlp"),
             host=FROZEN_HOST,
             info=FakeInfo("builtin:mlp"),
         )

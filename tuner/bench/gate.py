@@ -34,6 +34,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuner import fmt
 from tuner.bench.types import TrialResult
 from tuner.hostload import OutsideProcess, describe_top
 from tuner.stats import median
@@ -73,6 +74,20 @@ class BaselineFigures:
     host_summary: str | None = None
     outside: float | None = None  # the outside load the profile recorded (evidence.host_load)
     contaminated: bool = False  # the profile itself was measured on a busy host: it reads low
+
+    @classmethod
+    def of(cls, profile: Any) -> BaselineFigures:
+        """A profile's recorded figures."""
+        ev = profile.evidence
+        return cls(
+            throughput=ev.throughput,
+            p99_ms=ev.latency_ms.p99 if ev.latency_ms else None,
+            p99_ci_high_ms=ev.latency_ci_ms.p99[1] if ev.latency_ci_ms and ev.latency_ci_ms.p99 else None,
+            fingerprint=profile.host.fingerprint,
+            host_summary=profile.host.summary,
+            outside=ev.host_load.outside if ev.host_load else None,
+            contaminated=bool(ev.host_load and ev.host_load.contaminated),
+        )
 
 
 @dataclass
@@ -141,16 +156,8 @@ def _mean_outside(results: list[TrialResult]) -> float:
     return statistics.fmean(loads) if loads else 0.0
 
 
-def _fmt_rate(x: float) -> str:
-    from tuner.bench.recommend import fmt_rate
-
-    return fmt_rate(x)
-
-
-def _fmt_ms(x: float | None) -> str:
-    from tuner.bench.recommend import fmt_ms
-
-    return fmt_ms(x)
+_fmt_rate = fmt.rate
+_fmt_ms = fmt.ms
 
 
 def decide(

@@ -52,41 +52,19 @@ service time, at least 0.1 s), then with the plan.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from tuner.bench.types import (
-    EngineNote,
-    Objective,
-    OutsideLoad,
-    SweepCallback,
-    TrialConfig,
-    TrialPhase,
-    TrialResult,
-    WindowMeasured,
-)
-from tuner.engine import Engine, EngineConfig, FaultPlan, PartitionResult
-from tuner.engine import events as ev
+from tuner.bench.trial_run import TrialCancelled, TrialRun, _Run
+from tuner.bench.types import Objective, OutsideLoad, SweepCallback, TrialConfig, TrialPhase, TrialResult
+from tuner.engine import EngineConfig, FaultPlan
 from tuner.errors import TunerError
-from tuner.hostload import (
-    DEFAULT_MAX_OUTSIDE,
-    DEFAULT_MAX_SWAP_MB_S,
-    HostSampler,
-    Interval,
-    ProcessTable,
-    Rule,
-    describe_top,
-    name_processes,
-    top_outside,
-)
+from tuner.hostload import DEFAULT_MAX_OUTSIDE, DEFAULT_MAX_SWAP_MB_S
 from tuner.stats import bootstrap_ci, is_stable, median, percentiles
 
 __all__ = [
@@ -101,18 +79,10 @@ __all__ = [
     "timeout_for",
 ]
 
-#: How often a warm-up tick is reported (for a chart to show the rise).
-WARMUP_TICK_S = 0.25
-#: Event-log lines per second before the rest are summarised (a 5% crash rate must not flood a UI).
-NOTES_PER_S = 4
 #: Floor of a derived partition timeout, and its multiple of the p99.9 service time.
 TIMEOUT_FLOOR_S = 0.1
 TIMEOUT_FACTOR = 10.0
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
-
-
-class TrialCancelled(TunerError):
-    """The trial was cancelled (the sweep's cancel event was set) before it finished."""
 
 
 @dataclass(frozen=True)
@@ -210,539 +180,6 @@ def error_result(config: TrialConfig, error: str, faults: FaultPlan | None = Non
     return check_feasible(r, None)
 
 
-# ------------------------------------------------------------------------------- engine events
-
-
-class _Collector:
-    """Receives engine events on the supervisor thread (append only: the callback must be quick)."""
-
-    def __init__(self) -> None:
-        self.events: deque[ev.Event] = deque()
-
-    def __call__(self, event: ev.Event) -> None:
-        if not isinstance(event, (ev.PartitionSubmitted, ev.PartitionStarted)):
-            self.events.append(event)
-
-
-class _Notes:
-    """Turns engine events into incident-timeline lines (EngineNote) and counts faults."""
-
-    def __init__(
-        self, index: int, t0: float, retries: int, emit: SweepCallback | None, timeout_s: float | None
-    ) -> None:
-        self.index = index
-        self.t0 = t0
-        self.retries = retries
-        self.emit = emit
-        self.timeout_s = timeout_s
-        self.sent = 0  # notes sent in the current second
-        self.second = 0.0
-        self.suppressed = 0
-        self.faults_seen: dict[str, int] = {}
-        self.failures: dict[str, int] = {}
-        self.retried = 0
-        # worker id -> the first half of a line waiting for its replacement to come up
-        self.waiting: dict[int, tuple[float, str, str]] = {}
-        self.crashed: dict[int, ev.WorkerExited] = {}
-
-    def note(self, t: float, text: str, level: str) -> None:
-        if self.emit is None:
-            return
-        if t - self.second >= 1.0:
-            self._summarise(t)
-            self.second = t
-            self.sent = 0
-        if self.sent >= NOTES_PER_S:
-            self.suppressed += 1
-            return
-        self.sent += 1
-        self.emit(EngineNote(self.index, max(0.0, t - self.t0), text, level))
-
-    def _summarise(self, t: float) -> None:
-        if self.suppressed and self.emit is not None:
-            n = self.suppressed
-            text = f"… {n} more engine event{'s' if n != 1 else ''} not shown"
-            self.emit(EngineNote(self.index, max(0.0, t - self.t0), text, "info"))
-        self.suppressed = 0
-
-    def handle(self, e: ev.Event) -> None:
-        if isinstance(e, ev.WorkerExited):
-            if e.cause == "crash":
-                self.crashed[e.worker] = e
-        elif isinstance(e, ev.PartitionFailed):
-            self._failed(e)
-        elif isinstance(e, ev.ItemsFailed):
-            self.failures[e.cause] = self.failures.get(e.cause, 0) + e.items
-            self.note(e.t, f"{e.items} item{'s' if e.items != 1 else ''} failed for good: {e.cause}", "error")
-        elif isinstance(e, ev.WorkerStarted) and e.replacing is not None:
-            pending = self.waiting.pop(e.replacing, None)
-            if pending is not None:
-                t, head, tail = pending
-                self.note(t, f"{head}, replaced in {e.load_s:.2f} s{tail}", "warning")
-
-    def _failed(self, e: ev.PartitionFailed) -> None:
-        self.faults_seen[e.cause] = self.faults_seen.get(e.cause, 0) + 1
-        if e.retry == "retry":
-            self.retried += 1
-            what = f"retried, attempt {e.attempt + 1}/{self.retries + 1}"
-        elif e.retry == "split":
-            what = "split in halves to isolate the failing items"
-        else:
-            what = "failed for good"
-        tag = " (injected)" if e.injected else ""
-        level = "warning" if e.injected else "error"
-        if e.cause == "crash":
-            dead = self.crashed.pop(e.worker, None)
-            if dead is not None:
-                how = f"killed by {dead.signal}" if dead.signal else f"exit {dead.exitcode}"
-                head = f"worker {e.worker} (pid {dead.pid}) crashed: {how}{tag}"
-            else:
-                head = f"{e.message}{tag}"
-            self.note(e.t, f"{head} — partition {e.partition} {what}", level)
-        elif e.cause in ("timeout", "memory"):
-            if e.cause == "timeout":
-                head = f"partition {e.partition} timed out after {self.timeout_s or 0:g} s{tag} — worker {e.worker} terminated"
-            else:
-                head = f"partition {e.partition}: worker {e.worker} over its memory limit{tag} — killed"
-            # Wait for the replacement to say how long it took; flushed at the end if it never comes.
-            self.waiting[e.worker] = (e.t, head, f", {what}")
-        else:
-            self.note(e.t, f"partition {e.partition} raised {e.message}{tag} — {what}", level)
-
-    def flush(self) -> None:
-        for t, head, tail in self.waiting.values():
-            self.note(t, f"{head}{tail}", "warning")
-        self.waiting.clear()
-        # A worker that died with nothing in flight (no PartitionFailed to pair it with).
-        for dead in self.crashed.values():
-            how = f"killed by {dead.signal}" if dead.signal else f"exit {dead.exitcode}"
-            tag = " (injected)" if dead.injected else ""
-            self.note(
-                dead.t, f"worker {dead.worker} (pid {dead.pid}) crashed: {how}{tag} — replaced", "warning"
-            )
-        self.crashed.clear()
-        self._summarise(time.perf_counter())
-
-
-# ------------------------------------------------------------------------------- one run
-
-
-@dataclass
-class _Run:
-    """The raw outcome of one engine run (faulted or clean)."""
-
-    windows: list[float]
-    reported: list[float]  # the windows the figures are over
-    stable: bool
-    lat: np.ndarray  # per-partition latency, s, in the reported windows
-    lat_w: np.ndarray  # items per partition (the latency weights)
-    service: np.ndarray  # per-attempt service time, s, in the reported windows
-    cpu_share: float
-    rss_worker: float
-    rss_total: float
-    warmup_s: float
-    cold_start_s: float
-    measured_s: float
-    items: int
-    notes: _Notes
-    # the host around it: one Interval per measurement window, the windows discarded as busy
-    loads: list[Interval]
-    discarded: list[int]
-    reported_idx: list[int]  # the windows the figures are over
-    contaminated: bool
-    top: list[Any]  # OutsideProcess, when a window was over the limit
-    limit: float | None
-    threads: dict[str, Any] = field(default_factory=dict)  # thread evidence (tuner.bench.threads)
-
-
-def _slices(inputs: Any, size: int) -> Any:
-    """Endless partitions of ``size`` consecutive items, cycling over the inputs."""
-    n = len(inputs)
-    if n == 0:
-        raise TunerError("no input items to measure with")
-    if n <= size:
-        while True:
-            yield inputs
-    pos = 0
-    while True:
-        if pos + size > n:
-            pos = 0
-        yield inputs[pos : pos + size]
-        pos += size
-
-
-def _engine_run(
-    model: Any,
-    inputs: Any,
-    config: TrialConfig,
-    settings: MeasureSettings,
-    engine_config: EngineConfig,
-    usable_cores: int,
-    *,
-    index: int,
-    t_trial0: float,
-    emit: SweepCallback | None,
-    cancel: threading.Event | None,
-    label: str,
-    own_pids: Sequence[int] = (),
-    allowed_threads: int = 1,
-    model_file: bool = False,
-) -> _Run:
-    from tuner.bench import threads as thread_evidence
-
-    perf = time.perf_counter
-    pids: list[int] = [os.getpid()] if engine_config.backend != "process" else []
-    collector = _Collector()
-    notes = _Notes(index, t_trial0, engine_config.retries, emit, engine_config.timeout_s)
-    rule = Rule(settings.max_outside, settings.max_swap_mb_s)
-    # What counts as "over" for naming the busiest others, even when nothing is discarded by rule.
-    over_rule = Rule(
-        settings.max_outside if settings.max_outside is not None else DEFAULT_MAX_OUTSIDE,
-        settings.max_swap_mb_s,
-    )
-
-    def phase(name: str, detail: str) -> None:
-        if emit is not None:
-            emit(TrialPhase(index, name, detail))
-
-    phase("clean" if label else "warmup", f"{label}workers starting, model loading")
-    in_process = engine_config.backend in ("thread", "inline")  # ray actors report their own samples
-    me = None
-    if in_process:
-        import psutil
-
-        me = psutil.Process()
-    sampler = HostSampler(usable_cores, own_pids)
-    engine = Engine(model, engine_config, on_event=collector)
-    load_s: list[float] = []
-    samples: list[ev.ResourceSample] = []
-    service: list[tuple[float, float]] = []
-    with engine:
-        t_ready = perf()
-        feed = _slices(inputs, config.partition_size)
-        target = settings.in_flight_per_worker * config.workers
-        inflight: set[Future[PartitionResult]] = set()
-        # completions: (t_done, items ok, latency_s, items, service_s)
-        done_log: list[tuple[float, int, float, int, float]] = []
-
-        def refill() -> None:
-            while len(inflight) < target:
-                inflight.add(engine.submit(next(feed)))
-
-        def collect(done: set[Future[PartitionResult]]) -> None:
-            for f in done:
-                inflight.discard(f)
-                if f.cancelled():
-                    continue
-                r = f.result()
-                done_log.append((r.t_done, len(r) - r.failed, r.latency_s, len(r), r.service_s))
-
-        def drain_events() -> None:
-            while collector.events:
-                e = collector.events.popleft()
-                if isinstance(e, ev.PartitionFinished):
-                    service.append((e.t, e.service_s))
-                elif isinstance(e, ev.ResourceSample):
-                    samples.append(e)
-                elif isinstance(e, ev.WorkerStarted):
-                    sampler.add(e.pid)  # a worker (or its replacement) is tuner, not the outside
-                    if e.replacing is None:
-                        load_s.append(e.load_s)
-                        if engine_config.backend == "process":
-                            pids.append(e.pid)  # whose threads the evidence counts
-                    notes.handle(e)
-                else:
-                    notes.handle(e)
-
-        drain_events()
-        # Tuner's processes now: this one, its forkserver, the workers, whatever a model started
-        # while loading. Later workers arrive by their WorkerStarted events.
-        sampler.scan()
-        snap = sampler.snapshot()
-        cold = max(load_s) if load_s else t_ready - t_trial0
-        phase("clean" if label else "warmup", f"{label}workers ready, model loading {cold:.1f} s")
-        cpu0 = me.cpu_times() if me is not None else None
-        refill()
-        tick_start = t_ready
-        next_tick = t_ready + WARMUP_TICK_S
-        warm = True
-        t_meas0 = 0.0
-        window_end = 0.0
-        windows: list[float] = []
-        window_bounds: list[tuple[float, float]] = []
-        loads: list[Interval] = []  # the host's load in each measurement window
-        discarded: list[int] = []  # windows left out because the host was busy
-        table0: ProcessTable | None = None
-        rescanned = False
-        win_load: Interval | None = None  # this window's load, sampled at its end
-        log_pos = 0  # done_log entries before this index belong to earlier ticks/windows
-        lag = 0.0
-        stable = False
-        wall0 = 0.0
-        n_stable = settings.stable_windows
-        thr0: dict[int, dict[int, float]] = {}
-        t_thr0 = 0.0
-        while True:
-            now = perf()
-            if warm:
-                deadline = next_tick
-            else:
-                deadline = window_end + lag if win_load is not None else window_end
-            done, _ = wait(inflight, timeout=max(0.0, min(deadline - now, 0.1)), return_when=FIRST_COMPLETED)
-            collect(done)
-            if cancel is not None and cancel.is_set():
-                raise TrialCancelled("cancelled")
-            refill()
-            drain_events()
-            now = perf()
-            if warm:
-                if now >= next_tick:
-                    # One warm-up tick, so a chart can show the rise (and a host bar the load).
-                    entries = [d for d in done_log[log_pos:] if d[0] < now]
-                    log_pos += len(entries)
-                    after = sampler.snapshot()
-                    tick_load = sampler.interval(snap, after)
-                    snap = after
-                    _emit_window(
-                        emit, index, now - t_trial0, "warmup", entries, now - tick_start, tick_load.outside
-                    )
-                    tick_start = now
-                    next_tick = now + WARMUP_TICK_S
-                if now - t_ready >= settings.warmup_s and len(done_log) >= 2 * config.workers:
-                    warm = False
-                    # Who else is busy, read once before the windows start (named at the end only
-                    # if a window turns out busy: two reads of the process table per trial at most).
-                    table0 = ProcessTable.read()
-                    # The windows start here: completions before are warm-up.
-                    collect({f for f in inflight if f.done()})
-                    log_pos = len(done_log)
-                    t_meas0 = perf()
-                    snap = sampler.snapshot()
-                    window_end = t_meas0 + settings.window_s
-                    # A window is counted once the partitions running at its end are back (items
-                    # are credited pro rata over each partition's service interval, see _credit).
-                    lag = min(settings.window_s, 2.0 * max((d[4] for d in done_log), default=0.0) + 0.01)
-                    wall0 = t_meas0
-                    thr0, t_thr0 = thread_evidence.snapshot(pids), perf()
-                    if me is not None:
-                        cpu0 = me.cpu_times()
-                    phase(
-                        "measuring",
-                        f"{label}windows of {settings.window_s:g} s until {n_stable} agree "
-                        f"within {settings.tolerance:.0%}",
-                    )
-                elif now - t_ready >= settings.max_trial_s:
-                    t_meas0 = wall0 = now
-                    break
-                continue
-            if win_load is None:
-                if now < window_end:
-                    continue
-                # The host's load over this window, read as it ends (its partitions still run).
-                after = sampler.snapshot()
-                win_load = sampler.interval(snap, after)
-                snap = after
-                if not rescanned and rule.verdict(win_load, usable_cores) is not None:
-                    # Busy: first make sure no process of tuner's own (a model's subprocess
-                    # started after the first scan) is being counted as someone else's.
-                    rescanned = True
-                    if sampler.scan():
-                        after = sampler.snapshot()
-                        snap = after
-            if now < window_end + lag:
-                continue
-            collect({f for f in inflight if f.done()})
-            w0 = window_end - settings.window_s
-            while log_pos < len(done_log) and done_log[log_pos][0] < w0:
-                log_pos += 1
-            entries = [d for d in done_log[log_pos:] if d[0] < window_end]
-            tput = _credit(done_log[log_pos:], w0, window_end) / settings.window_s
-            windows.append(tput)
-            window_bounds.append((w0, window_end))
-            loads.append(win_load)
-            busy = rule.verdict(win_load, usable_cores)
-            if busy is not None:
-                discarded.append(len(windows) - 1)
-            _emit_window(
-                emit, index, window_end - t_trial0, "measuring", entries, settings.window_s,
-                win_load.outside, busy,
-            )  # fmt: skip
-            win_load = None
-            clean = [w for i, w in enumerate(windows) if i not in discarded]
-            if is_stable(clean, n_stable, settings.tolerance):
-                stable = True
-                break
-            if now - t_ready >= settings.max_trial_s:
-                break
-            if discarded:
-                # Measure on for clean windows while they can still make a stable set in time;
-                # a host that gave none in the first half of the measuring time is busy, not
-                # briefly interrupted: stop there (contaminated) rather than wait out the cap.
-                left = math.ceil((t_ready + settings.max_trial_s - now) / settings.window_s)
-                half = (t_ready + settings.max_trial_s - t_meas0) / 2
-                if len(clean) + left < n_stable or (not clean and now - t_meas0 >= half):
-                    break
-            window_end += settings.window_s
-        t_end = window_bounds[-1][1] if window_bounds else perf()
-        threads_seen: dict[str, Any] = {}
-        if t_thr0:
-            threads_seen = thread_evidence.evidence(
-                thr0,
-                thread_evidence.snapshot(pids),
-                perf() - t_thr0,
-                backend=engine_config.backend,
-                workers=config.workers,
-                threads=config.threads_per_worker,
-                allowed_per_worker=allowed_threads,
-                model_file=model_file,
-            )
-        drain_events()
-        cpu1 = me.cpu_times() if me is not None else None
-        rss_self = me.memory_info().rss if me is not None else 0
-        top: list[Any] = []
-        if table0 is not None and any(over_rule.verdict(x, usable_cores) for x in loads):
-            top = name_processes(
-                top_outside(table0, ProcessTable.read(), usable_cores, sampler.pids | set(own_pids))
-            )
-    # The engine is closed (with cancel on an exception: nothing waits for in-flight partitions).
-    drain_events()
-    notes.flush()
-    dropped = set(discarded)
-    clean_idx = [i for i in range(len(windows)) if i not in dropped]
-    contaminated = bool(dropped) and len(clean_idx) < n_stable
-    if stable:
-        rep_idx = clean_idx[-n_stable:]
-    elif contaminated:
-        rep_idx = list(range(len(windows)))  # no clean set to be had: every window, marked
-    else:
-        rep_idx = clean_idx
-    runs = _runs(rep_idx, window_bounds, dropped)
-    sel = [
-        d for d in done_log
-        if any(lo <= d[0] < hi and (not strict or d[0] - d[2] >= lo) for lo, hi, strict in runs)
-    ]  # fmt: skip
-    credited = sum(_credit(done_log, lo, hi) for lo, hi, _ in runs)
-
-    def counted(t: float) -> bool:
-        return any(lo <= t < hi for lo, hi, _ in runs)
-
-    lat = np.array([d[2] for d in sel], dtype=float)
-    lat_w = np.array([d[3] for d in sel], dtype=float)
-    svc = np.array([s for t, s in service if counted(t)], dtype=float)
-    meas = [s for s in samples if t_meas0 <= s.t <= t_end + 0.01]
-    if dropped:
-        meas = [s for s in meas if counted(s.t)] or meas
-    if in_process:
-        cpu_share = 0.0
-        if cpu0 is not None and cpu1 is not None and t_end > wall0:
-            used = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-            cpu_share = used / (t_end - wall0) / usable_cores
-        rss_worker = rss_total = rss_self / 1e6
-    else:
-        shares = [sum(w.cpu_percent for w in s.workers) / 100.0 / usable_cores for s in meas if s.workers]
-        cpu_share = float(np.mean(shares)) if shares else 0.0
-        rss_worker = max((w.rss_bytes for s in samples for w in s.workers), default=0) / 1e6
-        rss_total = max((sum(w.rss_bytes for w in s.workers) for s in samples), default=0) / 1e6
-    if dropped and emit is not None:
-        worst = max(loads[i].outside for i in dropped)
-        text = (
-            f"host busy: {len(dropped)} of {len(windows)} windows discarded (outside load up to "
-            f"{worst:.0%} of {usable_cores} cores)"
-        )
-        if contaminated:
-            clean_n = f"only {len(clean_idx)} clean" if clean_idx else "no clean window"
-            text += f"; {clean_n}, the figures include busy windows"
-        if top:
-            text += f"; busiest others: {describe_top(top)}"
-        notes.note(perf(), text, "warning")
-        notes.flush()
-    return _Run(
-        windows=windows,
-        reported=[windows[i] for i in rep_idx],
-        stable=stable,
-        lat=lat,
-        lat_w=lat_w,
-        service=svc,
-        cpu_share=round(cpu_share, 4),
-        rss_worker=round(rss_worker, 1),
-        rss_total=round(rss_total, 1),
-        warmup_s=round(t_meas0 - t_trial0, 4) if t_meas0 else 0.0,
-        cold_start_s=round(max(load_s) if load_s else 0.0, 4),
-        measured_s=round(sum(b - a for a, b in window_bounds), 4),
-        items=round(credited),
-        notes=notes,
-        loads=loads,
-        discarded=discarded,
-        reported_idx=rep_idx,
-        contaminated=contaminated,
-        top=top,
-        limit=settings.max_outside,
-        threads=threads_seen,
-    )
-
-
-def _runs(
-    idx: list[int], bounds: list[tuple[float, float]], dropped: set[int]
-) -> list[tuple[float, float, bool]]:
-    """The reported windows as time spans ``(start, end, strict)``, consecutive windows joined.
-
-    ``strict``: the window before the span was discarded, so a partition counts only if it was
-    also *submitted* inside the span — one that queued through the busy window would carry the
-    busy host into a clean figure.
-    """
-    spans: list[tuple[float, float, bool]] = []
-    prev = None
-    for i in idx:
-        if prev is not None and i == prev + 1:
-            lo, _hi, strict = spans[-1]
-            spans[-1] = (lo, bounds[i][1], strict)
-        else:
-            spans.append((bounds[i][0], bounds[i][1], (i - 1) in dropped))
-        prev = i
-    return spans
-
-
-def _credit(entries: Sequence[tuple[float, int, float, int, float]], w0: float, w1: float) -> float:
-    """Items completed in [w0, w1), each partition's good items spread over its service interval.
-
-    Counting whole partitions by completion time quantises a window's throughput to the partition
-    (8 workers finishing 512-item partitions in step make windows jump by 10%); spreading them over
-    the time they were being computed gives the same total with far less window-to-window noise.
-    """
-    total = 0.0
-    for t_done, ok, _lat, _n, svc in entries:
-        if svc <= 0:
-            if w0 <= t_done < w1:
-                total += ok
-            continue
-        start = t_done - svc
-        overlap = min(t_done, w1) - max(start, w0)
-        if overlap > 0:
-            total += ok * overlap / svc
-    return total
-
-
-def _emit_window(
-    emit: SweepCallback | None,
-    index: int,
-    t: float,
-    phase: str,
-    entries: list[tuple[float, int, float, int, float]],
-    span_s: float,
-    outside: float | None = None,
-    discarded: str | None = None,
-) -> None:
-    if emit is None:
-        return
-    tput = sum(d[1] for d in entries) / span_s if span_s > 0 else 0.0
-    if entries:
-        p50, p95, p99 = percentiles([d[2] for d in entries], (0.5, 0.95, 0.99), [d[3] for d in entries])
-    else:
-        p50 = p95 = p99 = math.nan
-    load = None if outside is None else round(outside, 3)
-    emit(WindowMeasured(index, t, phase, tput, p50 * 1000, p95 * 1000, p99 * 1000, load, discarded))
-
-
 def latency_figures(
     latency_s: Any, items: Any, *, ci: bool = True
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
@@ -816,7 +253,6 @@ def run_trial(
     settings: MeasureSettings,
     *,
     faults: FaultPlan | None = None,
-    engine_overrides: dict[str, Any] | None = None,
     objective: Objective | None = None,
     index: int = 0,
     on_message: SweepCallback | None = None,
@@ -838,16 +274,8 @@ def run_trial(
 
         usable_cores = probe().usable_cores
     t_trial0 = time.perf_counter()
-    overrides = dict(engine_overrides or {})
-    base = {
-        "backend": config.backend,
-        "workers": config.workers,
-        "threads_per_worker": config.threads_per_worker,
-        "partition_size": config.partition_size,
-        "placement": config.placement,
-        # Samples often enough for several per window, rarely enough to cost nothing.
-        "sample_interval_s": max(0.1, min(0.5, settings.window_s / 2)),
-    }
+    # Samples often enough for several per window, rarely enough to cost nothing.
+    sample_every = max(0.1, min(0.5, settings.window_s / 2))
     active = faults is not None and faults.active
     from tuner.bench.threads import allowed_per_worker
 
@@ -860,28 +288,29 @@ def run_trial(
             short = replace(
                 settings, max_trial_s=max(settings.warmup_s + settings.window_s * 4, settings.max_trial_s / 2)
             )
-            clean_cfg = EngineConfig(**{**base, **overrides})
-            clean_run = _engine_run(
+            clean_cfg = EngineConfig.of_deployment(config, sample_interval_s=sample_every)
+            clean_run = TrialRun(
                 model, inputs, config, short, clean_cfg, usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="without faults: ",
                 own_pids=own_pids, **extra,
-            )  # fmt: skip
-            kw = {**base, "faults": faults, "retries": 3, **overrides}
-            if kw.get("timeout_s") is None and (
-                faults.hang > 0 or any(t.kind == "hang" for t in faults.targeted)
-            ):
-                kw["timeout_s"] = timeout_for(_figures(clean_run)["service_ms"].get("p999"))
-            run = _engine_run(
-                model, inputs, config, settings, EngineConfig(**kw), usable_cores,
+            ).run()  # fmt: skip
+            timeout = config.timeout_s
+            if timeout is None and faults.needs_timeout():
+                timeout = timeout_for(_figures(clean_run)["service_ms"].get("p999"))
+            faulted = replace(config, timeout_s=timeout)
+            run = TrialRun(
+                model, inputs, config, settings,
+                EngineConfig.of_deployment(faulted, faults=faults, sample_interval_s=sample_every), usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
                 own_pids=own_pids, **extra,
-            )  # fmt: skip
+            ).run()  # fmt: skip
         else:
-            run = _engine_run(
-                model, inputs, config, settings, EngineConfig(**{**base, **overrides}), usable_cores,
+            run = TrialRun(
+                model, inputs, config, settings,
+                EngineConfig.of_deployment(config, sample_interval_s=sample_every), usable_cores,
                 index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
                 own_pids=own_pids, **extra,
-            )  # fmt: skip
+            ).run()  # fmt: skip
     except TrialCancelled:
         raise
     except TunerError as e:

@@ -24,7 +24,7 @@ What is derived here, and why:
   ceiling), or the runtime could not reach the measured throughput.
 * **hedge** — hedged stragglers (:mod:`tuner.engine.hedging`): a partition still running past the p95
   service time of the best trial is sent again to an idle worker, the first result wins, at most
-  :data:`~tuner.engine.hedging.HEDGE_BUDGET` duplicate work (Dean & Barroso's hedged requests,
+  the deployment's ``hedge_budget`` of duplicate work (Dean & Barroso's hedged requests,
   deferred to the p95). Recommended when the pool may have two workers or more (with one there is
   never an idle worker to send a copy to) and a partition takes at least :data:`HEDGE_MIN_MS` (below
   it the supervisor's own round trip is a good share of the service time, and a straggler costs
@@ -34,22 +34,19 @@ What is derived here, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
+from tuner import fmt
 from tuner.bench.measure import TIMEOUT_FLOOR_S, timeout_for
 from tuner.bench.search import beats, score
 from tuner.bench.types import Objective, TrialConfig, TrialResult
-from tuner.errors import BadInput
+from tuner.deployment import AutoscaleSettings, Deployment
 
 if TYPE_CHECKING:
-    from tuner.bench.session import SweepSpec
     from tuner.hardware import Host
-    from tuner.models import ModelInfo
-    from tuner.profile import ScalingProfile
 
-__all__ = ["Recommendation", "build_profile", "fmt_rate", "host_load_words", "pareto_front", "recommend"]
+__all__ = ["Recommendation", "host_load_words", "max_pending_for", "pareto_front", "recommend"]
 
 #: retries so that an item is lost with at most this probability, given the observed failure rate
 LOSS_TARGET = 1e-6
@@ -70,44 +67,33 @@ HEDGE_MIN_MS = 1.0
 
 @dataclass
 class Recommendation:
-    """The best feasible configuration, the alternatives, and the derived runtime settings."""
+    """The best feasible configuration as the deployment to run, the alternatives, and why."""
 
     best: TrialResult | None
+    #: what to run: the best trial's configuration with the settings derived from the sweep
+    #: (timeout, retries, backoff, max_pending, hedge, autoscale bounds); None without a best
+    deployment: Deployment | None
     runner_ups: list[TrialResult]
     pareto: list[TrialResult]
-    timeout_s: float | None
-    retries: int
-    backoff: tuple[float, float]
-    retry_on: list[str]
-    min_workers: int
-    max_workers: int
     autoscale_reasoning: str
     words: list[str]  # the recommendation in plain words, like WALKTHROUGH section 4
     infeasible: list[TrialResult] = field(default_factory=list)
     retry_reasoning: str = ""
     timeout_reasoning: str = ""
     results: list[TrialResult] = field(default_factory=list)  # every trial, for the evidence
-    max_pending: int | None = None  # the runtime's bound on items in flight
     pending_reasoning: str = ""
-    hedge_after_ms: float | None = None  # hedged stragglers: the delay (the p95 service time), or off
     hedge_reasoning: str = ""
 
-
-def fmt_rate(x: float) -> str:
-    """51234 → '51.2k'."""
-    if x >= 1e6:
-        return f"{x / 1e6:.2f}M"
-    if x >= 1e4:
-        return f"{x / 1e3:.1f}k"
-    if x >= 1e3:
-        return f"{x / 1e3:.2f}k"
-    return f"{x:.0f}"
-
-
-def fmt_ms(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return f"{x:.3g} ms" if x < 100 else f"{x:.0f} ms"
+    def with_pending(self, max_pending: int, reasoning: str) -> Recommendation:
+        """The same recommendation with another ``max_pending`` (an online measurement's), its
+        reasoning replacing the closed loop's in the autoscale reasoning too."""
+        assert self.deployment is not None
+        return replace(
+            self,
+            deployment=replace(self.deployment, max_pending=max_pending),
+            autoscale_reasoning=self.autoscale_reasoning.replace(self.pending_reasoning, reasoning),
+            pending_reasoning=reasoning,
+        )
 
 
 def pareto_front(results: list[TrialResult]) -> list[TrialResult]:
@@ -189,11 +175,13 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
     hi = c.workers
     more = [r for w, r in same.items() if w > c.workers]
     cores = host.usable_cores if host is not None else None
+    # The framework's own pool sizes itself to the cores it sees.
+    used = c.workers * (c.threads_per_worker or cores or 1)
     if more:
         why_max = f"{max(r.config.workers for r in more)} workers measured no faster than {hi}"
-    elif cores is not None and c.workers * c.threads_per_worker > cores:
+    elif cores is not None and used > cores:
         why_max = f"{hi} workers is the largest pool measured (more than the {cores} usable cores: its workers mostly wait)"
-    elif cores is not None and c.workers * c.threads_per_worker == cores:
+    elif cores is not None and used == cores:
         why_max = f"{hi} × {c.threads_per_worker} thread(s) already uses the {cores} usable cores"
     else:
         why_max = f"{hi} workers is the most measured"
@@ -206,7 +194,7 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
         lo = reaching[0]
         r = same[lo]
         why_min = (
-            f"{lo} worker{'s' if lo != 1 else ''} measured {fmt_rate(r.throughput)} items/s, "
+            f"{lo} worker{'s' if lo != 1 else ''} measured {fmt.rate(r.throughput)} items/s, "
             f"{r.throughput / best.throughput:.0%} of the best — the smallest pool reaching about half"
         )
     elif measured_fewer:
@@ -265,12 +253,12 @@ def max_pending_for(
     little = math.ceil(throughput * horizon_s)
     if little >= depth:
         return little, (
-            f"max_pending {little}: {fmt_rate(throughput)} items/s × {what} (Little's law: "
+            f"max_pending {little}: {fmt.rate(throughput)} items/s × {what} (Little's law: "
             "an item accepted past it would wait longer than that)"
         )
     return depth, (
         f"max_pending {depth}: the {MEASURED_DEPTH} partitions of {partition_size} per worker × {max_workers} "
-        f"the throughput was measured with ({fmt_rate(throughput)} items/s × {what} is only {little})"
+        f"the throughput was measured with ({fmt.rate(throughput)} items/s × {what} is only {little})"
     )
 
 
@@ -283,14 +271,13 @@ def hedge_for(service_ms: dict[str, float], max_workers: int) -> tuple[float | N
         return None, "no hedging: with one worker there is no idle worker to send a copy to"
     if p95 < HEDGE_MIN_MS:
         return None, (
-            f"no hedging: partitions take {fmt_ms(p95)} at p95, too short for a second copy to pay "
+            f"no hedging: partitions take {fmt.ms(p95)} at p95, too short for a second copy to pay "
             f"(below {HEDGE_MIN_MS:g} ms)"
         )
-    from tuner.engine.hedging import HEDGE_BUDGET
-
     return p95, (
-        f"hedge: a partition still running after {fmt_ms(p95)} (the p95 service time) is sent again "
-        f"to an idle worker, the first result wins; at most {HEDGE_BUDGET:.0%} duplicate work"
+        f"hedge: a partition still running after {fmt.ms(p95)} (the p95 service time) is sent again "
+        f"to an idle worker, the first result wins; within a budget of {Deployment.hedge_budget:.0%} "
+        "duplicate work (a token bucket, plus a small burst)"
     )
 
 
@@ -319,103 +306,107 @@ def recommend(
         words = ["No feasible configuration: nothing to recommend."]
         for r in infeasible[:5]:
             words.append(f"  {r.config.label()}: {'; '.join(r.infeasible_reasons) or 'infeasible'}")
-        return Recommendation(
-            best=None,
-            runner_ups=[],
-            pareto=front,
-            timeout_s=None,
-            retries=2,
-            backoff=(0.05, 2.0),
-            retry_on=[],
-            min_workers=1,
-            max_workers=1,
-            autoscale_reasoning="",
-            words=words,
-            infeasible=infeasible,
-        )
+        return Recommendation(None, None, [], front, "", words, infeasible=infeasible)
     ranked = sorted(ok, key=lambda r: _rank_key(r, objective), reverse=True)
-    runner_ups = [r for r in ranked if r is not best][:3]
-    p999 = best.service_ms.get("p999")
-    timeout = timeout_for(p999)
-    if p999:
-        if timeout <= TIMEOUT_FLOOR_S and 10 * p999 / 1000 < TIMEOUT_FLOOR_S:
-            t_text = f"{timeout:g} s per partition (the floor: 10× the p99.9 service time of {fmt_ms(p999)} is less)"
-        else:
-            t_text = f"{timeout:g} s per partition (10× the p99.9 service time of {fmt_ms(p999)})"
-    else:
-        t_text = f"{timeout:g} s per partition (no service times measured: a default)"
+    timeout, t_text = _timeout(best)
     retries, backoff, r_text = _retries(results, best)
     lo, hi, a_text = _autoscale(results, best, host)
     c = best.config
     pending, p_text = max_pending_for(best.throughput, c.partition_size, hi, objective.p99_budget_ms)
     hedge_ms, h_text = hedge_for(best.service_ms, hi)
-    kind = {"process": "worker process", "thread": "worker thread", "inline": "inline worker", "ray": "Ray actor"}[
-        c.backend
-    ]
-    tw = f"{threads_word} thread{'' if c.threads_per_worker == 1 else 's'}"
+    deployment = replace(
+        c,
+        timeout_s=timeout,
+        retries=retries,
+        backoff_base_s=backoff[0],
+        backoff_cap_s=backoff[1],
+        memory_limit_mb=objective.memory_budget_mb / c.workers if objective.memory_budget_mb else None,
+        max_pending=pending,
+        hedge_after_s=hedge_ms / 1000.0 if hedge_ms is not None else None,
+        autoscale=AutoscaleSettings(
+            min_workers=lo,
+            max_workers=hi,
+            target_backlog_per_worker=BACKLOG_PER_WORKER,
+            target_p99_s=objective.p99_budget_ms / 1000.0 if objective.p99_budget_ms else None,
+        ),
+    )
+    rec = Recommendation(
+        best=best,
+        deployment=deployment,
+        runner_ups=[r for r in ranked if r is not best][:3],
+        pareto=front,
+        # The runtime's bounds and pace, in one reasoning: backpressure is part of its pace.
+        autoscale_reasoning=f"{a_text}; {p_text}",
+        words=[],
+        infeasible=infeasible,
+        retry_reasoning=r_text,
+        timeout_reasoning=t_text,
+        results=list(results),
+        pending_reasoning=p_text,
+        hedge_reasoning=h_text,
+    )
+    rec.words = _words(rec, ok, host, threads_word)
+    return rec
+
+
+def _timeout(best: TrialResult) -> tuple[float, str]:
+    """The partition timeout from the best trial's service-time tail, and why."""
+    p999 = best.service_ms.get("p999")
+    timeout = timeout_for(p999)
+    if not p999:
+        return timeout, f"{timeout:g} s per partition (no service times measured: a default)"
+    if timeout <= TIMEOUT_FLOOR_S and 10 * p999 / 1000 < TIMEOUT_FLOOR_S:
+        return timeout, f"{timeout:g} s per partition (the floor: 10× the p99.9 service time of {fmt.ms(p999)} is less)"
+    return timeout, f"{timeout:g} s per partition (10× the p99.9 service time of {fmt.ms(p999)})"
+
+
+def _words(rec: Recommendation, ok: list[TrialResult], host: Host | None, threads_word: str) -> list[str]:
+    """The recommendation in plain words: what to run, its evidence, the settings derived, and why."""
+    best, d = rec.best, rec.deployment
+    assert best is not None and d is not None and d.autoscale is not None
+    threads = d.threads_per_worker
+    tw = f"{threads_word} thread{'' if threads == 1 else 's'}"
     words = [
-        f"Recommended: {c.workers} {kind}{'es' if c.backend == 'process' and c.workers != 1 else ('s' if c.workers != 1 and c.backend != 'process' else '')}"
-        f" × {c.threads_per_worker} {tw}, partitions of {c.partition_size}",
+        f"Recommended: {d.kind.count(d.workers)} × {threads if threads is not None else 'default'} {tw}, "
+        f"partitions of {d.partition_size}",
     ]
     lo_ci, hi_ci = best.throughput_ci
     line = (
-        f"  {fmt_rate(best.throughput)} items/s (95% CI {fmt_rate(lo_ci)}–{fmt_rate(hi_ci)}), "
-        f"p99 {fmt_ms(best.latency_ms.get('p99'))}"
+        f"  {fmt.rate(best.throughput)} items/s (95% CI {fmt.rate(lo_ci)}–{fmt.rate(hi_ci)}), "
+        f"p99 {fmt.ms(best.latency_ms.get('p99'))}"
     )
     slowest = min(ok, key=lambda r: r.throughput)
     if slowest is not best and slowest.throughput > 0:
-        line += (
-            f" — {best.throughput / slowest.throughput:.1f}× the slowest measured ({slowest.config.label()})"
-        )
+        line += f" — {best.throughput / slowest.throughput:.1f}× the slowest measured ({slowest.config.label()})"
     if not best.stable:
         line += " [unstable: windows never agreed within tolerance]"
     words.append(line)
     if best.faults:
         words.append(
-            f"  with faults {best.faults}: {fmt_rate(best.throughput)} items/s, p99 {fmt_ms(best.latency_ms.get('p99'))}; "
-            f"without: {fmt_rate(best.clean_throughput or 0)} items/s, p99 {fmt_ms(best.clean_p99_ms)}"
+            f"  with faults {best.faults}: {fmt.rate(best.throughput)} items/s, p99 {fmt.ms(best.latency_ms.get('p99'))}; "
+            f"without: {fmt.rate(best.clean_throughput or 0)} items/s, p99 {fmt.ms(best.clean_p99_ms)}"
         )
     words.append(
-        f"  timeout {t_text}, {retries} retries, backoff {backoff[0]:g}–{backoff[1]:g} s with jitter"
+        f"  timeout {rec.timeout_reasoning}, {d.retries} retries, "
+        f"backoff {d.backoff_base_s:g}–{d.backoff_cap_s:g} s with jitter"
     )
     words.append(
-        f"  autoscale {lo}–{hi} workers; scale-up on backlog > {BACKLOG_PER_WORKER:g} partitions per worker; "
-        f"cold start {best.cold_start_s:.2f} s"
+        f"  autoscale {d.autoscale.min_workers}–{d.autoscale.max_workers} workers; scale-up on backlog > "
+        f"{BACKLOG_PER_WORKER:g} partitions per worker; cold start {best.cold_start_s:.2f} s"
     )
     load_line = host_load_words(best, host.usable_cores if host is not None else None)
     if load_line:
         words.append(f"  {load_line}")
-    if hedge_ms is not None:
-        words.append(f"  {h_text}")
-    if runner_ups:
+    if d.hedge_after_s is not None:
+        words.append(f"  {rec.hedge_reasoning}")
+    if rec.runner_ups:
         words.append(
-            "  runner-ups: " + "; ".join(f"{r.config.label()} {fmt_rate(r.throughput)}/s" for r in runner_ups)
+            "  runner-ups: " + "; ".join(f"{r.config.label()} {fmt.rate(r.throughput)}/s" for r in rec.runner_ups)
         )
-    if infeasible:
-        words.append(f"  {len(infeasible)} configuration(s) infeasible (shown in the table, not recommended)")
-    words.extend(_thread_words(best, results))
-    return Recommendation(
-        best=best,
-        runner_ups=runner_ups,
-        pareto=front,
-        timeout_s=timeout,
-        retries=retries,
-        backoff=backoff,
-        retry_on=[],
-        min_workers=lo,
-        max_workers=hi,
-        # The runtime's bounds and pace, in one reasoning: backpressure is part of its pace.
-        autoscale_reasoning=f"{a_text}; {p_text}",
-        words=words,
-        infeasible=infeasible,
-        retry_reasoning=r_text,
-        timeout_reasoning=t_text,
-        results=list(results),
-        max_pending=pending,
-        pending_reasoning=p_text,
-        hedge_after_ms=hedge_ms,
-        hedge_reasoning=h_text,
-    )
+    if rec.infeasible:
+        words.append(f"  {len(rec.infeasible)} configuration(s) infeasible (shown in the table, not recommended)")
+    words.extend(_thread_words(best, rec.results))
+    return words
 
 
 def _thread_words(best: TrialResult, results: list[TrialResult]) -> list[str]:
@@ -433,209 +424,3 @@ def _thread_words(best: TrialResult, results: list[TrialResult]) -> list[str]:
             "a thread pool the knobs do not reach"
         )
     return out
-
-
-def _blas(host: Host) -> str | None:
-    if not host.blas:
-        return None
-    b = host.blas[0]
-    version = ".".join(str(b.get("version") or "?").split(".")[:3])
-    return f"{b.get('internal_api')} {version}"
-
-
-def host_info(host: Host) -> Any:
-    """The profile's ``host:`` section for ``host`` (a :class:`tuner.profile.HostInfo`)."""
-    from tuner.profile import HostInfo
-
-    platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
-    return HostInfo(
-        fingerprint=host.fingerprint(),
-        summary=host.summary(),
-        usable_cores=host.usable_cores,
-        logical_cores=host.logical_cores,
-        physical_cores=host.physical_cores,
-        memory_total_gb=round(host.memory_total_bytes / 1e9, 1),
-        cpu_model=host.cpu_model or "unknown",
-        platform=platform,  # type: ignore[arg-type]
-        machine=host.machine,
-        blas=_blas(host),
-    )
-
-
-def _pct(d: dict[str, float], keys: tuple[str, ...]) -> dict[str, float]:
-    return {k: float(d[k]) for k in keys if k in d and math.isfinite(d[k])}
-
-
-def build_profile(
-    rec: Recommendation,
-    *,
-    name: str,
-    spec: SweepSpec,
-    host: Host,
-    info: ModelInfo | None,
-    trials_run: int | None = None,
-    measuring_s: float | None = None,
-    cluster: Any = None,
-) -> ScalingProfile:
-    """The profile YAML's content from a recommendation (raises BadInput when there is none).
-
-    ``cluster``: the profile's ``cluster`` section (a ``tuner.profile.schema.ClusterInfo``), for a
-    sweep on a Ray cluster."""
-    from tuner import __version__
-    from tuner.profile import (
-        Autoscale,
-        Backoff,
-        Baseline,
-        Candidate,
-        Evidence,
-        Hedge,
-        InputInfo,
-        LatencyIntervals,
-        ModelRef,
-        PeakRss,
-        Percentiles,
-        Recommended,
-        ScalingProfile,
-        ThreadEvidence,
-    )
-    from tuner.profile import (
-        Objective as ProfileObjective,
-    )
-
-    best = rec.best
-    if best is None:
-        raise BadInput("no feasible configuration was measured: nothing to write to a profile")
-    c = best.config
-
-    def cand(r: TrialResult) -> Candidate:
-        return Candidate(
-            backend=r.config.backend,  # type: ignore[arg-type]
-            workers=r.config.workers,
-            threads_per_worker=r.config.threads_per_worker,
-            partition_size=r.config.partition_size,
-            throughput=float(r.throughput),
-            p99_ms=r.latency_ms.get("p99"),
-        )
-
-    obj = spec.objective
-    source = f"file {spec.input_path}" if spec.input_path else "builtin generator"
-    item = getattr(info, "item", None)
-    ok = [r for r in (rec.results or [best, *rec.runner_ups]) if r.throughput > 0 and not r.error]
-    slowest = min(ok, key=lambda r: r.throughput) if ok else None
-    faults_observed: dict[str, int] = {}
-    memory_limit = None
-    if obj.memory_budget_mb is not None:
-        memory_limit = float(obj.memory_budget_mb) / c.workers
-    kwargs: dict[str, Any] = {}
-    if slowest is not None and slowest is not best:
-        kwargs["baseline"] = Baseline(
-            name=f"slowest configuration measured: {slowest.config.label()}",
-            throughput=float(slowest.throughput),
-            p99_ms=slowest.latency_ms.get("p99"),
-        )
-    for k, v in best.faults_seen.items():
-        faults_observed[k] = faults_observed.get(k, 0) + int(v)
-    if best.outside is not None:
-        from tuner.profile.schema import HostLoad, OutsideProcessInfo
-
-        o = best.outside
-        kwargs["host_load"] = HostLoad(
-            outside=float(o.cpu),
-            outside_max=float(o.cpu_max),
-            steal=float(o.steal),
-            swap_mb_s=float(o.swap_mb_s),
-            limit=o.limit,
-            windows=len(best.windows),
-            windows_discarded=len(best.discarded_windows),
-            contaminated=best.contaminated,
-            top=[OutsideProcessInfo(name=p.name, pid=p.pid, share=float(p.share)) for p in o.top],
-        )
-    if best.threads.get("ran") is not None:
-        kwargs["threads"] = ThreadEvidence(**best.threads)
-    fmt = getattr(info, "format", None)
-    options = dict(getattr(spec, "model_options", None) or {})
-    model_file: dict[str, Any] = {}
-    knobs = None
-    if fmt is not None:
-        model_file = {
-            "format": fmt,
-            "framework": getattr(info, "framework", None),
-            "framework_version": getattr(info, "framework_version", None),
-            "allow_pickle": True if options.get("allow_pickle") else None,
-            "method": options.get("method", "predict") if fmt == "sklearn" else None,
-            "provider": options.get("provider"),
-            "outputs": list(getattr(info, "outputs", None) or []) or None,
-        }
-        knobs = {**dict(getattr(info, "knobs", None) or {}), **dict(c.knobs)} or None
-    return ScalingProfile(
-        schema_version=1,
-        name=name,
-        created=datetime.now(timezone.utc).replace(microsecond=0),
-        tool_version=__version__,
-        model=ModelRef(
-            spec=spec.model,
-            input=InputInfo(
-                source=source,
-                kind=None,
-                item=item if item and item != "unknown" else None,
-                items=spec.n_items if spec.input_path is None else None,
-            ),
-            **model_file,
-        ),
-        host=host_info(host),
-        objective=ProfileObjective(
-            goal=obj.goal,  # type: ignore[arg-type]
-            p99_budget_ms=obj.p99_budget_ms,
-            memory_budget_mb=obj.memory_budget_mb,
-            min_throughput=obj.min_throughput,
-        ),
-        recommended=Recommended(
-            backend=c.backend,  # type: ignore[arg-type]
-            workers=c.workers,
-            threads_per_worker=c.threads_per_worker,
-            partition_size=c.partition_size,
-            timeout_s=rec.timeout_s,
-            retries=rec.retries,
-            retry_on=list(rec.retry_on),
-            backoff=Backoff(base_s=float(rec.backoff[0]), cap_s=float(rec.backoff[1])),
-            memory_limit_mb=memory_limit,
-            max_pending=rec.max_pending,
-            knobs=knobs,
-            placement=c.placement if c.backend == "ray" else None,  # type: ignore[arg-type]
-            hedge=Hedge(after_ms=float(rec.hedge_after_ms)) if rec.hedge_after_ms is not None else None,
-        ),
-        cluster=cluster,
-        autoscale=Autoscale(
-            min_workers=rec.min_workers,
-            max_workers=rec.max_workers,
-            target_backlog_per_worker=BACKLOG_PER_WORKER,
-            target_p99_ms=obj.p99_budget_ms,
-            reasoning=rec.autoscale_reasoning,  # max_pending's derivation included
-        ),
-        evidence=Evidence(
-            throughput=float(best.throughput),
-            throughput_ci=(float(best.throughput_ci[0]), float(best.throughput_ci[1])),
-            latency_ms=Percentiles(**_pct(best.latency_ms, ("p50", "p90", "p95", "p99"))),
-            latency_ci_ms=LatencyIntervals(
-                **{
-                    k: (float(v[0]), float(v[1]))
-                    for k, v in best.latency_ci_ms.items()
-                    if k in ("p50", "p90", "p95", "p99")
-                }
-            ),
-            service_time_ms=Percentiles(**_pct(best.service_ms, ("p50", "p95", "p99", "p999"))),
-            cold_start_s=float(best.cold_start_s),
-            cpu_share=float(best.cpu_share),
-            peak_rss_mb=PeakRss(
-                per_worker=best.peak_rss_mb.get("per_worker"), total=best.peak_rss_mb.get("total")
-            ),
-            trials_run=trials_run if trials_run is not None else (len(rec.results) or None),
-            strategy=spec.strategy,
-            measuring_s=round(measuring_s, 1) if measuring_s is not None else None,
-            faults=best.faults,
-            faults_observed=faults_observed or None,
-            runner_ups=[cand(r) for r in rec.runner_ups],
-            pareto=[cand(r) for r in rec.pareto],
-            **kwargs,
-        ),
-    )

@@ -10,7 +10,8 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
-from tuner.bench.recommend import Recommendation, fmt_ms, fmt_rate
+from tuner import fmt
+from tuner.bench.recommend import Recommendation
 from tuner.bench.types import TrialResult
 
 if TYPE_CHECKING:
@@ -20,12 +21,13 @@ __all__ = ["charts", "csv_text", "json_summary", "markdown_summary", "results_ta
 
 
 def status_of(r: TrialResult, best: TrialResult | None = None) -> str:
-    """'best', 'stable', 'unstable', 'infeasible: ...' or 'error: ...'."""
+    """:attr:`TrialResult.status` with its reasons: 'best · stable · 1 busy window discarded',
+    'infeasible: ...', 'error: ...' (the CLI's table; the TUI shows the one word)."""
     if r.error:
         return f"error: {r.error}"
     if not r.feasible:
         return "infeasible: " + "; ".join(r.infeasible_reasons)
-    tag = "stable" if r.stable else "unstable"
+    tag = r.status
     n = len(r.discarded_windows)
     if r.contaminated:
         tag = "contaminated: host busy"
@@ -60,15 +62,15 @@ def results_table(results: list[TrialResult], best: TrialResult | None = None) -
         lo, hi = r.throughput_ci
         row = [
             r.config.label(),
-            fmt_rate(r.throughput),
-            f"{fmt_rate(lo)}–{fmt_rate(hi)}" if r.throughput else "–",
-            fmt_ms(r.latency_ms.get("p50")),
-            fmt_ms(r.latency_ms.get("p99")),
+            fmt.rate(r.throughput),
+            f"{fmt.rate(lo)}–{fmt.rate(hi)}" if r.throughput else "–",
+            fmt.ms(r.latency_ms.get("p50")),
+            fmt.ms(r.latency_ms.get("p99")),
             f"{r.cpu_share:.0%}",
             f"{r.peak_rss_mb.get('total', 0):.0f} MB" if r.peak_rss_mb else "–",
         ]
         if any_faults:
-            clean = f" (clean {fmt_rate(r.clean_throughput)}/s)" if r.clean_throughput else ""
+            clean = f" (clean {fmt.rate(r.clean_throughput)}/s)" if r.clean_throughput else ""
             row.append(f"{sum(r.faults_seen.values())} seen, {r.retries} retried{clean}" if r.faults else "")
         row.append(status_of(r, best))
         t.add_row(*row, style=style)
@@ -200,8 +202,8 @@ def markdown_summary(
         for r in _sorted(results):
             lo, hi = r.throughput_ci
             lines.append(
-                f"| {r.config.label()} | {fmt_rate(r.throughput)} | {fmt_rate(lo)}–{fmt_rate(hi)} | "
-                f"{fmt_ms(r.latency_ms.get('p50'))} | {fmt_ms(r.latency_ms.get('p99'))} | "
+                f"| {r.config.label()} | {fmt.rate(r.throughput)} | {fmt.rate(lo)}–{fmt.rate(hi)} | "
+                f"{fmt.ms(r.latency_ms.get('p50'))} | {fmt.ms(r.latency_ms.get('p99'))} | "
                 f"{r.cpu_share:.0%} | {status_of(r, best)} |"
             )
         lines.append("")
@@ -223,27 +225,21 @@ def json_summary(results: list[TrialResult], rec: Recommendation | None, **extra
     """The machine-readable summary ``--json`` prints."""
     out: dict[str, Any] = dict(extra)
     out["trials"] = [r.to_dict() for r in results]
-    if rec is not None and rec.best is not None:
-        b = rec.best
+    if rec is not None and rec.best is not None and rec.deployment is not None:
+        b, d = rec.best, rec.deployment
+        assert d.autoscale is not None
         out["recommendation"] = {
-            "config": {
-                "backend": b.config.backend,
-                "workers": b.config.workers,
-                "threads_per_worker": b.config.threads_per_worker,
-                "partition_size": b.config.partition_size,
-                **({"knobs": [list(k) for k in b.config.knobs]} if b.config.knobs else {}),
-                **({"placement": b.config.placement} if b.config.backend == "ray" else {}),
-            },
+            "config": b.config.swept(),
             "throughput": b.throughput,
             "throughput_ci": list(b.throughput_ci),
             "latency_ms": b.latency_ms,
-            "timeout_s": rec.timeout_s,
-            "retries": rec.retries,
-            "backoff": list(rec.backoff),
-            "min_workers": rec.min_workers,
-            "max_workers": rec.max_workers,
+            "timeout_s": d.timeout_s,
+            "retries": d.retries,
+            "backoff": [d.backoff_base_s, d.backoff_cap_s],
+            "min_workers": d.autoscale.min_workers,
+            "max_workers": d.autoscale.max_workers,
             "autoscale_reasoning": rec.autoscale_reasoning,
-            "max_pending": rec.max_pending,
+            "max_pending": d.max_pending,
             "max_pending_reasoning": rec.pending_reasoning,
             "pareto": [r.config.key() for r in rec.pareto],
             "words": rec.words,

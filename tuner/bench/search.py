@@ -24,6 +24,7 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from tuner.backends import BACKENDS, PLACEMENTS, backend
 from tuner.bench.types import Objective, Strategy, TrialConfig, TrialResult
 from tuner.errors import ConfigError
 
@@ -45,6 +46,11 @@ PLATEAU_STEPS = 1
 START_PARTITION = 64
 #: latency-bound (io) models may run this many workers per usable core.
 IO_WORKERS_PER_CORE = 4
+
+
+def local_pools() -> tuple[str, ...]:
+    """The backends a default sweep tries: those that run a pool on this machine (process, thread)."""
+    return tuple(n for n in BACKENDS if backend(n).pooled and not backend(n).needs_cluster)
 
 
 def _powers_of_two(lo: int, hi: int) -> list[int]:
@@ -88,11 +94,8 @@ class Space:
             bad = [v for v in getattr(self, name) if v < 1]
             if bad:
                 raise ConfigError(f"sweep space: {name.replace('_', ' ')} must be >= 1 (got {bad[0]})")
-        from tuner.engine import BACKENDS
-
         for b in self.backends:
-            if b not in BACKENDS:
-                raise ConfigError(f"backend '{b}': choose from {', '.join(BACKENDS)}")
+            backend(b)  # an unknown one is one line naming the choices
 
     @classmethod
     def default(cls, host: Host, info: ModelInfo, n_items: int) -> Space:
@@ -120,7 +123,7 @@ class Space:
         hi = min(MAX_PARTITION, max(1, n_items // (2 * max(workers))))
         sizes = _powers_of_two(MIN_PARTITION, hi) or [max(1, 2 ** int(math.log2(max(1, hi))))]
         return cls(
-            backends=("process", "thread"),
+            backends=local_pools(),
             workers=workers,
             threads=threads,
             partition_sizes=tuple(sizes),
@@ -128,14 +131,16 @@ class Space:
         )
 
     def feasible(self, c: TrialConfig) -> bool:
-        """Whether ``c`` may be measured: in the space, not oversubscribed, inline only with 1 worker."""
-        if c.backend == "inline" and c.workers != 1:
+        """Whether ``c`` may be measured: in the space, not oversubscribed, one worker for a backend
+        without a pool, placement only where it means something."""
+        kind = c.kind
+        if not kind.pooled and c.workers != 1:
             return False
-        if c.placement != "SPREAD" if c.backend != "ray" else c.placement not in self.placements:
+        if (c.placement not in self.placements) if kind.has_placement else (c.placement != PLACEMENTS[0]):
             return False
         if self.oversubscribe or self.max_parallel is None:
             return True
-        return c.workers * c.threads_per_worker <= self.max_parallel
+        return c.workers * (c.threads_per_worker or self.max_parallel) <= self.max_parallel
 
     def knob_settings(self) -> list[tuple[tuple[str, Any], ...]]:
         """Every combination of the adapter dimensions' values (one empty one without any)."""
@@ -150,7 +155,7 @@ class Space:
                 for t in self.threads:
                     for p in self.partition_sizes:
                         for k in settings:
-                            for place in self.placements if b == "ray" else ("SPREAD",):
+                            for place in self.placements if backend(b).has_placement else PLACEMENTS[:1]:
                                 c = TrialConfig(b, w, t, p, k, place)
                                 if self.feasible(c):
                                     out.append(c)
@@ -324,7 +329,9 @@ class AdaptiveStrategy:
     def _step(self, c: TrialConfig, dim: str, values: list[Any], direction: int) -> TrialConfig | None:
         if dim == "trade":
             # Keep the cores in use, move them between workers and threads.
-            ws, ts = sorted(self.space.workers), sorted(self.space.threads)
+            ws, ts = sorted(self.space.workers), sorted(t for t in self.space.threads if t is not None)
+            if c.threads_per_worker is None:  # the framework's own pool: no count to trade
+                return None
             if direction > 0:  # fewer workers, more threads
                 w = next((x for x in reversed(ws) if x < c.workers), None)
                 t = next((x for x in ts if x > c.threads_per_worker), None)
@@ -433,13 +440,14 @@ def _far_behind(a: TrialResult, b: TrialResult, objective: Objective) -> bool:
 def hardware_guess(space: Space, host: Host | None) -> TrialConfig:
     """process × usable cores × 1 thread × partition 64, snapped into the space."""
     cores = host.usable_cores if host is not None else max(space.workers)
-    backend = "process" if "process" in space.backends else space.backends[0]
+    default = TrialConfig().backend
+    chosen = default if default in space.backends else space.backends[0]
     ws = sorted(space.workers)
     workers = max((w for w in ws if w <= cores), default=ws[0])
     threads = min(space.threads)
     sizes = sorted(space.partition_sizes)
     size = min(sizes, key=lambda p: (abs(math.log2(p) - math.log2(START_PARTITION)), p))
-    c = TrialConfig(backend, workers, threads, size, tuple((n, vs[0]) for n, vs in space.knobs))
+    c = TrialConfig(chosen, workers, threads, size, tuple((n, vs[0]) for n, vs in space.knobs))
     if not space.feasible(c):
         feasible = space.configs()
         if feasible:

@@ -1,15 +1,13 @@
-"""A sweep: validate the model and inputs, then let a strategy pick trials and measure each one.
+"""The search loop of a sweep, and the results it leaves: one JSON line per trial, merged trials.
 
-The two drivers (``tuner bench`` and the TUI) build a :class:`SweepSpec`, make a :class:`Sweep`
-(which checks the model and inputs at once, before anything starts) and call :meth:`Sweep.run`,
-usually in a worker thread, receiving :mod:`tuner.bench.types` messages through ``on_message``.
-Neither contains benchmark logic.
-
-With ``confirm``, after the search the winner is measured once more and the two trials merged
-into its row (see :meth:`Sweep._confirm`). Budget: before each trial the sweep estimates its cost as the median of the trials so far and does
-not start one that would end past ``budget_s``. ``results_path`` gets one JSON line per trial as
-each ends (fsynced), so an interrupted sweep loses nothing; ``resume`` reads it back and the
-strategy skips the configurations already measured.
+:class:`Sweep` runs a strategy over the space the pipeline prepared (:mod:`tuner.bench.pipeline`),
+measuring each configuration as a trial (:func:`tuner.bench.measure.run_trial`) and reporting
+:mod:`tuner.bench.types` messages through ``on_message``. Budget: before each trial the sweep
+estimates its cost as the median of the trials so far and does not start one that would end past
+``budget_s``. ``results_path`` gets one JSON line per trial as each ends (fsynced), so an
+interrupted sweep loses nothing; ``resume`` reads it back and the strategy skips the
+configurations already measured. :func:`merge_trials` joins two trials of one configuration (the
+pipeline's confirmation of the winner).
 """
 
 from __future__ import annotations
@@ -19,60 +17,30 @@ import os
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuner.bench.measure import MeasureSettings, TrialCancelled, run_trial
-from tuner.bench.search import Space, make_strategy, with_dimensions
+from tuner.bench.measure import TrialCancelled, check_feasible, run_trial
+from tuner.bench.request import SweepRequest
+from tuner.bench.search import Space, make_strategy
 from tuner.bench.types import (
     Objective,
     OutsideLoad,
     SweepCallback,
-    SweepFinished,
     SweepMessage,
     TrialConfig,
     TrialFinished,
-    TrialPhase,
     TrialResult,
     TrialStarted,
 )
 from tuner.engine import FaultPlan
-from tuner.errors import BadInput, DataError
+from tuner.errors import DataError
+from tuner.stats import bootstrap_ci, median
 
-__all__ = ["Sweep", "SweepSpec", "load_results", "merge_trials"]
+if TYPE_CHECKING:
+    from tuner.hardware import Host
 
-
-@dataclass
-class SweepSpec:
-    """Everything a sweep needs: what to run, on what, how to search and how to measure."""
-
-    model: str
-    input_path: str | None = None
-    n_items: int = 8192
-    seed: int = 0
-    space: Space | None = None  # None → Space.default(host, model, items)
-    strategy: str = "adaptive"
-    budget_s: float | None = 150.0
-    max_trials: int | None = None
-    objective: Objective = field(default_factory=Objective)
-    faults: FaultPlan | None = None
-    settings: MeasureSettings = field(default_factory=MeasureSettings)
-    results_path: str | None = None
-    resume: bool = False
-    engine_overrides: dict[str, Any] | None = None  # passed to every trial's EngineConfig
-    # Processes besides the measuring one (and its descendants) that are tuner, not outside load:
-    # the TUI's UI process when the sweep runs in a child of it (tuner.hostload).
-    own_pids: tuple[int, ...] = ()
-    # Measure the winner once more and merge the two trials (against the winner's curse). Off by
-    # default: the confirmation arrives as one more TrialStarted/TrialFinished pair for a config
-    # already shown, so a driver must update that row (by config key) rather than add one.
-    # `tuner bench` turns it on.
-    confirm: bool = False
-    # Model files (tuner.models.formats): what the user says about the file (allow_pickle, method,
-    # provider, input_shape, input_dtype), and the adapter dimensions to sweep (e.g. execution_mode).
-    model_options: dict[str, Any] = field(default_factory=dict)
-    dims: tuple[str, ...] = ()
+__all__ = ["Sweep", "load_results", "merge_trials"]
 
 
 def load_results(path: str | os.PathLike[str], model: str | None = None) -> list[TrialResult]:
@@ -109,9 +77,6 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
     two is clean, its figures alone are kept — every window of both stays on record.
     """
     from dataclasses import replace
-
-    from tuner.bench.measure import check_feasible
-    from tuner.stats import bootstrap_ci, median
 
     if b.error or b.throughput <= 0:
         return a
@@ -163,62 +128,39 @@ def _merge_outside(a: TrialResult, b: TrialResult, used: list[TrialResult]) -> O
 
 
 class Sweep:
-    """One sweep over a model's configuration space on this host."""
+    """The search loop of one sweep: a strategy picks configurations, each is measured as a trial.
 
-    def __init__(self, spec: SweepSpec, on_message: SweepCallback | None = None) -> None:
-        from tuner.data import load_inputs
-        from tuner.hardware import probe
-        from tuner.models import input_generator, parse_spec, validate
+    It is given what the pipeline prepared (:class:`tuner.bench.pipeline.SweepPipeline`: the host,
+    the model with its options, the inputs, the space) and probes, loads and validates nothing itself.
+    """
 
-        self.spec = spec
-        self.on_message = on_message
-        self.host = probe()
-        # What the trials run: the spec, with a model file's options (they travel to every worker).
-        self.model: Any = parse_spec(spec.model)
-        if spec.model_options:
-            if not self.model.is_model_file:
-                raise BadInput(
-                    f"{spec.model}: {', '.join('--' + k.replace('_', '-') for k in spec.model_options)} "
-                    "apply to model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl) only"
-                )
-            self.model = self.model.with_options(**spec.model_options)
-        if spec.input_path is not None:
-            inputs: Any = load_inputs(spec.input_path)
-            if len(inputs) == 0:
-                raise DataError(f"{spec.input_path}: no items")
-        else:
-            if spec.n_items < 1:
-                raise BadInput(f"items must be >= 1 (got {spec.n_items})")
-            gen = input_generator(self.model)
-            if gen is None:
-                raise BadInput(
-                    f"{spec.model}: the model has no input generator; give --input FILE (.npy or .jsonl)"
-                )
-            inputs = gen(spec.n_items, spec.seed)
+    def __init__(
+        self,
+        request: SweepRequest,
+        *,
+        host: Host,
+        model: Any,
+        inputs: Any,
+        space: Space,
+        on_message: SweepCallback | None = None,
+    ) -> None:
+        self.request = request
+        self.host = host
+        self.model = model
         self.inputs = inputs
-        # Runs the model once on a small sample: a wrong spec, or an input that does not fit a model
-        # file's signature, fails here, in one line, before any worker starts.
-        self.info = validate(self.model, sample=inputs[:8], where=spec.input_path or "generated inputs")
-        self.space = spec.space or Space.default(self.host, self.info, len(inputs))
-        if spec.dims:
-            self.space = with_dimensions(self.space, self.info, spec.dims)
-        if not self.space.configs():
-            raise BadInput(
-                "the sweep space has no feasible configuration: workers × threads exceeds the "
-                f"{self.host.usable_cores} usable cores (add --oversubscribe to allow it)"
-            )
-        self._faults = spec.faults
+        self.space = space
+        self.on_message = on_message
+        self._faults = request.faults
         self.results: list[TrialResult] = []
         self.resumed: list[TrialResult] = []
-        if spec.results_path and spec.resume:
+        if request.results_path and request.resume:
             # A confirmed winner has two lines (its trial, then the merged one): keep the last.
             self.resumed = list(
-                {r.config.key(): r for r in load_results(spec.results_path, spec.model)}.values()
+                {r.config.key(): r for r in load_results(request.results_path, request.model)}.values()
             )
             self.results = list(self.resumed)
         self.elapsed_s = 0.0
         self.interrupted = False
-        self.strategy_name = spec.strategy
         self.trial_seconds: list[float] = []
 
     def set_faults(self, plan: FaultPlan | None) -> None:
@@ -233,87 +175,54 @@ class Sweep:
         if self.on_message is not None:
             self.on_message(message)
 
-    def _append_line(self, result: TrialResult) -> None:
-        if not self.spec.results_path:
+    def append_line(self, result: TrialResult) -> None:
+        """One JSON line for ``result`` in the results file (fsynced: an interrupted sweep loses nothing)."""
+        if not self.request.results_path:
             return
-        line = json.dumps({"model": self.spec.model, **result.to_dict()}, allow_nan=True)
-        with open(self.spec.results_path, "a", encoding="utf-8") as f:
+        line = json.dumps({"model": self.request.model, **result.to_dict()}, allow_nan=True)
+        with open(self.request.results_path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
 
-    def _confirm(self, index: int, t0: float, cancel: threading.Event | None) -> None:
-        """Measure the best configuration once more and merge the two trials into its row.
-
-        Picking the best of many noisy trials picks, among near-equals, the one that happened to
-        measure high (the winner's curse); a profile recording that figure makes the CI gate and a
-        re-measurement look like a regression. A second trial of the winner, merged, records what
-        it does on a typical run. Skipped when the budget has no room left for it.
-        """
-        from tuner.bench.recommend import recommend
-
-        spec = self.spec
-        best = recommend(self.results, spec.objective, self.host).best
-        if best is None or best.error:
-            return
-        if spec.budget_s is not None and self.trial_seconds:
-            if time.perf_counter() - t0 + statistics.median(self.trial_seconds) > spec.budget_s:
-                return
-        self._emit(TrialStarted(index, best.config, index + 1))
-        self._emit(TrialPhase(index, "warmup", "confirming the winner: measuring it once more"))
-        try:
-            again = self._trial(best.config, index, cancel)
-        except TrialCancelled:
-            self.interrupted = True
-            return
-        merged = merge_trials(best, again, spec.objective)
-        self.results[self.results.index(best)] = merged
-        self._append_line(merged)
-        self._emit(TrialFinished(index, merged))
-
-    def _trial(self, config: TrialConfig, index: int, cancel: threading.Event | None) -> TrialResult:
+    def trial(self, config: TrialConfig, index: int, cancel: threading.Event | None) -> TrialResult:
         """One trial of this sweep's model, inputs, settings and current fault plan."""
-        spec = self.spec
+        req = self.request
         return run_trial(
             self.model,
             self.inputs,
             config,
-            spec.settings,
+            req.settings,
             faults=self._faults,
-            engine_overrides=spec.engine_overrides,
-            objective=spec.objective,
+            objective=req.objective,
             index=index,
             on_message=self.on_message,
             cancel=cancel,
             usable_cores=self.host.usable_cores,
-            own_pids=spec.own_pids,
+            own_pids=req.own_pids,
         )
 
-    def run(self, cancel: threading.Event | None = None) -> list[TrialResult]:
-        """Run the sweep; returns every result (resumed ones first). On cancel, stops within ~2 s."""
-        spec = self.spec
-        t0 = time.perf_counter()
-        if spec.results_path and not spec.resume:
+    def _start_file(self) -> None:
+        path = self.request.results_path
+        if path and not self.request.resume:
             try:
-                Path(spec.results_path).parent.mkdir(parents=True, exist_ok=True)
-                Path(spec.results_path).write_text("", encoding="utf-8")
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text("", encoding="utf-8")
             except OSError as e:
-                raise DataError(f"{spec.results_path}: cannot write ({e.strerror or e})") from None
+                raise DataError(f"{path}: cannot write ({e.strerror or e})") from None
+
+    def run(self, cancel: threading.Event | None = None) -> list[TrialResult]:
+        """Run the search; returns every result (resumed ones first). On cancel, stops within ~2 s."""
+        req = self.request
+        t0 = time.perf_counter()
+        self._start_file()
         known = {r.config.key(): r for r in self.resumed}
         strategy = make_strategy(
-            spec.strategy, self.space, self.host, spec.objective, max_trials=spec.max_trials, known=known
+            req.strategy, self.space, self.host, req.objective, max_trials=req.max_trials, known=known
         )
         index = 0
         try:
-            while True:
-                if cancel is not None and cancel.is_set():
-                    self.interrupted = True
-                    break
-                elapsed = time.perf_counter() - t0
-                if spec.budget_s is not None and self.trial_seconds:
-                    expected = statistics.median(self.trial_seconds)
-                    if elapsed + expected > spec.budget_s:
-                        break
+            while not self._out_of_time(t0, cancel):
                 config = strategy.next()
                 if config is None:
                     break
@@ -321,22 +230,29 @@ class Sweep:
                 self._emit(TrialStarted(index, config, max(planned, index + 1)))
                 t_trial = time.perf_counter()
                 try:
-                    result = self._trial(config, index, cancel)
+                    result = self.trial(config, index, cancel)
                 except TrialCancelled:
                     self.interrupted = True
                     break
                 self.trial_seconds.append(time.perf_counter() - t_trial)
                 strategy.report(result)
                 self.results.append(result)
-                self._append_line(result)
+                self.append_line(result)
                 self._emit(TrialFinished(index, result))
                 index += 1
-            if spec.confirm and not self.interrupted and index > 1:
-                self._confirm(index, t0, cancel)
         except KeyboardInterrupt:
             self.interrupted = True
             raise
         finally:
             self.elapsed_s = time.perf_counter() - t0
-            self._emit(SweepFinished(list(self.results), self.interrupted, self.elapsed_s))
         return self.results
+
+    def _out_of_time(self, t0: float, cancel: threading.Event | None) -> bool:
+        """Cancelled, or the next trial (as long as the median so far) would end past the budget."""
+        if cancel is not None and cancel.is_set():
+            self.interrupted = True
+            return True
+        budget = self.request.budget_s
+        if budget is not None and self.trial_seconds:
+            return time.perf_counter() - t0 + statistics.median(self.trial_seconds) > budget
+        return False

@@ -80,7 +80,7 @@ def evidence(
     after: dict[int, dict[int, float]],
     wall_s: float,
     *,
-    backend: str,
+    in_caller: bool,
     workers: int,
     threads: int,
     allowed_per_worker: int,
@@ -94,7 +94,7 @@ def evidence(
             1 for tid, cpu in now.items() if wall_s > 0 and (cpu - then.get(tid, 0.0)) / wall_s >= RAN_SHARE
         )
         per.append((pid, len(now), ran))
-    in_process = backend != "process"
+    in_process = in_caller
     allowed = workers * allowed_per_worker + IN_PROCESS_OVERHEAD if in_process else allowed_per_worker
     out: dict[str, Any] = {
         "threads_per_worker": threads,
@@ -132,7 +132,8 @@ def allowed_per_worker(model: Any, config: Any) -> tuple[Any, int, bool]:
     from tuner.models.formats import adapter_named
     from tuner.models.spec import ModelSpec, parse_spec
 
-    threads = int(config.threads_per_worker)
+    # The framework's own default pool: as many threads as it sees cores.
+    threads = config.threads_per_worker or os.cpu_count() or 1
     ms = model if isinstance(model, ModelSpec) else parse_spec(model) if isinstance(model, str) else None
     if ms is None or not ms.is_model_file:
         return model, threads, False

@@ -8,40 +8,16 @@ through :func:`dataclasses.asdict`, so a trial can be written as one JSON line a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Protocol
 
+from tuner.deployment import Deployment
 from tuner.hostload import OutsideProcess
 
-
-@dataclass(frozen=True, order=True)
-class TrialConfig:
-    """One configuration to measure."""
-
-    backend: str = "process"
-    workers: int = 1
-    threads_per_worker: int = 1
-    partition_size: int = 64
-    #: a format adapter's own knobs swept as extra dimensions, e.g. (("execution_mode", "parallel"),);
-    #: empty: the adapter's defaults
-    knobs: tuple[tuple[str, Any], ...] = ()
-    placement: str = "SPREAD"  # ray backend: SPREAD or PACK (the others ignore it)
-
-    def label(self) -> str:
-        """``process ×2 · 1 thread · partition 64`` (`` · execution_mode parallel`` for adapter knobs,
-        `` · SPREAD`` for a ray config's placement)."""
-        t = "thread" if self.threads_per_worker == 1 else "threads"
-        text = f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · partition {self.partition_size}"
-        for name, value in self.knobs:
-            shown = ("on" if value else "off") if isinstance(value, bool) else str(value)
-            text += f" · {name} {shown}"
-        return f"{text} · {self.placement}" if self.backend == "ray" else text
-
-    def key(self) -> str:
-        base = f"{self.backend}/w{self.workers}/t{self.threads_per_worker}/p{self.partition_size}"
-        if self.knobs:
-            base += "/" + ",".join(f"{k}={v}" for k, v in self.knobs)
-        return f"{base}/{self.placement}" if self.backend == "ray" else base
+#: A trial's configuration is a deployment (:class:`tuner.deployment.Deployment`): what is measured
+#: is what a profile records and the runtime applies. Its swept settings (backend, workers, threads,
+#: partition size, adapter knobs, placement) are its key and label.
+TrialConfig = Deployment
 
 
 @dataclass(frozen=True)
@@ -119,24 +95,31 @@ class TrialResult:
     threads: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if not self.config.knobs:
-            d["config"].pop("knobs")  # a trial without adapter knobs is written as before
-        if self.config.backend != "ray":  # placement means nothing there: lines stay as they were
-            d["config"].pop("placement", None)
+        """One JSON line's content; the configuration as its swept settings (Deployment.swept)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "config"}
+        d = {"config": self.config.swept(), **asdict_values(d)}
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialResult:
         d = dict(d)
-        config = dict(d["config"])
-        config["knobs"] = tuple((str(k), v) for k, v in config.get("knobs") or ())
-        d["config"] = TrialConfig(**config)
+        d["config"] = Deployment.from_swept(d["config"])
         d["throughput_ci"] = tuple(d["throughput_ci"])
         d["latency_ci_ms"] = {k: tuple(v) for k, v in d.get("latency_ci_ms", {}).items()}
         if d.get("outside") is not None:
             d["outside"] = OutsideLoad.from_dict(d["outside"])
         return cls(**d)
+
+    @property
+    def status(self) -> str:
+        """One word for its state: error / infeasible / contaminated (host busy) / unstable / stable."""
+        if self.error:
+            return "error"
+        if not self.feasible:
+            return "infeasible"
+        if self.contaminated:
+            return "contaminated"
+        return "stable" if self.stable else "unstable"
 
     def clean_windows(self) -> list[float]:
         """The windows that were not discarded, in order."""
@@ -150,6 +133,11 @@ class TrialResult:
             return list(self.windows)
         clean = self.clean_windows()
         return clean[-max(1, stable_windows) :] if self.stable else clean
+
+
+def asdict_values(d: dict[str, Any]) -> dict[str, Any]:
+    """A mapping whose dataclass values become plain dicts (JSON-able)."""
+    return {k: asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for k, v in d.items()}
 
 
 class Strategy(Protocol):

@@ -1,227 +1,151 @@
-"""Values of command-line options, parsed once for every command (and the TUI's setup form).
+"""argparse's side of the commands' options: each flag declared once, its value parsed as it is read.
 
-Each parser takes the option's name and its text and returns the value, or raises
-:class:`~tuner.errors.BadInput` with one line that names the option, repeats the text and says what
-is accepted, range included::
-
-    --budget 'nan': not a finite number (expected seconds > 0)
-    --workers '0': out of range (expected a list of integers >= 1, e.g. 1,2,4)
-    --model '': blank (expected a model spec; omit --model for the default, builtin:mlp)
-
-:func:`typed` adapts a parser to argparse's ``type=``, so a bad value stops the command while its
-arguments are parsed — before anything is loaded, started or written — and reaches the user
-through the CLI's one error funnel (``tuner: <message>``, exit 2). Only an absent option takes its
-default: an option given explicitly blank is an error, never a silent fallback.
-
-Why hand-written: argparse's ``type=float`` accepts ``nan`` and ``inf`` (every comparison with NaN
-is False, so a range check after it passes NaN) and its messages say neither the range nor the
-unit; click's ``FloatRange`` has the same NaN hole. pydantic would validate finiteness and ranges,
-but importing it costs every ``tuner`` start (``tuner hw`` included) and its messages are several
-lines per error. These few functions are the whole of it; the range is stated once, where the
-option is declared, and the same words appear in ``--help`` and in the error.
+The value parsers (finite numbers, integer lists, fault plans...) are :mod:`tuner.options`, shared
+with the TUI's form; this module only wires them to argparse. :func:`option` takes a flag's name
+once — for ``add_argument`` and for the one-line error that names it.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from tuner.errors import BadInput
+from tuner.options import INPUT_DTYPES, choice, finite, integer, non_blank, shape, typed
 
-if TYPE_CHECKING:
-    from tuner.engine.faults import FaultPlan
-
-__all__ = [
-    "MAX_RANGE_VALUES",
-    "MIN_WINDOW_S",
-    "choice",
-    "choice_list",
-    "expected_range",
-    "fault_plan",
-    "finite",
-    "int_list",
-    "integer",
-    "non_blank",
-    "typed",
-]
-
-T = TypeVar("T")
-
-#: The shortest measurement window accepted (``--window``, the TUI's field): below ~10 ms a window
-#: is mostly scheduler noise and per-window overhead, not the model.
-MIN_WINDOW_S = 0.01
-#: The most values one ``A-B`` range in a list may expand to: a sweep dimension with more values
-#: than this would not finish in any budget, and a typo like 1-100000000 must not eat the memory.
-MAX_RANGE_VALUES = 256
-
-_RANGE = re.compile(r"^\s*(-?\d+)\s*-\s*(-?\d+)\s*$")
+__all__ = ["add_model_file_arguments", "add_setting_options", "option", "setting_values", "writable"]
 
 
-def expected_range(
-    what: str,
+def option(
+    group: Any,
+    flag: str,
+    parse: Callable[..., Any] | None = None,
     *,
-    gt: float | None = None,
-    ge: float | None = None,
-    le: float | None = None,
-) -> str:
-    """``'seconds > 0'``, ``'a share from 0 to 1'``, ``'an integer >= 1'``: the words of a range."""
-    low = f"> {gt:g}" if gt is not None else f">= {ge:g}" if ge is not None else None
-    if ge is not None and le is not None:
-        return f"{what} from {ge:g} to {le:g}"
-    if low is not None and le is not None:
-        return f"{what} {low} and <= {le:g}"
-    if low is not None:
-        return f"{what} {low}"
-    if le is not None:
-        return f"{what} <= {le:g}"
-    return what
+    help: str,
+    metavar: str | None = None,
+    default: Any = None,
+    default_word: str | None = None,
+    **bounds: Any,
+) -> None:
+    """Declare ``flag`` on ``group`` (a parser or an argument group): a switch without ``parse``,
+    else an option whose value ``parse`` checks with ``bounds`` (``what``, ``gt``, ``ge`` ...).
+    ``default_word``: what omitting the option gives, for the message about a blank value."""
+    if parse is None:
+        group.add_argument(flag, action="store_true", help=help)
+        return
+    if default_word is not None:
+        bounds["default"] = default_word
+    group.add_argument(flag, type=typed(parse, flag, **bounds), default=default, metavar=metavar, help=help)
 
 
-def _in_range(v: float, gt: float | None, ge: float | None, le: float | None) -> bool:
-    return (gt is None or v > gt) and (ge is None or v >= ge) and (le is None or v <= le)
+def writable(name: str, path: str | None, creates_folders: bool = False) -> None:
+    """Refuse, before anything runs, a path the command could not write at its end."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput(f"{name} {path}: is a folder, not a file")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        if creates_folders:
+            return
+        raise BadInput(f"{name} {path}: folder {parent} does not exist")
+    if not parent.is_dir():
+        raise BadInput(f"{name} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"{name} {path}: folder {parent} is not writable")
 
 
-def finite(
-    name: str,
-    text: str,
-    *,
-    gt: float | None = None,
-    ge: float | None = None,
-    le: float | None = None,
-    what: str = "a number",
-) -> float:
-    """A finite number within the bounds (``gt``: greater than; ``ge``: at least; ``le``: at most)."""
-    expected = expected_range(what, gt=gt, ge=ge, le=le)
-    if not text.strip():
-        raise BadInput(f"{name} {text!r}: blank (expected {expected})")
-    try:
-        v = float(text)
-    except ValueError:
-        raise BadInput(f"{name} {text!r}: not a number (expected {expected})") from None
-    if not math.isfinite(v):
-        raise BadInput(f"{name} {text!r}: not a finite number (expected {expected})")
-    if not _in_range(v, gt, ge, le):
-        raise BadInput(f"{name} {text!r}: out of range (expected {expected})")
-    return v
+def add_model_file_arguments(parser: argparse.ArgumentParser, *, sweep: bool) -> None:
+    """Options for model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl); ``sweep``: bench's too."""
+    from tuner.models.formats.scikit import METHODS
+
+    g = parser.add_argument_group("model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl)")
+    option(
+        g,
+        "--allow-pickle",
+        help="load a pickle (.joblib, .pkl) or a skops file with types skops does not trust: "
+        "loading runs the file's code, so only for files you trust (recorded in the profile)",
+    )
+    if not sweep:
+        return
+    option(
+        g, "--method", choice, choices=METHODS, metavar="NAME",
+        help=f"scikit-learn: the estimator method to run ({' | '.join(METHODS)}; default predict)",
+    )  # fmt: skip
+    option(
+        g, "--input-shape", shape, metavar="SHAPE",
+        help="one item's shape when the file records none (TorchScript), e.g. 3x224x224",
+    )  # fmt: skip
+    option(
+        g, "--input-dtype", choice, choices=INPUT_DTYPES, metavar="DTYPE",
+        help="the generated items' dtype with --input-shape (default float32)",
+    )  # fmt: skip
+    option(
+        g, "--provider", non_blank, what="an ONNX Runtime execution provider", metavar="NAME",
+        help="ONNX Runtime execution provider (default CPUExecutionProvider; see tuner hw)",
+    )  # fmt: skip
+    option(
+        g, "--dims", non_blank, what="adapter dimensions, e.g. execution_mode,spinning", metavar="LIST",
+        help="the model adapter's own dimensions to sweep too, e.g. execution_mode,spinning (ONNX Runtime)",
+    )  # fmt: skip
 
 
-def integer(
-    name: str,
-    text: str,
-    *,
-    ge: int | None = None,
-    le: int | None = None,
-    what: str = "an integer",
-) -> int:
-    """An integer within ``[ge, le]`` (each bound optional)."""
-    expected = expected_range(what, ge=ge, le=le)
-    if not text.strip():
-        raise BadInput(f"{name} {text!r}: blank (expected {expected})")
-    try:
-        v = int(text)
-    except ValueError:
-        raise BadInput(f"{name} {text!r}: not an integer (expected {expected})") from None
-    if not _in_range(v, None, ge, le):
-        raise BadInput(f"{name} {text!r}: out of range (expected {expected})")
-    return v
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the model-file options say, as a request's ``model_options`` (only those given)."""
+    given = {
+        "allow_pickle": True if getattr(args, "allow_pickle", False) else None,
+        "method": getattr(args, "method", None),
+        "input_shape": getattr(args, "input_shape", None),
+        "input_dtype": getattr(args, "input_dtype", None),
+        "provider": getattr(args, "provider", None),
+    }
+    options = {k: v for k, v in given.items() if v is not None}
+    if options.get("input_dtype") and not options.get("input_shape"):
+        raise BadInput("--input-dtype goes with --input-shape (the shape of the items to generate)")
+    return options
 
 
-def int_list(
-    name: str,
-    text: str,
-    *,
-    ge: int = 1,
-    le: int | None = None,
-) -> tuple[int, ...]:
-    """``'1,2,4'``, ``'1-4'`` or a mix (spaces allowed): the distinct values, sorted."""
-    expected = f"a list of {expected_range('integers', ge=ge, le=le)}, e.g. 1,2,4 or 1-4"
-    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
-    if not parts:
-        raise BadInput(f"{name} {text!r}: blank (expected {expected})")
-    out: set[int] = set()
-    for part in parts:
-        m = _RANGE.match(part)
-        try:
-            lo, hi = (int(m.group(1)), int(m.group(2))) if m else (int(part), int(part))
-        except ValueError:
-            raise BadInput(f"{name} {text!r}: {part!r} is not an integer (expected {expected})") from None
-        if lo > hi:
-            raise BadInput(f"{name} {text!r}: {part!r} is an empty range (expected {expected})")
-        # Both ends checked before expanding, so '1-999999999' is refused, not materialised.
-        if not (_in_range(lo, None, ge, le) and _in_range(hi, None, ge, le)):
-            raise BadInput(f"{name} {text!r}: {part!r} is out of range (expected {expected})")
-        if hi - lo >= MAX_RANGE_VALUES:
-            raise BadInput(
-                f"{name} {text!r}: {part!r} spans {hi - lo + 1} values (a range may span at most {MAX_RANGE_VALUES})"
-            )
-        out.update(range(lo, hi + 1))
-    return tuple(sorted(out))
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def non_blank(
-    name: str, text: str, *, what: str = "a value", default: str | None = None, required: bool = False
-) -> str:
-    """The text as given, unless it is empty or only whitespace (then: BadInput saying what to give).
+def add_setting_options(group: Any, names: tuple[str, ...]) -> None:
+    """One option per deployment setting named (``--workers``, ``--timeout-s`` ...), its parser,
+    range and help taken from the setting's declaration (:mod:`tuner.deployment`)."""
+    from tuner.deployment import Deployment, settings_of
 
-    ``default`` (said in the message) is what omitting the option gives; ``required`` options and
-    positional arguments (a name without '-') cannot be omitted, so the message does not suggest it.
-    """
-    if not text.strip():
-        if default is not None:
-            hint = f"expected {what}; omit {name} for the default, {default}"
-        elif name.startswith("-") and not required:
-            hint = f"expected {what}, or omit {name}"
+    decl = {s.name: s for s in settings_of(Deployment)}
+    for name in names:
+        s = decl[name]
+        flag = _flag(s.public)
+        bounds: dict[str, Any] = {}
+        if s.low is not None:
+            bounds["gt" if s.low_open else "ge"] = s.to_public(s.low)
+        if s.choices:
+            parse: Callable[..., Any] = choice
+            bounds = {"choices": s.choices}
+            metavar = "NAME"
+        elif s.integer:
+            parse, metavar = integer, "N"
+            bounds.pop("gt", None)
+            if s.low is not None and s.low_open:
+                bounds["ge"] = int(s.low) + 1
         else:
-            hint = f"expected {what}"
-        raise BadInput(f"{name} {text!r}: blank ({hint})")
-    return text
+            parse, metavar = finite, {"s": "SECONDS", "MB": "MB"}.get(s.unit, "N")
+            bounds["what"] = {"s": "seconds", "MB": "megabytes"}.get(s.unit, "a number")
+        words = f" ({s.words()})" if not s.choices else f" ({' | '.join(s.choices)})"
+        group.add_argument(
+            flag, dest=name, type=typed(parse, flag, **bounds), default=None, metavar=metavar, help=s.doc + words
+        )
 
 
-def choice(name: str, text: str, choices: Iterable[str]) -> str:
-    """One of ``choices`` (surrounding spaces ignored)."""
-    options = tuple(choices)
-    value = text.strip()
-    if value not in options:
-        raise BadInput(f"{name} {text!r}: choose from {', '.join(options)}")
-    return value
+def setting_values(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The settings given on the command line (code names and units), for ``Deployment.of``."""
+    from tuner.deployment import Deployment, settings_of
 
-
-def choice_list(name: str, text: str, choices: Iterable[str]) -> tuple[str, ...]:
-    """A comma-separated list of distinct ``choices``, in the order given."""
-    options = tuple(choices)
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    if not values:
-        raise BadInput(f"{name} {text!r}: blank (choose one or more of {', '.join(options)})")
-    bad = [v for v in values if v not in options]
-    if bad:
-        raise BadInput(f"{name} {text!r}: unknown {bad[0]!r} (choose from {', '.join(options)})")
-    return tuple(dict.fromkeys(values))
-
-
-def fault_plan(name: str, text: str) -> FaultPlan:
-    """A fault plan (``crash=0.05,slow=0.1x5,...``); FaultPlan.parse refuses what is out of range or
-    not finite ('x inf' would sleep forever in a worker), and its one line is prefixed by the option."""
-    from tuner.engine.faults import FaultPlan
-    from tuner.errors import FaultSpecError
-
-    spec = non_blank(name, text, what="a fault plan, e.g. crash=0.05")
-    try:
-        return FaultPlan.parse(spec)
-    except FaultSpecError as e:
-        raise FaultSpecError(f"{name}: {e}") from None
-
-
-def typed(parse: Callable[..., T], name: str, **bounds: Any) -> Callable[[str], T]:
-    """``parse`` bound to an option's name and bounds, for argparse's ``type=``.
-
-    The BadInput it raises is not one of the errors argparse turns into a usage message, so it
-    leaves ``parse_args`` as it is and the CLI prints its one line.
-    """
-
-    def convert(text: str) -> T:
-        return parse(name, text, **bounds)
-
-    convert.__name__ = f"{getattr(parse, '__name__', 'value')} {name}"
-    return convert
+    decl = {s.name: s for s in settings_of(Deployment)}
+    return {n: decl[n].from_public(getattr(args, n)) for n in names if getattr(args, n, None) is not None}

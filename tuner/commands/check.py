@@ -12,8 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from tuner.commands.args import non_blank, typed
 from tuner.errors import ExitCode, ProfileError
+from tuner.options import non_blank, typed
 
 if TYPE_CHECKING:  # tuner.profile (pydantic) is imported only when the command runs
     from tuner.profile import ScalingProfile

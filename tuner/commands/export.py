@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tuner.commands.args import choice, non_blank, typed
+from tuner.options import choice, non_blank, typed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

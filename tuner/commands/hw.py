@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the host record as JSON on stdout (nothing else)"
     )
-    from tuner.commands.args import non_blank, typed
+    from tuner.options import non_blank, typed
 
     parser.add_argument(
         "--ray-address",

@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 
-from tuner.commands.args import finite, non_blank, typed
 from tuner.errors import ExitCode
+from tuner.options import finite, non_blank, typed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

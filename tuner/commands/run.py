@@ -28,55 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner.commands.args import choice, fault_plan, finite, integer, non_blank, typed
+from tuner.commands.args import add_model_file_arguments, add_setting_options, setting_values
 from tuner.errors import DataError, ExitCode
+from tuner.options import fault_plan, finite, non_blank, typed
 
-_OVERRIDES: tuple[tuple[str, str, Any, str], ...] = (
-    # (flag, settings field, parser, help); the metavar is the help's unit
-    (
-        "--workers",
-        "workers",
-        typed(integer, "--workers", ge=1),
-        "number of workers, >= 1 (widens the autoscale bounds if needed)",
-    ),
-    (
-        "--threads-per-worker",
-        "threads_per_worker",
-        typed(integer, "--threads-per-worker", ge=1),
-        "BLAS / intra-op threads per worker, >= 1",
-    ),
-    (
-        "--partition-size",
-        "partition_size",
-        typed(integer, "--partition-size", ge=1),
-        "items sent to a worker at once, >= 1",
-    ),
-    # checked against tuner.engine.BACKENDS in run(): parsing stays free of the engine import
-    (
-        "--backend",
-        "backend",
-        typed(non_blank, "--backend", what="process, thread or inline"),
-        "process | thread | inline",
-    ),
-    (
-        "--timeout-s",
-        "timeout_s",
-        typed(finite, "--timeout-s", gt=0, what="seconds"),
-        "seconds one partition may run before it is retried (> 0)",
-    ),
-    (
-        "--retries",
-        "retries",
-        typed(integer, "--retries", ge=0),
-        "extra attempts for a failed partition, >= 0",
-    ),
-    (
-        "--memory-limit-mb",
-        "memory_limit_mb",
-        typed(finite, "--memory-limit-mb", gt=0, what="megabytes"),
-        "RSS per worker above which it is replaced (megabytes > 0)",
-    ),
-)
+#: the profile's settings `tuner run` can override on its command line (flags, ranges and help
+#: come from the settings' declarations, tuner.deployment)
+OVERRIDES = ("workers", "threads_per_worker", "partition_size", "backend", "timeout_s", "retries", "memory_limit_mb")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,13 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="a ray profile's cluster: auto, local or ray://host:port (default: the kind the profile records)",
     )
-    from tuner.commands.bench import add_model_file_arguments
-
     add_model_file_arguments(parser, sweep=False)
-    group = parser.add_argument_group("overrides of the profile's settings")
-    for flag, dest, parse, help_text in _OVERRIDES:
-        metavar = {"timeout_s": "SECONDS", "memory_limit_mb": "MB", "backend": "NAME"}.get(dest, "N")
-        group.add_argument(flag, dest=dest, type=parse, default=None, metavar=metavar, help=help_text)
+    add_setting_options(parser.add_argument_group("overrides of the profile's settings"), OVERRIDES)
 
 
 def _failures_path(args: argparse.Namespace) -> Path:
@@ -172,20 +125,15 @@ def _check_output_path(path: Path, formats: tuple[str, ...] = (".npy", ".npz", "
 def run(args: argparse.Namespace) -> int:
     """Load, check, run, write; see the module docstring for exit codes."""
     from tuner.data import load_inputs, save_jsonl_records, save_outputs
-    from tuner.engine import BACKENDS, Failure
+    from tuner.engine import Failure
     from tuner.runtime import Runtime
-
-    if args.backend is not None:
-        args.backend = choice("--backend", args.backend, BACKENDS)
 
     output = Path(args.output)
     _check_output_path(output)
     sidecar = _failures_path(args)
     _check_output_path(sidecar, (".npy", ".jsonl"))
     plan = args.faults
-    overrides: dict[str, Any] = {
-        dest: getattr(args, dest) for _, dest, _, _ in _OVERRIDES if getattr(args, dest) is not None
-    }
+    overrides: dict[str, Any] = setting_values(args, OVERRIDES)
     # Everything that can be wrong with the user's files is found before a worker starts.
     from tuner.profile import load_profile
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuner.commands.args import MIN_WINDOW_S, finite, non_blank, typed
+from tuner.options import MIN_WINDOW_S, finite, non_blank, typed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the TUI; each value is checked as it is parsed (tuner.commands.args)."""
+    """Options of the TUI; each value is checked as it is parsed (tuner.options)."""
     parser.add_argument(
         "--model",
         type=typed(non_blank, "--model", what="a model spec", default="builtin:mlp"),

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from tuner.backends import BACKENDS, PLACEMENTS
+from tuner.deployment import HEDGE_CANCEL, Deployment, setting
 from tuner.engine.faults import FaultPlan
 from tuner.errors import ConfigError
 
-BACKENDS = ("process", "thread", "inline", "ray")
-#: where the ray backend puts its actors: across nodes (Ray's SPREAD) or filling one node first
-PLACEMENTS = ("SPREAD", "PACK")
-HEDGE_CANCEL = ("finish", "kill")
-
+__all__ = ["BACKENDS", "HEDGE_CANCEL", "PLACEMENTS", "Backoff", "EngineConfig", "Failure"]
 
 @dataclass(frozen=True)
 class Backoff:
@@ -27,87 +25,43 @@ class Backoff:
 
 
 @dataclass(frozen=True)
-class EngineConfig:
-    """How the engine runs a model. Every field is one a profile's ``recommended`` records."""
+class EngineConfig(Deployment):
+    """How the engine runs a model: a :class:`~tuner.deployment.Deployment` (every setting a profile
+    records and the runtime applies) plus the engine's own knobs, which no profile records."""
 
-    backend: str = "process"
-    workers: int = 1
-    partition_size: int = 64
-    threads_per_worker: int | None = 1  # None: leave BLAS/OpenMP threads as the library sets them
-    timeout_s: float | None = None  # per partition attempt; None: no timeout
-    retries: int = 2  # further attempts after the first
-    retry_on: tuple[str, ...] = ()  # exception type names retried; crashes, timeouts, memory always are
-    backoff: Backoff = field(default_factory=Backoff)
-    memory_limit_mb: float | None = None  # per worker RSS; process and ray backends
-    isolate: bool = True  # split a partition that failed for good, to isolate the failing items
-    prefetch: int = 16  # at most this many partitions queued per worker (adapts to service time)
     faults: FaultPlan = field(default_factory=FaultPlan)
-    sample_interval_s: float = 0.5  # ResourceSample cadence (when someone listens)
+    isolate: bool = True  # split a partition that failed for good, to isolate the failing items
+    prefetch: int = setting(
+        16,
+        "At most this many partitions queued per worker (adapts to the service time).",
+        low=1,
+        integer=True,
+        profile="no",
+    )
+    sample_interval_s: float = setting(
+        0.5, "ResourceSample cadence (when someone listens).", unit="s", low=0, low_open=True, profile="no"
+    )
     start_method: str | None = None  # None: forkserver where available, else spawn
-    placement: str = "SPREAD"  # ray backend: SPREAD (actors across nodes) or PACK (fill a node first)
-    # Hedged stragglers (tuner.engine.hedging): a partition still running this long after it started
-    # is sent again to an idle worker, the first result wins. None: no hedging. A profile's value is
-    # the p95 service time it measured.
-    hedge_after_s: float | None = None
-    hedge_budget: float = 0.05  # hedges sent <= this share of partitions completed (+ a small burst)
-    # the losing copy: "finish" (it runs to its end, its result is dropped) or "kill" (a losing first
-    # copy's process worker is ended and replaced; measured slower, see tuner.engine.hedging)
-    hedge_cancel: str = "finish"
 
     def __post_init__(self) -> None:
-        # nan slips through every comparison below (nan <= 0 is False) and inf would mean "never":
-        # every number must be finite first, with the field and its range named.
-        for name, rule in _RANGES.items():
-            value = getattr(self, name) if "." not in name else getattr(self.backoff, name.split(".")[1])
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number {rule} (got {value})")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend '{self.backend}': choose from {', '.join(BACKENDS)}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1 (got {self.workers})")
-        if self.partition_size < 1:
-            raise ConfigError(f"partition_size must be >= 1 (got {self.partition_size})")
-        if self.threads_per_worker is not None and self.threads_per_worker < 1:
-            raise ConfigError(f"threads_per_worker must be >= 1 (got {self.threads_per_worker})")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be > 0 (got {self.timeout_s})")
-        if self.retries < 0:
-            raise ConfigError(f"retries must be >= 0 (got {self.retries})")
-        if self.backoff.base_s < 0 or self.backoff.cap_s < self.backoff.base_s:
-            raise ConfigError(f"backoff needs 0 <= base_s <= cap_s (got {self.backoff})")
-        if self.memory_limit_mb is not None and self.memory_limit_mb <= 0:
-            raise ConfigError(f"memory_limit_mb must be > 0 (got {self.memory_limit_mb})")
-        if self.prefetch < 1:
-            raise ConfigError(f"prefetch must be >= 1 (got {self.prefetch})")
-        if self.sample_interval_s <= 0:
-            raise ConfigError(f"sample_interval_s must be > 0 (got {self.sample_interval_s})")
-        if self.placement not in PLACEMENTS:
-            raise ConfigError(f"placement '{self.placement}': choose from {', '.join(PLACEMENTS)}")
-        if self.hedge_after_s is not None and self.hedge_after_s <= 0:
-            raise ConfigError(f"hedge_after_s must be > 0 (got {self.hedge_after_s})")
-        if not 0 < self.hedge_budget <= 1:
-            raise ConfigError(f"hedge_budget must be > 0 and <= 1 (got {self.hedge_budget})")
-        if self.hedge_cancel not in HEDGE_CANCEL:
-            raise ConfigError(f"hedge_cancel '{self.hedge_cancel}': choose from {', '.join(HEDGE_CANCEL)}")
-        if self.faults.hang > 0 and self.timeout_s is None and self.backend in ("process", "ray"):
+        super().__post_init__()
+        if self.faults.hang > 0 and self.timeout_s is None and self.kind.can_kill:
             raise ConfigError("a hang fault needs a timeout (timeout_s), or the hung partition never ends")
 
+    @classmethod
+    def of_deployment(cls, deployment: Deployment, **engine: Any) -> EngineConfig:
+        """``deployment`` with the engine's own knobs (``faults``, ``sample_interval_s`` ...)."""
+        shared = {f.name: getattr(deployment, f.name) for f in fields(Deployment)}
+        return cls(**shared, **engine)
 
-#: every numeric setting and its range, for the one-line message about a nan or an infinity
-_RANGES = {
-    "workers": ">= 1",
-    "partition_size": ">= 1",
-    "threads_per_worker": ">= 1",
-    "timeout_s": "> 0",
-    "retries": ">= 0",
-    "backoff.base_s": ">= 0",
-    "backoff.cap_s": ">= base_s",
-    "memory_limit_mb": "> 0",
-    "prefetch": ">= 1",
-    "sample_interval_s": "> 0",
-    "hedge_after_s": "> 0",
-    "hedge_budget": "> 0 and <= 1",
-}
+    def deployment(self) -> Deployment:
+        """The deployment alone, without the engine's own knobs."""
+        return Deployment(**{f.name: getattr(self, f.name) for f in fields(Deployment)})
+
+    @property
+    def backoff(self) -> Backoff:
+        """The retry delay of the ledger."""
+        return Backoff(self.backoff_base_s, self.backoff_cap_s)
 
 
 @dataclass(frozen=True, slots=True)

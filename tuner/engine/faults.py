@@ -93,6 +93,10 @@ class FaultPlan:
     def active(self) -> bool:
         return bool(self.targeted) or any(getattr(self, k) > 0 for k in KINDS)
 
+    def needs_timeout(self) -> bool:
+        """A hang can be injected: only a partition timeout ends it."""
+        return self.hang > 0 or any(t.kind == "hang" for t in self.targeted)
+
     def with_rates(self, **rates: float) -> FaultPlan:
         """A copy with some rates changed (the TUI changes rates between trials)."""
         return replace(self, **rates)  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import context as mp_context
 from multiprocessing import spawn
-from typing import Any, ClassVar
+from typing import Any
 
 from tuner.engine import events as ev
 from tuner.engine.config import EngineConfig
@@ -79,12 +79,6 @@ class Launch:
 class WorkerHandle:
     """One worker as the supervisor sees it. Subclass per backend; see the module docstring."""
 
-    kind: ClassVar[str] = ""
-    #: the supervisor can end a partition that overruns its timeout (inline: it runs in the supervisor)
-    can_time_out: ClassVar[bool] = True
-    #: kill() really stops the worker mid-partition (a process); a thread can only be abandoned
-    can_kill: ClassVar[bool] = False
-
     __slots__ = (
         "booted",
         "cause",
@@ -101,6 +95,11 @@ class WorkerHandle:
         "t_spawn",
         "wid",
     )
+
+    @property
+    def can_kill(self) -> bool:
+        """kill() really stops the worker mid-partition (the backend's descriptor says)."""
+        return bool(self.launch.config.kind.can_kill)
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
         self.wid = wid
@@ -319,8 +318,6 @@ class ProcessHandle(WorkerHandle):
     """A worker process (forkserver or spawn) talking over a framed socket; big numpy partitions
     travel through shared memory. It leads its own process group, killed with it."""
 
-    kind = "process"
-    can_kill = True
     __slots__ = ("chan", "proc", "ps", "running", "segs")
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
@@ -535,7 +532,6 @@ class ThreadHandle(_InCallerProcess):
     """A worker thread in the caller's process: for models that release the GIL. A hung thread cannot
     be killed: it is abandoned (its late words are ignored) and exits when it wakes."""
 
-    kind = "thread"
     __slots__ = ("inbox", "thread")
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
@@ -595,8 +591,6 @@ class InlineHandle(_InCallerProcess):
     """The model runs in the supervisor's own thread, one partition at a time: the serial baseline.
     No timeouts, no crash isolation."""
 
-    kind = "inline"
-    can_time_out = False
     __slots__ = ("fn",)
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
@@ -629,20 +623,3 @@ class InlineHandle(_InCallerProcess):
         except SimulatedCrash:
             post(self, (DIED, "injected crash"))
         return False
-
-
-#: the handle class of each local backend (config.BACKENDS; ``ray`` is :func:`handle_class`'s)
-HANDLES: dict[str, type[WorkerHandle]] = {
-    "process": ProcessHandle,
-    "thread": ThreadHandle,
-    "inline": InlineHandle,
-}
-
-
-def handle_class(backend: str) -> type[WorkerHandle]:
-    """The handle class of ``backend``; the Ray one is imported only when asked for (Ray is optional)."""
-    if backend == "ray":
-        from tuner.engine.ray_backend import RayHandle
-
-        return RayHandle
-    return HANDLES[backend]

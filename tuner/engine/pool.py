@@ -47,22 +47,21 @@ engine, even if the caller is killed; shared memory is released after every fail
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
 import random
 import socket
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 from tuner.engine import events as ev
+from tuner.engine import live
 from tuner.engine.config import EngineConfig, Failure
-from tuner.engine.handles import EXITED, READABLE, Launch, WorkerHandle, default_start_method, handle_class
+from tuner.engine.handles import EXITED, READABLE, Launch, WorkerHandle, default_start_method
 from tuner.engine.hedging import Hedger
 from tuner.engine.ledger import FINAL, IGNORED, Job, Ledger, Part, PartitionResult
 from tuner.engine.transport import Poller
@@ -86,17 +85,6 @@ MAX_LOAD_CRASHES = 3
 
 _WAKE = 0  # the poller's answer for the wake socket
 
-_live_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    # Runs before multiprocessing's own atexit hook (atexit is LIFO), which would otherwise wait
-    # forever on workers that are still serving.
-    for engine in list(_live_engines):
-        engine.close(wait=False, cancel=True)
-
-
 class Engine:
     """Runs a model on ``config.workers`` workers; the only thing in tuner that runs a model.
 
@@ -118,15 +106,16 @@ class Engine:
 
         self._label = spec_text(model)
         c = self.config
-        self._handle_cls: type[WorkerHandle] = handle_class(c.backend)
+        kind = c.kind
+        self._handle_cls: type[WorkerHandle] = kind.handle_class()
         # Partitions queued per worker adapt to the service time (see _adapt_prefetch): deep for tiny
         # partitions, whose cost is the round trip; shallow for long ones, so one slow worker never
-        # holds many partitions hostage.
-        self._prefetch = 1 if c.backend == "inline" else min(2, c.prefetch)
-        self._adapts = c.backend != "inline"
+        # holds many partitions hostage. A backend without a pool runs one partition at a time.
+        self._prefetch = min(2, c.prefetch) if kind.pooled else 1
+        self._adapts = kind.pooled
         self._svc_ewma = 0.0
-        self._target = 1 if c.backend == "inline" else c.workers
-        self._timeouts = c.timeout_s is not None and self._handle_cls.can_time_out
+        self._target = c.workers if kind.pooled else 1
+        self._timeouts = c.timeout_s is not None and kind.can_time_out
         # shared with callers
         self._subq: deque[Job] = deque()
         self._ctl: deque[tuple[str, Any]] = deque()
@@ -168,7 +157,7 @@ class Engine:
         self.replaced = 0
         # Hedged stragglers (tuner.engine.hedging); an inline engine has one worker: nothing to hedge to.
         self._hedger: Hedger | None = None
-        if c.hedge_after_s is not None and c.backend != "inline":
+        if c.hedge_after_s is not None and kind.pooled:
             self._hedger = Hedger(c.hedge_after_s, c.hedge_budget)
 
     # ------------------------------------------------------------------ public API
@@ -213,7 +202,7 @@ class Engine:
         except BaseException:
             self._closed = True
             raise
-        _live_engines.add(self)
+        live.add(self)
         self._thread = threading.Thread(target=self._run, name="tuner-supervisor", daemon=True)
         self._thread.start()
         self._ready_evt.wait()
@@ -305,7 +294,7 @@ class Engine:
         """Change the number of workers while running; no item is lost or duplicated."""
         if workers < 1:
             raise ConfigError(f"workers must be >= 1 (got {workers})")
-        if self.config.backend == "inline":
+        if not self.config.kind.pooled:
             return
         old = self._target
         self._target = workers
@@ -355,7 +344,7 @@ class Engine:
         self._poke()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        _live_engines.discard(self)
+        live.discard(self)
         self._wake_r.close()
         self._wake_w.close()
         if self._listener_errors > 1:

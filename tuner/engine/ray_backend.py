@@ -108,8 +108,6 @@ class RayHandle(WorkerHandle):
     """A worker that is a Ray actor (see the module docstring). It posts its messages; the
     supervisor's poller has nothing of it to wait on."""
 
-    kind = "ray"
-    can_kill = True  # ray.kill ends the actor mid-partition (a hedge's losing copy, a timeout)
     __slots__ = ("_exit_code", "_gone", "_leaving", "_lock", "_node_choice", "_queue", "_sample", "actor")
 
     def __init__(self, wid: int, replacing: int | None, launch: Launch) -> None:
@@ -363,17 +361,6 @@ class RayHandle(WorkerHandle):
     def sample(self) -> ev.WorkerSample | None:
         s = self._sample
         return None if s is None else ev.WorkerSample(self.wid, self.pid, s[1], s[0])
-
-
-def close_ray_engines() -> None:
-    """Close (cancelling their work) the engines of this process that run on Ray — before the
-    process disconnects from Ray, which must not happen under an engine still starting or
-    serving actors (another thread's Ray calls then fail, or the driver crashes)."""
-    from tuner.engine.pool import _live_engines
-
-    for engine in list(_live_engines):
-        if engine.config.backend == "ray":
-            engine.close(wait=False, cancel=True)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -28,8 +28,9 @@ import yaml
 from pydantic import ValidationError
 
 from tuner.errors import ProfileError
+from tuner.profile.base import PATTERN_WORDS
 from tuner.profile.errors import Loc, Where, show, translate
-from tuner.profile.schema import PATTERN_WORDS, SCHEMA_VERSION, ScalingProfile
+from tuner.profile.schema import SCHEMA_VERSION, ScalingProfile
 
 __all__ = ["StrictLoader", "load_profile", "parse_profile_text"]
 

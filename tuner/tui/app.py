@@ -739,12 +739,7 @@ class TunerApp(App[int]):
         host = getattr(self.sweep, "host", None) or self.host
         info = getattr(self.sweep, "info", None) or self.model_info
         try:
-            profile = self.driver.build_profile(rec, name, self.spec, host, info)
-            section = self._online_section()
-            if section is not None:
-                from tuner.bench.online.report import with_online
-
-                profile = with_online(profile, section)
+            profile = self.driver.build_profile(rec, name, self.spec, host, info, online=self._online_section())
         except TunerError as e:
             self.notify(str(e), severity="error", title="export")
             return
@@ -835,7 +830,7 @@ class TunerApp(App[int]):
         if make is None:
             self.notify("This driver has no online search.", severity="warning")
             return
-        from tuner.commands.args import finite
+        from tuner.options import finite
 
         try:
             objective = finite(
@@ -880,7 +875,7 @@ class TunerApp(App[int]):
             relay.flush()
             from tuner.bench.online.sweep import OnlineOutcome, summarize
 
-            outcome = OnlineOutcome(ospec, list(found), summarize(found, ospec), time.perf_counter() - t0)
+            outcome = OnlineOutcome(ospec, configs, list(found), summarize(found, ospec), time.perf_counter() - t0)
             rec = None
             best = getattr(self.recommendation, "best", None)
             prefer = outcome.winner_config
@@ -925,7 +920,7 @@ class TunerApp(App[int]):
             return None
         from tuner.bench.online.report import online_section
 
-        return online_section(o.summary, o.results, o.spec, self.results, measuring_s=o.elapsed_s)
+        return online_section(o.summary, o.results, o.request, self.results, measuring_s=o.elapsed_s)
 
     @on(Input.Submitted, "#plan-rate")
     @on(Input.Changed, "#plan-rate")
@@ -944,15 +939,15 @@ class TunerApp(App[int]):
             pane.show_plan(f"type a target rate: this host sustains {si(section.max_rate_at_slo)} requests/s "
                            f"within p99 {section.objective_p99_ms:g} ms")  # fmt: skip
             return
-        from tuner.bench.online.report import profile_for_plan
-        from tuner.commands.args import finite
+        from tuner.bench.profiles import profile_for_plan
+        from tuner.options import finite
         from tuner.plan import make_plan
 
         try:
             rate = finite("target rate", text, gt=0, what="requests/s")
             host = getattr(self.sweep, "host", None) or self.host
             best = getattr(self.recommendation, "best", None)
-            profile = profile_for_plan(section, model=self._online_spec.model if self._online_spec else self._model,
+            profile = profile_for_plan(section, model=self.values.model if self.values else self._model,
                                        host=host, best=best)  # fmt: skip
             plan = make_plan(profile, rate)
         except TunerError as e:

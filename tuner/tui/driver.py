@@ -1,4 +1,4 @@
-"""How the app reaches the benchmark: build a sweep from the form, recommend, build a profile.
+"""How the app reaches the benchmark: a request from the form, the sweep pipeline's stages, a profile.
 
 The app talks to this small object instead of importing ``tuner.bench`` directly, so tests and
 snapshots can drive the UI with a seeded fake sweep while the real app uses the real one. The
@@ -7,12 +7,13 @@ real driver imports the benchmark lazily: opening the TUI does not pay for it up
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from tuner.bench.request import SweepRequest
 from tuner.bench.types import Objective, SweepCallback, TrialResult
 from tuner.tui.widgets.setup import FormValues
 
@@ -31,7 +32,7 @@ class Driver(Protocol):
     # An online search (tuner.bench.online) is optional for a driver: the app asks for it with
     # getattr(driver, "make_online", None) and says so when a driver has none.
 
-    def build_profile(self, rec: Any, name: str, spec: Any, host: Any, info: Any) -> Any: ...
+    def build_profile(self, rec: Any, name: str, request: Any, host: Any, info: Any, online: Any = None) -> Any: ...
 
 
 def objective_of(values: FormValues) -> Objective:
@@ -42,7 +43,7 @@ def objective_of(values: FormValues) -> Objective:
 
 
 class BenchDriver:
-    """The real benchmark (``tuner.bench``), the same code ``tuner bench`` runs headless."""
+    """The real benchmark: the sweep pipeline (:mod:`tuner.bench.pipeline`) ``tuner bench`` runs."""
 
     def __init__(
         self,
@@ -58,55 +59,28 @@ class BenchDriver:
         # What the threads knob sizes for the model of the last sweep made (the headline's words).
         self._threads_word = "BLAS"
 
-    def make_sweep(
-        self, values: FormValues, on_message: SweepCallback, host: Any, info: Any
-    ) -> tuple[Any, Any]:
+    def request(self, values: FormValues) -> SweepRequest:
+        """The sweep's request from the form (the TUI does not confirm the winner: ``confirm`` off)."""
         from tuner.bench.measure import MeasureSettings
-        from tuner.bench.search import Space
-        from tuner.bench.session import Sweep, SweepSpec
+        from tuner.bench.request import SpaceRequest
 
         # The cap in proportion to the window, as `tuner bench` has it: on a busy host a trial
         # waits for clean windows up to its cap (tuner.hostload), and 12 s of 0.2 s windows is long.
         settings = MeasureSettings.for_window(values.window_s)
         if self._settings_hook is not None:
             settings = self._settings_hook(settings)
-        space = None
-        overrides = {
-            k: v
-            for k, v in (
-                ("backends", values.backends),
-                ("workers", values.workers),
-                ("threads", values.threads),
-                ("partition_sizes", values.partitions),
-            )
-            if v is not None
-        }
-        if overrides:
-            if host is None or info is None:
-                from tuner.hardware import probe
-                from tuner.models import validate
-
-                host = host or probe()
-                if info is None:
-                    from tuner.models import parse_spec
-
-                    options = values.model_options()
-                    info = validate(parse_spec(values.model).with_options(**options) if options else values.model)
-            space = dataclasses.replace(Space.default(host, info, values.n_items), **overrides)  # type: ignore[arg-type]
-        if self.results_path is not None:
-            self.results_path.parent.mkdir(parents=True, exist_ok=True)
-        from tuner.errors import ModelSpecError
-        from tuner.models import parse_spec
-
-        try:
-            self._threads_word = parse_spec(values.model).threads_word
-        except ModelSpecError:
-            self._threads_word = "BLAS"  # the sweep itself says what is wrong with the spec
-        spec = SweepSpec(
+        return SweepRequest(
             model=values.model,
+            model_options=values.model_options(),
+            dims=values.dims,
             input_path=values.input_path,
             n_items=values.n_items,
-            space=space,
+            space=SpaceRequest(
+                backends=values.backends,
+                workers=values.workers,
+                threads=values.threads,
+                partition_sizes=values.partitions,
+            ),
             strategy=values.strategy,
             budget_s=values.budget_s,
             max_trials=values.max_trials,
@@ -116,14 +90,27 @@ class BenchDriver:
             results_path=str(self.results_path) if self.results_path else None,
             # The sweep measures in a child of this (UI) process: the UI is tuner, not outside load.
             own_pids=() if self.in_process else (os.getpid(),),
-            model_options=values.model_options(),
-            dims=values.dims,
         )
+
+    def make_sweep(
+        self, values: FormValues, on_message: SweepCallback, host: Any = None, info: Any = None
+    ) -> tuple[Any, Any]:
+        """``(sweep, request)``: the pipeline's closed-loop stage, prepared (a bad spec raises here)."""
+        from tuner.errors import ModelSpecError
+        from tuner.models import parse_spec
+
+        if self.results_path is not None:
+            self.results_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._threads_word = parse_spec(values.model).threads_word
+        except ModelSpecError:
+            self._threads_word = "BLAS"  # the sweep itself says what is wrong with the spec
+        request = self.request(values)
         if self.in_process:
-            return Sweep(spec, on_message=on_message), spec
+            return LocalStage(request, on_message), request
         from tuner.tui.remote import RemoteSweep
 
-        return RemoteSweep(spec, on_message=on_message), spec
+        return RemoteSweep(request, on_message=on_message), request
 
     def recommend(
         self, results: list[TrialResult], objective: Objective, host: Any, prefer: Any = None
@@ -142,29 +129,50 @@ class BenchDriver:
         step_s: float = 1.0,
         budget_s: float | None = None,
     ) -> tuple[Any, Any]:
-        """``(online sweep, OnlineSpec)`` over ``configs`` ((TrialConfig, items/s), best first): the
+        """``(online sweep, OnlineRequest)`` over ``configs`` ((TrialConfig, items/s), best first): the
         same code ``tuner bench --online`` runs, in a child process like the closed-loop sweep."""
-        from tuner.bench.online.sweep import OnlineSpec, OnlineSweep
+        from dataclasses import replace
 
-        spec = OnlineSpec(
-            model=values.model,
-            objective_ms=objective_ms,
-            configs=configs,
-            input_path=values.input_path,
-            n_items=values.n_items,
-            step_s=step_s,
-            budget_s=budget_s if budget_s is not None else values.budget_s,
+        from tuner.bench.request import OnlineRequest
+
+        online = OnlineRequest(
+            objective_ms=objective_ms, step_s=step_s, budget_s=budget_s if budget_s is not None else values.budget_s
         )
+        request = replace(self.request(values), online=online, results_path=None)
         if self.in_process:
-            return OnlineSweep(spec, on_message), spec
+            return LocalStage(request, on_message, configs=configs), online
         from tuner.tui.remote import RemoteSweep
 
-        return RemoteSweep(spec, on_message=on_message), spec
+        return RemoteSweep(request, on_message=on_message, configs=configs), online
 
-    def build_profile(self, rec: Any, name: str, spec: Any, host: Any, info: Any) -> Any:
-        from tuner.bench.recommend import build_profile
+    def build_profile(self, rec: Any, name: str, request: Any, host: Any, info: Any, online: Any = None) -> Any:
+        from tuner.bench.profiles import build_profile
 
-        return build_profile(rec, name=name, spec=spec, host=host, info=info)
+        return build_profile(rec, name=name, request=request, host=host, info=info, online=online)
+
+
+class LocalStage:
+    """A stage of the sweep pipeline in this process: the closed-loop sweep, or with ``configs`` the
+    online search on them. The interface :class:`tuner.tui.remote.RemoteSweep` has in a child."""
+
+    def __init__(self, request: SweepRequest, on_message: Any, configs: list[Any] | None = None) -> None:
+        from tuner.bench.pipeline import SweepPipeline
+
+        self.pipeline = SweepPipeline(request, on_message)
+        self.configs = configs
+        p = self.pipeline.prepare()
+        self.host, self.info, self.space = p.host, p.info, p.space
+
+    def set_faults(self, plan: Any) -> None:
+        self.pipeline.set_faults(plan)
+
+    def run(self, cancel: threading.Event | None = None) -> list[Any]:
+        try:
+            if self.configs is not None:
+                return self.pipeline.online(cancel, configs=self.configs).results
+            return self.pipeline.sweep(cancel)
+        finally:
+            self.pipeline.close()
 
 
 def space_text(space: Any) -> str:

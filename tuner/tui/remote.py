@@ -1,11 +1,11 @@
 """Run the sweep in a child process, so the UI never shares a GIL or a core's time slice with it.
 
-The TUI's sweep worker thread drives a :class:`RemoteSweep`; the real :class:`tuner.bench.session.Sweep`
-(the same code ``tuner bench`` runs) lives in a child process::
+The TUI's sweep worker thread drives a :class:`RemoteSweep`; the sweep pipeline
+(:class:`tuner.bench.pipeline.SweepPipeline`, the same code ``tuner bench`` runs) lives in a child::
 
     UI process                                         sweep process (one per sweep)
     ──────────                                         ─────────────
-    @work(thread) ── RemoteSweep.run(cancel) ◄─ pipe ── Sweep(spec, on_message=send).run(cancel)
+    @work(thread) ── RemoteSweep.run(cancel) ◄─ pipe ── SweepPipeline(request, on_message=send).sweep(cancel)
          │  on_message(msg) → Relay → post_message        ▲   └─► Engine ─► worker processes
     UI thread ── set_faults(plan) / cancel ── pipe ──────┘ listener thread
 
@@ -40,13 +40,14 @@ def _error(kind: str, text: str) -> TunerError:
 
 
 class RemoteSweep:
-    """The :class:`~tuner.bench.session.Sweep` API, with the sweep itself in a child process.
+    """A stage of the sweep pipeline (the closed-loop sweep, or the online search on ``configs``)
+    in a child process, with the in-process stage's API (:class:`tuner.tui.driver.LocalStage`).
 
     Construction starts the child and waits until it has validated the model and inputs: a bad spec
     raises here, with the same one-line error the in-process Sweep gives.
     """
 
-    def __init__(self, spec: Any, on_message: SweepCallback | None = None) -> None:
+    def __init__(self, request: Any, on_message: SweepCallback | None = None, configs: list[Any] | None = None) -> None:
         import multiprocessing as mp
 
         from tuner.engine import default_start_method
@@ -55,7 +56,7 @@ class RemoteSweep:
         self._on_message = on_message
         self._conn, child = ctx.Pipe(duplex=True)
         self._send_lock = threading.Lock()
-        self._proc = ctx.Process(target=_child_main, args=(child, spec), name="tuner-sweep", daemon=False)
+        self._proc = ctx.Process(target=_child_main, args=(child, request, configs), name="tuner-sweep", daemon=False)
         self._proc.start()
         child.close()
         self.results: list[TrialResult] = []
@@ -120,10 +121,13 @@ class RemoteSweep:
         self._conn.close()
 
 
-def _child_main(conn: Any, spec: Any) -> None:
-    """The sweep process: build the Sweep, report it, run it, send the results."""
+def _child_main(conn: Any, request: Any, configs: list[Any] | None) -> None:
+    """The sweep process: prepare the pipeline, report it, run its stage, send the results.
+
+    The stage is the closed-loop sweep, or with ``configs`` the online search on them.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from tuner.bench.session import Sweep
+    from tuner.bench.pipeline import SweepPipeline
 
     lock = threading.Lock()
 
@@ -131,16 +135,14 @@ def _child_main(conn: Any, spec: Any) -> None:
         with lock:
             conn.send(msg)
 
+    pipeline = SweepPipeline(request, on_message=lambda m: send(("msg", m)))
     try:
-        # An online sweep's spec builds its own sweep object (tuner.bench.online.sweep.OnlineSpec);
-        # a closed-loop SweepSpec gets the Sweep. Same process, pipe and messages either way.
-        make = getattr(spec, "make_sweep", None)
-        on_message = lambda m: send(("msg", m))  # noqa: E731
-        sweep: Any = make(on_message) if make is not None else Sweep(spec, on_message=on_message)
+        p = pipeline.prepare()
     except TunerError as e:
         send(("error", (type(e).__name__, str(e))))
+        pipeline.close()
         return
-    send(("ready", (sweep.host, sweep.info, sweep.space)))
+    send(("ready", (p.host, p.info, p.space)))
     cancel = threading.Event()
 
     def listen() -> None:
@@ -149,20 +151,25 @@ def _child_main(conn: Any, spec: Any) -> None:
                 kind, payload = conn.recv()
                 if kind == "cancel":
                     cancel.set()
-                elif kind == "faults" and hasattr(sweep, "set_faults"):
-                    sweep.set_faults(payload)
+                elif kind == "faults":
+                    pipeline.set_faults(payload)
         except (EOFError, OSError):
             cancel.set()  # the UI is gone: stop the sweep, its engines stop their workers
 
     threading.Thread(target=listen, name="tuner-sweep-listen", daemon=True).start()
     try:
-        results = sweep.run(cancel)
+        if configs is not None:
+            results: Any = pipeline.online(cancel, configs=configs).results
+        else:
+            results = pipeline.sweep(cancel)
     except TunerError as e:
         send(("error", (type(e).__name__, str(e))))
         return
     except Exception as e:
         send(("error", ("TunerError", f"{type(e).__name__}: {e}")))
         return
+    finally:
+        pipeline.close()
     try:
         send(("done", results))
     except OSError:

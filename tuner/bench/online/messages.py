@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
-    from tuner.bench.online.step import StepResult
-    from tuner.bench.online.sweep import Candidate, CandidateResult
+    from tuner.bench.online.results import StepResult
+    from tuner.bench.online.search import CandidateResult
+    from tuner.deployment import Deployment
 
 __all__ = [
     "CandidateFinished",
@@ -41,7 +42,7 @@ class StepProgress:
 @dataclass(frozen=True)
 class CandidateStarted:
     index: int
-    candidate: Candidate
+    candidate: Deployment  # a configuration with its batching setting
     planned: int  # candidates this sweep expects to search
 
 

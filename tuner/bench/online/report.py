@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from tuner import fmt
+from tuner.bench.online.results import StepResult
 from tuner.bench.online.schedule import Trace
-from tuner.bench.online.search import latest
-from tuner.bench.online.step import StepResult
-from tuner.bench.online.sweep import CandidateResult, OnlineSpec, OnlineSummary
+from tuner.bench.online.search import CANDIDATE_SETTINGS, CandidateResult, candidate_label, latest
+from tuner.bench.online.sweep import OnlineSummary
+from tuner.bench.request import OnlineRequest
 from tuner.bench.types import TrialResult
 
 if TYPE_CHECKING:
@@ -27,14 +30,11 @@ __all__ = ["curve_table", "online_json", "online_section", "scaling_points", "st
 STABLE_WINDOWS = 3
 
 
-def _fmt(x: float) -> str:
-    from tuner.bench.recommend import fmt_rate
-
-    return fmt_rate(x)
+_fmt = fmt.rate
 
 
 def scaling_points(
-    results: Sequence[TrialResult], backend: str, threads: int
+    results: Sequence[TrialResult], backend: str, threads: int | None
 ) -> list[tuple[int, float, list[float]]]:
     """(workers, items/s, window items/s) per worker count: the best closed-loop trial of each."""
     best: dict[int, TrialResult] = {}
@@ -71,7 +71,7 @@ def _curve_point(s: StepResult) -> dict[str, Any]:
 def online_section(
     summary: OnlineSummary,
     results: Sequence[CandidateResult],
-    spec: OnlineSpec,
+    request: OnlineRequest,
     closed_loop: Sequence[TrialResult],
     *,
     measuring_s: float | None = None,
@@ -87,18 +87,12 @@ def online_section(
     pts = scaling_points(closed_loop, c.backend, c.threads_per_worker)
     scaling: ScalingCurve | None = None
     if pts:
-        scaling = ScalingCurve(
-            backend=c.backend,  # type: ignore[arg-type]
-            threads_per_worker=c.threads_per_worker,
-            points=[ScalingPoint(workers=n, throughput=x, windows=w) for n, x, w in pts],
+        scaling = ScalingCurve.from_deployment(
+            c, points=[ScalingPoint(workers=n, throughput=x, windows=w) for n, x, w in pts]
         )
     candidates = [
-        OnlineCandidate(
-            backend=r.candidate.backend,  # type: ignore[arg-type]
-            workers=r.candidate.workers,
-            threads_per_worker=r.candidate.threads_per_worker,
-            max_batch_size=r.candidate.max_batch_size,
-            max_batch_delay_ms=r.candidate.max_batch_delay_ms,
+        OnlineCandidate.from_deployment(
+            r.candidate,
             max_rate_at_slo=float(r.max_rate),
             p99_ms=r.best.latency_ms.get("p99") if r.best is not None else None,
             steps=len(r.steps),
@@ -106,22 +100,14 @@ def online_section(
         for r in results
         if r.error is None
     ]
-    return Online(
-        objective_p99_ms=spec.objective_ms,
-        arrivals=spec.arrivals_text,
-        request_size=(
-            "as in the trace"
-            if isinstance(spec.arrivals, Trace) and spec.arrivals.sizes is not None
-            else str(spec.request_size)
-        ),
+    sized_by_trace = isinstance(request.arrivals, Trace) and request.arrivals.sizes is not None
+    return Online.from_deployment(
+        replace(c, max_pending=summary.max_pending),
+        objective_p99_ms=request.objective_ms,
+        arrivals=request.arrivals_text,
+        request_size="as in the trace" if sized_by_trace else str(request.request_size),
         items_per_request=float(win.best.items_per_request),
-        step_s=spec.step_s,
-        backend=c.backend,  # type: ignore[arg-type]
-        workers=c.workers,
-        threads_per_worker=c.threads_per_worker,
-        max_batch_size=c.max_batch_size,
-        max_batch_delay_ms=c.max_batch_delay_ms,
-        max_pending=summary.max_pending,
+        step_s=request.step_s,
         max_rate_at_slo=float(win.max_rate),
         max_rate_ci=(float(lo), float(hi) if hi is not None else None),
         p99_at_max_ms=win.best.latency_ms.get("p99"),
@@ -129,22 +115,22 @@ def online_section(
         curve=[OnlineStep(**_curve_point(s)) for s in sorted(latest(win.steps), key=lambda s: s.rate)],
         candidates=candidates,
         scaling=scaling,
-        budget_s=spec.budget_s,
+        budget_s=request.budget_s,
         measuring_s=round(measuring_s, 1) if measuring_s is not None else None,
         reasoning="; ".join(w.strip() for w in summary.words),
     )
 
 
 def online_json(
-    summary: OnlineSummary, results: Sequence[CandidateResult], spec: OnlineSpec
+    summary: OnlineSummary, results: Sequence[CandidateResult], request: OnlineRequest
 ) -> dict[str, Any]:
     """The online part of ``tuner bench --json``."""
     win = summary.winner
     return {
-        "objective_p99_ms": spec.objective_ms,
-        "arrivals": spec.arrivals_text,
-        "request_size": str(spec.request_size),
-        "winner": vars(win.candidate) if win is not None else None,
+        "objective_p99_ms": request.objective_ms,
+        "arrivals": request.arrivals_text,
+        "request_size": str(request.request_size),
+        "winner": win.candidate.public(CANDIDATE_SETTINGS) if win is not None else None,
         "max_rate_at_slo": win.max_rate if win is not None else 0.0,
         "max_rate_ci": list(win.search.max_rate_ci) if win is not None else None,
         "max_pending": summary.max_pending,
@@ -168,7 +154,7 @@ def curve_table(result: CandidateResult) -> Any:
     """A rich table of one candidate's steps by rate: the latency-vs-rate curve with verdicts."""
     from rich.table import Table
 
-    t = Table(title=f"latency vs rate · {result.candidate.label()}", title_justify="left")
+    t = Table(title=f"latency vs rate · {candidate_label(result.candidate)}", title_justify="left")
     for col in (
         "rate/s",
         "offered",
@@ -200,52 +186,3 @@ def curve_table(result: CandidateResult) -> Any:
             "sustainable" if s.sustainable else "; ".join(s.reasons),
         )
     return t
-
-
-def with_online(profile: Any, section: Online) -> Any:
-    """``profile`` with its ``online:`` section, and what follows from it: the objective's p99, the
-    autoscaler's p99 target, and ``recommended``'s batch delay and max_pending set to the measured ones
-    (so a reader of ``recommended`` sees no guessed figure). Validated as a whole."""
-    from tuner.profile import ScalingProfile
-
-    data = profile.model_dump()
-    data["online"] = section.model_dump()
-    data["objective"]["p99_budget_ms"] = section.objective_p99_ms
-    data["autoscale"]["target_p99_ms"] = section.objective_p99_ms
-    data["recommended"]["max_batch_delay_ms"] = section.max_batch_delay_ms
-    data["recommended"]["max_pending"] = section.max_pending
-    return ScalingProfile.model_validate(data)
-
-
-def profile_for_plan(section: Online, *, model: str, host: Any, best: TrialResult | None = None) -> Any:
-    """The smallest valid profile around an ``online:`` section, measured on ``host`` — what
-    :func:`tuner.plan.make_plan` reads (the TUI plans from a sweep that was not exported)."""
-    from datetime import datetime, timezone
-
-    from tuner import __version__
-    from tuner.bench.recommend import host_info
-    from tuner.profile import Autoscale, Evidence, ModelRef, PeakRss, Recommended, ScalingProfile
-
-    rss = best.peak_rss_mb if best is not None else {}
-    return ScalingProfile(
-        schema_version=1,
-        name="plan",
-        created=datetime.now(timezone.utc).replace(microsecond=0),
-        tool_version=__version__,
-        model=ModelRef(spec=model),
-        host=host_info(host),
-        recommended=Recommended(
-            backend=section.backend,
-            workers=section.workers,
-            threads_per_worker=section.threads_per_worker,
-            partition_size=section.max_batch_size,
-            max_batch_delay_ms=section.max_batch_delay_ms,
-            max_pending=section.max_pending,
-        ),
-        autoscale=Autoscale(min_workers=1, max_workers=section.workers),
-        evidence=Evidence(
-            throughput=float(best.throughput) if best is not None and best.throughput > 0 else 1.0,
-            peak_rss_mb=PeakRss(per_worker=rss.get("per_worker"), total=rss.get("total")) if rss else None,
-        ),
-        online=section,
-    )

@@ -66,7 +66,7 @@ class RequestSize:
 
 
 def parse_request_size(name: str, text: str) -> RequestSize:
-    """``'1'`` or ``'1-8'`` (an argparse ``type=`` through :func:`tuner.commands.args.typed`)."""
+    """``'1'`` or ``'1-8'`` (an argparse ``type=`` through :func:`tuner.options.typed`)."""
     expected = "an integer >= 1 or a range such as 1-8"
     t = text.strip()
     if not t:

@@ -42,10 +42,24 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from tuner.bench.online.step import StepResult
+from tuner.bench.online.results import StepResult
+from tuner.deployment import Deployment
 
-__all__ = ["RateSearch", "SearchSettings", "confident_bounds", "latest", "search_max_rate"]
+__all__ = [
+    "CandidateResult",
+    "RateSearch",
+    "SearchSettings",
+    "candidate_label",
+    "confident_bounds",
+    "engine_key",
+    "latest",
+    "search_max_rate",
+]
+
+#: the settings of a candidate (a deployment with a batching setting) an online record keeps
+CANDIDATE_SETTINGS = ("backend", "workers", "threads_per_worker", "max_batch_size", "max_batch_delay_s")
 
 
 @dataclass(frozen=True)
@@ -183,3 +197,63 @@ def search_max_rate(
             out.stop_reason = f"resolved within {settings.resolution:.0%}"
             break
     return out
+
+
+def candidate_label(c: Deployment) -> str:
+    """``process ×2 · 1 thread · batch ≤64 · delay 5 ms``: a configuration with its batching."""
+    return (
+        f"{c.backend} ×{c.workers} · {c.threads_text()} · batch ≤{c.batch_size} "
+        f"· delay {c.max_batch_delay_s * 1000:g} ms"
+    )
+
+
+def engine_key(c: Deployment) -> tuple[str, int, int | None]:
+    """The pool a candidate runs on (backend, workers, threads), whatever its batching."""
+    return (c.backend, c.workers, c.threads_per_worker)
+
+
+@dataclass
+class CandidateResult:
+    """One candidate's search: its steps, the max rate at the objective and its interval.
+
+    ``candidate`` is a deployment with its batching (``max_batch_size``, ``max_batch_delay_s``).
+    """
+
+    candidate: Deployment
+    steps: list[StepResult] = field(default_factory=list)
+    stop_reason: str = ""
+    closed_loop_throughput: float = 0.0  # items/s of the configuration's closed-loop trial
+    error: str | None = None
+
+    @property
+    def search(self) -> RateSearch:
+        return RateSearch(self.steps, self.stop_reason)
+
+    @property
+    def max_rate(self) -> float:
+        return self.search.max_rate
+
+    @property
+    def best(self) -> StepResult | None:
+        return self.search.best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate.public(CANDIDATE_SETTINGS),
+            "steps": [s.to_dict() for s in self.steps],
+            "stop_reason": self.stop_reason,
+            "closed_loop_throughput": self.closed_loop_throughput,
+            "error": self.error,
+            "max_rate": self.max_rate,
+            "max_rate_ci": list(self.search.max_rate_ci),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
+        return cls(
+            candidate=Deployment.of(**d["candidate"]),
+            steps=[StepResult.from_dict(s) for s in d.get("steps", [])],
+            stop_reason=d.get("stop_reason", ""),
+            closed_loop_throughput=d.get("closed_loop_throughput", 0.0),
+            error=d.get("error"),
+        )

@@ -29,9 +29,10 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
+from tuner import fmt
 from tuner.bench.online.messages import (
     CandidateFinished,
     CandidateStarted,
@@ -39,27 +40,27 @@ from tuner.bench.online.messages import (
     OnlineMessage,
     StepFinished,
 )
-from tuner.bench.online.schedule import RequestSize, Trace, make_schedule
-from tuner.bench.online.search import RateSearch, SearchSettings, search_max_rate
-from tuner.bench.online.step import BatchCounter, StepCancelled, StepResult, run_step
+from tuner.bench.online.results import StepResult
+from tuner.bench.online.schedule import make_schedule
+from tuner.bench.online.search import (
+    CandidateResult,
+    SearchSettings,
+    candidate_label,
+    engine_key,
+    search_max_rate,
+)
+from tuner.bench.online.step import BatchCounter, StepCancelled, run_step
+from tuner.bench.request import DEFAULT_DELAY_MS, OnlineRequest
 from tuner.bench.types import TrialConfig, TrialResult
-from tuner.errors import BadInput, DataError, TunerError
-
-if TYPE_CHECKING:
-    from tuner.hardware import Host
-    from tuner.models import ModelInfo
+from tuner.errors import BadInput, TunerError
 
 __all__ = [
-    "DEFAULT_DELAYS_MS",
-    "DEFAULT_DELAY_MS",
-    "Candidate",
     "CandidateFinished",
     "CandidateResult",
     "CandidateStarted",
     "OnlineFinished",
     "OnlineMessage",
     "OnlineOutcome",
-    "OnlineSpec",
     "OnlineSummary",
     "OnlineSweep",
     "StepFinished",
@@ -67,10 +68,6 @@ __all__ = [
     "summarize",
 ]
 
-#: The runtime's default batch delay before it was measured: always among the candidates, so the
-#: measured setting is compared with it in the same run.
-DEFAULT_DELAY_MS = 5.0
-DEFAULT_DELAYS_MS: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0)
 #: Warm-up of each candidate's runtime (workers started, first batches through), not measured.
 WARMUP_S = 0.5
 #: The first candidate starts at this share of its closed-loop throughput: climbing costs a step per
@@ -82,71 +79,6 @@ LATER_START_SHARE = 0.8
 LATER_FACTOR = 1.5
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One engine configuration with one batching setting."""
-
-    backend: str
-    workers: int
-    threads_per_worker: int
-    max_batch_size: int
-    max_batch_delay_ms: float
-
-    def label(self) -> str:
-        t = "thread" if self.threads_per_worker == 1 else "threads"
-        return (
-            f"{self.backend} ×{self.workers} · {self.threads_per_worker} {t} · batch ≤{self.max_batch_size} "
-            f"· delay {self.max_batch_delay_ms:g} ms"
-        )
-
-    def engine(self) -> tuple[str, int, int]:
-        return (self.backend, self.workers, self.threads_per_worker)
-
-
-@dataclass
-class CandidateResult:
-    """One candidate's search: its steps, the max rate at the objective and its interval."""
-
-    candidate: Candidate
-    steps: list[StepResult] = field(default_factory=list)
-    stop_reason: str = ""
-    closed_loop_throughput: float = 0.0  # items/s of the configuration's closed-loop trial
-    error: str | None = None
-
-    @property
-    def search(self) -> RateSearch:
-        return RateSearch(self.steps, self.stop_reason)
-
-    @property
-    def max_rate(self) -> float:
-        return self.search.max_rate
-
-    @property
-    def best(self) -> StepResult | None:
-        return self.search.best
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "candidate": vars(self.candidate),
-            "steps": [s.to_dict() for s in self.steps],
-            "stop_reason": self.stop_reason,
-            "closed_loop_throughput": self.closed_loop_throughput,
-            "error": self.error,
-            "max_rate": self.max_rate,
-            "max_rate_ci": list(self.search.max_rate_ci),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
-        return cls(
-            candidate=Candidate(**d["candidate"]),
-            steps=[StepResult.from_dict(s) for s in d.get("steps", [])],
-            stop_reason=d.get("stop_reason", ""),
-            closed_loop_throughput=d.get("closed_loop_throughput", 0.0),
-            error=d.get("error"),
-        )
-
-
 def engine_configs(
     results: Sequence[TrialResult], best: TrialConfig | None, k: int
 ) -> list[tuple[TrialConfig, float]]:
@@ -155,87 +87,44 @@ def engine_configs(
     ok = sorted(
         (r for r in results if not r.error and r.throughput > 0), key=lambda r: r.throughput, reverse=True
     )
-    seen: dict[tuple[str, int, int], tuple[TrialConfig, float]] = {}
+    seen: dict[tuple[str, int, int | None], tuple[TrialConfig, float]] = {}
     if best is not None:
         match = [r for r in ok if r.config == best]
         if match:
-            seen[(best.backend, best.workers, best.threads_per_worker)] = (best, match[0].throughput)
+            seen[engine_key(best)] = (best, match[0].throughput)
     for r in ok:
-        c = r.config
-        key = (c.backend, c.workers, c.threads_per_worker)
-        if key not in seen:
-            seen[key] = (c, r.throughput)
+        if engine_key(r.config) not in seen:
+            seen[engine_key(r.config)] = (r.config, r.throughput)
     return list(seen.values())[: max(1, k)]
 
 
-@dataclass
-class OnlineSpec:
-    """Everything an online sweep needs. ``configs``: (closed-loop config, its items/s), best first."""
-
-    model: str
-    objective_ms: float
-    configs: list[tuple[TrialConfig, float]]
-    input_path: str | None = None
-    n_items: int = 8192
-    seed: int = 0
-    arrivals: str | Trace = "poisson"
-    request_size: RequestSize = field(default_factory=RequestSize)
-    step_s: float = 2.0
-    budget_s: float = 150.0
-    delays_ms: tuple[float, ...] = DEFAULT_DELAYS_MS
-    batch_sizes: tuple[int, ...] | None = None  # None: each configuration's closed-loop partition size
-    search: SearchSettings = field(default_factory=SearchSettings)
-    drain_timeout_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not self.configs:
-            raise BadInput("the online sweep needs at least one configuration from the closed-loop sweep")
-        if not (self.objective_ms > 0 and math.isfinite(self.objective_ms)):
-            raise BadInput(f"the p99 objective must be a finite number of ms > 0 (got {self.objective_ms})")
-
-    @property
-    def arrivals_text(self) -> str:
-        return str(self.arrivals) if isinstance(self.arrivals, Trace) else self.arrivals
-
-    def make_sweep(self, on_message: Callable[[Any], None] | None = None) -> OnlineSweep:
-        """The sweep for this spec (the TUI's child process builds it through this)."""
-        return OnlineSweep(self, on_message)
-
-
 class OnlineSweep:
-    """One online sweep (see the module docstring); ``run(cancel)`` returns every candidate's result."""
+    """One online sweep (see the module docstring); ``run(cancel)`` returns every candidate's result.
+
+    ``model`` and ``inputs`` are the sweep's own (:class:`tuner.bench.pipeline.SweepPipeline` loads
+    them once, with the model file's options); ``configs``: (closed-loop configuration, its items/s),
+    best first.
+    """
 
     def __init__(
         self,
-        spec: OnlineSpec,
+        request: OnlineRequest,
+        model: Any,
+        inputs: Any,
+        configs: Sequence[tuple[TrialConfig, float]],
         on_message: Callable[[Any], None] | None = None,
         *,
-        host: Host | None = None,
-        info: ModelInfo | None = None,
-        inputs: Any = None,
+        seed: int = 0,
     ) -> None:
-        from tuner.data import load_inputs
-        from tuner.hardware import probe
-        from tuner.models import input_generator, validate
-
-        self.spec = spec
+        if not configs:
+            raise BadInput("the online sweep needs at least one configuration from the closed-loop sweep")
+        if not (request.objective_ms > 0 and math.isfinite(request.objective_ms)):
+            raise BadInput(f"the p99 objective must be a finite number of ms > 0 (got {request.objective_ms})")
+        self.request = request
+        self.model = model
+        self.configs = list(configs)
+        self.seed = seed
         self.on_message = on_message
-        self.host = host if host is not None else probe()
-        if inputs is None:
-            if spec.input_path is not None:
-                inputs = load_inputs(spec.input_path)
-                if len(inputs) == 0:
-                    raise DataError(f"{spec.input_path}: no items")
-            else:
-                gen = input_generator(spec.model)
-                if gen is None:
-                    raise BadInput(
-                        f"{spec.model}: the model has no input generator; give --input FILE (.npy or .jsonl)"
-                    )
-                inputs = gen(spec.n_items, spec.seed)
-        self.inputs = inputs
-        self.info = info if info is not None else validate(spec.model, sample=inputs[:8])
-        self.space = None  # the remote driver's "ready" payload has a space; an online sweep has none
         # One item per element: rows of an array become views (no copy), submitted one by one.
         self.items: list[Any] = list(inputs)
         self.results: list[CandidateResult] = []
@@ -248,24 +137,22 @@ class OnlineSweep:
 
     def planned(self) -> int:
         """Candidates this sweep means to search (stage 1 and stage 2)."""
-        return len(self._batching(self.spec.configs[0][0])) + len(self.spec.configs) - 1
+        return len(self._batching(self.configs[0][0])) + len(self.configs) - 1
 
-    def _batching(self, config: TrialConfig) -> list[tuple[int, float]]:
-        sizes = self.spec.batch_sizes or (config.partition_size,)
-        delays = sorted({*self.spec.delays_ms, DEFAULT_DELAY_MS})
-        return [(b, d) for b in sizes for d in delays]
+    def _batching(self, config: TrialConfig) -> list[TrialConfig]:
+        """The candidates of one configuration: each batch size × batch delay (the default's included)."""
+        sizes = self.request.batch_sizes or (config.partition_size,)
+        delays = sorted({*self.request.delays_ms, DEFAULT_DELAY_MS})
+        return [_candidate(config, b, d) for b in sizes for d in delays]
 
     def run(self, cancel: threading.Event | None = None) -> list[CandidateResult]:
         """Search every candidate within the budget; on cancel, stops within a step's drain."""
-        spec = self.spec
+        req = self.request
         t0 = time.perf_counter()
-        budget_end = t0 + spec.budget_s
-        first, first_tput = spec.configs[0]
-        queue: list[tuple[Candidate, float]] = [
-            (Candidate(first.backend, first.workers, first.threads_per_worker, b, d), first_tput)
-            for b, d in self._batching(first)
-        ]
-        stage2 = len(spec.configs) - 1  # candidates still to come once stage 1 is done
+        budget_end = t0 + req.budget_s
+        first, first_tput = self.configs[0]
+        queue: list[tuple[TrialConfig, float]] = [(c, first_tput) for c in self._batching(first)]
+        stage2 = len(self.configs) - 1  # candidates still to come once stage 1 is done
         planned = len(queue) + stage2
         index = 0
         try:
@@ -274,7 +161,7 @@ class OnlineSweep:
                     self.interrupted = True
                     break
                 left_s = budget_end - time.perf_counter()
-                if left_s <= spec.step_s:
+                if left_s <= req.step_s:
                     break
                 cand, tput = queue.pop(0)
                 share = left_s / (len(queue) + 1 + stage2)  # a fair share of what is left
@@ -286,38 +173,39 @@ class OnlineSweep:
                 if self.interrupted:
                     break
                 if not queue and stage2:
-                    # Stage 2: the other configurations with stage 1's best batching setting.
-                    win = summarize(self.results, spec).winner
-                    delay = win.candidate.max_batch_delay_ms if win is not None else DEFAULT_DELAY_MS
-                    for c, t in spec.configs[1:]:
-                        size = (
-                            win.candidate.max_batch_size
-                            if (win is not None and spec.batch_sizes)
-                            else c.partition_size
-                        )
-                        queue.append((Candidate(c.backend, c.workers, c.threads_per_worker, size, delay), t))
+                    queue = self._stage2()
                     stage2 = 0
         finally:
             self.elapsed_s = time.perf_counter() - t0
             self._emit(OnlineFinished(list(self.results), self.interrupted, self.elapsed_s))
         return self.results
 
+    def _stage2(self) -> list[tuple[TrialConfig, float]]:
+        """The other configurations with stage 1's best batching setting."""
+        win = summarize(self.results, self.request).winner
+        delay = win.candidate.max_batch_delay_s * 1000 if win is not None else DEFAULT_DELAY_MS
+        out = []
+        for c, t in self.configs[1:]:
+            size = win.candidate.batch_size if (win is not None and self.request.batch_sizes) else c.partition_size
+            out.append((_candidate(c, size, delay), t))
+        return out
+
     def _start_rate(self, tput: float) -> tuple[float, SearchSettings]:
-        per_request = self.spec.request_size.mean
+        per_request = self.request.request_size.mean
         found = [r.max_rate for r in self.results if r.max_rate > 0]
         if found:
-            return LATER_START_SHARE * max(found), replace(self.spec.search, factor=LATER_FACTOR)
-        return max(self.spec.search.min_rate, FIRST_START_SHARE * tput / per_request), self.spec.search
+            return LATER_START_SHARE * max(found), replace(self.request.search, factor=LATER_FACTOR)
+        return max(self.request.search.min_rate, FIRST_START_SHARE * tput / per_request), self.request.search
 
     def _search(
-        self, index: int, cand: Candidate, tput: float, deadline: float, cancel: threading.Event | None
+        self, index: int, cand: TrialConfig, tput: float, deadline: float, cancel: threading.Event | None
     ) -> CandidateResult:
         from tuner.runtime import Runtime
 
-        spec = self.spec
+        req = self.request
         out = CandidateResult(cand, closed_loop_throughput=tput)
-        objective_s = spec.objective_ms / 1000.0
-        bound = math.ceil(8 * tput * max(objective_s, 0.05)) + 4 * cand.max_batch_size * cand.workers
+        objective_s = req.objective_ms / 1000.0
+        bound = math.ceil(8 * tput * max(objective_s, 0.05)) + 4 * cand.batch_size * cand.workers
         counter = BatchCounter()
         start, settings = self._start_rate(tput)
         position = 0
@@ -326,14 +214,10 @@ class OnlineSweep:
         def step(rate: float) -> StepResult:
             nonlocal position, steps
             schedule = make_schedule(
-                spec.arrivals,
-                rate,
-                spec.step_s,
-                size=spec.request_size,
-                seed=spec.seed * 1000 + index * 100 + steps,
+                req.arrivals, rate, req.step_s, size=req.request_size, seed=self.seed * 1000 + index * 100 + steps
             )
             result = run_step(
-                rt, schedule, self.items, objective_ms=spec.objective_ms, drain_timeout_s=spec.drain_timeout_s,
+                rt, schedule, self.items, objective_ms=req.objective_ms, drain_timeout_s=req.drain_timeout_s,
                 batches=counter, on_progress=self.on_message, cancel=cancel, candidate=index, step=steps,
                 start_item=position,
             )  # fmt: skip
@@ -342,26 +226,16 @@ class OnlineSweep:
             steps += 1
             if result.unfinished:
                 # A queue that did not drain would poison the next step: stop this candidate here.
-                raise _Stuck(
-                    f"{result.unfinished} requests still in flight {spec.drain_timeout_s:g} s after the step"
-                )
+                raise _Stuck(f"{result.unfinished} requests still in flight {req.drain_timeout_s:g} s after the step")
             return result
 
         try:
-            rt = Runtime(
-                spec.model,
-                backend=cand.backend,
-                workers=cand.workers,
-                threads_per_worker=cand.threads_per_worker,
-                partition_size=cand.max_batch_size,
-                max_batch_delay_ms=cand.max_batch_delay_ms,
-                max_pending=bound,
-                overload="reject",
-                on_event=counter,
-            )
+            # During the search the runtime refuses work past a generous bound: a sender blocked by
+            # backpressure would stop being open-loop (see the module docstring).
+            rt = Runtime(self.model, replace(cand, max_pending=bound, overload="reject"), on_event=counter)
             with rt:
-                warm = make_schedule(spec.arrivals, start, WARMUP_S, size=spec.request_size, seed=spec.seed)
-                run_step(rt, warm, self.items, objective_ms=spec.objective_ms, drain_timeout_s=spec.drain_timeout_s,
+                warm = make_schedule(req.arrivals, start, WARMUP_S, size=req.request_size, seed=self.seed)
+                run_step(rt, warm, self.items, objective_ms=req.objective_ms, drain_timeout_s=req.drain_timeout_s,
                          cancel=cancel, ci=False)  # fmt: skip
                 position = warm.items
                 found = search_max_rate(step, start, settings, deadline=deadline)
@@ -378,6 +252,11 @@ class OnlineSweep:
         if not out.steps and out.stop_reason in ("cancelled", "") and self.interrupted:
             out.stop_reason = "cancelled"
         return out
+
+
+def _candidate(config: TrialConfig, batch_size: int, delay_ms: float) -> TrialConfig:
+    """A closed-loop configuration with a batching setting: what the runtime's submit() runs."""
+    return replace(config, partition_size=batch_size, max_batch_size=batch_size, max_batch_delay_s=delay_ms / 1000.0)
 
 
 class _Stuck(TunerError):
@@ -404,24 +283,21 @@ def _rank(results: Sequence[CandidateResult], resolution: float) -> CandidateRes
         return None
     top = max(r.max_rate for r in ok)
     tied = [r for r in ok if r.max_rate >= top / (1 + resolution)]
-    return min(tied, key=lambda r: (r.candidate.max_batch_delay_ms, r.candidate.max_batch_size, -r.max_rate))
+    return min(tied, key=lambda r: (r.candidate.max_batch_delay_s, r.candidate.batch_size, -r.max_rate))
 
 
-def _fmt(x: float) -> str:
-    from tuner.bench.recommend import fmt_rate
-
-    return fmt_rate(x)
+_fmt = fmt.rate
 
 
-def summarize(results: Sequence[CandidateResult], spec: OnlineSpec) -> OnlineSummary:
+def summarize(results: Sequence[CandidateResult], request: OnlineRequest) -> OnlineSummary:
     """The online sweep's conclusion (see the module docstring for the rules)."""
-    win = _rank(results, spec.search.resolution)
-    obj = spec.objective_ms
+    win = _rank(results, request.search.resolution)
+    obj = request.objective_ms
     if win is None or win.best is None:
         words = [f"Online: no candidate sustained any rate with p99 <= {obj:g} ms."]
         for r in results[:6]:
             why = r.error or (r.steps[-1].verdict() if r.steps else r.stop_reason or "not measured")
-            words.append(f"  {r.candidate.label()}: {why}")
+            words.append(f"  {candidate_label(r.candidate)}: {why}")
         return OnlineSummary(win, None, None, "", words)
     c = win.candidate
     best = win.best
@@ -429,7 +305,7 @@ def summarize(results: Sequence[CandidateResult], spec: OnlineSpec) -> OnlineSum
     lo, hi = win.search.max_rate_ci
     little = math.ceil(win.max_rate * per * obj / 1000.0)
     peak = max((d for _, d in best.queue), default=0)
-    floor = c.max_batch_size * c.workers
+    floor = c.batch_size * c.workers
     pending = max(little, peak, floor)
     which = (
         "Little's law"
@@ -445,17 +321,17 @@ def summarize(results: Sequence[CandidateResult], spec: OnlineSpec) -> OnlineSum
         (
             r
             for r in results
-            if r.candidate.engine() == c.engine()
-            and r.candidate.max_batch_size == c.max_batch_size
-            and r.candidate.max_batch_delay_ms == DEFAULT_DELAY_MS
+            if engine_key(r.candidate) == engine_key(c)
+            and r.candidate.batch_size == c.batch_size
+            and r.candidate.max_batch_delay_s * 1000 == DEFAULT_DELAY_MS
             and r.error is None
         ),
         None,
     )
     ci = f"{_fmt(lo)}–{_fmt(hi)}" if hi is not None else f"at least {_fmt(lo)}"
     words = [
-        f"Online ({spec.arrivals_text} arrivals, {spec.request_size} item(s) per request, steps of {spec.step_s:g} s): "
-        f"{c.label()} sustains {_fmt(win.max_rate)} requests/s with p99 {best.latency_ms.get('p99', math.nan):.3g} ms "
+        f"Online ({request.arrivals_text} arrivals, {request.request_size} item(s) per request, steps of {request.step_s:g} s): "
+        f"{candidate_label(c)} sustains {_fmt(win.max_rate)} requests/s with p99 {best.latency_ms.get('p99', math.nan):.3g} ms "
         f"<= {obj:g} ms (interval {ci}/s)",
     ]
     if default is not None and default is not win:
@@ -465,12 +341,12 @@ def summarize(results: Sequence[CandidateResult], spec: OnlineSpec) -> OnlineSum
         if win.max_rate >= default.max_rate:
             ratio = f" ({win.max_rate / default.max_rate:.2f}×)" if default.max_rate > 0 else ""
             words.append(
-                f"  batch delay {c.max_batch_delay_ms:g} ms measured best: {_fmt(win.max_rate)}/s{ratio} against {against}"
+                f"  batch delay {c.max_batch_delay_s * 1000:g} ms measured best: {_fmt(win.max_rate)}/s{ratio} against {against}"
             )
         else:
             words.append(
-                f"  batch delay {c.max_batch_delay_ms:g} ms: {_fmt(win.max_rate)}/s, within the search's "
-                f"{spec.search.resolution:.0%} resolution of {against} — the shorter delay wins the tie"
+                f"  batch delay {c.max_batch_delay_s * 1000:g} ms: {_fmt(win.max_rate)}/s, within the search's "
+                f"{request.search.resolution:.0%} resolution of {against} — the shorter delay wins the tie"
             )
     elif default is win:
         words.append(
@@ -478,16 +354,18 @@ def summarize(results: Sequence[CandidateResult], spec: OnlineSpec) -> OnlineSum
         )
     others = sorted((r for r in results if r is not win), key=lambda r: -r.max_rate)[:4]
     if others:
-        words.append("  others: " + "; ".join(f"{r.candidate.label()} {_fmt(r.max_rate)}/s" for r in others))
+        words.append("  others: " + "; ".join(f"{candidate_label(r.candidate)} {_fmt(r.max_rate)}/s" for r in others))
     words.append(f"  {reasoning}")
     return OnlineSummary(win, default, pending, reasoning, words)
 
 
 @dataclass
 class OnlineOutcome:
-    """An online sweep as a driver keeps it: the spec, every candidate, the conclusion, the time taken."""
+    """An online sweep as a driver keeps it: the request, the configurations it started from, every
+    candidate, the conclusion, the time taken."""
 
-    spec: OnlineSpec
+    request: OnlineRequest
+    configs: list[tuple[TrialConfig, float]]
     results: list[CandidateResult]
     summary: OnlineSummary
     elapsed_s: float
@@ -498,9 +376,5 @@ class OnlineOutcome:
         win = self.summary.winner
         if win is None:
             return None
-        match = [
-            c
-            for c, _ in self.spec.configs
-            if (c.backend, c.workers, c.threads_per_worker) == win.candidate.engine()
-        ]
+        match = [c for c, _ in self.configs if engine_key(c) == engine_key(win.candidate)]
         return match[0] if match else None

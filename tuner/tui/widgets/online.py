@@ -23,12 +23,12 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from tuner.bench.online.search import candidate_label
 from tuner.tui.format import si
 from tuner.tui.widgets.charts import C_MAIN, C_P50, C_P95, C_P99, C_WARM, MARKER, Chart
 
 #: StepProgress points kept for the live chart (a step of 10 s at 4 a second).
 LIVE_POINTS = 240
-_SHORT = {"process": "proc", "thread": "thr", "inline": "inl"}
 
 
 class OnlineCurveChart(Chart):
@@ -137,7 +137,7 @@ class OnlineStepsTable(DataTable[Any]):
     def add_step(self, candidate: Any, index: int, s: Any) -> None:
         c = candidate
         short = (
-            f"{_SHORT.get(c.backend, c.backend)}×{c.workers} ≤{c.max_batch_size} {c.max_batch_delay_ms:g}ms"
+            f"{c.kind.short}×{c.workers} ≤{c.batch_size} {c.max_batch_delay_s * 1000:g}ms"
         )
         p99 = s.latency_ms.get("p99")
         verdict = (
@@ -213,7 +213,7 @@ class OnlinePane(Vertical):
             self.query_one(OnlineLiveChart).add(m)
             c = self.candidates.get(m.candidate)
             self.status(
-                f"candidate {m.candidate + 1}/{self.planned} · {c.label() if c else ''} · step {m.step + 1} at "
+                f"candidate {m.candidate + 1}/{self.planned} · {candidate_label(c) if c else ''} · step {m.step + 1} at "
                 f"{si(m.rate)}/s\nlive: p50 {m.p50_ms:.3g} ms · p99 {m.p99_ms:.3g} ms · {m.queue} items in flight "
                 f"· {m.done:,} of {m.sent:,} sent done"
             )
@@ -221,14 +221,14 @@ class OnlinePane(Vertical):
             self.candidates[m.index] = m.candidate
             self.steps[m.index] = []
             self.current, self.planned = m.index, m.planned
-            self.query_one(OnlineCurveChart).show(m.candidate.label(), [], self._objective)
-            self.status(f"candidate {m.index + 1}/{m.planned} · {m.candidate.label()} · warming up")
+            self.query_one(OnlineCurveChart).show(candidate_label(m.candidate), [], self._objective)
+            self.status(f"candidate {m.index + 1}/{m.planned} · {candidate_label(m.candidate)} · warming up")
         elif isinstance(m, StepFinished):
             self.steps.setdefault(m.candidate, []).append(m.result)
             c = self.candidates.get(m.candidate)
             if c is not None:
                 self.query_one(OnlineStepsTable).add_step(c, m.candidate, m.result)
-                self.query_one(OnlineCurveChart).show(c.label(), self.steps[m.candidate], self._objective)
+                self.query_one(OnlineCurveChart).show(candidate_label(c), self.steps[m.candidate], self._objective)
         elif isinstance(m, CandidateFinished):
             self.results.append(m.result)
         elif isinstance(m, OnlineFinished):
@@ -242,7 +242,7 @@ class OnlinePane(Vertical):
         win = outcome.summary.winner
         if win is not None:
             self.query_one(OnlineCurveChart).show(
-                win.candidate.label() + " (winner)", win.steps, self._objective
+                candidate_label(win.candidate) + " (winner)", win.steps, self._objective
             )
         words = outcome.summary.words
         second = next(

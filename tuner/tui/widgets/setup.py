@@ -1,7 +1,7 @@
 """The setup form: model, input, sweep ranges, strategy and budget, objective, fault rates.
 
 ``SetupForm.read()`` turns the fields into a :class:`FormValues` or raises ``BadInput`` naming the
-field, with the same rules and words as the CLI's options (:mod:`tuner.commands.args`: finite
+field, with the same rules and words as the CLI's options (:mod:`tuner.options`: finite
 numbers in a stated range); the app builds the ``SweepSpec`` from it. Empty range fields mean
 "auto" (the search's default space for this host and model).
 """
@@ -16,9 +16,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
-from tuner.commands.args import MIN_WINDOW_S, choice_list, finite, int_list, integer
-from tuner.engine.config import BACKENDS
+from tuner.backends import BACKENDS
 from tuner.engine.faults import FaultPlan
+from tuner.options import MIN_WINDOW_S, choice_list, finite, int_list, integer
 
 T = TypeVar("T")
 
@@ -221,7 +221,7 @@ class SetupForm(VerticalScroll):
             self.query_one(f"#fault-{key}", Input).value = f"{getattr(plan, key):g}"
 
     def read(self) -> FormValues:
-        """All fields parsed with the CLI's own rules (tuner.commands.args); BadInput names the first bad one."""
+        """All fields parsed with the CLI's own rules (tuner.options); BadInput names the first bad one."""
         t = self._text
         strategy = self.query_one("#strategy", Select).value
         goal = self.query_one("#goal", Select).value
@@ -273,6 +273,6 @@ def _method(model: str, method: str) -> str | None:
 
 
 def _shape(name: str, text: str) -> tuple[int, ...]:
-    from tuner.commands.bench import _shape as parse_shape
+    from tuner.options import shape as parse_shape
 
     return parse_shape(name, text)
