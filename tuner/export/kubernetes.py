@@ -730,6 +730,10 @@ def deployment(
     why["spec.template.metadata.annotations.tuner/profile-sha256"] = (
         "the profile's hash: a changed profile rolls the pods (a ConfigMap change alone does not)"
     )
+    why["spec.template.metadata.annotations.prometheus.io/scrape"] = (
+        "for a Prometheus that discovers pods by annotation: GET /metrics (the tuner[metrics] extra)"
+    )
+    why["spec.template.metadata.annotations.prometheus.io/port"] = "tuner serve --port"
     why["spec.template.spec.terminationGracePeriodSeconds"] = pod.why["grace"]
     doc = {
         "apiVersion": "apps/v1",
