@@ -260,7 +260,7 @@ def test_smaller_nodes_adapt_as_the_runtimes_host_check_does_and_the_header_says
     # 2 workers × 1 thread on 1-CPU nodes: the runtime's adapt_to_host keeps 1 worker, half the CPU
     assert c["resources"]["limits"]["cpu"] == "1" and c["resources"]["requests"]["cpu"] == "1"
     head = [ln for ln in text.splitlines() if ln.startswith("#")]
-    assert any("nodes: 1 CPUs, 4 GB (--node-cpus/--node-memory-gb" in ln for ln in head)
+    assert any("nodes: 1 CPU, 4 GB (--node-cpus/--node-memory-gb" in ln for ln in head)
     assert any("the runtime adapts as its host check does: workers 2→1" in ln for ln in head)
     same = _export("mlp", node_cpus=16)  # bigger nodes: the pod stays the measured unit
     assert _container(documents(same))["resources"]["limits"]["cpu"] == "2"

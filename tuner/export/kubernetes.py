@@ -481,23 +481,19 @@ def _pod_notes(profile: ScalingProfile, opts: ExportOptions, pod: Pod) -> list[s
             "--node-cpus/--node-memory-gb for others"
         )
     else:
-        cpus = (
-            f"{opts.node_cpus} CPUs"
-            if opts.node_cpus is not None
-            else f"{host.usable_cores} CPUs (as measured)"
-        )
-        mem = (
-            f"{opts.node_memory_gb:g} GB"
-            if opts.node_memory_gb is not None
-            else f"{host.memory_total_gb:g} GB (as measured)"
+        n_cpus = opts.node_cpus or host.usable_cores
+        cpus = f"{n_cpus} CPU{'s' if n_cpus != 1 else ''}" + ("" if opts.node_cpus else " (as measured)")
+        mem = f"{opts.node_memory_gb or host.memory_total_gb:g} GB" + (
+            "" if opts.node_memory_gb else " (as measured)"
         )
         per_node = min(
-            math.floor((opts.node_cpus or host.usable_cores) / max(pod.cores, 1e-3)),
+            math.floor(n_cpus / max(pod.cores, 1e-3)),
             math.floor((opts.node_memory_gb or host.memory_total_gb) * 1000 / pod.memory_mb),
         )
         notes.append(
             f"nodes: {cpus}, {mem} (--node-cpus/--node-memory-gb; the profile was measured on "
-            f"{host.usable_cores} cores, {host.memory_total_gb:g} GB): up to {per_node} pods per node by their requests"
+            f"{host.usable_cores} cores, {host.memory_total_gb:g} GB): up to {per_node} pod{'s' if per_node != 1 else ''} "
+            "per node by their requests"
         )
     notes.append(
         f"in the pod tuner hw sees {pod.limit_cores} usable core{'s' if pod.limit_cores != 1 else ''} (the CPU quota); "
@@ -521,7 +517,7 @@ def derive_scaling(profile: ScalingProfile, opts: ExportOptions, pod: Pod) -> Sc
     if profile.online is None:
         raise BadInput(
             f"{where}: no online: section — the autoscaler's replicas and target need the max rate within a "
-            "latency objective: run tuner bench --online --p99-ms MS, or use --autoscaler none"
+            "latency objective: run tuner bench --online --p99-ms MS (or export one pod: --autoscaler none, no --rate)"
         )
     if opts.rate is None:
         raise BadInput(
