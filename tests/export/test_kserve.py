@@ -73,3 +73,13 @@ def test_kserve_needs_a_rate_and_knatives_autoscaler() -> None:
         render(load("sleep"), ExportOptions())
     with pytest.raises(BadInput, match="scales with Knative's autoscaler"):
         render(load("sleep"), ExportOptions(rate=1000, autoscaler="keda"))
+
+
+def test_the_concurrency_never_exceeds_what_the_runtime_admits() -> None:
+    p = load("sleep")
+    assert p.online is not None
+    p = p.model_copy(update={"online": p.online.model_copy(update={"max_pending": 100})})
+    text = render(p, ExportOptions(rate=50_000))
+    predictor = documents(text)["InferenceService"]["spec"]["predictor"]
+    assert predictor["containerConcurrency"] == 100  # not Little's 256: the runtime admits 100 items
+    assert "capped at what the runtime admits: max_pending 100 / 1 items per request" in text
