@@ -66,8 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:ATTR",
         help="ray-serve: your Serve application (default app:app)",
     )
-    k8s = parser.add_argument_group("kubernetes, kserve and dockerfile")
-    k = k8s.add_argument
+    _add_k8s_arguments(parser.add_argument_group("kubernetes, kserve and dockerfile"))
+
+
+def _add_k8s_arguments(group: argparse._ArgumentGroup) -> None:
+    """The options of the kubernetes, kserve and dockerfile targets."""
+    k = group.add_argument
     k(
         "--image",
         type=typed(_image, "--image"),
@@ -80,7 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help="peak requests/s to serve: the autoscaler's replicas come from tuner plan at this rate",
     )
-    k("--namespace", type=typed(_namespace, "--namespace"), default="default", metavar="NS")
+    k(
+        "--namespace",
+        type=typed(_namespace, "--namespace"),
+        default="default",
+        metavar="NS",
+        help="default: default",
+    )
     k(
         "--autoscaler",
         type=typed(choice, "--autoscaler", choices=("hpa", "keda", "none")),

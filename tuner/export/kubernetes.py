@@ -634,6 +634,7 @@ def config_map(
 
 
 def labels(pod: Pod) -> dict[str, str]:
+    """The recommended labels every object of the export carries (the selector uses the name)."""
     return {"app.kubernetes.io/name": pod.name, "app.kubernetes.io/part-of": "tuner"}
 
 
