@@ -100,7 +100,7 @@ def test_export_command_writes_the_file_atomically(tuner_cmd: list[str], tmp_pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--to", "kubernetes"], "tuner: --to 'kubernetes': choose from ray-serve"),
+        (["--to", "nomad"], "tuner: --to 'nomad': choose from ray-serve, kubernetes, kserve, dockerfile"),
         (
             ["--to", "ray-serve", "--import-path", "nocolon"],
             "tuner: --import-path 'nocolon': use MODULE:ATTR, e.g. app:app",

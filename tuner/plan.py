@@ -36,10 +36,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tuner import fmt
 from tuner.errors import BadInput, TunerError
 
 if TYPE_CHECKING:
-    from tuner.profile import ScalingProfile
+    from tuner.profile import Online, ScalingProfile
 
 __all__ = [
     "EXTRAPOLATION_LIMIT",
@@ -48,7 +49,6 @@ __all__ = [
     "Plan",
     "UslFit",
     "fit_usl",
-    "fmt_rate",
     "make_plan",
     "t_quantile",
 ]
@@ -67,17 +67,6 @@ _T975 = {
     18: 2.101, 19: 2.093, 20: 2.086, 22: 2.074, 24: 2.064, 26: 2.056, 28: 2.048, 30: 2.042,
     40: 2.021, 60: 2.000, 120: 1.980,
 }  # fmt: skip
-
-
-def fmt_rate(x: float) -> str:
-    """51234 → '51.2k' (the benchmark's figures, without importing the benchmark)."""
-    if x >= 1e6:
-        return f"{x / 1e6:.2f}M"
-    if x >= 1e4:
-        return f"{x / 1e3:.1f}k"
-    if x >= 1e3:
-        return f"{x / 1e3:.2f}k"
-    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
 
 
 def t_quantile(dof: int) -> float:
@@ -153,11 +142,11 @@ class UslFit:
         else:
             where = f"scaling peaks at {peak:.1f} workers on this host"
         fit = ", ".join(
-            f"{n}: {fmt_rate(obs)} vs {fmt_rate(fx)} ({res:+.1%})" for n, obs, fx, res in self.residuals
+            f"{n}: {fmt.rate(obs)} vs {fmt.rate(fx)} ({res:+.1%})" for n, obs, fx, res in self.residuals
         )
         return (
             f"USL over workers {', '.join(map(str, self.workers))} ({self.observations} windows): "
-            f"λ {fmt_rate(self.lam)}/s, σ {pm('sigma')} (contention), κ {pm('kappa')} (coherency); {where}. "
+            f"λ {fmt.rate(self.lam)}/s, σ {pm('sigma')} (contention), κ {pm('kappa')} (coherency); {where}. "
             f"Measured vs fitted: {fit}"
         )
 
@@ -346,6 +335,26 @@ class Plan:
     assumptions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     options: list[dict[str, Any]] = field(default_factory=list)  # per workers-per-host: rate, source
+    #: what one host costs per hour (``--cost-per-hour``, any currency); None: no cost asked for
+    cost_per_host_hour: float | None = None
+
+    @property
+    def cost_per_hour(self) -> float | None:
+        """What the plan's hosts cost per hour (hosts × the price of one)."""
+        return None if self.cost_per_host_hour is None else self.hosts * self.cost_per_host_hour
+
+    @property
+    def cost_per_million(self) -> float | None:
+        """What a million requests cost at the target rate: hosts × price / (rate × 3600) × 10⁶."""
+        per_hour = self.cost_per_hour
+        return None if per_hour is None else per_hour / (self.rate * 3600.0) * 1e6
+
+    def hosts_with(self, workers: int) -> int | None:
+        """Hosts needed at ``workers`` workers per host (None: that count is not among the options)."""
+        for o in self.options:
+            if o["workers"] == workers and o["planned"] > 0:
+                return max(1, math.ceil(self.rate / o["planned"]))
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -362,6 +371,9 @@ class Plan:
             "fit": self.fit.to_dict() if self.fit is not None else None,
             "fit_note": self.fit_note,
             "options": self.options,
+            "cost_per_host_hour": self.cost_per_host_hour,
+            "cost_per_hour": self.cost_per_hour,
+            "cost_per_million_requests": self.cost_per_million,
             "words": self.words,
             "assumptions": self.assumptions,
             "warnings": self.warnings,
@@ -380,7 +392,7 @@ def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
         lows = [p for p in online.curve if p.p99_ms is not None]
         best = min(lows, key=lambda p: p.p99_ms or 0.0) if lows else None
         seen = (
-            f"; the lowest p99 measured was {best.p99_ms:.3g} ms at {fmt_rate(best.rate)}/s" if best else ""
+            f"; the lowest p99 measured was {best.p99_ms:.3g} ms at {fmt.rate(best.rate)}/s" if best else ""
         )
         raise TunerError(
             f"no measured rate keeps p99 <= {objective_ms:g} ms on the profile's configuration{seen}: "
@@ -395,142 +407,45 @@ def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
 
 
 def make_plan(
-    profile: ScalingProfile, rate: float, *, p99_ms: float | None = None, headroom_pct: float = 30.0
+    profile: ScalingProfile,
+    rate: float,
+    *,
+    p99_ms: float | None = None,
+    headroom_pct: float = 30.0,
+    cost_per_hour: float | None = None,
 ) -> Plan:
-    """Workers and hosts like the profile's for ``rate`` requests/s within the p99 objective.
+    """Workers and hosts like the profile's for ``rate`` requests/s within the p99 objective;
+    ``cost_per_hour`` (what one host costs, any currency) adds the plan's cost.
 
     Raises :class:`BadInput` when the profile has no ``online:`` section or an argument is out of
     range, and :class:`TunerError` when no measured rate meets the objective.
     """
-    online = profile.online
-    if online is None:
-        raise BadInput(
-            f"profile {profile.name!r} has no online: section — run tuner bench --online --p99-ms MS "
-            "--out PROFILE first (a capacity plan needs the max rate within a latency objective)"
-        )
-    if not (rate > 0 and math.isfinite(rate)):
-        raise BadInput(f"--rate must be a finite number > 0 (got {rate})")
-    if not (0 <= headroom_pct < 100 and math.isfinite(headroom_pct)):
-        raise BadInput(f"--headroom must be a percentage from 0 to below 100 (got {headroom_pct})")
+    online = _checked_online(profile, rate, headroom_pct, cost_per_hour)
     objective = online.objective_p99_ms if p99_ms is None else p99_ms
     r_ref, source_ref = _rate_at(profile, objective)
-    w_ref = online.workers
-    host = profile.host
-    threads = online.threads_per_worker
     keep = 1 - headroom_pct / 100.0
-    warnings: list[str] = []
-
-    # -- how the rate scales with workers on one host: measured candidates first, then the fit
-    measured: dict[int, float] = {w_ref: r_ref}
-    same_objective = math.isclose(objective, online.objective_p99_ms, rel_tol=1e-9)
-    if same_objective:
-        for c in online.candidates:
-            if (
-                c.backend == online.backend
-                and c.threads_per_worker == threads
-                and c.max_rate_at_slo > 0
-                and c.workers != w_ref
-            ):
-                measured[c.workers] = max(measured.get(c.workers, 0.0), c.max_rate_at_slo)
-    fit: UslFit | None = None
-    sc = online.scaling
-    if sc is not None and sc.points:
-        obs = [(p.workers, x) for p in sc.points for x in (p.windows or [p.throughput])]
-        try:
-            fit = fit_usl(obs)
-            fit_note = fit.describe()
-        except NotEnoughPoints as e:
-            fit_note = f"{e}: no scalability fit, so the plan assumes no more workers per host than measured"
-    else:
-        fit_note = "no closed-loop throughput by workers in the profile: no scalability fit"
-    measured_max = max([*measured, *(fit.workers if fit else ())])
-    cpu_bound = w_ref * threads <= host.usable_cores
-    caps = {"extrapolation": int(EXTRAPOLATION_LIMIT * measured_max) if fit else measured_max}
-    if cpu_bound:
-        caps["cores"] = max(1, host.usable_cores // threads)
-    rss = _per_worker_mb(profile)
-    if rss:
-        caps["memory"] = max(1, int(MEMORY_SHARE * host.memory_total_gb * 1000 / rss))
-    cap = max(1, min(caps.values()))
-    limit = min(caps, key=lambda k: caps[k])
-    options: list[dict[str, Any]] = []
-    for n in range(1, cap + 1):
-        if n in measured:
-            options.append({"workers": n, "rate": measured[n], "source": "measured"})
-        elif fit is not None:
-            options.append(
-                {"workers": n, "rate": r_ref * fit.predict(n) / fit.predict(w_ref), "source": "fit"}
-            )
-    if not options:  # the measured configuration is beyond this host's cap (it fit when measured)
-        options.append({"workers": w_ref, "rate": r_ref, "source": "measured"})
-    for o in options:
-        o["planned"] = o["rate"] * keep
-    best = max(options, key=lambda o: o["planned"])
-    one_host = [o for o in options if o["planned"] >= rate]
-    if one_host:
-        pick = min(one_host, key=lambda o: o["workers"])
-        hosts = 1
-    else:
-        pick = best
-        hosts = math.ceil(rate / pick["planned"]) if pick["planned"] > 0 else 0
-    if hosts == 0:
-        raise TunerError("the profile's max rate at the objective is 0: nothing to plan with")
+    measured = _measured_rates(online, objective, r_ref)
+    fit, fit_note = _scaling_fit(online)
+    cap, limit, rss = _workers_cap(profile, measured, fit)
+    options = _options(cap, measured, fit, online.workers, r_ref, keep)
+    pick, best, hosts = _pick(options, rate)
     n = int(pick["workers"])
+    warnings: list[str] = []
+    measured_max = max([*measured, *(fit.workers if fit else ())])
     if pick["source"] == "fit" and n > measured_max:
         warnings.append(
             f"{n} workers per host is past the measured range (at most {measured_max}): the fit's "
-            f"prediction ({fmt_rate(pick['rate'])}/s), not a measurement — measure it before relying on it"
+            f"prediction ({fmt.rate(pick['rate'])}/s), not a measurement — measure it before relying on it"
         )
     cfg = {
         "backend": online.backend,
         "workers_per_host": n,
-        "threads_per_worker": threads,
+        "threads_per_worker": online.threads_per_worker,
         "max_batch_size": online.max_batch_size,
         "max_batch_delay_ms": online.max_batch_delay_ms,
-        "max_pending_per_host": _scaled_pending(online.max_pending, n, w_ref),
+        "max_pending_per_host": _scaled_pending(online.max_pending, n, online.workers),
     }
-    peak = fit.peak_workers if fit is not None else None
-    why_cap = {
-        "cores": f"the {host.usable_cores} usable cores at {threads} thread(s) per worker",
-        "memory": f"memory ({host.memory_total_gb:g} GB × {MEMORY_SHARE:.0%} / {rss:.0f} MB per worker)",
-        "extrapolation": f"{EXTRAPOLATION_LIMIT:g}× the most workers measured"
-        if fit
-        else "the workers measured (no fit to go further)",
-    }[limit]
-    words = [
-        f"To serve {fmt_rate(rate)} requests/s with p99 <= {objective:g} ms and {headroom_pct:g}% headroom: "
-        f"{hosts} host{'s' if hosts != 1 else ''} like this one × {n} worker{'s' if n != 1 else ''} "
-        f"= {hosts * n} worker{'s' if hosts * n != 1 else ''} ({online.backend}, {threads} thread{'s' if threads != 1 else ''} each, "
-        f"batches <= {online.max_batch_size}, "
-        f"batch delay {online.max_batch_delay_ms:g} ms).",
-        f"  One host sustains {fmt_rate(pick['rate'])} requests/s at the objective with {n} worker{'s' if n != 1 else ''} "
-        f"({'measured' if pick['source'] == 'measured' else 'scaled from the measured ' + str(w_ref) + ' by the fit'}); "
-        f"planned at {fmt_rate(pick['planned'])}/s to keep {headroom_pct:g}% headroom.",
-        f"  Max rate at the objective from {source_ref}.",
-        f"  Workers per host capped at {cap} by {why_cap}"
-        + (f"; the fit peaks at {peak:.1f}" if peak is not None else "")
-        + (
-            "; more workers per host would not help, so the plan adds hosts."
-            if hosts > 1 and n == best["workers"] and n < cap
-            else "."
-            if hosts == 1
-            else "; the plan adds hosts beyond that."
-        ),
-    ]
-    words.append(f"  {fit_note}")
-    inp = profile.model.input
-    item = f"items {inp.item}" if inp is not None and inp.item else "its items"
-    src = inp.source if inp is not None else "the measured input"
-    assumptions = [
-        f"hosts like this one: {host.usable_cores} usable cores, {host.memory_total_gb:g} GB, "
-        f"{host.cpu_model} ({host.platform} {host.machine})",
-        f"the measured model {profile.model.spec} with the measured inputs ({item}, {src}), "
-        f"{online.arrivals} arrivals of {online.request_size} item{'s' if online.request_size != '1' else ''} per request",
-        "hosts share no bottleneck: a load balancer spreads requests evenly and each host serves its "
-        "share independently, so rates add across hosts",
-        f"the objective is a p99 per host; each host runs at most {100 - headroom_pct:g}% of its measured max rate",
-    ]
-    return Plan(
+    plan = Plan(
         rate=rate,
         objective_ms=objective,
         headroom_pct=headroom_pct,
@@ -543,11 +458,197 @@ def make_plan(
         configuration=cfg,
         fit=fit,
         fit_note=fit_note,
-        words=words,
-        assumptions=assumptions,
+        assumptions=_assumptions(profile, headroom_pct),
         warnings=warnings,
         options=[{k: (round(v, 3) if isinstance(v, float) else v) for k, v in o.items()} for o in options],
+        cost_per_host_hour=cost_per_hour,
     )
+    why_cap = _why_cap(profile, limit, fit is not None, rss)
+    plan.words = _words(plan, pick, best, (cap, why_cap), source_ref, online.workers)
+    return plan
+
+
+def _checked_online(
+    profile: ScalingProfile, rate: float, headroom_pct: float, cost_per_hour: float | None
+) -> Online:
+    """The profile's ``online:`` section, once the arguments are known to be in range."""
+    online = profile.online
+    if online is None:
+        raise BadInput(
+            f"profile {profile.name!r} has no online: section — run tuner bench --online --p99-ms MS "
+            "--out PROFILE first (a capacity plan needs the max rate within a latency objective)"
+        )
+    if not (rate > 0 and math.isfinite(rate)):
+        raise BadInput(f"--rate must be a finite number > 0 (got {rate})")
+    if not (0 <= headroom_pct < 100 and math.isfinite(headroom_pct)):
+        raise BadInput(f"--headroom must be a percentage from 0 to below 100 (got {headroom_pct})")
+    if cost_per_hour is not None and not (cost_per_hour >= 0 and math.isfinite(cost_per_hour)):
+        raise BadInput(f"--cost-per-hour must be a finite number >= 0 (got {cost_per_hour})")
+    return online
+
+
+def _measured_rates(online: Online, objective: float, r_ref: float) -> dict[int, float]:
+    """Max rate at the objective by workers per host, as measured: the winner, and at the search's
+    own objective the other candidates of the same backend and threads."""
+    measured: dict[int, float] = {online.workers: r_ref}
+    if math.isclose(objective, online.objective_p99_ms, rel_tol=1e-9):
+        for c in online.candidates:
+            if (
+                c.backend == online.backend
+                and c.threads_per_worker == online.threads_per_worker
+                and c.max_rate_at_slo > 0
+                and c.workers != online.workers
+            ):
+                measured[c.workers] = max(measured.get(c.workers, 0.0), c.max_rate_at_slo)
+    return measured
+
+
+def _scaling_fit(online: Online) -> tuple[UslFit | None, str]:
+    """The USL fitted to the closed-loop throughput by workers, and a sentence about it."""
+    sc = online.scaling
+    if sc is None or not sc.points:
+        return None, "no closed-loop throughput by workers in the profile: no scalability fit"
+    obs = [(p.workers, x) for p in sc.points for x in (p.windows or [p.throughput])]
+    try:
+        fit = fit_usl(obs)
+    except NotEnoughPoints as e:
+        return None, f"{e}: no scalability fit, so the plan assumes no more workers per host than measured"
+    return fit, fit.describe()
+
+
+def _workers_cap(
+    profile: ScalingProfile, measured: dict[int, float], fit: UslFit | None
+) -> tuple[int, str, float | None]:
+    """The most workers one host may run, what caps it, and the memory per worker used for that."""
+    online = profile.online
+    assert online is not None
+    host, threads = profile.host, online.threads_per_worker
+    measured_max = max([*measured, *(fit.workers if fit else ())])
+    caps = {"extrapolation": int(EXTRAPOLATION_LIMIT * measured_max) if fit else measured_max}
+    if online.workers * threads <= host.usable_cores:  # CPU-bound: the cores cap the workers
+        caps["cores"] = max(1, host.usable_cores // threads)
+    rss = _per_worker_mb(profile)
+    if rss:
+        caps["memory"] = max(1, int(MEMORY_SHARE * host.memory_total_gb * 1000 / rss))
+    limit = min(caps, key=lambda k: caps[k])
+    return max(1, caps[limit]), limit, rss
+
+
+def _why_cap(profile: ScalingProfile, limit: str, fitted: bool, rss: float | None) -> str:
+    """Why the workers per host stop where they do, in words."""
+    host = profile.host
+    threads = profile.online.threads_per_worker if profile.online is not None else 1
+    if limit == "cores":
+        return f"the {host.usable_cores} usable cores at {threads} thread(s) per worker"
+    if limit == "memory":
+        return f"memory ({host.memory_total_gb:g} GB × {MEMORY_SHARE:.0%} / {rss or 0:.0f} MB per worker)"
+    if fitted:
+        return f"{EXTRAPOLATION_LIMIT:g}× the most workers measured"
+    return "the workers measured (no fit to go further)"
+
+
+def _options(
+    cap: int, measured: dict[int, float], fit: UslFit | None, w_ref: int, r_ref: float, keep: float
+) -> list[dict[str, Any]]:
+    """Rate at the objective for each workers-per-host count 1..cap: measured, else the fit's scaling
+    of the measured one; ``planned`` keeps the headroom."""
+    options: list[dict[str, Any]] = []
+    for n in range(1, cap + 1):
+        if n in measured:
+            options.append({"workers": n, "rate": measured[n], "source": "measured"})
+        elif fit is not None:
+            options.append(
+                {"workers": n, "rate": r_ref * fit.predict(n) / fit.predict(w_ref), "source": "fit"}
+            )
+    if not options:  # the measured configuration is beyond this host's cap (it fit when measured)
+        options.append({"workers": w_ref, "rate": r_ref, "source": "measured"})
+    for o in options:
+        o["planned"] = o["rate"] * keep
+    return options
+
+
+def _pick(options: list[dict[str, Any]], rate: float) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """The workers per host and hosts: the fewest workers one host needs, else the best host repeated."""
+    best = max(options, key=lambda o: o["planned"])
+    one_host = [o for o in options if o["planned"] >= rate]
+    if one_host:
+        return min(one_host, key=lambda o: o["workers"]), best, 1
+    hosts = math.ceil(rate / best["planned"]) if best["planned"] > 0 else 0
+    if hosts == 0:
+        raise TunerError("the profile's max rate at the objective is 0: nothing to plan with")
+    return best, best, hosts
+
+
+def _words(
+    plan: Plan,
+    pick: dict[str, Any],
+    best: dict[str, Any],
+    capped: tuple[int, str],
+    source_ref: str,
+    w_ref: int,
+) -> list[str]:
+    """The plan in sentences: what to run, why so many per host (``capped``: the cap and its
+    reason), the fit, and the cost if asked; ``w_ref`` is the measured worker count."""
+    cfg = plan.configuration
+    hosts, n, threads = plan.hosts, plan.workers_per_host, cfg["threads_per_worker"]
+    cap, why_cap = capped
+    peak = plan.fit.peak_workers if plan.fit is not None else None
+    words = [
+        f"To serve {fmt.rate(plan.rate)} requests/s with p99 <= {plan.objective_ms:g} ms and {plan.headroom_pct:g}% headroom: "
+        f"{hosts} host{'s' if hosts != 1 else ''} like this one × {n} worker{'s' if n != 1 else ''} "
+        f"= {hosts * n} worker{'s' if hosts * n != 1 else ''} ({cfg['backend']}, {threads} thread{'s' if threads != 1 else ''} each, "
+        f"batches <= {cfg['max_batch_size']}, "
+        f"batch delay {cfg['max_batch_delay_ms']:g} ms).",
+        f"  One host sustains {fmt.rate(pick['rate'])} requests/s at the objective with {n} worker{'s' if n != 1 else ''} "
+        f"({'measured' if pick['source'] == 'measured' else 'scaled from the measured ' + str(w_ref) + ' by the fit'}); "
+        f"planned at {fmt.rate(pick['planned'])}/s to keep {plan.headroom_pct:g}% headroom.",
+        f"  Max rate at the objective from {source_ref}.",
+        f"  Workers per host capped at {cap} by {why_cap}"
+        + (f"; the fit peaks at {peak:.1f}" if peak is not None else "")
+        + (
+            "; more workers per host would not help, so the plan adds hosts."
+            if hosts > 1 and n == best["workers"] and n < cap
+            else "."
+            if hosts == 1
+            else "; the plan adds hosts beyond that."
+        ),
+        f"  {plan.fit_note}",
+    ]
+    if plan.cost_per_host_hour is not None:
+        words.append(_cost_words(plan))
+    return words
+
+
+def _cost_words(plan: Plan) -> str:
+    """``Cost: 6 hosts × 0.2 per hour = 1.2 per hour; 0.0067 per million requests at 50.0k/s ...``."""
+    price, per_hour, per_million = plan.cost_per_host_hour, plan.cost_per_hour, plan.cost_per_million
+    assert price is not None and per_hour is not None and per_million is not None
+    keep = 100 - plan.headroom_pct
+    return (
+        f"  Cost: {plan.hosts} host{'s' if plan.hosts != 1 else ''} × {price:g} per hour = {per_hour:.4g} per hour; "
+        f"{per_million:.4g} per million requests at {fmt.rate(plan.rate)} requests/s "
+        f"(hosts × price / rate; each host planned at {keep:g}% of its max rate, so the "
+        f"{plan.headroom_pct:g}% headroom is in the price)."
+    )
+
+
+def _assumptions(profile: ScalingProfile, headroom_pct: float) -> list[str]:
+    """What the plan takes for granted, in words."""
+    online = profile.online
+    assert online is not None
+    host = profile.host
+    inp = profile.model.input
+    item = f"items {inp.item}" if inp is not None and inp.item else "its items"
+    src = inp.source if inp is not None else "the measured input"
+    return [
+        f"hosts like this one: {host.usable_cores} usable cores, {host.memory_total_gb:g} GB, "
+        f"{host.cpu_model} ({host.platform} {host.machine})",
+        f"the measured model {profile.model.spec} with the measured inputs ({item}, {src}), "
+        f"{online.arrivals} arrivals of {online.request_size} item{'s' if online.request_size != '1' else ''} per request",
+        "hosts share no bottleneck: a load balancer spreads requests evenly and each host serves its "
+        "share independently, so rates add across hosts",
+        f"the objective is a p99 per host; each host runs at most {100 - headroom_pct:g}% of its measured max rate",
+    ]
 
 
 def _per_worker_mb(profile: ScalingProfile) -> float | None:

@@ -138,3 +138,28 @@ def test_a_profile_without_online_section_is_refused_in_one_line() -> None:
         make_plan(profile(None), 100)
     with pytest.raises(BadInput, match="--headroom"):
         make_plan(profile(online()), 100, headroom_pct=100)
+
+
+def test_a_price_per_host_hour_gives_the_plans_cost_and_the_cost_per_million_requests() -> None:
+    p = profile(online(workers=4, max_rate=1000.0, scaling=SCALING), usable=4)
+    plan = make_plan(p, 5000, headroom_pct=30, cost_per_hour=0.5)
+    # 8 hosts (as above) × 0.5 = 4.0 per hour; 4.0 / (5000/s × 3600 s) × 10⁶ = 0.2222 per million.
+    assert plan.cost_per_hour == pytest.approx(4.0)
+    assert plan.cost_per_million == pytest.approx(4.0 / (5000 * 3600) * 1e6)
+    d = plan.to_dict()
+    assert d["cost_per_hour"] == pytest.approx(4.0) and d["cost_per_host_hour"] == 0.5
+    cost = plan.words[-1]
+    assert cost.startswith("  Cost: 8 hosts × 0.5 per hour = 4 per hour; 0.2222 per million requests")
+    assert "each host planned at 70% of its max rate, so the 30% headroom is in the price" in cost
+    assert make_plan(p, 5000).cost_per_hour is None and "Cost" not in "\n".join(make_plan(p, 5000).words)
+    with pytest.raises(BadInput, match="--cost-per-hour"):
+        make_plan(p, 5000, cost_per_hour=float("nan"))
+
+
+def test_hosts_with_a_given_worker_count_reads_the_plans_options() -> None:
+    p = profile(online(workers=4, max_rate=1000.0, scaling=SCALING), usable=4)
+    plan = make_plan(p, 5000, headroom_pct=30)
+    assert plan.hosts_with(4) == plan.hosts == 8
+    # 2 workers: 1000 × X(2)/X(4) = 590.9/s × 70% = 413.6/s planned: ceil(5000 / 413.6) = 13 hosts.
+    assert plan.hosts_with(2) == 13
+    assert plan.hosts_with(9) is None  # past the 4 cores: not an option

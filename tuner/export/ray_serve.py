@@ -24,8 +24,8 @@ is tuner's partition. The mapping:
 
 Field names follow Ray Serve's own schema (``ray.serve.schema.ServeDeploySchema``,
 ``DeploymentSchema``, ``ray.serve.config.AutoscalingConfig``); the tests validate the output with
-it. Written by hand (a dict and a small emitter) rather than with ``yaml.safe_dump`` because PyYAML
-cannot write comments, and the comments are the point.
+it. Written by :mod:`tuner.export.emit` (a dict and a comment per value) because PyYAML cannot write
+comments, and the comments are the point.
 """
 
 from __future__ import annotations
@@ -34,17 +34,13 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from tuner.export.emit import emit_list_item, num
 
 if TYPE_CHECKING:
     from tuner.profile import ScalingProfile
 
 #: where the application lives unless told otherwise (``--import-path``)
 DEFAULT_IMPORT_PATH = "app:app"
-
-
-def _num(x: float) -> float | int:
-    return int(x) if float(x).is_integer() else round(float(x), 6)
 
 
 def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
@@ -92,8 +88,8 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
             "initial_replicas": rec.workers,
             "max_replicas": auto.max_workers,
             "target_ongoing_requests": target,
-            "upscale_delay_s": _num(auto.upscale_delay_s),
-            "downscale_delay_s": _num(auto.downscale_delay_s),
+            "upscale_delay_s": num(auto.upscale_delay_s),
+            "downscale_delay_s": num(auto.downscale_delay_s),
         }
         dep["autoscaling_config"] = ac
         why["autoscaling_config.min_replicas"] = "autoscale.min_workers: " + _first(auto.reasoning, "min")
@@ -105,7 +101,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
         why["autoscaling_config.upscale_delay_s"] = "autoscale.upscale_delay_s"
         why["autoscaling_config.downscale_delay_s"] = "autoscale.downscale_delay_s"
 
-    opts: dict[str, Any] = {"num_cpus": _num(rec.threads_per_worker)}
+    opts: dict[str, Any] = {"num_cpus": num(rec.threads_per_worker)}
     why["ray_actor_options.num_cpus"] = (
         "recommended.threads_per_worker (BLAS / intra-op threads each worker ran)"
     )
@@ -118,7 +114,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
 
     dep["user_config"] = {
         "max_batch_size": batch,
-        "batch_wait_timeout_s": _num(rec.max_batch_delay_ms / 1000.0),
+        "batch_wait_timeout_s": num(rec.max_batch_delay_ms / 1000.0),
         "threads_per_worker": rec.threads_per_worker,
     }
     why["user_config.max_batch_size"] = "recommended.partition_size, for @serve.batch" + (
@@ -171,34 +167,5 @@ def render(profile: ScalingProfile, *, import_path: str = DEFAULT_IMPORT_PATH, s
         "# deploy: serve deploy THIS_FILE   (validate: ray.serve.schema.ServeDeploySchema)",
     ]
     lines = [*head, "applications:"]
-    lines += _emit_list_item(app, {**why_app, **{f"deployments.0.{k}": v for k, v in why.items()}}, 1)
+    lines += emit_list_item(app, {**why_app, **{f"deployments.0.{k}": v for k, v in why.items()}}, 1)
     return "\n".join(lines) + "\n"
-
-
-def _scalar(v: Any) -> str:
-    text = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip()
-    return text.removesuffix("\n...").removesuffix("...").strip()
-
-
-def _emit(d: dict[str, Any], why: dict[str, str], indent: int, prefix: str = "") -> list[str]:
-    pad = "  " * indent
-    out: list[str] = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.append(f"{pad}{k}:" + (f"  # {why[key]}" if key in why else ""))
-            out += _emit(v, why, indent + 1, f"{key}.")
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            out.append(f"{pad}{k}:")
-            for i, item in enumerate(v):
-                out += _emit_list_item(item, why, indent + 1, f"{key}.{i}.")
-        else:
-            out.append(f"{pad}{k}: {_scalar(v)}" + (f"  # {why[key]}" if key in why else ""))
-    return out
-
-
-def _emit_list_item(d: dict[str, Any], why: dict[str, str], indent: int, prefix: str = "") -> list[str]:
-    lines = _emit(d, why, indent + 1, prefix)
-    pad = "  " * indent
-    first = lines[0]
-    return [pad + "- " + first.lstrip(), *lines[1:]]
