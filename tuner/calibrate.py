@@ -74,8 +74,10 @@ outright their stdin reaches EOF and they exit on their own.
         unit: Mloop/s           # the kernel's unit (for people; fixed by the version)
         # score: median of the clean reps; ci: its bootstrap 95% CI; reps: clean reps;
         # discarded: reps the noise guard called busy; stable: the last 3 clean reps within 2%;
-        # busy: too few clean reps (< 3) or no more clean than busy — not compared
-        single: {score: 4.42, ci: [4.309, 4.562], reps: 4, discarded: 3, stable: true, busy: false}
+        # busy: too few clean reps (< 3) or no more clean than busy — not compared;
+        # outside: mean outside load over the clean reps (it may have cost the score that share)
+        single: {score: 4.42, ci: [4.309, 4.562], reps: 4, discarded: 3, stable: true, busy: false,
+                 outside: 0.06}
         all: {...}              # null on a 1-core host (it would be single again)
       blas: {unit: GFLOP/s, single: {...}, all: {...}}
       memory: {unit: GB/s, single: {...}, all: {...}}
@@ -136,6 +138,8 @@ STABLE_TOLERANCE = 0.02
 MIN_CLEAN = 3
 #: kept back from the budget for closing the runners and computing the CIs
 RESERVE_S = 0.05
+#: a rep stops after the unit that passes this many times its target length (a stalled host)
+REP_LIMIT = 5.0
 #: a closed runner that has not exited after this long is killed
 STOP_GRACE_S = 1.0
 #: how long the runners may take to start, and a rep beyond its expected time, before giving up
@@ -154,11 +158,11 @@ PY_LOOPS_PER_UNIT = 1000
 # The python kernel, run by every runner process. Kept as source so that the children run exactly
 # this text (they import nothing, not even tuner: ``-I -S`` starts in ~6 ms).
 _PY_KERNEL = """
-def kernel(units):
-    # Interpreter-bound work: int arithmetic, a dict, a str, a call; deterministic.
+def kernel():
+    # One unit of interpreter-bound work: int arithmetic, a dict, a str, a call; deterministic.
     h = 0x2545F491
     d = {}
-    for i in range(units * LOOPS_PER_UNIT):
+    for i in range(LOOPS_PER_UNIT):
         h = (h * 1103515245 + 12345 + i) & 0xFFFFFFFF
         k = h & 1023
         d[k] = d.get(k, 0) + 1
@@ -171,13 +175,21 @@ def kernel(units):
 _PY_RUNNER = (
     _PY_KERNEL
     + """
-import signal, sys
+import signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
 out = sys.stdout
 out.write("ready\\n")
 out.flush()
-for line in sys.stdin:  # EOF (parent closed us, or died): exit
-    out.write(str(kernel(int(line))) + "\\n")
+for line in sys.stdin:  # "UNITS LIMIT_S"; EOF (parent closed us, or died): exit
+    units, limit = line.split()
+    units, limit, done = int(units), float(limit), 0
+    t0 = time.perf_counter()
+    while done < units:
+        kernel()
+        done += 1
+        if time.perf_counter() - t0 > limit:  # the host stalled: stop at the rep's limit
+            break
+    out.write(str(done) + "\\n")
     out.flush()
 """
 )
@@ -202,9 +214,12 @@ class KernelScore:
     # fewer than MIN_CLEAN clean reps (the score then includes the busy ones), or no more clean reps
     # than busy ones: the host was busy throughout, the score may read low and is not compared
     busy: bool = False
+    # mean outside load over the clean reps (share of the usable cores): it may have cost the
+    # score up to that share, as the gate reads outside load (compare() widens the CI by it)
+    outside: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """``{score, ci, reps, discarded, stable, busy}`` (see the module docstring)."""
+        """``{score, ci, reps, discarded, stable, busy, outside}`` (see the module docstring)."""
         return {
             "score": _sig(self.score),
             "ci": [_sig(self.ci[0]), _sig(self.ci[1])],
@@ -212,6 +227,7 @@ class KernelScore:
             "discarded": self.discarded,
             "stable": self.stable,
             "busy": self.busy,
+            "outside": round(self.outside, 3),
         }
 
 
@@ -372,6 +388,7 @@ def _score(d: Any, path: str) -> KernelScore | None:
         discarded=_int(d, "discarded", path, low=0),
         stable=bool(d.get("stable", False)),
         busy=bool(d.get("busy", False)),
+        outside=_num(d, "outside", path, default=0.0),
     )
 
 
@@ -489,11 +506,13 @@ class HostSpeed:
 
 
 def _log_widths(s: KernelScore) -> tuple[float, float]:
-    """A score's CI as log half-widths below and above it, each at least REPRODUCIBILITY."""
+    """A score's CI as log half-widths below and above it, each at least REPRODUCIBILITY; above,
+    also what its reps' outside load may have cost (a share s of the cores: up to s of the score)."""
     floor = math.log1p(REPRODUCIBILITY)
+    load = -math.log1p(-min(max(s.outside, 0.0), 0.9))
     return (
         max(floor, math.log(s.score / s.ci[0]) if s.ci[0] > 0 else floor),
-        max(floor, math.log(s.ci[1] / s.score) if s.ci[1] > 0 else floor),
+        max(floor, load, math.log(s.ci[1] / s.score) if s.ci[1] > 0 else floor),
     )
 
 
@@ -517,7 +536,10 @@ def compare(baseline: Calibration, current: Calibration) -> HostSpeed:
 
     **The CI of a ratio.** Each score's CI is read as log half-widths below and above the score,
     each at least :data:`REPRODUCIBILITY` (what a score moves between runs on one host, beyond its
-    own CI); the ratio's half-widths are those of the two scores added in quadrature. Why: the two
+    own CI), the upper one also at least what the outside load of its clean reps may have cost it
+    (a share *s* of the cores busy elsewhere: the score may read low by up to *s*, the gate's own
+    reading of outside load); the ratio's half-widths are those of the two scores added in
+    quadrature. Why: the two
     calibrations are independent measurements (other host, other day), so their errors add like
     independent errors — the interval arithmetic of the two CIs (low/high against high/low) would
     be the case of both at their worst ends at once, a ~99.8% interval, and would leave the gate
@@ -595,8 +617,9 @@ class _PythonRunners:
             self._replies.put((i, line))
         self._replies.put((i, None))
 
-    def _collect(self, which: range, deadline: float, what: str) -> None:
+    def _collect(self, which: range, deadline: float, what: str) -> list[str]:
         waiting = set(which)
+        got: list[str] = []
         while waiting:
             try:
                 i, line = self._replies.get(timeout=max(0.0, deadline - time.perf_counter()))
@@ -607,6 +630,8 @@ class _PythonRunners:
             if line is None:
                 raise CalibrationError(f"calibration: python runner {self._why(i)}")
             waiting.discard(i)
+            got.append(line)
+        return got
 
     def _why(self, i: int) -> str:
         p = self.procs[i]
@@ -617,15 +642,19 @@ class _PythonRunners:
             err = []
         return f"exited with code {p.returncode}" + (f": {err[-1]}" if err else "")
 
-    def rep(self, units: int, runners: int, timeout: float) -> float:
-        """Every one of the first ``runners`` children runs ``units``; the wall time until all are done."""
+    def rep(self, units: int, runners: int, limit_s: float) -> tuple[int, float]:
+        """The first ``runners`` children each run ``units`` (stopping after the unit that passes
+        ``limit_s``): (units done in all, wall seconds until the last one is done)."""
         t0 = time.perf_counter()
-        for p in self.procs[:runners]:
+        for i, p in enumerate(self.procs[:runners]):
             assert p.stdin is not None
-            p.stdin.write(f"{units}\n")
-            p.stdin.flush()
-        self._collect(range(runners), t0 + timeout, "finish a rep")
-        return time.perf_counter() - t0
+            try:
+                p.stdin.write(f"{units} {limit_s:.6f}\n")
+                p.stdin.flush()
+            except OSError:  # it died: its pipe is broken (the reader may not have seen EOF yet)
+                raise CalibrationError(f"calibration: python runner {self._why(i)}") from None
+        done = self._collect(range(runners), t0 + limit_s + START_TIMEOUT_S, "finish a rep")
+        return sum(int(d) for d in done), time.perf_counter() - t0
 
     def close(self) -> None:
         """Stop every child (EOF, then SIGKILL after STOP_GRACE_S) and reap it."""
@@ -661,22 +690,30 @@ class _Kit:
     matrices: list[tuple[Any, Any]] = field(default_factory=list)
     arrays: list[tuple[Any, Any]] = field(default_factory=list)
     pool: Any = None  # concurrent.futures.ThreadPoolExecutor, for the all-cores numpy kernels
+    deadline: float = math.inf  # perf_counter() by which the last rep must be over
     outside: list[tuple[float, float]] = field(default_factory=list)  # (span, outside) per rep
 
 
-def _threaded(kit: _Kit, work: Callable[[int, int], None], units: int, runners: int) -> float:
-    """``work(runner, units)`` on ``runners`` runners at once (the caller's thread when 1)."""
+#: a rep (rep(units, runners, limit_s)) -> (units done in all, wall seconds)
+_Rep = Callable[[int, int, float], tuple[int, float]]
+
+
+def _threaded(
+    kit: _Kit, work: Callable[[int, int, float], int], units: int, runners: int, limit_s: float
+) -> tuple[int, float]:
+    """``work(runner, units, stop_at)`` on ``runners`` runners at once (the caller's thread when 1)."""
     t0 = time.perf_counter()
+    stop = t0 + limit_s
     if runners == 1:
-        work(0, units)
+        done = work(0, units, stop)
     else:
-        for f in [kit.pool.submit(work, i, units) for i in range(runners)]:
-            f.result()
-    return time.perf_counter() - t0
+        done = sum(f.result() for f in [kit.pool.submit(work, i, units, stop) for i in range(runners)])
+    return done, time.perf_counter() - t0
 
 
-def _kernel(kit: _Kit, name: str) -> tuple[Callable[[int, int, float], float], float]:
-    """(rep(units, runners, timeout) -> wall seconds, work per unit in the kernel's UNITS)."""
+def _kernel(kit: _Kit, name: str) -> tuple[_Rep, float]:
+    """(the kernel's rep, work per unit in the kernel's UNITS). Every rep stops after the unit
+    that passes its limit: a host that stalls cannot carry a rep (or the budget) away."""
     import numpy as np
 
     if name == "python":
@@ -685,19 +722,25 @@ def _kernel(kit: _Kit, name: str) -> tuple[Callable[[int, int, float], float], f
 
     if name == "blas":
 
-        def matmul(i: int, units: int) -> None:
+        def matmul(i: int, units: int, stop: float) -> int:
             a, b = kit.matrices[i]
-            for _ in range(units):
+            for done in range(1, units + 1):
                 np.matmul(a, b)
+                if time.perf_counter() > stop:
+                    return done
+            return units
 
-        return (lambda u, r, _t: _threaded(kit, matmul, u, r)), 2 * BLAS_N**3 / 1e9
+        return (lambda u, r, limit: _threaded(kit, matmul, u, r, limit)), 2 * BLAS_N**3 / 1e9
 
-    def copy(i: int, units: int) -> None:
+    def copy(i: int, units: int, stop: float) -> int:
         src, dst = kit.arrays[i]
-        for _ in range(units):
+        for done in range(1, units + 1):
             np.copyto(dst, src)
+            if time.perf_counter() > stop:
+                return done
+        return units
 
-    return (lambda u, r, _t: _threaded(kit, copy, u, r)), 2 * MEMORY_MIB * 2**20 / 1e9
+    return (lambda u, r, limit: _threaded(kit, copy, u, r, limit)), 2 * MEMORY_MIB * 2**20 / 1e9
 
 
 def _setup(kit: _Kit, memory_runners: int) -> None:
@@ -713,15 +756,20 @@ def _setup(kit: _Kit, memory_runners: int) -> None:
         kit.arrays.append((np.ones(n), np.ones(n)))
 
 
-def _size(rep: Callable[[int, int, float], float], runners: int, target_s: float) -> int:
+def _size(kit: _Kit, rep: _Rep, runners: int, target_s: float) -> int:
     """Units per runner for a rep of about ``target_s`` (the sizing reps warm the kernel up)."""
-    units, took = 1, 0.0
+    units = 1
     while True:
-        took = rep(units, runners, START_TIMEOUT_S)
-        if took >= min(0.02, target_s / 3) or units >= 1 << 20:
+        done, took = rep(units, runners, _limit(kit, target_s))
+        if took >= min(0.02, target_s / 3) or units >= 1 << 20 or done < units * runners:
             break
         units *= 4 if took < 0.005 else 2
-    return max(1, round(units * target_s / max(took, 1e-6)))
+    return max(1, round(done / runners * target_s / max(took, 1e-6)))
+
+
+def _limit(kit: _Kit, target_s: float) -> float:
+    """How long a rep may run: REP_LIMIT times its target, and never past the deadline."""
+    return max(0.0, min(REP_LIMIT * target_s, kit.deadline - time.perf_counter()))
 
 
 @dataclass
@@ -731,24 +779,29 @@ class _Pair:
     kernel: str
     mode: str
     runners: int
-    rep: Callable[[int, int, float], float]
+    rep: _Rep
     per_unit: float  # work per unit, in the kernel's UNITS
     units: int = 1
+    target_s: float = REP_S
     last_s: float = REP_S
     clean: list[float] = field(default_factory=list)
     busy: list[float] = field(default_factory=list)
+    clean_outside: list[float] = field(default_factory=list)  # outside load of each clean rep
     done: bool = False
 
     def run(self, kit: _Kit) -> None:
         """One rep inside one noise-guard window; a busy window's rep is kept apart."""
         a = kit.sampler.snapshot()
-        wall = self.rep(self.units, self.runners, self.last_s * 10 + START_TIMEOUT_S)
+        done, wall = self.rep(self.units, self.runners, _limit(kit, self.target_s))
         b = kit.sampler.snapshot()
         iv = kit.sampler.interval(a, b)
         kit.outside.append((iv.span_s, iv.outside))
-        (self.busy if kit.rule.verdict(iv, kit.cores) else self.clean).append(
-            self.runners * self.units * self.per_unit / wall
-        )
+        score = done * self.per_unit / wall
+        if kit.rule.verdict(iv, kit.cores):
+            self.busy.append(score)
+        else:
+            self.clean.append(score)
+            self.clean_outside.append(iv.outside)
         self.last_s = wall
         self.done = len(self.clean) >= MIN_REPS and is_stable(self.clean, STABLE_REPS, STABLE_TOLERANCE)
 
@@ -767,6 +820,7 @@ class _Pair:
             # its bursts are not trusted either (seen: a python score at half speed from 3 "clean"
             # reps among 4 busy ones — caches, frequency and SMT siblings are not in the counters).
             busy=few or len(self.busy) >= len(self.clean),
+            outside=sum(self.clean_outside) / len(self.clean_outside) if self.clean_outside else 0.0,
         )
 
 
@@ -840,6 +894,7 @@ def calibrate(
     usable = int(host.usable_cores) if host is not None else None
     with _kit(usable, max_outside) as kit:
         assert kit.runners is not None
+        kit.deadline = deadline
         cores = kit.cores
         mem_runners = _memory_runners(cores)
         _setup(kit, mem_runners)
@@ -856,8 +911,8 @@ def calibrate(
         for k, m in wanted:
             runners = 1 if m == "single" else cores
             rep, per_unit = _kernel(kit, k)
-            units = _size(rep, runners, target)
-            pairs.append(_Pair(k, m, runners, rep, per_unit, units, last_s=target))
+            units = _size(kit, rep, runners, target)
+            pairs.append(_Pair(k, m, runners, rep, per_unit, units, target_s=target, last_s=target))
         _rounds(kit, pairs, deadline)
         scores: dict[str, dict[str, KernelScore | None]] = {k: dict.fromkeys(MODES) for k in KERNELS}
         for p in pairs:

@@ -32,7 +32,15 @@ def test_the_stored_form_reads_back_to_the_same_record() -> None:
     ]  # fmt: skip
     for k in KERNELS:
         assert list(d["kernels"][k]) == ["unit", *MODES]
-        assert list(d["kernels"][k]["single"]) == ["score", "ci", "reps", "discarded", "stable", "busy"]
+        assert list(d["kernels"][k]["single"]) == [
+            "score",
+            "ci",
+            "reps",
+            "discarded",
+            "stable",
+            "busy",
+            "outside",
+        ]
 
 
 def test_describe_is_one_line_naming_every_kernel() -> None:
