@@ -9,7 +9,10 @@ from pathlib import Path
 from tuner.bench.types import OutsideLoad, TrialConfig, TrialResult
 from tuner.calibrate import Calibration, KernelScore
 
-#: a real calibration of the 2-core dev VM (tests/benchmarks/calibration.py's host), 5 s budget
+#: A real calibration of the 2-core dev VM (tests/benchmarks/calibration.py's host), 5 s budget,
+#: quiet (1% outside load): the first of a fresh process, whose all-core blas and memory scores
+#: read low there (×1.35 and ×1.24 on 2 cores; later calibrations give ×1.9 and ×1.6) — as the
+#: first calibration of a sweep or a gate, both fresh processes, would.
 RECORDED = Path(__file__).parent / "data" / "dev_host.json"
 
 

@@ -76,9 +76,9 @@ def test_a_runner_that_dies_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) 
     made = _watch_runners(monkeypatch)
     rep = calibration._PythonRunners.rep
 
-    def killing(self: Any, units: int, runners: int, timeout: float) -> float:
+    def killing(self: Any, units: int, runners: int, limit_s: float) -> tuple[int, float]:
         self.procs[0].kill()
-        return rep(self, units, runners, timeout)
+        return rep(self, units, runners, limit_s)
 
     monkeypatch.setattr(calibration._PythonRunners, "rep", killing)
     with pytest.raises(CalibrationError, match=r"^calibration: python runner exited with code -9$"):

@@ -48,14 +48,15 @@ def test_the_ratio_ci_adds_the_two_scores_log_widths_in_quadrature() -> None:
     b = replace(base, scores={"blas": {"single": replace(tight, score=80.0, ci=(79.6, 80.4)), "all": None}})
     r = compare(a, b).get("blas", "single")
     assert r is not None
-    half = math.hypot(math.log1p(REPRODUCIBILITY), math.log1p(REPRODUCIBILITY))
+    floor = math.log1p(REPRODUCIBILITY["blas"])
+    half = math.hypot(floor, floor)
     assert math.isclose(r.ratio, 0.8)
     assert math.isclose(r.low, 0.8 * math.exp(-half)) and math.isclose(r.high, 0.8 * math.exp(half))
     # A wide CI counts as measured: this host's low side with the baseline's high side.
     wide = replace(tight, score=80.0, ci=(60.0, 84.0))
     r = compare(a, replace(b, scores={"blas": {"single": wide, "all": None}})).get("blas", "single")
     assert r is not None
-    assert math.isclose(r.low, 0.8 * math.exp(-math.hypot(math.log(80 / 60), math.log1p(REPRODUCIBILITY))))
+    assert math.isclose(r.low, 0.8 * math.exp(-math.hypot(math.log(80 / 60), floor)))
 
 
 def test_what_cannot_be_compared_is_left_out_and_said() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tuner.bench.hostspeed import Nature, mode_for, model_nature
@@ -55,9 +57,17 @@ def test_memory_only_when_this_hosts_cores_are_known_to_be_real() -> None:
         trial(1000, backend="thread", workers=1, cpu_share=0.5),
         trial(1030, backend="thread", workers=2, cpu_share=0.96),
     ]
-    with_cal = model_nature(trials, usable_cores=2, calibration=recorded())
+    cal = recorded()
+    one = cal.score("blas", "single")
+    assert one is not None
+    real = replace(
+        cal, scores={**cal.scores, "blas": {"single": one, "all": replace(one, score=one.score * 1.9)}}
+    )
+    with_cal = model_nature(trials, usable_cores=2, calibration=real)
     assert with_cal.kernel == "memory"
-    assert with_cal.evidence[-1] == "this host's blas kernel scales ×1.98 on 2 cores"
+    assert with_cal.evidence[-1] == "this host's blas kernel scales ×1.90 on 2 cores"
+    # The recorded host's first calibration read its blas kernel ×1.35 on 2 cores: not proof enough.
+    assert model_nature(trials, usable_cores=2, calibration=cal).kernel == "unclear"
     # Without the calibration two SMT siblings on one core would look the same: unclear.
     without = model_nature(trials, usable_cores=2)
     assert without.kernel == "unclear"

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tuner.calibrate import KERNELS, MODES, Calibration, compare
+from tuner.calibrate import KERNELS, MODES, Calibration, KernelScore, compare
 from tuner.errors import ExitCode, ProfileError, exit_code_for
 
 from .helpers import RECORDED, recorded
 
 pytestmark = pytest.mark.timeout(10)
+BUSY = KernelScore(4.0, (3.0, 4.5), reps=3, discarded=5, stable=False, busy=True, outside=0.1)
 
 
 def raw() -> dict[str, Any]:
@@ -46,8 +48,15 @@ def test_the_stored_form_reads_back_to_the_same_record() -> None:
 def test_describe_is_one_line_naming_every_kernel() -> None:
     line = recorded().describe()
     assert "\n" not in line
-    assert line.startswith("calibration 4.9 s of 5 s: python 4.42 Mloop/s (×2.06 on 2 cores)")
-    assert "blas" in line and "memory" in line and "reps busy (discarded)" in line
+    assert line == (
+        "calibration 4.9 s of 5 s: python 4.28 Mloop/s (×1.85 on 2 cores) · blas 136 GFLOP/s (×1.35 on "
+        "2 cores) · memory 23.6 GB/s (×1.24 on 2 cores); outside load 1%"
+    )
+    busy = replace(recorded(), outside_load=0.3, scores={"python": {"single": BUSY, "all": None}})
+    assert (
+        busy.describe()
+        == "calibration 4.9 s of 5 s: python 4 Mloop/s BUSY; 5 of 8 reps busy (discarded); outside load 30%"
+    )
 
 
 def _set(d: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

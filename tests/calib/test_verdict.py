@@ -11,6 +11,7 @@ import pytest
 from tuner.bench.gate import BaselineFigures, HostCheck, Verdict, decide
 from tuner.bench.hostspeed import OLD_BASELINE, Nature, judge
 from tuner.calibrate import Calibration
+from tuner.errors import Inconclusive, exit_code_for
 
 from .helpers import recorded, scaled, slower, trial
 
@@ -44,41 +45,50 @@ def test_no_drift_same_speed_is_ok_and_says_the_hosts_are_alike() -> None:
     assert v.host_speed is not None and v.host_speed.kind is None and v.host_speed.hosts == "alike"
     assert v.line == (
         "throughput 1.00k items/s vs 1.00k (+0.0%), p99 10 ms vs 10 ms (+0%): within 10% — ok · hosts alike: "
-        "this host runs the reference kernels as fast as the baseline's (calibration CI 10% slower to 11% "
+        "this host runs the reference kernels as fast as the baseline's (calibration CI 5% slower to 6% "
         "faster; python kernel, 2 cores)"
     )
 
 
 def test_a_host_30_percent_slower_with_the_unchanged_build_is_no_regression() -> None:
+    cur = slower(recorded(), 0.7)
     # Today's rule, on the fingerprint alone, calls it a regression (issue 23) ...
     trials = [trial(700 * f) for f in (0.995, 1.0, 1.005)]
     assert decide(trials, BASE, 10, usable_cores=2, fingerprint="abc").kind == "regression"
-    # ... the host-adjusted rule does not: at 10% the calibration's CI leaves it open ...
-    v = gate(700, slower(recorded(), 0.7))
-    assert v.kind == "inconclusive" and v.same_host is False
-    hs = v.host_speed
-    assert hs is not None and hs.adjusted_pct is not None and abs(hs.adjusted_pct) < 0.6
+    # ... the host-adjusted rule, for a python-bound model (its kernel reproduces within a few %): ok.
+    v = gate(700, cur)
+    assert v.kind == "ok" and v.same_host is False
     assert v.line == (
-        "throughput 700 items/s vs 1.00k (-30.0%; host-adjusted +0.0%, CI -11% to +12%), p99 10 ms vs 10 ms "
-        "(+0%): beyond 10% (throughput fell 30.0%) — inconclusive: this host runs the reference kernels 30% "
-        "slower than the baseline's (calibration CI 22–37% slower; python kernel, 2 cores); the change (-30%) "
+        "throughput 700 items/s vs 1.00k (-30.0%; host-adjusted +0.0%, CI -6% to +6%), p99 10 ms vs 10 ms "
+        "(+0%): within 10% — ok · this host runs the reference kernels 30% slower than the baseline's "
+        "(calibration CI 26–34% slower; python kernel, 2 cores)"
+    )
+
+
+def test_the_words_of_the_issue_when_the_host_explains_the_change() -> None:
+    # builtin:mlp -28% on a host 27% slower; the BLAS kernel's all-core scores were uncertain
+    # (a first calibration in a fresh process): what the host explains straddles the tolerance.
+    v = gate(720, slower(recorded(), 0.73), replace(BASE, nature=Nature("blas")))
+    assert v.kind == "inconclusive"
+    assert v.line == (
+        "throughput 720 items/s vs 1.00k (-28.0%; host-adjusted -1.4%, CI -19% to +20%), p99 10 ms vs 10 ms "
+        "(+0%): beyond 10% (throughput fell 28.0%) — inconclusive: this host runs the reference kernels 27% "
+        "slower than the baseline's (calibration CI 12–40% slower; blas kernel, 2 cores); the change (-28%) "
         "is within what that explains"
     )
     assert v.message.endswith(
         "; no verdict: gate on a host as fast as the baseline's, or re-measure the baseline on this one"
     )
-    # ... and at 15% it is clearly inside: ok, saying why.
-    v = gate(700, slower(recorded(), 0.7), tolerance=15)
-    assert v.kind == "ok"
-    assert ": within 15% — ok · this host runs the reference kernels 30% slower than the baseline's" in v.line
+    assert exit_code_for(Inconclusive(v.message)) == 3
 
 
 def test_a_build_20_percent_slower_on_the_same_host_is_a_regression() -> None:
     v = gate(800, scaled(recorded(), python=1.01, blas=0.99))  # calibration noise, hosts alike
     assert v.kind == "regression"
-    assert v.line.startswith(
+    assert v.line == (
         "throughput 800 items/s vs 1.00k (-20.0%), p99 10 ms vs 10 ms (+0%): beyond 10% — REGRESSION · hosts "
-        "alike: this host runs the reference kernels 1% faster than the baseline's (calibration CI 9% slower"
+        "alike: this host runs the reference kernels 1% faster than the baseline's (calibration CI 4% slower "
+        "to 7% faster; python kernel, 2 cores)"
     )
     assert v.message == "throughput fell 20.0% (limit 10%)"
 
@@ -87,15 +97,32 @@ def test_a_much_slower_build_on_a_slower_host_is_still_a_regression() -> None:
     v = gate(700 * 0.6, slower(recorded(), 0.7))
     assert v.kind == "regression"
     assert v.line.startswith(
-        "throughput 420 items/s vs 1.00k (-58.0%; host-adjusted -40.0%, CI -46% to -33%), p99"
+        "throughput 420 items/s vs 1.00k (-58.0%; host-adjusted -40.0%, CI -44% to -36%), p99"
     )
-    assert ": beyond 10% — REGRESSION · this host runs the reference kernels 30% slower" in v.line
-    assert v.line.endswith("the change (-58%) is more than that explains")
+    assert v.line.endswith(
+        ": beyond 10% — REGRESSION · this host runs the reference kernels 30% slower than the baseline's "
+        "(calibration CI 26–34% slower; python kernel, 2 cores); the change (-58%) is more than that explains"
+    )
     assert v.message == "host-adjusted throughput fell 40.0% (limit 10%)"
     # ... unless the outside load while measuring could explain what is left.
     trials = [trial(420 * f, outside=0.3) for f in (0.995, 1.0, 1.005)]
     v = decide(trials, BASE, 10, usable_cores=2, fingerprint="abc", host=HostCheck(slower(recorded(), 0.7)))
     assert v.kind == "inconclusive" and "could explain it (host-adjusted throughput fell 40.0%" in v.line
+
+
+def test_a_faster_host_hiding_a_slower_build_is_caught_but_never_failed_on_the_calibration_alone() -> None:
+    faster = scaled(recorded(), python=1.3)
+    # 15% slower as measured on a host 30% faster: a regression either way.
+    assert gate(850, faster).kind == "regression"
+    # 5% slower as measured: within the tolerance, beyond it only relative to the host — not ok
+    # (today's rule would pass it), not REGRESSION (a calibration that read wrong would fail it).
+    v = gate(950, faster)
+    assert v.kind == "inconclusive"
+    assert v.line.endswith(
+        "(+0%): within 10% as measured — inconclusive: this host runs the reference kernels 30% faster than "
+        "the baseline's (calibration CI 23–37% faster; python kernel, 2 cores); relative to it the change is "
+        "beyond 10%, as measured it is not — the calibrations alone never fail a build"
+    )
 
 
 def test_kernels_that_disagree_leave_an_unclear_model_inconclusive() -> None:
@@ -106,6 +133,9 @@ def test_kernels_that_disagree_leave_an_unclear_model_inconclusive() -> None:
     assert v.line.endswith(
         "— inconclusive: the model's nature is unclear and the reference kernels disagree on this host's "
         "speed (python 30% slower, blas as fast, memory as fast); the change (-20%) is within what they explain"
+    )
+    assert v.line.startswith(
+        "throughput 800 items/s vs 1.00k (-20.0%; host-adjusted -20.0%, CI -36% to +21%)"
     )
     # Known natures pick their kernel: python explains the drop, BLAS does not.
     assert gate(800, cur, replace(BASE, nature=PYTHON)).kind == "ok"
@@ -190,11 +220,11 @@ def test_the_json_has_both_calibrations_the_ratio_and_the_adjusted_change() -> N
     v = gate(700, slower(recorded(), 0.7))
     out = json.loads(json.dumps(v.to_json(10)))
     hs = out["host_speed"]
-    assert hs["verdict"] == "inconclusive" and hs["hosts"] == "differ" and hs["mode"] == "all"
+    assert hs["verdict"] == "ok" and hs["hosts"] == "differ" and hs["mode"] == "all"
     assert hs["nature"] == {"kernel": "python", "evidence": ["thread ×2 kept 1.0 cores busy"]}
     assert hs["ratio"]["kernel"] == "python" and hs["ratio"]["mode"] == "all" and hs["ratio"]["ratio"] == 0.7
     assert hs["throughput_change_pct"] == -30.0 and abs(hs["adjusted_change_pct"]) < 0.6
-    assert hs["adjusted_change_ci_pct"][0] < -10 < hs["adjusted_change_ci_pct"][1]
+    assert hs["adjusted_change_ci_pct"] == [-6.04, 6.42]
     assert Calibration.from_dict(hs["baseline_calibration"]) == recorded()
     now, then = (
         Calibration.from_dict(hs["calibration"]).score("python", "all"),
@@ -211,8 +241,8 @@ def test_judge_alone() -> None:
     )  # fmt: skip
     assert hs.kind == "ok" and hs.ratio is not None and hs.ratio.mode == "single"
     assert hs.line(15) == (
-        "host-adjusted +0.0%, CI -11% to +12%: within 15% — ok · this host runs the reference kernels 30% "
-        "slower than the baseline's (calibration CI 22–37% slower; python kernel, 1 core)"
+        "host-adjusted +0.0%, CI -6% to +6%: within 15% — ok · this host runs the reference kernels 30% "
+        "slower than the baseline's (calibration CI 26–34% slower; python kernel, 1 core)"
     )
     assert hs.latency_factor == pytest.approx(1 / hs.ratio.low)
     old = judge(1000.0, 700.0, 10, base_calibration=None, calibration=recorded(), nature=None)

@@ -222,7 +222,7 @@ def decide(
         else:
             explained.append(f"{fell}, {100 * load:.0f} points of it explainable")
     elif hs is not None and hs.kind == "inconclusive":
-        over.append(f"throughput fell {-dt:.1f}%")
+        over.append(f"throughput fell {-dt:.1f}%" if -dt > tolerance_pct else "host-adjusted")
     elif adjusted:
         pass  # host-adjusted ok
     elif -dt > tolerance_pct:
@@ -276,7 +276,10 @@ def decide(
         text += f": beyond {tolerance_pct:g}% — REGRESSION"
     elif hs is not None and hs.kind == "inconclusive":
         kind = "inconclusive"
-        text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {hs.words}"
+        if -dt > tolerance_pct:
+            text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {hs.words}"
+        else:  # a faster host may hide a slower build
+            text += f": within {tolerance_pct:g}% as measured — inconclusive: {hs.words}"
         hs_said = True
         message = (
             f"{hs.words}; no verdict: gate on a host as fast as the baseline's, or re-measure the "
