@@ -54,6 +54,16 @@ class Backend:
     #: the optional extra it needs (``pip install 'tuner[ray]'``), if any
     extra: str | None = None
 
+    @property
+    def threads_in_caller(self) -> bool:
+        """Its workers are threads of the caller's one interpreter (they share its GIL)."""
+        return self.in_caller and self.pooled
+
+    @property
+    def own_processes(self) -> bool:
+        """Each worker is a process of its own (its CPU, memory and threads are its own)."""
+        return not self.in_caller
+
     def handle_class(self) -> Any:
         """The worker-handle class (imports the module that defines it)."""
         module, _, attr = self.handle.partition(":")

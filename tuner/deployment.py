@@ -513,6 +513,10 @@ class Deployment:
         """The backend's descriptor (:mod:`tuner.backends`): what it can and cannot do."""
         return backend(self.backend)
 
+    def threads_or(self, cores: int) -> int:
+        """Threads per worker, the framework's own default counted as the ``cores`` it sizes itself to."""
+        return self.threads_per_worker if self.threads_per_worker is not None else cores
+
     def threads_text(self) -> str:
         """``1 thread``, ``2 threads``, ``default threads``."""
         t = self.threads_per_worker

@@ -26,6 +26,16 @@ trials; a trial whose host was too busy to give a clean measurement is re-run, u
 
 A baseline measured on another host (its fingerprint differs), or on a busy one (its evidence says
 it was contaminated, so it reads low), is said in the verdict line; the figures are still compared.
+
+**Host speed** (issue 23), when the gate passes ``host`` (this host's calibration): the throughput
+rule above is replaced by the host-adjusted one of :mod:`tuner.bench.hostspeed` whenever the two
+calibrations say the hosts differ — ok / REGRESSION only when the change relative to the host's
+speed is clearly inside / outside the tolerance (a regression must still exceed what the outside
+load could explain), else inconclusive, saying how much slower or faster this host runs the
+reference kernels; a p99 rise is judged against the baseline's p99 scaled by what the host's
+speed can explain. Otherwise (an older baseline without calibration, hosts alike, a model that
+mostly waits) today's rule decides and the line says why. A matching fingerprint alone no longer
+makes ``same_host`` true: only matching calibrations do (it is None when nothing can tell).
 """
 
 from __future__ import annotations
@@ -35,7 +45,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner import fmt
+from tuner.bench.hostspeed import HostAdjusted, HostCheck, Nature, judge, mode_for, spread
 from tuner.bench.types import TrialResult
+from tuner.calibrate import Calibration
 from tuner.hostload import OutsideProcess, describe_top
 from tuner.stats import median
 
@@ -46,6 +58,7 @@ __all__ = [
     "GATE_REPEATS",
     "P99_QUIET",
     "BaselineFigures",
+    "HostCheck",
     "Verdict",
     "decide",
     "want_another",
@@ -74,6 +87,10 @@ class BaselineFigures:
     host_summary: str | None = None
     outside: float | None = None  # the outside load the profile recorded (evidence.host_load)
     contaminated: bool = False  # the profile itself was measured on a busy host: it reads low
+    # -- host speed (issue 23) --
+    throughput_ci: tuple[float, float] | None = None  # evidence.throughput_ci
+    calibration: Calibration | None = None  # host.calibration; None: a profile from before issue 23
+    nature: Nature | None = None  # the model's nature the sweep recorded (model.nature)
 
     @classmethod
     def of(cls, profile: Any) -> BaselineFigures:
@@ -107,8 +124,9 @@ class Verdict:
     clean_trials: int
     windows: int
     windows_discarded: int
-    same_host: bool
+    same_host: bool | None  # None: nothing can tell (no calibrations to compare, same fingerprint)
     top: list[OutsideProcess] = field(default_factory=list)
+    host_speed: HostAdjusted | None = None  # the host-adjusted rule's say, when ``host`` was given
 
     def to_json(self, tolerance_pct: float) -> dict[str, Any]:
         """The ``gate`` object of ``tuner bench --baseline P --json``."""
@@ -129,6 +147,7 @@ class Verdict:
             "windows_discarded": self.windows_discarded,
             "busiest_others": [{"name": p.name, "pid": p.pid, "share": p.share} for p in self.top],
             "same_host": self.same_host,
+            **({"host_speed": self.host_speed.to_json()} if self.host_speed is not None else {}),
         }
 
 
@@ -167,9 +186,11 @@ def decide(
     *,
     usable_cores: int,
     fingerprint: str | None = None,
+    host: HostCheck | None = None,
 ) -> Verdict:
     """The verdict on ``results`` (the gate's trials, at least one with throughput > 0) against
-    ``base`` (see the module docstring for the rules)."""
+    ``base`` (see the module docstring for the rules). ``host``: this host's calibration, for the
+    host-adjusted rule against ``base.calibration``; None keeps the rule as before issue 23."""
     good = [r for r in results if r.throughput > 0 and not r.error]
     if not good:
         raise ValueError("decide() needs at least one trial that measured a throughput")
@@ -185,11 +206,33 @@ def decide(
     top = _top(good)
 
     dt = (tput - base.throughput) / base.throughput * 100
-    text = f"throughput {_fmt_rate(tput)} items/s vs {_fmt_rate(base.throughput)} ({dt:+.1f}%)"
+    hs = None
+    if host is not None:
+        hs = judge(
+            base.throughput, tput, tolerance_pct, base_ci=base.throughput_ci, ci=spread(basis),
+            base_calibration=base.calibration, calibration=host.calibration, nature=base.nature,
+            mode=mode_for(basis, usable_cores), calibration_problem=host.problem,
+        )  # fmt: skip
+    adjusted = hs is not None and hs.kind is not None
+    figures = f"; {hs.figures}" if hs is not None and adjusted else ""
+    text = f"throughput {_fmt_rate(tput)} items/s vs {_fmt_rate(base.throughput)} ({dt:+.1f}%{figures})"
     over: list[str] = []  # what is beyond the tolerance
     real: list[str] = []  # ... and more than the outside load could explain
     explained: list[str] = []
-    if -dt > tolerance_pct:
+    if hs is not None and hs.kind == "regression" and hs.adjusted_ci_pct and hs.adjusted_pct is not None:
+        # Clearly beyond the tolerance relative to the host's speed: the outside load may still
+        # explain part of it, as in today's rule (its points off the CI's most favourable end).
+        fell = f"host-adjusted throughput fell {-hs.adjusted_pct:.1f}%"
+        over.append(fell)
+        if -hs.adjusted_ci_pct[1] - 100 * load > tolerance_pct:
+            real.append(fell)
+        else:
+            explained.append(f"{fell}, {100 * load:.0f} points of it explainable")
+    elif hs is not None and hs.kind == "inconclusive":
+        over.append(f"throughput fell {-dt:.1f}%" if -dt > tolerance_pct else "host-adjusted")
+    elif adjusted:
+        pass  # host-adjusted ok
+    elif -dt > tolerance_pct:
         over.append(f"throughput fell {-dt:.1f}%")
         if -dt - 100 * load > tolerance_pct:
             real.append(f"throughput fell {-dt:.1f}%")
@@ -204,6 +247,7 @@ def decide(
         lows = [r.latency_ci_ms["p99"][0] for r in basis if "p99" in r.latency_ci_ms]
         new_low = median(lows) if lows else p99
         old_high = base.p99_ci_high_ms if base.p99_ci_high_ms is not None else base.p99_ms
+        old_high *= hs.latency_factor if hs is not None else 1.0  # a slower host's latency
         if new_low > old_high * (1 + tolerance_pct / 100) + GATE_P99_SLACK_MS:
             over.append(f"p99 rose {dp:.0f}%")
             if load < P99_QUIET:
@@ -211,6 +255,7 @@ def decide(
             else:
                 explained.append(f"p99 rose {dp:.0f}% on a host {100 * load:.0f}% busy")
 
+    hs_said = False  # the host's words are in the line already
     n_windows = sum(len(r.windows) for r in good)
     n_dropped = sum(len(r.discarded_windows) for r in good)
     n_dirty = len(good) - len(clean)
@@ -236,6 +281,17 @@ def decide(
         kind = "regression"
         message = f"{', '.join(real)} (limit {tolerance_pct:g}%)"
         text += f": beyond {tolerance_pct:g}% — REGRESSION"
+    elif hs is not None and hs.kind == "inconclusive":
+        kind = "inconclusive"
+        if -dt > tolerance_pct:
+            text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {hs.words}"
+        else:  # a faster host may hide a slower build
+            text += f": within {tolerance_pct:g}% as measured — inconclusive: {hs.words}"
+        hs_said = True
+        message = (
+            f"{hs.words}; no verdict: gate on a host as fast as the baseline's, or re-measure the "
+            "baseline on this one"
+        )
     else:
         kind = "inconclusive"
         why = (
@@ -257,8 +313,13 @@ def decide(
             f" · the baseline was measured on a busy host{load_then}: it reads low, so a slower "
             "build can pass unseen — re-measure it on a quiet host"
         )
-    same_host = fingerprint is None or base.fingerprint is None or base.fingerprint == fingerprint
-    if not same_host:
+    if hs is not None and not hs_said:
+        text += f" · {hs.words}"  # what the calibrations say about the two hosts
+    same_host: bool | None = fingerprint is None or base.fingerprint is None or base.fingerprint == fingerprint
+    if hs is not None and same_host:
+        # Issue 23: one fingerprint is not one machine; only the calibrations can say "alike".
+        same_host = {"alike": True, "differ": False}.get(hs.hosts)
+    if fingerprint is not None and base.fingerprint is not None and base.fingerprint != fingerprint:
         where = f" ({base.host_summary})" if base.host_summary else ""
         text += f" · baseline measured on another host{where}"
         if message:
@@ -279,4 +340,5 @@ def decide(
         windows_discarded=n_dropped,
         same_host=same_host,
         top=top,
+        host_speed=hs,
     )
