@@ -189,7 +189,9 @@ def latency_chart(runs: list[Run]) -> Figure | None:
     log = bool(positive) and max(positive) / min(positive) > 20
     x = Axis("item latency, ms" + (" (log scale)" if log else ""), log=log)
     x.fit(values)
-    chart = DotChart(x, _PCT_DOTS, rows, title="Latency percentiles per trial", y_label="trials, fastest first")
+    chart = DotChart(
+        x, _PCT_DOTS, rows, title="Latency percentiles per trial", y_label="trials, fastest first"
+    )
     legend = [(swatch(d.color, d.shape), d.name) for d in _PCT_DOTS]
     if len(runs) > 1:
         legend.append((swatch(GREY, "circle", hollow=True), "B's rows: hollow markers"))
@@ -253,12 +255,16 @@ def pareto_chart(runs: list[Run]) -> Figure | None:
     y = Axis("p99 item latency, ms" + (" (log scale)" if log else ""), log=log, fmt=_ms)
     y.fit(p99s)
     chart = XYChart(x, y, [s for s in series if s.points], callouts=callouts, title="Pareto front")
+    names = {s.name.removeprefix("A: ").removeprefix("B: ") for s in series if s.points}
     legend = [
-        (swatch(0, "diamond"), "on the Pareto front (no trial is both faster and lower in p99)"),
-        (swatch(GREY, "circle"), "other trials"),
-        (swatch(5, "cross"), "infeasible (a constraint not met)"),
-        *_run_legend(runs),
-    ]
+        (swatch(c, shape), words)
+        for c, shape, name, words in (
+            (0, "diamond", "Pareto front", "on the Pareto front (no trial is both faster and lower in p99)"),
+            (GREY, "circle", "other trials", "other trials"),
+            (5, "cross", "infeasible", "infeasible (a constraint not met)"),
+        )
+        if name in names
+    ] + _run_legend(runs)
     return Figure(
         "chart-pareto",
         "Throughput against p99: the Pareto front",
@@ -327,7 +333,7 @@ def host_load_chart(run: Run, limit: float = 0.25) -> Figure | None:
         ticks=[float(n) for n in range(1, len(trials) + 1)] if len(trials) <= 20 else None,
     )
     x.fit([0.5, len(trials) + 0.5], zero=False, pad=0)
-    y = Axis("outside load, % of the usable cores", fmt=lambda v: f"{v:g}%")
+    y = Axis("outside load", fmt=lambda v: f"{v:g}%")
     y.fit([p.y for p in pts] + [100 * limit * 1.15])
     ref = Ref("y", 100 * limit, f"a window above {limit:.0%} is discarded and measured again", "objective")
     chart = XYChart(x, y, [Series("outside load", pts, GREY, "circle", line=False)], [ref], height=240,
@@ -336,7 +342,8 @@ def host_load_chart(run: Run, limit: float = 0.25) -> Figure | None:
         "chart-host-load",
         "How busy the host was while each trial measured",
         chart.render(),
-        "CPU used by processes other than tuner and its workers (plus steal on a VM), mean over the windows "
+        "CPU used by processes other than tuner and its workers (plus steal on a VM) as a share of the usable "
+        "cores, mean over the windows "
         "each trial's figures come from. × marks a trial that discarded busy windows and measured again.",
         [(swatch(GREY, "circle"), "a trial"), (swatch(GREY, "cross"), "a trial with busy windows discarded")],
     )
@@ -388,7 +395,8 @@ def online_chart(runs: list[Run]) -> Figure | None:
         if o.max_rate > 0:
             refs.append(Ref("x", o.max_rate, f"{tag}knee: {fmt_rate(o.max_rate)} requests/s", "knee"))
         xs += [s.offered for s in steps] + [o.max_rate]
-        ys += [p.y for p in p99 + p50] + [p.hi for p in p99 if p.hi] + [o.objective_ms]
+        # room above the objective for the knee's label
+        ys += [p.y for p in p99 + p50] + [p.hi for p in p99 if p.hi] + [o.objective_ms * 1.25]
     if not series:
         return None
     positive = [v for v in ys if v > 0]

@@ -55,14 +55,15 @@ def read_profile(path: str | os.PathLike[str]) -> Any:
     return load_profile(path)
 
 
-def read_results(path: str | os.PathLike[str]) -> list[Any]:
-    """The trials of a results file; a missing or empty file is a ``DataError`` (a report from a
-    results file that is not there would silently show the profile's few candidates instead)."""
+def read_results(path: str | os.PathLike[str], model: str | None = None) -> list[Any]:
+    """The trials of a results file (written for ``model``, when given); a missing or empty file is
+    a ``DataError`` (a report from a results file that is not there would silently show only the
+    profile's few candidates)."""
     from tuner.bench.session import load_results
 
     if not Path(path).is_file():
         raise DataError(f"{path}: results file not found")
-    results = load_results(path)
+    results = load_results(path, model)
     if not results:
         raise DataError(f"{path}: no trials in this results file")
     return results
