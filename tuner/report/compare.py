@@ -113,8 +113,10 @@ _FMT = {"throughput": lambda v: f"{fmt_rate(v)} items/s", "p99": fmt_ms,
 def _interval(metric: str, ci: tuple[float, float | None] | None) -> str:
     if ci is None:
         return "no CI"
-    f = _FMT[metric]
-    return f"{f(ci[0])} – {f(ci[1]) if ci[1] is not None else 'open'}"
+    if metric == "p99":
+        return f"{fmt_ms(ci[0]).removesuffix(' ms')}–{fmt_ms(ci[1])}"
+    unit = "items/s" if metric == "throughput" else "requests/s"
+    return f"{fmt_rate(ci[0])}–{fmt_rate(ci[1]) if ci[1] is not None else '(open)'} {unit}"
 
 
 def _verdict_cell(c: Change) -> tuple[str, str]:
@@ -241,7 +243,16 @@ def configs_section(a: Run, b: Run) -> str:
 
 def _side(run: Run, tag: str) -> str:
     cfg = run.rec.config if run.rec else {}
-    return f"<div><h3>{e(tag)}: {e(run.name)}</h3>" + facts([(k, str(v)) for k, v in cfg.items()]) + "</div>"
+    words = (
+        f"{fmt_rate(run.rec.throughput)} items/s, p99 {fmt_ms(run.rec.latency.get('p99'))}"
+        if run.rec
+        else "none"
+    )
+    return (
+        f"<div><h3>{e(tag)}: {e(run.name)}</h3>{para(words)}"
+        + facts([(k, str(v)) for k, v in cfg.items()])
+        + "</div>"
+    )
 
 
 def render(a: Run, b: Run, *, page_command: str | None = None) -> str:
@@ -269,7 +280,7 @@ def render(a: Run, b: Run, *, page_command: str | None = None) -> str:
         hosts_section(a, b),
         *(section(sid, t, body) for sid, t, body in overlays),
         configs_section(a, b),
-        section("recommendations", "The two recommendations", _side(a, "A") + _side(b, "B")),
+        section("recommendations", "The two recommendations", '<div class="sides">' + _side(a, "A") + _side(b, "B") + "</div>"),
         reproduce_section(b, page_command) if b.command else reproduce_section(a, page_command),
         footer(),
     ]  # fmt: skip

@@ -344,7 +344,9 @@ def _callout(c: Callout, xa: Axis, ya: Axis, box: tuple[float, float, float, flo
     px, py = xa.to(c.x, x0, x1), ya.to(c.y, y0, y1)
     right = px > x0 + (x1 - x0) * 0.6
     anchor, dx = ("end", -14) if right else ("start", 14)
-    dy = 18 if py < y1 + 30 else -12
+    dy = 20 if py < y1 + 40 else -12
+    if c.second:  # a second run's label goes one line further, so two callouts on one point both read
+        dy += 16 if dy > 0 else -16
     hollow = " hollow" if c.second else ""
     return (
         f'<g class="callout"><path class="star{hollow}" d="{marker("star", px, py, 6)}"/>'
