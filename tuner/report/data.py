@@ -342,7 +342,8 @@ def _host_facts(h: Any) -> list[tuple[str, str]]:
             facts.append((what, str(v)))
     calibration = getattr(h, "calibration", None)  # a later schema's section: shown as it comes
     if calibration is not None:
-        items = calibration.model_dump(exclude_none=True) if hasattr(calibration, "model_dump") else {}
+        dump = getattr(calibration, "model_dump", None)
+        items = dump(exclude_none=True) if callable(dump) else dict(getattr(calibration, "__dict__", {}))
         facts.extend((f"calibration: {k}", str(v)) for k, v in items.items())
     return facts
 
