@@ -46,7 +46,7 @@ th{font-weight:600;border-bottom:2px solid var(--line)}td.n,th.n{text-align:righ
 tr.rec td{font-weight:600;background:var(--panel)}
 table.trials{font-size:.86rem}table.trials td:last-child{min-width:8rem}
 .wide{overflow-x:auto}.sides{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:0 2rem}
-table.changes td:nth-child(n+2){white-space:nowrap}table.changes td:last-child{white-space:normal}
+@media screen{table.changes td:nth-child(n+2){white-space:nowrap}table.changes td:last-child{white-space:normal}}
 table.sortable th button{font:inherit;color:inherit;background:none;border:0;padding:0;cursor:pointer;text-align:inherit}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.4rem 0}
@@ -74,7 +74,7 @@ footer{margin-top:3rem;font-size:.85rem;color:var(--muted)}
 @media print{:root{LIGHT}body{max-width:none;padding:0;font-size:10.5pt}nav,.no-print{display:none}
 h2{break-after:avoid;page-break-after:avoid}tr{break-inside:avoid}table{font-size:8.5pt}
 table.trials,table.faults,table.pairs{font-size:7.5pt}th,td{padding:.15rem .3rem}td.n,th.n{white-space:normal}
-table.trials td:last-child{min-width:0}
+table.trials td:last-child{min-width:0}table.changes td,table.hosts td{white-space:normal;font-size:8pt}
 svg.chart{max-width:100%}.wide{overflow:visible}a{color:inherit;text-decoration:none}}
 """.replace("LIGHT", _LIGHT)
     .replace("DARK", _DARK)

@@ -334,7 +334,7 @@ def _point(
     key = f' data-key="{_a(p.key)}"' if p.key else ""
     tip = f"<title>{escape(p.tip)}</title>" if p.tip else ""
     return (
-        f'<g class="pt" data-x="{p.x:.6g}" data-y="{p.y:.6g}"{key}>{tip}{err}'
+        f'<g class="pt" data-x="{float(p.x)!r}" data-y="{float(p.y)!r}"{key}>{tip}{err}'
         f'<path class="mk{hollow}" d="{marker(shape, px, py)}"/></g>'
     )
 
@@ -442,7 +442,7 @@ class DotChart:
         hollow = " hollow" if row.second else ""
         tip = f"{row.label}: {d.name} {self.x.fmt(v)}"
         return (
-            f'<g class="pt c{d.color % 8}" data-x="{v:.6g}" data-series="{_a(d.key)}" '
+            f'<g class="pt c{d.color % 8}" data-x="{float(v)!r}" data-series="{_a(d.key)}" '
             f'data-key="{_a(row.key)}"><title>{escape(tip)}</title>{err}'
             f'<path class="mk{hollow}" d="{marker(d.shape, px, y)}"/></g>'
         )
