@@ -161,7 +161,9 @@ def _visit(context: Any, v: Visit) -> Seen:
             seen.after_sort = page.evaluate(_READ)
         if v.pdf is not None:
             page.emulate_media(media="print", color_scheme=v.scheme)  # type: ignore[arg-type]
-            page.set_viewport_size({"width": 703, "height": 1000})  # A4 less 12 mm margins: 186 mm at 96 px/inch
+            page.set_viewport_size(
+                {"width": 703, "height": 1000}
+            )  # A4 less 12 mm margins: 186 mm at 96 px/inch
             seen.print_page = page.evaluate(_READ)
             page.pdf(path=str(v.pdf), format="A4", print_background=True)
     finally:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from report.browser import Seen, Visit, observe, skip_reason
 from report.conftest import SWEEPS, profile_path, results_path
-
 from tuner.bench.session import load_results
 from tuner.profile import load_profile
 from tuner.report.compare import judge
@@ -68,7 +68,9 @@ def test_the_points_counted_against_the_results(seen: dict[str, Seen], name: str
         (t.key, float(t.workers), t.throughput) for t in trials if t.throughput > 0
     )
     pareto = charts["chart-pareto"]["points"]
-    assert sorted((p["x"], p["y"]) for p in pareto) == sorted((t.throughput, t.latency["p99"]) for t in trials)
+    assert sorted((p["x"], p["y"]) for p in pareto) == sorted(
+        (t.throughput, t.latency["p99"]) for t in trials
+    )
     assert len(charts["chart-latency"]["points"]) == sum(len(t.latency) for t in trials)
     assert len(seen[name].page["trials"]) == len(trials)
 
@@ -98,7 +100,9 @@ def test_the_recommendations_numbers_are_the_profiles(seen: dict[str, Seen], nam
     assert f"(95% CI {fmt_rate(lo)}–{fmt_rate(hi)})" in seen[name].page["text"]
 
 
-@pytest.mark.parametrize(("name", "a", "b"), [("compare", "plain", "faults"), ("compare-online", "plain", "online")])
+@pytest.mark.parametrize(
+    ("name", "a", "b"), [("compare", "plain", "faults"), ("compare-online", "plain", "online")]
+)
 def test_the_comparisons_changed_rows_are_what_the_statistics_say(
     seen: dict[str, Seen], name: str, a: str, b: str
 ) -> None:
@@ -141,7 +145,9 @@ def test_overlaid_charts_hold_both_runs(seen: dict[str, Seen]) -> None:
 def test_with_javascript_off_everything_is_there_but_sorting(seen: dict[str, Seen]) -> None:
     on, off = seen["plain"].page, seen["plain-nojs"].page
     assert off["sortButtons"] == 0 and on["sortButtons"] > 0
-    assert [(c["id"], len(c["points"])) for c in off["charts"]] == [(c["id"], len(c["points"])) for c in on["charts"]]
+    assert [(c["id"], len(c["points"])) for c in off["charts"]] == [
+        (c["id"], len(c["points"])) for c in on["charts"]
+    ]
     assert [r["key"] for r in off["trials"]] == [r["key"] for r in on["trials"]]
 
 
@@ -149,7 +155,9 @@ def test_the_trials_table_sorts_by_a_column(seen: dict[str, Seen]) -> None:
     after = seen["plain"].after_sort
     assert after is not None
     workers = [int(r["cells"][1]) for r in after["trials"]]
-    assert workers == sorted(workers) and workers != [int(r["cells"][1]) for r in seen["plain"].page["trials"]]
+    assert workers == sorted(workers) and workers != [
+        int(r["cells"][1]) for r in seen["plain"].page["trials"]
+    ]
 
 
 def test_dark_scheme_and_readable_text(seen: dict[str, Seen]) -> None:
@@ -162,7 +170,9 @@ def test_dark_scheme_and_readable_text(seen: dict[str, Seen]) -> None:
 
 
 @pytest.mark.parametrize("name", ["plain", "faults", "compare", "online-dark"])
-def test_prints_to_a4_without_cut_charts(seen: dict[str, Seen], name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_prints_to_a4_without_cut_charts(
+    seen: dict[str, Seen], name: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     s = seen[name]
     assert s.print_page is not None
     assert s.print_page["scrollWidth"] <= s.print_page["clientWidth"], "wider than an A4 page"

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from report.conftest import FIXTURES, profile_path, results_path
 
+from report.conftest import FIXTURES, profile_path, results_path
 from tuner.cli import main
 
 
@@ -20,7 +20,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 def test_writes_one_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "new" / "report.html"  # a missing folder is created
-    code, err = _run(capsys, str(profile_path("plain")), "--results", str(results_path("plain")), "--out", str(out))
+    code, err = _run(
+        capsys, str(profile_path("plain")), "--results", str(results_path("plain")), "--out", str(out)
+    )
     assert code == 0 and f"report written to {out}" in err
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and "tuner report: builtin:mlp" in text
@@ -59,7 +61,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     bad_lines = tmp_path / "bad.jsonl"
     bad_lines.write_text("{not json\n", encoding="utf-8")
     other = tmp_path / "other.jsonl"
-    other.write_text(results_path("plain").read_text().replace('"builtin:mlp"', '"builtin:sleep"'), encoding="utf-8")
+    other.write_text(
+        results_path("plain").read_text().replace('"builtin:mlp"', '"builtin:sleep"'), encoding="utf-8"
+    )
     names = {"plain": profile_path("plain"), "online": profile_path("online"), "bad_lines": bad_lines,
              "plain_results": results_path("plain"), "other_model": other}  # fmt: skip
     out = tmp_path / "report.html"

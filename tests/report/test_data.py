@@ -6,8 +6,8 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from report.conftest import profile_path, results_path
 
+from report.conftest import profile_path, results_path
 from tuner.bench.session import load_results
 from tuner.profile import load_profile
 from tuner.report import render_comparison, render_report
@@ -38,7 +38,10 @@ def test_a_confirmed_winner_written_twice_is_one_trial_with_its_merged_figures()
 def test_without_results_the_page_charts_what_the_profile_names_and_says_so() -> None:
     profile = load_profile(profile_path("plain"))
     run = run_from_profile(profile)
-    named = {(c.backend, c.workers, c.partition_size) for c in [*profile.evidence.pareto, *profile.evidence.runner_ups]}
+    named = {
+        (c.backend, c.workers, c.partition_size)
+        for c in [*profile.evidence.pareto, *profile.evidence.runner_ups]
+    }
     assert {(t.backend, t.workers, t.partition) for t in run.trials} >= named
     assert sum(t.recommended for t in run.trials) == 1
     assert run.notes and "--results" in run.notes[0]
@@ -111,7 +114,9 @@ def test_another_host_is_said() -> None:
 
 
 def test_the_reconstructed_command_measures_the_same_thing() -> None:
-    assert reconstructed_command(load_profile(profile_path("plain"))).startswith("tuner bench --model builtin:mlp")
+    assert reconstructed_command(load_profile(profile_path("plain"))).startswith(
+        "tuner bench --model builtin:mlp"
+    )
     assert "--faults crash=0.02" in reconstructed_command(load_profile(profile_path("faults")))
     online = reconstructed_command(load_profile(profile_path("online")))
     assert "--online" in online and "--p99-ms 50" in online

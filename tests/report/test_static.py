@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report.conftest import SWEEPS, profile_path, results_path
 
+from report.conftest import SWEEPS, profile_path, results_path
 from tuner.bench.session import load_results
 from tuner.profile import load_profile
 from tuner.report.data import trials_from_results
@@ -35,7 +35,9 @@ class Markup(HTMLParser):
             self._stack.append((tag, a))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.elements.append((tag, {k: v or "" for k, v in attrs}, self._figure[-1] if self._figure else None))
+        self.elements.append(
+            (tag, {k: v or "" for k, v in attrs}, self._figure[-1] if self._figure else None)
+        )
 
     def handle_endtag(self, tag: str) -> None:
         while self._stack:
@@ -51,7 +53,11 @@ class Markup(HTMLParser):
             self.texts.append((tag, a, data.strip()))
 
     def points(self, chart: str) -> list[dict[str, str]]:
-        return [a for t, a, fig in self.elements if fig == chart and t == "g" and "pt" in a.get("class", "").split()]
+        return [
+            a
+            for t, a, fig in self.elements
+            if fig == chart and t == "g" and "pt" in a.get("class", "").split()
+        ]
 
     def charts(self) -> list[str]:
         return [a["data-chart"] for t, a, _ in self.elements if t == "figure" and "data-chart" in a]
@@ -65,7 +71,9 @@ def _page(pages: dict[str, Path], name: str) -> tuple[str, Markup]:
 @pytest.mark.parametrize("name", [*SWEEPS, "bare", "compare", "compare-online"])
 def test_one_file_nothing_fetched(pages: dict[str, Path], name: str) -> None:
     text, m = _page(pages, name)
-    assert not [a for t, a, _ in m.elements if t in ("link", "img", "iframe") or (t == "script" and "src" in a)]
+    assert not [
+        a for t, a, _ in m.elements if t in ("link", "img", "iframe") or (t == "script" and "src" in a)
+    ]
     urls = set(re.findall(r"""(?:https?:)?//[^\s"'<>)]+""", text)) - {"http://www.w3.org/2000/svg"}
     assert not urls, f"the page refers to {urls}"
     assert len(text.encode()) < 1_000_000
