@@ -391,12 +391,15 @@ class DotChart:
     title: str = ""
     row_height: int = 22
     y_label: str = ""
+    _pitch: float = field(default=22.0, init=False, repr=False)
 
     def render(self) -> str:
         """The ``<svg>`` element."""
         longest = max((len(r.label) for r in self.rows), default=10)
         left = min(340, max(130, int(longest * 7.0) + 44))
-        h = TOP + self.row_height * max(1, len(self.rows)) + BOTTOM
+        # rows spread out so the rotated y label fits beside a few of them
+        self._pitch = max(float(self.row_height), (len(self.y_label) * 8 + 16) / max(1, len(self.rows)))
+        h = round(TOP + self._pitch * max(1, len(self.rows)) + BOTTOM)
         box = (left, WIDTH - RIGHT, h - BOTTOM, TOP)
         y_axis = Axis(self.y_label, lo=-0.5, hi=len(self.rows) - 0.5, ticks=[])
         body = [_grid_and_axes(self.x, y_axis, box)]
@@ -406,7 +409,7 @@ class DotChart:
 
     def _row(self, i: int, row: DotRow, box: tuple[float, float, float, float]) -> str:
         x0, x1, _, _ = box
-        y = TOP + self.row_height * (i + 0.5)
+        y = TOP + self._pitch * (i + 0.5)
         label = ("★ " if row.marked else "") + row.label
         cls = "row marked" if row.marked else "row"
         out = [
