@@ -44,7 +44,9 @@ table{border-collapse:collapse;margin:.5rem 0;font-variant-numeric:tabular-nums;
 th,td{padding:.25rem .6rem;border-bottom:1px solid var(--grid);text-align:left;vertical-align:top}
 th{font-weight:600;border-bottom:2px solid var(--line)}td.n,th.n{text-align:right;white-space:nowrap}
 tr.rec td{font-weight:600;background:var(--panel)}
-table.trials{font-size:.86rem}table.trials td:last-child{min-width:8rem}
+table.trials{font-size:.84rem}table.trials td:last-child{min-width:8.5rem}
+table.trials td,table.trials th{padding:.25rem .35rem}table.trials td:first-child{white-space:nowrap}
+table.trials th{white-space:normal;vertical-align:bottom}
 .wide{overflow-x:auto}.sides{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:0 2rem}
 @media screen{table.changes td:nth-child(n+2){white-space:nowrap}table.changes td:last-child{white-space:normal}}
 table.sortable th button{font:inherit;color:inherit;background:none;border:0;padding:0;cursor:pointer;text-align:inherit}

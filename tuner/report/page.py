@@ -145,16 +145,16 @@ def host_section(run: Run) -> str:
     )
 
 
-def _faults_rows(run: Run) -> list[list[str | tuple[str, object]]]:
-    rows: list[list[str | tuple[str, object]]] = []
+def _faults_rows(run: Run) -> list[list[Cell]]:
+    rows: list[list[Cell]] = []
     for t in sorted((t for t in run.trials if t.faults), key=lambda t: -t.throughput):
         seen = ", ".join(f"{k} {v}" for k, v in sorted(t.faults_seen.items())) or "none"
         lost = sum(t.failures.values())
-        cost = 1 - t.throughput / t.clean_throughput if t.clean_throughput else None
+        change = t.throughput / t.clean_throughput - 1 if t.clean_throughput else None
         rows.append([
-            ("★ " if t.recommended else "") + t.label, t.faults or "", seen, (str(t.retries), t.retries),
-            (str(lost), lost), (fmt_rate(t.throughput), t.throughput),
-            (fmt_rate(t.clean_throughput), t.clean_throughput or ""), (f"{cost:+.0%}" if cost is not None else "–", cost or ""),
+            ("★ " if t.recommended else "") + t.label, seen, (str(t.retries), t.retries), (str(lost), lost),
+            (fmt_rate(t.throughput), t.throughput), (fmt_rate(t.clean_throughput), t.clean_throughput or ""),
+            (f"{change:+.0%}" if change is not None else "–", "" if change is None else change),
             (fmt_ms(t.latency.get("p99")), t.latency.get("p99", "")), (fmt_ms(t.clean_p99), t.clean_p99 or ""),
         ])  # fmt: skip
     return rows
@@ -168,8 +168,8 @@ def faults_section(run: Run) -> str:
     if not rows and not (rec and rec.faults):
         return section("faults", "Faults and what they cost",
                        para("No faults were injected in this sweep (tuner bench --faults crash=0.02 rehearses them)."))  # fmt: skip
-    heads = ["configuration", "fault plan", "faults seen", "retries", "items lost", "items/s", "clean items/s",
-             "throughput cost", "p99", "clean p99"]  # fmt: skip
+    heads = ["configuration", "faults seen", "retries", "items lost", "items/s", "clean items/s", "vs clean",
+             "p99", "clean p99"]  # fmt: skip
     return section(
         "faults",
         "Faults and what they cost",
@@ -180,7 +180,7 @@ def faults_section(run: Run) -> str:
         if rec and rec.faults
         else "",
         figure(charts.faults_chart(run), "No trial with faults has a throughput to show."),
-        table(heads, rows, numeric=range(3, 10), cls="faults") if rows else "",
+        table(heads, rows, numeric=range(2, 9), cls="faults") if rows else "",
     )
 
 
