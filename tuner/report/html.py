@@ -76,7 +76,7 @@ footer{margin-top:3rem;font-size:.85rem;color:var(--muted)}
 @media print{:root{LIGHT}body{max-width:none;padding:0;font-size:10.5pt}nav,.no-print{display:none}
 h2{break-after:avoid;page-break-after:avoid}tr{break-inside:avoid}table{font-size:8.5pt}
 table.trials,table.faults,table.pairs{font-size:7.5pt}th,td{padding:.15rem .3rem}td.n,th.n{white-space:normal}
-table.trials td:last-child{min-width:0}table.changes td,table.hosts td{white-space:normal;font-size:8pt}
+table.trials td:last-child{min-width:0}table.trials td,table.trials th{padding:.1rem .2rem}table.changes td,table.hosts td{white-space:normal;font-size:8pt}
 svg.chart{max-width:100%}.wide{overflow:visible}a{color:inherit;text-decoration:none}}
 """.replace("LIGHT", _LIGHT)
     .replace("DARK", _DARK)

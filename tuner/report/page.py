@@ -277,7 +277,7 @@ def trials_section(run: Run) -> str:
     return section(
         "trials",
         f"Every trial ({len(run.trials)})",
-        para(hint, "small muted"),
+        para(hint, "small muted no-print"),
         *(para(n, "warn") for n in run.notes),
         trials_table(run),
     )
