@@ -410,7 +410,7 @@ def online_chart(runs: list[Run]) -> Figure | None:
         (swatch(5, "circle"), "p99, sustainable step (with its 95% CI)"),
         (swatch(5, "cross"), "p99, step not sustainable"),
         (swatch(2, "square"), "p50"),
-        *_run_legend(runs),
+        *(_run_legend(runs) if len({s.second for s in series}) > 1 else []),
     ]
     return Figure(
         "chart-online",

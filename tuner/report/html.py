@@ -48,7 +48,7 @@ table.trials{font-size:.84rem}table.trials td:last-child{min-width:8.5rem}
 table.trials td,table.trials th{padding:.25rem .35rem}table.trials td:first-child{white-space:nowrap}
 table.trials th{white-space:normal;vertical-align:bottom}
 .wide{overflow-x:auto}.sides{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:0 2rem}
-@media screen{table.changes td:nth-child(n+2){white-space:nowrap}table.changes td:last-child{white-space:normal}}
+
 table.sortable th button{font:inherit;color:inherit;background:none;border:0;padding:0;cursor:pointer;text-align:inherit}
 th[aria-sort=ascending] button::after{content:" ▲"}th[aria-sort=descending] button::after{content:" ▼"}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.4rem 0}
