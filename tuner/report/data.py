@@ -93,37 +93,25 @@ def _pairs(d: Any) -> dict[str, Interval]:
 
 
 def trial_from_result(r: Any) -> Trial:
-    """A results line as a :class:`Trial`."""
-    c = r.config
-    outside = getattr(r, "outside", None)
-    rss = (getattr(r, "peak_rss_mb", None) or {}).get("total")
-    ok = not getattr(r, "error", None) and getattr(r, "feasible", True) and r.throughput > 0
-    return Trial(
-        key=c.key(),
-        label=c.label(),
-        backend=c.backend,
-        workers=c.workers,
-        threads=c.threads_per_worker,
-        partition=c.partition_size,
-        throughput=float(r.throughput),
-        ci=tuple(map(float, r.throughput_ci)) if r.throughput > 0 else None,  # type: ignore[arg-type]
-        latency={k: float(v) for k, v in (r.latency_ms or {}).items() if k in PERCENTILES},
-        latency_ci={k: v for k, v in _pairs(getattr(r, "latency_ci_ms", None)).items() if k in PERCENTILES},
-        cpu_share=getattr(r, "cpu_share", None),
-        rss_mb=rss,
-        stable=bool(r.stable),
-        ok=bool(ok),
-        status=_status(r),
-        faults=getattr(r, "faults", None),
-        faults_seen=dict(getattr(r, "faults_seen", None) or {}),
-        failures=dict(getattr(r, "failures", None) or {}),
-        retries=int(getattr(r, "retries", 0) or 0),
-        clean_throughput=getattr(r, "clean_throughput", None),
-        clean_p99=getattr(r, "clean_p99_ms", None),
-        outside=getattr(outside, "cpu", None),
-        windows=len(getattr(r, "windows", []) or []),
-        discarded=len(getattr(r, "discarded_windows", []) or []),
+    """A results line (a ``TrialResult``) as a :class:`Trial`."""
+    c, outside, g = (
+        r.config,
+        getattr(r, "outside", None),
+        lambda name, default=None: getattr(r, name, default),
     )
+    ok = not g("error") and g("feasible", True) and r.throughput > 0
+    return Trial(
+        key=c.key(), label=c.label(), backend=c.backend, workers=c.workers, threads=c.threads_per_worker,
+        partition=c.partition_size, throughput=float(r.throughput),
+        ci=(float(r.throughput_ci[0]), float(r.throughput_ci[1])) if r.throughput > 0 else None,
+        latency={k: float(v) for k, v in (r.latency_ms or {}).items() if k in PERCENTILES},
+        latency_ci={k: v for k, v in _pairs(g("latency_ci_ms")).items() if k in PERCENTILES},
+        cpu_share=g("cpu_share"), rss_mb=(g("peak_rss_mb") or {}).get("total"), stable=bool(r.stable),
+        ok=bool(ok), status=_status(r), faults=g("faults"), faults_seen=dict(g("faults_seen") or {}),
+        failures=dict(g("failures") or {}), retries=int(g("retries", 0) or 0),
+        clean_throughput=g("clean_throughput"), clean_p99=g("clean_p99_ms"), outside=getattr(outside, "cpu", None),
+        windows=len(g("windows") or []), discarded=len(g("discarded_windows") or []),
+    )  # fmt: skip
 
 
 def trials_from_results(results: list[Any]) -> list[Trial]:
@@ -136,51 +124,41 @@ def trials_from_results(results: list[Any]) -> list[Trial]:
     return [trial_from_result(r) for r in last.values()]
 
 
-def _candidate_trials(profile: Any) -> list[Trial]:
-    """The configurations a profile names (Pareto front, runner-ups), for a report without results."""
-    ev = profile.evidence
+def _named(c: Any, throughput: float, status: str, **figures: Any) -> Trial:
+    """A configuration the profile names (a candidate, or the recommendation) as a row."""
+    return Trial(
+        key=f"{c.backend}/w{c.workers}/t{c.threads_per_worker}/p{c.partition_size}",
+        label=config_label(c.backend, c.workers, c.threads_per_worker, c.partition_size),
+        backend=c.backend, workers=c.workers, threads=c.threads_per_worker, partition=c.partition_size,
+        throughput=float(throughput), status=status, from_profile=True, **figures,
+    )  # fmt: skip
+
+
+def _candidate_trials(profile: Any, *lists: str) -> list[Trial]:
+    """The configurations a profile names (``evidence.pareto``, ``evidence.runner_ups``), once each."""
     out: dict[str, Trial] = {}
-    for c in [*(getattr(ev, "pareto", None) or []), *(getattr(ev, "runner_ups", None) or [])]:
-        key = f"{c.backend}/w{c.workers}/t{c.threads_per_worker}/p{c.partition_size}"
+    for c in [
+        c for name in lists or ("pareto", "runner_ups") for c in getattr(profile.evidence, name, None) or []
+    ]:
         p99 = getattr(c, "p99_ms", None)
-        out.setdefault(
-            key,
-            Trial(
-                key=key,
-                label=config_label(c.backend, c.workers, c.threads_per_worker, c.partition_size),
-                backend=c.backend,
-                workers=c.workers,
-                threads=c.threads_per_worker,
-                partition=c.partition_size,
-                throughput=float(c.throughput),
-                latency={"p99": float(p99)} if p99 is not None else {},
-                status="from the profile",
-                from_profile=True,
-            ),
+        t = _named(
+            c, c.throughput, "from the profile", latency={"p99": float(p99)} if p99 is not None else {}
         )
+        out.setdefault(t.key, t)
     return list(out.values())
 
 
 def _rec_trial(profile: Any) -> Trial:
-    rec, ev = profile.recommended, profile.evidence
-    key = f"{rec.backend}/w{rec.workers}/t{rec.threads_per_worker}/p{rec.partition_size}"
+    ev = profile.evidence
     ci = getattr(ev, "throughput_ci", None)
-    return Trial(
-        key=key,
-        label=config_label(rec.backend, rec.workers, rec.threads_per_worker, rec.partition_size),
-        backend=rec.backend,
-        workers=rec.workers,
-        threads=rec.threads_per_worker,
-        partition=rec.partition_size,
-        throughput=float(ev.throughput),
+    return _named(
+        profile.recommended, ev.throughput, "recommended (from the profile)",
         ci=(float(ci[0]), float(ci[1])) if ci else None,
         latency=_percentiles(getattr(ev, "latency_ms", None)),
         latency_ci=_intervals(getattr(ev, "latency_ci_ms", None)),
         cpu_share=getattr(ev, "cpu_share", None),
         rss_mb=getattr(getattr(ev, "peak_rss_mb", None), "total", None),
-        status="recommended (from the profile)",
-        from_profile=True,
-    )
+    )  # fmt: skip
 
 
 def _mark_recommended(trials: list[Trial], profile: Any) -> list[Trial]:
@@ -297,12 +275,7 @@ def recommendation(profile: Any) -> Recommendation:
         baseline_ci=(float(base_ci[0]), float(base_ci[1])) if base_ci else None,
         baseline_p99=getattr(base, "p99_ms", None),
         runner_ups=[
-            (
-                config_label(c.backend, c.workers, c.threads_per_worker, c.partition_size),
-                c.throughput,
-                c.p99_ms,
-            )
-            for c in getattr(ev, "runner_ups", None) or []
+            (t.label, t.throughput, t.latency.get("p99")) for t in _candidate_trials(profile, "runner_ups")
         ],
         evidence=_evidence_lines(ev),
         faults=getattr(ev, "faults", None),
