@@ -14,6 +14,7 @@ from tuner.report import render_comparison, render_report
 from tuner.report.compare import config_change, headline_changes, hosts_alike, judge
 from tuner.report.data import reconstructed_command, run_from_profile, run_from_results
 from tuner.report.view import fmt_rate
+from tuner.stats import median
 
 
 def _lines(name: str) -> list[dict]:
@@ -55,8 +56,26 @@ def test_the_gates_repeats_are_pooled_as_the_gate_pools_them() -> None:
     run = run_from_results(repeats, name="gate", model="builtin:mlp")
     (t,) = run.trials
     assert t.throughput == sorted(r.throughput for r in repeats)[1]  # the median of three
-    assert "median of 3 trials" in t.status
+    assert t.status.startswith("median of 3 clean trials")
     assert run.rec is not None and run.rec.throughput == t.throughput
+
+
+def test_the_gates_report_is_a_comparison_with_its_verdict() -> None:
+    profile = load_profile(profile_path("plain"))
+    results = load_results(results_path("plain"))
+    best = [r for r in results if r.config.partition_size == 1024 and r.config.workers == 2]
+    repeats = [best[-1].__class__(**{**r.__dict__, "config": best[-1].config}) for r in results[:3]]
+    repeats[0] = repeats[0].__class__(**{**repeats[0].__dict__, "contaminated": True, "throughput": 1.0})
+    host = SimpleNamespace(
+        fingerprint=lambda: "0123456789abcdef", summary=lambda: "another host", usable_cores=4
+    )
+    html = render_comparison(
+        profile, None, results_b=repeats, host_b=host, verdict="throughput fell — REGRESSION"
+    )
+    assert "The gate&#x27;s verdict: throughput fell — REGRESSION" in html
+    assert 'data-hosts="different"' in html and "another host" in html
+    clean = median([r.throughput for r in repeats[1:]])  # the contaminated one left out, as the gate does
+    assert f"<td>{fmt_rate(clean)} items/s</td>" in html
 
 
 def test_fields_a_later_profile_adds_are_read_when_present() -> None:

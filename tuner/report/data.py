@@ -111,6 +111,7 @@ def trial_from_result(r: Any) -> Trial:
         failures=dict(g("failures") or {}), retries=int(g("retries", 0) or 0),
         clean_throughput=g("clean_throughput"), clean_p99=g("clean_p99_ms"), outside=getattr(outside, "cpu", None),
         windows=len(g("windows") or []), discarded=len(g("discarded_windows") or []),
+        contaminated=bool(g("contaminated", False)),
     )  # fmt: skip
 
 

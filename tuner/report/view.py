@@ -58,6 +58,7 @@ class Trial:
     clean_throughput: float | None = None
     clean_p99: float | None = None
     outside: float | None = None  # outside load, share of the usable cores
+    contaminated: bool = False  # too few clean windows: the host was busy, the figures read low
     windows: int = 0
     discarded: int = 0
     recommended: bool = False
@@ -181,27 +182,25 @@ def config_label(backend: str, workers: int, threads: int, partition: int) -> st
 
 
 def pooled(trials: list[Trial]) -> Trial:
-    """Repeated trials of one configuration as one: the median of each figure (the gate's rule)."""
+    """Repeated trials of one configuration as one, as the regression gate pools them: the median of
+    each figure over the clean trials when at least two are clean (``tuner.bench.gate``), else over all."""
     from tuner.stats import median
 
     if len(trials) == 1:
         return trials[0]
-    first = trials[0]
-    cis = [t.ci for t in trials if t.ci is not None]
-    p99s = [t.latency["p99"] for t in trials if "p99" in t.latency]
-    p99_cis = [t.latency_ci["p99"] for t in trials if "p99" in t.latency_ci]
-    return Trial(
-        **{
-            **first.__dict__,
-            "throughput": median([t.throughput for t in trials]),
-            "ci": (median([c[0] for c in cis]), median([c[1] for c in cis])) if cis else None,
-            "latency": {**first.latency, "p99": median(p99s)} if p99s else first.latency,
-            "latency_ci": {
-                **first.latency_ci,
-                "p99": (median([c[0] for c in p99_cis]), median([c[1] for c in p99_cis])),
-            }
-            if p99_cis
-            else {},
-            "status": f"median of {len(trials)} trials ({sum(t.stable for t in trials)} stable)",
-        },
+    clean = [t for t in trials if t.throughput > 0 and not t.contaminated]
+    used = clean if len(clean) >= 2 else trials
+    cis = [t.ci for t in used if t.ci is not None]
+    p99s = [t.latency["p99"] for t in used if "p99" in t.latency]
+    p99_cis = [t.latency_ci["p99"] for t in used if "p99" in t.latency_ci]
+    latency_ci = (
+        {"p99": (median([c[0] for c in p99_cis]), median([c[1] for c in p99_cis]))} if p99_cis else {}
     )
+    which = "clean " if used is clean else ""
+    return Trial(
+        **{**used[0].__dict__, "throughput": median([t.throughput for t in used]),
+           "ci": (median([c[0] for c in cis]), median([c[1] for c in cis])) if cis else None,
+           "latency": {**used[0].latency, "p99": median(p99s)} if p99s else used[0].latency,
+           "latency_ci": {**used[0].latency_ci, **latency_ci},
+           "status": f"median of {len(used)} {which}trials of {len(trials)} ({sum(t.stable for t in used)} stable)"},
+    )  # fmt: skip
