@@ -1,6 +1,7 @@
 # The README's two commands; each creates or updates the virtual environment .venv first.
 #   make bench   the main job: sweep the built-in MLP headless, recommend, write profiles/mlp.yaml
-#   make test    ruff, mypy and the test suite (.ci/run runs exactly this)
+#   make test    ruff, mypy and the test suite (.ci/run runs exactly this); as root it also installs
+#                Debian's chromium for the report's browser tests when it is missing
 # Needs python3 >= 3.10 and make. .venv is (re)installed when pyproject.toml, this file or the test
 # extras change; a stamp file in .venv records each install.
 

@@ -5,14 +5,22 @@ only sorts the trials table): it opens from disk with JavaScript off, prints to 
 browser's light or dark scheme.
 
 For the bench command (``tuner bench --report FILE``, and the gate's report), call these with the
-objects it already has, then write the text with ``tuner.data.atomic_write_text``:
+objects it already has, then write the text atomically::
 
-* after a sweep: ``render_report(profile, results, command=shlex.join(["tuner", *argv]))`` — the
-  profile as saved (``with_online`` applied when ``--online`` ran), ``results`` the sweep's
-  ``TrialResult`` list (resumed ones included), ``plan`` a ``tuner.plan.Plan`` if one was made;
-* after the gate: ``render_comparison(baseline_profile, None, results_b=trials, host_b=sweep.host,
-  verdict=verdict.line, command=...)`` — ``trials`` the gate's repeats of the baseline's
-  configuration (pooled: median of each figure), ``host_b`` the ``tuner.hardware.Host`` it ran on.
+    from tuner.data import atomic_write_text
+    from tuner.report import render_comparison, render_report
+
+    # after a sweep that wrote a profile (the one passed to save_profile, with_online applied):
+    text = render_report(profile, results, command=shlex.join(["tuner", *argv]), plan=None)
+    # after the gate (tuner bench --baseline P --report FILE):
+    text = render_comparison(baseline_profile, None, results_b=results, host_b=sweep.host,
+                             verdict=verdict.line, command=shlex.join(["tuner", *argv]))
+    atomic_write_text(args.report, text, parents=True)
+
+``results`` is the sweep's ``TrialResult`` list (resumed trials included; a confirmed winner's two
+lines are kept once, the merged one); for the gate, its repeats of the baseline's configuration,
+pooled as the gate pools them. ``sweep.host`` is the ``tuner.hardware.Host`` it measured on.
+A sweep that ended without a profile (interrupted, nothing feasible) has nothing to report here.
 """
 
 from __future__ import annotations
