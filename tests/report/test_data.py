@@ -152,3 +152,18 @@ def test_the_recommendations_figures_are_the_profiles() -> None:
     html = render_report(profile, load_results(results_path("faults")))
     assert f'data-field="throughput" data-value="{profile.evidence.throughput!r}"' in html
     assert f">{fmt_rate(profile.evidence.throughput)} items/s<" in html
+
+
+def test_a_probed_host_reads_like_the_profiles_host() -> None:
+    """The gate passes a tuner.hardware.Host: its facts must compare equal to the profile's."""
+    from tuner.report.data import host_view
+
+    profile = load_profile(profile_path("plain"))
+    h = profile.host
+    probed = SimpleNamespace(
+        fingerprint=lambda: h.fingerprint, summary=lambda: h.summary, usable_cores=h.usable_cores,
+        logical_cores=h.logical_cores, physical_cores=h.physical_cores, memory_total_bytes=h.memory_total_gb * 1e9,
+        cpu_model=h.cpu_model, platform=h.platform, machine=h.machine,
+        blas=[{"internal_api": "openblas", "version": "0.3.31.dev"}],
+    )  # fmt: skip
+    assert host_view(probed).facts == host_view(h).facts

@@ -312,7 +312,10 @@ def _host_facts(h: Any) -> list[tuple[str, str]]:
         ("BLAS", "blas"),
     ):
         v = getattr(h, attr, None)
-        if v and not isinstance(v, list):
+        if v and isinstance(v, list):  # a probed host's BLAS list: as the profile writes it
+            b = v[0] if isinstance(v[0], dict) else {}
+            v = f"{b.get('internal_api')} {'.'.join(str(b.get('version') or '?').split('.')[:3])}"
+        if v:
             facts.append((what, str(v)))
     calibration = getattr(h, "calibration", None)  # a later schema's section: shown as it comes
     if calibration is not None:
