@@ -1,6 +1,7 @@
 # The README's two commands; each creates or updates the virtual environment .venv first.
 #   make bench   the main job: sweep the built-in MLP headless, recommend, write profiles/mlp.yaml
-#   make test    ruff, mypy and the test suite (.ci/run runs exactly this)
+#   make test    ruff, mypy and the test suite (.ci/run runs exactly this); as root it also installs
+#                Debian's chromium for the report's browser tests when it is missing
 # Needs python3 >= 3.10 and make. .venv is (re)installed when pyproject.toml, this file or the test
 # extras change; a stamp file in .venv records each install.
 
@@ -24,7 +25,7 @@ TEST_WANTED := $(VENV)/.wanted-test
 TEST_SPEC := $(strip $(TEST_PREINSTALL)) [dev$(if $(strip $(TEST_EXTRAS)),$(comma)$(strip $(TEST_EXTRAS)))]
 
 .DEFAULT_GOAL := help
-.PHONY: help bench test FORCE
+.PHONY: help bench test chromium FORCE
 
 help:
 	@echo "make bench   sweep builtin:mlp and write profiles/mlp.yaml (creates .venv on first use)"
@@ -33,7 +34,7 @@ help:
 bench: $(DEV_STAMP)
 	$(BIN)/tuner bench $(BENCH_ARGS)
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) chromium
 	$(BIN)/ruff check tuner
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -59,5 +60,17 @@ ifneq ($(strip $(TEST_EXTRAS)),)
 	$(BIN)/python -m pip install -qq -e '.[dev,$(strip $(TEST_EXTRAS))]'
 endif
 	@touch $@
+
+# Headless Chromium for the report's browser tests (tests/report): Debian's chromium, installed with apt
+# when it is missing and this runs as root (this machine, CI); elsewhere those tests skip, saying why.
+# Playwright (in [dev]) drives it; it never downloads a browser of its own.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the report's browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "no chromium, and no apt as root to install it: the report's browser tests will skip"; \
+	fi
 
 FORCE:

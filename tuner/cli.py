@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "plan": "workers and hosts for a target request rate, from a profile measured with --online",
     "schema": "print the profile JSON Schema",
     "export": "write a profile as another system's config (Ray Serve)",
+    "report": "one self-contained HTML page of a sweep, or two runs compared",
 }
 
 
