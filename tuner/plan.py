@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tuner import fmt
+from tuner.backends import backend
 from tuner.errors import BadInput, TunerError
 
 if TYPE_CHECKING:
@@ -657,9 +658,9 @@ def _per_worker_mb(profile: ScalingProfile) -> float | None:
         return None
     online = profile.online
     assert online is not None
-    if online.backend == "process" and rss.per_worker:
+    if backend(online.backend).own_processes and rss.per_worker:
         return rss.per_worker
-    if rss.total:  # thread/inline: the one process holds every worker
+    if rss.total:  # workers in the caller's process: the one process holds every worker
         return rss.total / max(1, profile.recommended.workers)
     return None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import tuner.calibrate as calibration
+import tuner.calibrate.run as calibration  # the measuring loop: its runners and pairs
 from tuner.calibrate import KERNELS, MODES, Calibration, CalibrationError, calibrate
 from tuner.errors import ConfigError
 from tuner.hostload import DEFAULT_MAX_OUTSIDE

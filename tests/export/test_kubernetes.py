@@ -11,14 +11,8 @@ import pytest
 
 from export.helpers import PROFILES, check_fields, documents, load, validate_definition, validate_k8s
 from tuner.errors import BadInput
-from tuner.export.kubernetes import (
-    EXIT_ALLOWANCE_S,
-    MEMORY_MARGIN,
-    PROFILE_DIR,
-    PROFILE_FILE,
-    ExportOptions,
-    render,
-)
+from tuner.export.kubernetes import render
+from tuner.export.pod import EXIT_ALLOWANCE_S, MEMORY_MARGIN, PROFILE_DIR, PROFILE_FILE, ExportOptions
 from tuner.profile import ScalingProfile, parse_profile_text
 
 #: what each shipped profile needs to export (mlp has no online: section; pyloop is process-backend)

@@ -16,7 +16,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from tuner.export.kubernetes import (
+from tuner.export.pod import (
     PORT,
     PROFILE_PATH,
     THREAD_ENV,

@@ -34,19 +34,14 @@ from typing import TYPE_CHECKING, Any
 from tuner.errors import BadInput
 from tuner.export.emit import document
 from tuner.export.kubernetes import (
-    PORT,
-    PROFILE_DIR,
-    STARTUP_ALLOWANCE_S,
-    ExportOptions,
-    Pod,
     Scaling,
     config_map,
     container,
-    derive_pod,
     derive_scaling,
     header,
     labels,
 )
+from tuner.export.pod import PORT, PROFILE_DIR, STARTUP_ALLOWANCE_S, ExportOptions, Pod, derive_pod
 from tuner.runtime import pending_bound
 
 if TYPE_CHECKING:
