@@ -68,7 +68,7 @@ def test_stats_and_autoscale_are_light_rooms() -> None:
     library and tuner.errors only (the deployment's backends registry is bottom layer too)."""
     mods = _modules_after("import tuner.stats, tuner.autoscale")
     tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
-    expected = ["tuner", "tuner.autoscale", "tuner.backends", "tuner.deployment", "tuner.errors", "tuner.stats"]
+    expected = ["tuner", "tuner.autoscale", "tuner.backends", "tuner.deployment", "tuner.errors", "tuner.fmt", "tuner.stats"]
     assert tuner_mods == expected, tuner_mods
     assert "numpy" not in mods and not _forbidden(mods)
     assert "numpy" not in _modules_after("import tuner.runtime"), "numpy stays lazy for the runtime"

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, InitVar, dataclass, field, fields, replace
 from typing import Any
 
+from tuner import fmt
 from tuner.backends import BACKENDS, PLACEMENTS, backend
 from tuner.errors import ConfigError
 
@@ -575,7 +576,7 @@ class Deployment:
         if self.max_batch_size is not None:
             parts.append(f"batches ≤{self.max_batch_size} within {self.max_batch_delay_s * 1000:g} ms")
         if self.hedge_after_s is not None:
-            parts.append(f"hedge after {self.hedge_after_s * 1000:.3g} ms (≤{self.hedge_budget:.0%})")
+            parts.append(f"hedge after {fmt.sig(self.hedge_after_s * 1000)} ms (≤{self.hedge_budget:.0%})")
         return " · ".join(parts)
 
     # -- what the runtime derives ----------------------------------------------------------------

@@ -124,12 +124,12 @@ class UslFit:
         def pm(name: str) -> str:
             v = getattr(self, name)
             if name in self.fixed:
-                return f"{v:.3g} (held at 0: its free fit was negative)"
+                return f"{fmt.sig(v)} (held at 0: its free fit was negative)"
             ci = self.ci(name)
             return (
-                f"{v:.3g} ± {(ci[1] - ci[0]) / 2:.2g}"
+                f"{fmt.sig(v)} ± {fmt.sig((ci[1] - ci[0]) / 2, 2)}"
                 if ci
-                else f"{v:.3g} (no uncertainty: no degrees of freedom)"
+                else f"{fmt.sig(v)} (no uncertainty: no degrees of freedom)"
             )
 
         peak = self.peak_workers
@@ -393,7 +393,7 @@ def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
         lows = [p for p in online.curve if p.p99_ms is not None]
         best = min(lows, key=lambda p: p.p99_ms or 0.0) if lows else None
         seen = (
-            f"; the lowest p99 measured was {best.p99_ms:.3g} ms at {fmt.rate(best.rate)}/s" if best else ""
+            f"; the lowest p99 measured was {fmt.ms(best.p99_ms)} at {fmt.rate(best.rate)}/s" if best else ""
         )
         raise TunerError(
             f"no measured rate keeps p99 <= {objective_ms:g} ms on the profile's configuration{seen}: "
@@ -626,8 +626,8 @@ def _cost_words(plan: Plan) -> str:
     assert price is not None and per_hour is not None and per_million is not None
     keep = 100 - plan.headroom_pct
     return (
-        f"  Cost: {plan.hosts} host{'s' if plan.hosts != 1 else ''} × {price:g} per hour = {per_hour:.4g} per hour; "
-        f"{per_million:.4g} per million requests at {fmt.rate(plan.rate)} requests/s "
+        f"  Cost: {plan.hosts} host{'s' if plan.hosts != 1 else ''} × {price:g} per hour = {fmt.sig(per_hour, 4)} per hour; "
+        f"{fmt.sig(per_million, 4)} per million requests at {fmt.rate(plan.rate)} requests/s "
         f"(hosts × price / rate; each host planned at {keep:g}% of its max rate, so the "
         f"{plan.headroom_pct:g}% headroom is in the price)."
     )

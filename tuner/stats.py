@@ -49,6 +49,7 @@ __all__ = [
     "median",
     "percentile",
     "percentiles",
+    "ratio_ci",
     "round_sig",
 ]
 
@@ -159,6 +160,31 @@ def bootstrap_ci(
         lo, hi = percentiles(stats, (lo_q, hi_q))
         out.append((lo, hi))
     return out
+
+
+def ratio_ci(
+    a: Any, b: Any, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile-bootstrap CI of median(a) / median(b), ``a`` and ``b`` resampled independently
+    (two trials' window throughputs: how much faster one deployment is than another)."""
+    import numpy as np
+
+    va, vb = np.asarray(_floats(a), dtype=float), np.asarray(_floats(b), dtype=float)
+    if va.size == 0 or vb.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+
+    def medians(v: Any) -> Any:
+        rows = np.sort(v[rng.integers(0, v.size, size=(resamples, v.size))], axis=1)
+        return rows[:, math.ceil(0.5 * v.size) - 1]  # the lower median: the inverted CDF at 0.5
+
+    mb = medians(vb)
+    ratios = medians(va) / np.where(mb > 0, mb, np.nan)
+    ratios = ratios[np.isfinite(ratios)]
+    if ratios.size == 0:
+        return (math.nan, math.nan)
+    lo, hi = percentiles(ratios, ((1 - level) / 2, 1 - (1 - level) / 2))
+    return (lo, hi)
 
 
 def is_stable(windows: Sequence[float], n: int, tolerance: float) -> bool:

@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from tuner import fmt
 from tuner.bench.trial_run import TrialCancelled, TrialRun, _Run
 from tuner.bench.types import Objective, OutsideLoad, SweepCallback, TrialConfig, TrialPhase, TrialResult
 from tuner.engine import EngineConfig, FaultPlan
@@ -138,7 +139,7 @@ def check_feasible(result: TrialResult, objective: Objective | None) -> TrialRes
     if objective is not None and not result.error:
         p99 = result.latency_ms.get("p99")
         if objective.p99_budget_ms is not None and p99 is not None and p99 > objective.p99_budget_ms:
-            reasons.append(f"p99 {p99:.3g} ms > budget {objective.p99_budget_ms:g} ms")
+            reasons.append(f"p99 {fmt.ms(p99)} > budget {objective.p99_budget_ms:g} ms")
         total = result.peak_rss_mb.get("total")
         if (
             objective.memory_budget_mb is not None
@@ -147,7 +148,7 @@ def check_feasible(result: TrialResult, objective: Objective | None) -> TrialRes
         ):
             reasons.append(f"peak RSS {total:.0f} MB > budget {objective.memory_budget_mb:g} MB")
         if objective.min_throughput is not None and result.throughput < objective.min_throughput:
-            reasons.append(f"throughput {result.throughput:.4g}/s < minimum {objective.min_throughput:g}/s")
+            reasons.append(f"throughput {fmt.rate(result.throughput)}/s < minimum {objective.min_throughput:g}/s")
     if not result.faults and result.failures:
         # Without injected faults, an item that fails for good is a broken configuration.
         lost = sum(result.failures.values())
@@ -273,50 +274,51 @@ def run_trial(
         from tuner.hardware import probe
 
         usable_cores = probe().usable_cores
+    from tuner.bench.threads import allowed_per_worker
+
     t_trial0 = time.perf_counter()
     # Samples often enough for several per window, rarely enough to cost nothing.
     sample_every = max(0.1, min(0.5, settings.window_s / 2))
-    active = faults is not None and faults.active
-    from tuner.bench.threads import allowed_per_worker
+    runnable, allowed, model_file = allowed_per_worker(model, config)
 
-    model, allowed, model_file = allowed_per_worker(model, config)
-    extra: dict[str, Any] = {"allowed_threads": allowed, "model_file": model_file}
+    def measure(engine_config: EngineConfig, how: MeasureSettings, label: str) -> _Run:
+        return TrialRun(
+            runnable, inputs, config, how, engine_config, usable_cores,
+            index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label=label,
+            own_pids=own_pids, allowed_threads=allowed, model_file=model_file,
+        ).run()  # fmt: skip
+
+    clean_run: _Run | None = None
     try:
-        clean_run: _Run | None = None
-        if active:
-            assert faults is not None
-            short = replace(
-                settings, max_trial_s=max(settings.warmup_s + settings.window_s * 4, settings.max_trial_s / 2)
-            )
-            clean_cfg = EngineConfig.of_deployment(config, sample_interval_s=sample_every)
-            clean_run = TrialRun(
-                model, inputs, config, short, clean_cfg, usable_cores,
-                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="without faults: ",
-                own_pids=own_pids, **extra,
-            ).run()  # fmt: skip
+        if faults is not None and faults.active:
+            # Without faults first (shorter): the clean figures, and the timeout a hang needs.
+            short = replace(settings, max_trial_s=max(settings.warmup_s + settings.window_s * 4, settings.max_trial_s / 2))
+            clean_run = measure(EngineConfig.of_deployment(config, sample_interval_s=sample_every), short, "without faults: ")
             timeout = config.timeout_s
             if timeout is None and faults.needs_timeout():
                 timeout = timeout_for(_figures(clean_run)["service_ms"].get("p999"))
             faulted = replace(config, timeout_s=timeout)
-            run = TrialRun(
-                model, inputs, config, settings,
-                EngineConfig.of_deployment(faulted, faults=faults, sample_interval_s=sample_every), usable_cores,
-                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
-                own_pids=own_pids, **extra,
-            ).run()  # fmt: skip
+            run = measure(EngineConfig.of_deployment(faulted, faults=faults, sample_interval_s=sample_every), settings, "")
         else:
-            run = TrialRun(
-                model, inputs, config, settings,
-                EngineConfig.of_deployment(config, sample_interval_s=sample_every), usable_cores,
-                index=index, t_trial0=t_trial0, emit=on_message, cancel=cancel, label="",
-                own_pids=own_pids, **extra,
-            ).run()  # fmt: skip
+            run = measure(EngineConfig.of_deployment(config, sample_interval_s=sample_every), settings, "")
     except TrialCancelled:
         raise
     except TunerError as e:
         return error_result(config, str(e), faults)
+    result = _result(config, run, faults)
+    if clean_run is not None:
+        clean = _figures(clean_run)
+        result.clean_throughput = clean["throughput"]
+        result.clean_p99_ms = clean["latency_ms"].get("p99")
+    if on_message is not None:
+        on_message(_verdict(index, result, run, settings, usable_cores))
+    return check_feasible(result, objective)
+
+
+def _result(config: TrialConfig, run: _Run, faults: FaultPlan | None) -> TrialResult:
+    """A trial's figures from its run (see the module docstring for what each spans)."""
     fig = _figures(run)
-    result = TrialResult(
+    return TrialResult(
         config=config,
         throughput=fig["throughput"],
         throughput_ci=fig["throughput_ci"],
@@ -334,41 +336,30 @@ def run_trial(
         failures=dict(run.notes.failures),
         faults_seen=dict(run.notes.faults_seen),
         retries=run.notes.retried,
-        faults=str(faults) if active else None,
+        faults=str(faults) if faults is not None and faults.active else None,
         outside=_outside(run),
         discarded_windows=list(run.discarded),
         contaminated=run.contaminated,
         threads=run.threads,
+        window_s=run.window_s,
     )
-    if clean_run is not None:
-        clean = _figures(clean_run)
-        result.clean_throughput = clean["throughput"]
-        result.clean_p99_ms = clean["latency_ms"].get("p99")
-    if on_message is not None:
-        tol = f"{settings.tolerance:.0%}"
-        n_out = len(run.discarded)
-        busy = f" ({n_out} busy window{'s' if n_out != 1 else ''} discarded)" if n_out else ""
-        if result.contaminated:
-            clean_n = len(run.windows) - n_out
-            on_message(
-                TrialPhase(
-                    index,
-                    "contaminated",
-                    f"contaminated: host busy, {clean_n} clean window{'s' if clean_n != 1 else ''} of "
-                    f"{len(run.windows)} in {settings.max_trial_s:g} s (outside load "
-                    f"{result.outside.cpu if result.outside else 0:.0%} of {usable_cores} cores)",
-                )
-            )
-        elif result.stable:
-            on_message(
-                TrialPhase(index, "stable", f"stable: {settings.stable_windows} windows within {tol}{busy}")
-            )
-        else:
-            on_message(
-                TrialPhase(
-                    index,
-                    "unstable",
-                    f"unstable: no {settings.stable_windows} windows within {tol} in {settings.max_trial_s:g} s{busy}",
-                )
-            )
-    return check_feasible(result, objective)
+
+
+def _verdict(index: int, r: TrialResult, run: _Run, settings: MeasureSettings, cores: int) -> TrialPhase:
+    """The trial's last phase in words: stable, unstable, or contaminated (host busy)."""
+    tol = f"{settings.tolerance:.0%}"
+    n_out = len(run.discarded)
+    busy = f" ({n_out} busy window{'s' if n_out != 1 else ''} discarded)" if n_out else ""
+    cap = fmt.seconds(run.max_trial_s or settings.max_trial_s)
+    if r.contaminated:
+        clean_n = len(run.windows) - n_out
+        load = r.outside.cpu if r.outside else 0
+        return TrialPhase(
+            index,
+            "contaminated",
+            f"contaminated: host busy, {clean_n} clean window{'s' if clean_n != 1 else ''} of "
+            f"{len(run.windows)} in {cap} (outside load {load:.0%} of {cores} cores)",
+        )
+    if r.stable:
+        return TrialPhase(index, "stable", f"stable: {settings.stable_windows} windows within {tol}{busy}")
+    return TrialPhase(index, "unstable", f"unstable: no {settings.stable_windows} windows within {tol} in {cap}{busy}")

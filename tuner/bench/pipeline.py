@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from tuner import fmt
+from tuner.bench.defaults import default_deployments
 from tuner.bench.online.sweep import OnlineOutcome, OnlineSweep, engine_configs, summarize
 from tuner.bench.profiles import build_profile
 from tuner.bench.recommend import Recommendation, recommend
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
     from tuner.engine import FaultPlan
     from tuner.hardware import Host
     from tuner.profile import ScalingProfile
+
+#: items the validation may time the model on (it stops early for a slow model)
+VALIDATION_SAMPLE = 1024
 
 __all__ = ["GateOutcome", "Prepared", "SweepOutcome", "SweepPipeline", "baseline_request", "load_sweep_inputs"]
 
@@ -174,7 +179,7 @@ class SweepPipeline:
         inputs = load_sweep_inputs(req, model)
         # Runs the model once on a small sample: a wrong spec, or an input that does not fit a model
         # file's signature, fails here, in one line, before any worker starts.
-        info = validate(model, sample=inputs[:8], where=req.input_path or "generated inputs")
+        info = validate(model, sample=inputs[:VALIDATION_SAMPLE], where=req.input_path or "generated inputs")
         space = self._space(host, info, len(inputs), cluster)
         kind = self._connection.kind if self._connection is not None else None
         self.prepared = Prepared(host, model, inputs, info, space, cluster, kind)
@@ -221,9 +226,10 @@ class SweepPipeline:
         sweep = Sweep(self.request, host=p.host, model=p.model, inputs=p.inputs, space=p.space, on_message=self.on_message)
         self._sweep = sweep
         self.resumed = list(sweep.resumed)
+        anchors = default_deployments(p.info, len(p.inputs)) if self.request.measure_default else []
         t0 = time.perf_counter()
         try:
-            sweep.run(cancel)
+            sweep.run(cancel, anchors)
             self.interrupted = sweep.interrupted
             if self.request.confirm and not self.interrupted and len(sweep.results) - len(sweep.resumed) > 1:
                 self._confirm(sweep, t0, cancel)
@@ -274,15 +280,20 @@ class SweepPipeline:
         cancel: threading.Event | None = None,
         configs: list[tuple[TrialConfig, float]] | None = None,
         best: TrialConfig | None = None,
+        closed_loop: list[TrialResult] | None = None,
     ) -> OnlineOutcome:
-        """The open-loop search (``request.online``) on ``configs`` (default: the sweep's best ones)."""
+        """The open-loop search (``request.online``) on ``configs`` (default: the sweep's best ones);
+        ``closed_loop``: the sweep's trials (default: this pipeline's), whose throughput bounds it."""
         req = self.request.online
         if req is None:
             raise BadInput("no online search was asked for (--online)")
         p = self.prepare()
         if configs is None:
             configs = engine_configs(self.results, best, req.configs)
-        osweep = OnlineSweep(req, p.model, p.inputs, configs, self.on_message, seed=self.request.seed)
+        osweep = OnlineSweep(
+            req, p.model, p.inputs, configs, self.on_message, seed=self.request.seed,
+            closed_loop=self.results if closed_loop is None else closed_loop,
+        )  # fmt: skip
         self._online_sweep = osweep
         found = osweep.run(cancel)
         self.interrupted = self.interrupted or osweep.interrupted
@@ -303,9 +314,11 @@ class SweepPipeline:
         rec = self.recommend()
         online: OnlineOutcome | None = None
         if self.request.online is not None and not self.interrupted and rec.best is not None:
-            online = self.online(cancel, best=rec.best.config)
+            online = self._eligible(rec, self.online(cancel, best=rec.best.config))
             if online.summary.winner is not None and not self.interrupted:
                 rec = self._with_online(rec, online)
+        if rec.deployment is not None and not self.interrupted and self.request.measure_cold_start:
+            self._cold_start(rec)
         return SweepOutcome(
             self.request, prepared, results, rec, self.interrupted, self.elapsed_s, online, list(self.resumed)
         )
@@ -348,6 +361,45 @@ class SweepPipeline:
         )
         self.results = results
         return GateOutcome(verdict, results, self.recommend())
+
+    def _cold_start(self, rec: Recommendation) -> None:
+        """The recommendation started once in a fresh interpreter: the cold start a service pays."""
+        from tuner.bench.coldstart import measure_cold_start
+
+        assert rec.deployment is not None and rec.best is not None
+        self._emit(TrialPhase(-1, "coldstart", "timing a cold start of the recommendation in a fresh process"))
+        cold = measure_cold_start(self.prepare().model, rec.deployment)
+        if cold is None:
+            rec.words.append("  cold start: could not be measured in a fresh process; the trial's workers' load time stands")
+            return
+        rec.cold_start_s = cold
+        rec.words.append(
+            f"  cold start {fmt.seconds(cold)}: Runtime(...).start() to ready in a fresh process (the profile's "
+            f"figure; the sweep's warm workers loaded in {fmt.seconds(rec.best.cold_start_s)})"
+        )
+
+    def _eligible(self, rec: Recommendation, online: OnlineOutcome) -> OnlineOutcome:
+        """The online outcome among the pools whose closed-loop throughput is within the noise of the
+        recommendation's: an open-loop winner measured slower closed loop is not recommended — the
+        words say so (the profile records every candidate either way)."""
+        from tuner.bench.online.search import candidate_label, engine_key
+        from tuner.bench.search import beats
+
+        best = rec.best
+        if best is None or online.summary.winner is None:
+            return online
+        ok = {engine_key(r.config) for r in self.results if not r.error and not beats(best, r, self.request.objective)}
+        kept = [c for c in online.results if engine_key(c.candidate) in ok]
+        win = online.summary.winner
+        if engine_key(win.candidate) in ok:
+            return online
+        summary = summarize(kept, online.request)
+        summary.words.append(
+            f"  the fastest online candidate, {candidate_label(win.candidate)} ({fmt.rate(win.max_rate)} requests/s), "
+            f"measured below the closed-loop best's noise ({best.config.label()}, {fmt.rate(best.throughput)} items/s): "
+            "not recommended; its figures stay in the profile's online candidates"
+        )
+        return replace(online, summary=summary)
 
     def _with_online(self, rec: Recommendation, online: OnlineOutcome) -> Recommendation:
         """The configuration that serves the most requests within the objective is the one to run;
@@ -403,6 +455,8 @@ def baseline_request(profile: ScalingProfile, request: SweepRequest, *, model_gi
         results_path=None,
         resume=False,
         confirm=False,
+        measure_default=False,
+        measure_cold_start=False,
         online=None,
     )
 

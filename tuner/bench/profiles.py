@@ -96,15 +96,20 @@ def _evidence(rec: Recommendation, trials_run: int | None, strategy: str | None,
     def cand(r: TrialResult) -> Candidate:
         return Candidate.from_deployment(r.config, throughput=float(r.throughput), p99_ms=r.latency_ms.get("p99"))
 
-    ok = [r for r in (rec.results or [best, *rec.runner_ups]) if r.throughput > 0 and not r.error]
-    slowest = min(ok, key=lambda r: r.throughput) if ok else None
     extra: dict[str, Any] = {}
-    if slowest is not None and slowest is not best:
-        extra["baseline"] = Baseline(
-            name=f"slowest configuration measured: {slowest.config.label()}",
-            throughput=float(slowest.throughput),
-            p99_ms=slowest.latency_ms.get("p99"),
+    base = rec.baseline
+    if base is not None:
+        extra["baseline"] = Baseline.from_deployment(
+            base.config,
+            name=f"the framework's default deployment: {base.config.label()}",
+            throughput=float(base.throughput),
+            throughput_ci=(float(base.throughput_ci[0]), float(base.throughput_ci[1])),
+            p99_ms=base.latency_ms.get("p99"),
         )
+        if rec.speedup is not None:
+            extra["speedup"] = round(rec.speedup, 4)
+        if rec.speedup_ci is not None and all(math.isfinite(x) for x in rec.speedup_ci):
+            extra["speedup_ci"] = (round(rec.speedup_ci[0], 4), round(rec.speedup_ci[1], 4))
     if best.outside is not None:
         extra["host_load"] = _host_load(best)
     if best.threads.get("ran") is not None:
@@ -117,7 +122,7 @@ def _evidence(rec: Recommendation, trials_run: int | None, strategy: str | None,
             **{k: (float(v[0]), float(v[1])) for k, v in best.latency_ci_ms.items() if k in ("p50", "p90", "p95", "p99")}
         ),
         service_time_ms=Percentiles(**_pct(best.service_ms, ("p50", "p95", "p99", "p999"))),
-        cold_start_s=float(best.cold_start_s),
+        cold_start_s=float(rec.cold_start_s if rec.cold_start_s is not None else best.cold_start_s),
         cpu_share=float(best.cpu_share),
         peak_rss_mb=PeakRss(per_worker=best.peak_rss_mb.get("per_worker"), total=best.peak_rss_mb.get("total")),
         trials_run=trials_run if trials_run is not None else (len(rec.results) or None),

@@ -38,10 +38,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from tuner import fmt
+from tuner.bench.defaults import DEFAULT, DEFAULT_WORKER, baseline_of
 from tuner.bench.measure import TIMEOUT_FLOOR_S, timeout_for
 from tuner.bench.search import beats, score
 from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.deployment import AutoscaleSettings, Deployment
+from tuner.stats import ratio_ci
 
 if TYPE_CHECKING:
     from tuner.hardware import Host
@@ -83,6 +85,13 @@ class Recommendation:
     results: list[TrialResult] = field(default_factory=list)  # every trial, for the evidence
     pending_reasoning: str = ""
     hedge_reasoning: str = ""
+    #: the deployment a user writes without tuner, as measured (tuner.bench.defaults.baseline_of)
+    baseline: TrialResult | None = None
+    speedup: float | None = None  # best / baseline throughput
+    speedup_ci: tuple[float, float] | None = None  # its bootstrap 95% CI
+    choice_words: list[str] = field(default_factory=list)  # why this and not another, when it matters
+    #: seconds from Runtime.start() to ready in a fresh process (tuner.bench.coldstart); None: not timed
+    cold_start_s: float | None = None
 
     def with_pending(self, max_pending: int, reasoning: str) -> Recommendation:
         """The same recommendation with another ``max_pending`` (an online measurement's), its
@@ -182,7 +191,7 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
     elif cores is not None and used > cores:
         why_max = f"{hi} workers is the largest pool measured (more than the {cores} usable cores: its workers mostly wait)"
     elif cores is not None and used == cores:
-        why_max = f"{hi} × {c.threads_per_worker} thread(s) already uses the {cores} usable cores"
+        why_max = f"{hi} × {c.threads_text()} already use{'s' if hi == 1 else ''} the {cores} usable cores"
     else:
         why_max = f"{hi} workers is the most measured"
     target = MIN_POOL_SHARE * best.throughput
@@ -299,9 +308,9 @@ def recommend(
     """
     ok = [r for r in results if r.feasible and not r.error and r.throughput > 0]
     infeasible = [r for r in results if not r.feasible]
-    chosen = [r for r in ok if r.config == prefer] if prefer is not None else []
-    best = max(chosen, key=lambda r: r.throughput) if chosen else _pick(ok, objective)
     front = pareto_front(ok or [r for r in results if not r.error])
+    baseline = baseline_of(results)
+    best, choice_words = _choose(ok, objective, baseline, prefer)
     if best is None:
         words = ["No feasible configuration: nothing to recommend."]
         for r in infeasible[:5]:
@@ -309,6 +318,8 @@ def recommend(
         return Recommendation(None, None, [], front, "", words, infeasible=infeasible)
     ranked = sorted(ok, key=lambda r: _rank_key(r, objective), reverse=True)
     timeout, t_text = _timeout(best)
+    if not best.config.kind.can_time_out:
+        timeout, t_text = None, f"none: the {best.config.backend} backend runs the call in the caller and cannot end it"
     retries, backoff, r_text = _retries(results, best)
     lo, hi, a_text = _autoscale(results, best, host)
     c = best.config
@@ -344,12 +355,59 @@ def recommend(
         results=list(results),
         pending_reasoning=p_text,
         hedge_reasoning=h_text,
+        baseline=baseline,
+        choice_words=choice_words,
     )
+    if baseline is not None:
+        rec.speedup = best.throughput / baseline.throughput
+        rec.speedup_ci = ratio_ci(best.reported_windows(), baseline.reported_windows())
     rec.words = _words(rec, ok, host, threads_word)
     return rec
 
 
-def _timeout(best: TrialResult) -> tuple[float, str]:
+def _choose(
+    ok: list[TrialResult], objective: Objective, baseline: TrialResult | None, prefer: TrialConfig | None
+) -> tuple[TrialResult | None, list[str]]:
+    """The trial to recommend, and what to say about the choice (see the module docstring).
+
+    The best by the objective, unless it does not beat the default deployment beyond the noise:
+    then the default itself — in one worker when that is within the noise of the in-caller form (it
+    keeps timeouts and crash isolation). ``prefer`` (the online winner) is taken when its trial is
+    within the noise of the best closed-loop one; else the best is kept, and the words say why.
+    """
+    best = _pick(ok, objective)
+    if best is None:
+        return None, []
+    words: list[str] = []
+    preferred = [r for r in ok if r.config == prefer] if prefer is not None else []
+    if preferred:
+        pick = max(preferred, key=lambda r: r.throughput)
+        if beats(best, pick, objective):
+            words.append(
+                f"  the online search's winner, {pick.config.label()}, measured {fmt.rate(pick.throughput)} items/s "
+                f"closed loop, below the best's noise ({fmt.rate(best.throughput)}): the best is kept"
+            )
+        else:
+            best = pick
+    if baseline is None or (best.role == "" and beats(best, baseline, objective)):
+        return best, words
+    defaults = {r.role: r for r in ok if r.role in (DEFAULT, DEFAULT_WORKER) and not r.contaminated}
+    inline, worker = defaults.get(DEFAULT), defaults.get(DEFAULT_WORKER)
+    chosen = worker if worker is not None and (inline is None or not beats(inline, worker, objective)) else inline
+    chosen = chosen or baseline
+    if best.role == "":
+        ratio = best.throughput / baseline.throughput
+        lo, hi = ratio_ci(best.reported_windows(), baseline.reported_windows())
+        words.append(
+            f"  run it as it is: more workers did not help on this host — the best other configuration, "
+            f"{best.config.label()}, measured {ratio:.2f}× the default (CI {lo:.2f}–{hi:.2f}×), within its noise"
+        )
+    if chosen.config.kind.gives_up():
+        words.append(f"  in the caller's process: {'; '.join(chosen.config.kind.gives_up())}")
+    return chosen, words
+
+
+def _timeout(best: TrialResult) -> tuple[float | None, str]:
     """The partition timeout from the best trial's service-time tail, and why."""
     p999 = best.service_ms.get("p999")
     timeout = timeout_for(p999)
@@ -360,27 +418,44 @@ def _timeout(best: TrialResult) -> tuple[float, str]:
     return timeout, f"{timeout:g} s per partition (10× the p99.9 service time of {fmt.ms(p999)})"
 
 
+def _against_default(rec: Recommendation) -> str:
+    """The headline's ratio: against the framework's default deployment, measured in the same sweep."""
+    base, best = rec.baseline, rec.best
+    if base is None:
+        return "the default deployment was not measured cleanly in this sweep: no ratio to state"
+    where = "in the caller's process" if base.config.kind.in_caller else f"in one {base.config.kind.noun}"
+    what = f"the framework's default deployment ({where}, its own threads)"
+    if best is base:
+        return f"{what} itself"
+    lo, hi = rec.speedup_ci or (math.nan, math.nan)
+    ci = f", CI {lo:.2f}–{hi:.2f}×" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{rec.speedup:.2f}× {what}{ci}"
+
+
 def _words(rec: Recommendation, ok: list[TrialResult], host: Host | None, threads_word: str) -> list[str]:
     """The recommendation in plain words: what to run, its evidence, the settings derived, and why."""
     best, d = rec.best, rec.deployment
     assert best is not None and d is not None and d.autoscale is not None
     threads = d.threads_per_worker
-    tw = f"{threads_word} thread{'' if threads == 1 else 's'}"
-    words = [
-        f"Recommended: {d.kind.count(d.workers)} × {threads if threads is not None else 'default'} {tw}, "
-        f"partitions of {d.partition_size}",
-    ]
+    if best.role:
+        words = [
+            f"Recommended: run it as it is — {d.kind.count(d.workers)} with the framework's own threads "
+            f"({threads_word}), partitions of {d.partition_size}"
+        ]
+    else:
+        tw = f"{threads_word} thread{'' if threads == 1 else 's'}"
+        shown = threads if threads is not None else "the framework's own"
+        words = [f"Recommended: {d.kind.count(d.workers)} × {shown} {tw}, partitions of {d.partition_size}"]
     lo_ci, hi_ci = best.throughput_ci
     line = (
         f"  {fmt.rate(best.throughput)} items/s (95% CI {fmt.rate(lo_ci)}–{fmt.rate(hi_ci)}), "
         f"p99 {fmt.ms(best.latency_ms.get('p99'))}"
     )
-    slowest = min(ok, key=lambda r: r.throughput)
-    if slowest is not best and slowest.throughput > 0:
-        line += f" — {best.throughput / slowest.throughput:.1f}× the slowest measured ({slowest.config.label()})"
+    line += " — " + _against_default(rec)
     if not best.stable:
         line += " [unstable: windows never agreed within tolerance]"
     words.append(line)
+    words.extend(rec.choice_words)
     if best.faults:
         words.append(
             f"  with faults {best.faults}: {fmt.rate(best.throughput)} items/s, p99 {fmt.ms(best.latency_ms.get('p99'))}; "
@@ -390,10 +465,14 @@ def _words(rec: Recommendation, ok: list[TrialResult], host: Host | None, thread
         f"  timeout {rec.timeout_reasoning}, {d.retries} retries, "
         f"backoff {d.backoff_base_s:g}–{d.backoff_cap_s:g} s with jitter"
     )
-    words.append(
-        f"  autoscale {d.autoscale.min_workers}–{d.autoscale.max_workers} workers; scale-up on backlog > "
-        f"{BACKLOG_PER_WORKER:g} partitions per worker; cold start {best.cold_start_s:.2f} s"
-    )
+    a = d.autoscale
+    if a.min_workers == a.max_workers:
+        words.append(f"  a fixed pool of {d.kind.count(a.max_workers)} (no autoscaling); cold start {fmt.seconds(best.cold_start_s)}")
+    else:
+        words.append(
+            f"  autoscale {a.min_workers}–{a.max_workers} workers; scale-up on backlog > "
+            f"{BACKLOG_PER_WORKER:g} partitions per worker; cold start {fmt.seconds(best.cold_start_s)}"
+        )
     load_line = host_load_words(best, host.usable_cores if host is not None else None)
     if load_line:
         words.append(f"  {load_line}")

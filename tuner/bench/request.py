@@ -95,6 +95,11 @@ class SweepRequest:
     #: measure the winner once more and merge the two trials (against the winner's curse); the
     #: confirmation arrives as one more TrialStarted/TrialFinished pair for a config already shown
     confirm: bool = False
+    #: measure the deployment a user writes without tuner first, the baseline of every claim
+    #: (tuner.bench.defaults); off only where one configuration is re-measured (the gate)
+    measure_default: bool = True
+    #: start the recommendation once in a fresh interpreter for the profile's cold start
+    measure_cold_start: bool = True
     #: processes besides the measuring one that are tuner's, not outside load (the TUI's UI process)
     own_pids: tuple[int, ...] = ()
     ray_address: str | None = None  # the cluster of the ray backend (auto, local, ray://host:port)

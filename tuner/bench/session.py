@@ -17,6 +17,7 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,34 +212,40 @@ class Sweep:
             except OSError as e:
                 raise DataError(f"{path}: cannot write ({e.strerror or e})") from None
 
-    def run(self, cancel: threading.Event | None = None) -> list[TrialResult]:
-        """Run the search; returns every result (resumed ones first). On cancel, stops within ~2 s."""
+    def run(
+        self, cancel: threading.Event | None = None, anchors: Sequence[tuple[str, TrialConfig]] = ()
+    ) -> list[TrialResult]:
+        """Run the search; returns every result (resumed ones first). On cancel, stops within ~2 s.
+
+        ``anchors``: (role, configuration) measured first, before the strategy starts (the default
+        deployment: :mod:`tuner.bench.defaults`), their results marked with their role; the strategy
+        does not climb from them (it searches its own space from its own start).
+        """
         req = self.request
         t0 = time.perf_counter()
         self._start_file()
         known = {r.config.key(): r for r in self.resumed}
-        strategy = make_strategy(
-            req.strategy, self.space, self.host, req.objective, max_trials=req.max_trials, known=known
-        )
         index = 0
         try:
+            for role, anchor in anchors:
+                if anchor.key() in known or self._out_of_time(t0, cancel):
+                    continue
+                if self._measure(index, anchor, cancel, planned=len(anchors), role=role) is None:
+                    return self.results
+                index += 1
+            strategy = make_strategy(
+                req.strategy, self.space, self.host, req.objective, max_trials=req.max_trials,
+                known={k: r for k, r in known.items() if not r.role},
+            )  # fmt: skip
             while not self._out_of_time(t0, cancel):
                 config = strategy.next()
                 if config is None:
                     break
-                planned = int(getattr(strategy, "planned", 0)) + len(self.resumed)
-                self._emit(TrialStarted(index, config, max(planned, index + 1)))
-                t_trial = time.perf_counter()
-                try:
-                    result = self.trial(config, index, cancel)
-                except TrialCancelled:
-                    self.interrupted = True
+                planned = int(getattr(strategy, "planned", 0)) + len(self.resumed) + len(anchors)
+                result = self._measure(index, config, cancel, planned=planned)
+                if result is None:
                     break
-                self.trial_seconds.append(time.perf_counter() - t_trial)
                 strategy.report(result)
-                self.results.append(result)
-                self.append_line(result)
-                self._emit(TrialFinished(index, result))
                 index += 1
         except KeyboardInterrupt:
             self.interrupted = True
@@ -246,6 +253,24 @@ class Sweep:
         finally:
             self.elapsed_s = time.perf_counter() - t0
         return self.results
+
+    def _measure(
+        self, index: int, config: TrialConfig, cancel: threading.Event | None, *, planned: int, role: str = ""
+    ) -> TrialResult | None:
+        """One trial, recorded (its line written, its messages sent); None when cancelled."""
+        self._emit(TrialStarted(index, config, max(planned, index + 1)))
+        t_trial = time.perf_counter()
+        try:
+            result = self.trial(config, index, cancel)
+        except TrialCancelled:
+            self.interrupted = True
+            return None
+        result.role = role
+        self.trial_seconds.append(time.perf_counter() - t_trial)
+        self.results.append(result)
+        self.append_line(result)
+        self._emit(TrialFinished(index, result))
+        return result
 
     def _out_of_time(self, t0: float, cancel: threading.Event | None) -> bool:
         """Cancelled, or the next trial (as long as the median so far) would end past the budget."""

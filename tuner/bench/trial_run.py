@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from tuner import fmt
 from tuner.bench.notes import Collector, Notes
 from tuner.bench.types import SweepCallback, TrialConfig, TrialPhase, WindowMeasured
 from tuner.engine import Engine, EngineConfig, PartitionResult
@@ -51,6 +52,10 @@ __all__ = ["WARMUP_TICK_S", "Done", "TrialCancelled", "TrialRun"]
 
 #: How often a warm-up tick is reported (for a chart to show the rise).
 WARMUP_TICK_S = 0.25
+#: A measurement window holds at least this many partition service times (the warm-up's median).
+WINDOW_SERVICES = 3.0
+#: The warm-up may run this many partition service times before the trial gives up on it.
+WARMUP_CAP_SERVICES = 6.0
 
 #: A completed partition: (t_done, items ok, latency_s, items, service_s).
 Done = tuple[float, int, float, int, float]
@@ -86,6 +91,8 @@ class _Run:
     top: list[Any]  # OutsideProcess, when a window was over the limit
     limit: float | None
     threads: dict[str, Any] = field(default_factory=dict)  # thread evidence (tuner.bench.threads)
+    window_s: float = 0.0  # the measurement window used (sized from the service time)
+    max_trial_s: float = 0.0  # the trial's time cap used
 
 
 def _slices(inputs: Any, size: int) -> Iterator[Any]:
@@ -153,6 +160,9 @@ class TrialRun:
         self.inflight: set[Future[PartitionResult]] = set()
         self.done_log: list[Done] = []
         self.target = settings.in_flight_per_worker * config.workers
+        # The window and the cap, sized again from the warm-up's service time (_begin_windows).
+        self.window_s: float = settings.window_s
+        self.max_trial_s: float = settings.max_trial_s
         self._init_windows()
 
     def _init_windows(self) -> None:
@@ -176,6 +186,7 @@ class TrialRun:
         self.threads_seen: dict[str, Any] = {}
         self.top: list[Any] = []
         self.snap: Any = None
+        self._sized = ""
 
     # -- small pieces ------------------------------------------------------------------------------
     def _phase(self, name: str, detail: str) -> None:
@@ -272,7 +283,7 @@ class TrialRun:
             self.next_tick = now + WARMUP_TICK_S
         if now - self.t_ready >= s.warmup_s and len(self.done_log) >= 2 * self.config.workers:
             self._begin_windows()
-        elif now - self.t_ready >= s.max_trial_s:
+        elif now - self.t_ready >= max(s.max_trial_s, WARMUP_CAP_SERVICES * self._service_p50()):
             self.t_meas0 = self.wall0 = now
             return True
         return False
@@ -288,10 +299,11 @@ class TrialRun:
         self.log_pos = len(self.done_log)
         self.t_meas0 = time.perf_counter()
         self.snap = self.sampler.snapshot()
-        self.window_end = self.t_meas0 + s.window_s
+        self._size_windows()
+        self.window_end = self.t_meas0 + self.window_s
         # A window is counted once the partitions running at its end are back (items are credited
         # pro rata over each partition's service interval, see credit).
-        self.lag = min(s.window_s, 2.0 * max((d[4] for d in self.done_log), default=0.0) + 0.01)
+        self.lag = min(self.window_s, 2.0 * max((d[4] for d in self.done_log), default=0.0) + 0.01)
         self.wall0 = self.t_meas0
         from tuner.bench import threads as thread_evidence
 
@@ -300,8 +312,28 @@ class TrialRun:
             self.cpu0 = self.me.cpu_times()
         self._phase(
             "measuring",
-            f"{self.label}windows of {s.window_s:g} s until {s.stable_windows} agree within {s.tolerance:.0%}",
+            f"{self.label}windows of {fmt.seconds(self.window_s)} until {s.stable_windows} agree within "
+            f"{s.tolerance:.0%}{self._sized}",
         )
+
+    def _service_p50(self) -> float:
+        """The median service time of the partitions completed so far (0 before any)."""
+        svc = sorted(d[4] for d in self.done_log)
+        return svc[len(svc) // 2] if svc else 0.0
+
+    def _size_windows(self) -> None:
+        """Windows long enough to hold WINDOW_SERVICES partition service times (Perf Analyzer counts
+        requests per window, not seconds): a 1 s window over 2 s partitions reads 0 items/s or
+        noise. The cap grows in proportion (as MeasureSettings.for_window has it), so a slow model
+        still gets its stable windows."""
+        s = self.settings
+        svc = self._service_p50()
+        need = WINDOW_SERVICES * svc
+        self._sized = ""
+        if need > s.window_s:
+            self.window_s = round(need, 3)
+            self.max_trial_s = max(s.max_trial_s, s.max_trial_s / s.window_s * self.window_s)
+            self._sized = f" (windows sized to {WINDOW_SERVICES:g} partition service times of {fmt.ms(svc * 1000)})"
 
     def _window_step(self, now: float) -> bool:
         """At a window's end read the host's load; once its partitions are back, count it. True: stop."""
@@ -314,7 +346,7 @@ class TrialRun:
         self._close_window()
         if self._done(now):
             return True
-        self.window_end += self.settings.window_s
+        self.window_end += self.window_s
         return False
 
     def _read_window_load(self) -> None:
@@ -330,22 +362,21 @@ class TrialRun:
                 self.snap = self.sampler.snapshot()
 
     def _close_window(self) -> None:
-        s = self.settings
         assert self.win_load is not None
         self._collect({f for f in self.inflight if f.done()})
-        w0 = self.window_end - s.window_s
+        w0 = self.window_end - self.window_s
         log = self.done_log
         while self.log_pos < len(log) and log[self.log_pos][0] < w0:
             self.log_pos += 1
         entries = [d for d in log[self.log_pos :] if d[0] < self.window_end]
-        self.windows.append(credit(log[self.log_pos :], w0, self.window_end) / s.window_s)
+        self.windows.append(credit(log[self.log_pos :], w0, self.window_end) / self.window_s)
         self.window_bounds.append((w0, self.window_end))
         self.loads.append(self.win_load)
         busy = self.rule.verdict(self.win_load, self.usable_cores)
         if busy is not None:
             self.discarded.append(len(self.windows) - 1)
         outside = self.win_load.outside
-        self._emit_window(self.window_end - self.t_trial0, "measuring", entries, s.window_s, outside, busy)
+        self._emit_window(self.window_end - self.t_trial0, "measuring", entries, self.window_s, outside, busy)
         self.win_load = None
 
     def _done(self, now: float) -> bool:
@@ -355,14 +386,14 @@ class TrialRun:
         if is_stable(clean, s.stable_windows, s.tolerance):
             self.stable = True
             return True
-        if now - self.t_ready >= s.max_trial_s:
+        if now - self.t_ready >= self.max_trial_s:
             return True
         if self.discarded:
             # Measure on for clean windows while they can still make a stable set in time; a host
             # that gave none in the first half of the measuring time is busy, not briefly
             # interrupted: stop there (contaminated) rather than wait out the cap.
-            left = math.ceil((self.t_ready + s.max_trial_s - now) / s.window_s)
-            half = (self.t_ready + s.max_trial_s - self.t_meas0) / 2
+            left = math.ceil((self.t_ready + self.max_trial_s - now) / self.window_s)
+            half = (self.t_ready + self.max_trial_s - self.t_meas0) / 2
             return len(clean) + left < s.stable_windows or (not clean and now - self.t_meas0 >= half)
         return False
 
@@ -446,6 +477,8 @@ class TrialRun:
             top=self.top,
             limit=s.max_outside,
             threads=self.threads_seen,
+            window_s=self.window_s,
+            max_trial_s=self.max_trial_s,
         )
 
     def _resources(self, spans: list[tuple[float, float, bool]], dropped: set[int]) -> tuple[float, float, float]:

@@ -93,6 +93,12 @@ class TrialResult:
     # The OS threads that ran, next to what the knobs allow (tuner.bench.threads.evidence); "over"
     # marks a trial where more threads ran than configured.
     threads: dict[str, Any] = field(default_factory=dict)
+    # The measurement window used, seconds: the setting, or longer for a slow model (a window holds
+    # a few partition service times; tuner.bench.trial_run). 0: not recorded (older results).
+    window_s: float = 0.0
+    # What the trial was: "default" (the framework's default deployment, in the caller's process),
+    # "default-worker" (the same in one process worker), "" for the search's trials.
+    role: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """One JSON line's content; the configuration as its swept settings (Deployment.swept)."""

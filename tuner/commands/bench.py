@@ -119,6 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "(percent >= 0; default 25)")  # fmt: skip
     option(p, "--max-regression", finite, ge=0, what="a percentage", default=10.0, metavar="PCT",
            help="gate tolerance in percent (>= 0; default 10)")  # fmt: skip
+    option(p, "--require-clean",
+           help="exit 3, writing no profile, when the recommendation could only be measured on a busy "
+           "host (contaminated: its figures read low)")  # fmt: skip
     _add_online_arguments(parser)
     add_model_file_arguments(parser, sweep=True)
 
@@ -282,13 +285,11 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline is not None:
         online_request(args)  # a bad online option is refused first, as without --baseline
         return _gate(args)
-    from rich.console import Console
-
     from tuner.bench.pipeline import SweepPipeline
-    from tuner.commands.progress import Progress, cancellable
+    from tuner.commands.progress import Progress, cancellable, console
 
     request = request_of(args)
-    err = Console(stderr=True)
+    err = console(stderr=True)
     with SweepPipeline(request) as pipeline:
         prepared = pipeline.prepare()  # a bad model, input or space is one line, nothing started
         _say_prepared(err, pipeline)
@@ -306,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
 def _say_prepared(err: Any, pipeline: Any) -> None:
     """The host, the model and the space, before the first trial (stderr)."""
     p, req = pipeline.prepared, pipeline.request
-    say = lambda text: err.print(text, markup=False, highlight=False)  # noqa: E731
+    say = lambda text: err.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     say(f"host: {p.host.summary()}")
     if p.cluster is not None:
         say(f"cluster: {p.cluster.summary()}")
@@ -331,16 +332,28 @@ def _say_prepared(err: Any, pipeline: Any) -> None:
 
 def _report(args: argparse.Namespace, outcome: SweepOutcome, interrupted: bool, err: Any) -> int:
     """Print the results, write the files asked for, and say how it ended (the exit code)."""
+    from tuner.commands.progress import console
+
     rec = outcome.recommendation
     if interrupted:
         err.print("interrupted — best so far:", markup=False)
-    human = _console(stderr=args.json)
+    human = console(stderr=args.json)
     _show(human, outcome)
-    written = _write_outputs(args, outcome, human, interrupted=interrupted)
+    busy = rec.best is not None and rec.best.contaminated
+    refuse = busy and args.require_clean
+    written = _write_outputs(args, outcome, human, interrupted=interrupted, refuse=refuse)
     if args.json:
         _print_json(args, outcome, interrupted, written)
     if interrupted:
         return int(ExitCode.INTERRUPTED)
+    if busy:
+        sys.stderr.write(
+            "tuner: the recommendation was measured on a busy host (contaminated: too few clean windows); "
+            "its figures read low — re-measure on a quiet host"
+            + (" (--require-clean: no profile written)\n" if refuse else "\n")
+        )
+        if refuse:
+            return int(ExitCode.INCONCLUSIVE)
     if rec.best is None:
         sys.stderr.write("tuner: no feasible configuration (see the table)\n")
         return int(ExitCode.FAILED)
@@ -392,8 +405,11 @@ def _show_online(outcome: OnlineOutcome, results: list[Any], human: Any) -> None
         human.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _write_outputs(args: argparse.Namespace, outcome: SweepOutcome, human: Any, *, interrupted: bool) -> str | None:
-    """Write --csv, --summary and --out; return the profile's path if one was written."""
+def _write_outputs(
+    args: argparse.Namespace, outcome: SweepOutcome, human: Any, *, interrupted: bool, refuse: bool = False
+) -> str | None:
+    """Write --csv, --summary and --out (not when ``interrupted``, or ``refuse``d by --require-clean);
+    return the profile's path if one was written."""
     from tuner.bench.report import csv_text, markdown_summary
     from tuner.data import atomic_write_text
     from tuner.profile import save_profile
@@ -407,12 +423,10 @@ def _write_outputs(args: argparse.Namespace, outcome: SweepOutcome, human: Any, 
             md += "\n\n### Online (open-loop load)\n\n" + "\n".join(f"- {w.strip()}" for w in outcome.online.summary.words)
         with open(args.summary, "a", encoding="utf-8") as f:
             f.write(md + "\n")
-    if not args.out:
+    if not args.out or refuse or rec.best is None:
         return None
     if interrupted:
         human.print(f"interrupted: profile not written to {args.out} (resume with --resume)", markup=False)
-        return None
-    if rec.best is None:
         return None
     name = args.name or re.sub(r"[^a-zA-Z0-9_.-]", "-", Path(args.out).stem) or "profile"
     save_profile(outcome.profile(name), args.out)
@@ -441,27 +455,15 @@ def _print_json(args: argparse.Namespace, outcome: SweepOutcome, interrupted: bo
     sys.stdout.flush()
 
 
-def _console(stderr: bool) -> Any:
-    """A rich console; a file or CI log gets 120 columns (rich's 80 squeezes the results table)."""
-    from rich.console import Console
-
-    console = Console(stderr=stderr)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, width=120)
-    return console
-
-
 # ------------------------------------------------------------------------------- the gate
 
 
 def _gate(args: argparse.Namespace) -> int:
     """Re-measure the baseline profile's recommended configuration: exit 0 ok, 1 a regression beyond
     --max-regression, 3 inconclusive (host busy); the rules are :mod:`tuner.bench.gate`'s."""
-    from rich.console import Console
-
     from tuner.bench.pipeline import SweepPipeline, baseline_request
     from tuner.bench.report import json_summary, markdown_summary
-    from tuner.commands.progress import Progress, cancellable
+    from tuner.commands.progress import Progress, cancellable, console
     from tuner.profile import load_profile
 
     profile = load_profile(args.baseline)
@@ -469,7 +471,7 @@ def _gate(args: argparse.Namespace) -> int:
     d = profile.deployment()
     if d.kind.needs_cluster and request.ray_address is None:
         request.ray_address = _profile_address(profile)
-    err = Console(stderr=True)
+    err = console(stderr=True)
     with SweepPipeline(request) as pipeline, Progress("grid", None) as progress:
         pipeline.on_message = progress
 

@@ -3,7 +3,9 @@
 A valid file prints ``PATH: ok — process ×2 · 1 thread · partition 64 · timeout 0.25 s · autoscale 1–2 ·
 outside load 2% of 2 cores`` on stdout (the last part: what other processes did while it was
 measured, when the profile records it). A bad one is a :class:`~tuner.errors.ProfileError` whose one line names the file, the
-line and the key path; the CLI prints it as ``tuner: <message>`` and exits 2.
+line and the key path; the CLI prints it as ``tuner: <message>`` and exits 2. A profile whose
+recommendation was measured on a busy host (too few clean windows: ``evidence.host_load.contaminated``)
+says so instead of ``ok``; ``--require-clean`` makes that exit 3.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from tuner import fmt
 from tuner.errors import ExitCode, ProfileError
 from tuner.options import non_blank, typed
 
@@ -20,7 +23,7 @@ if TYPE_CHECKING:  # tuner.profile (pydantic) is imported only when the command 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare ``PROFILE [PROFILE...]``."""
+    """Declare ``PROFILE [PROFILE...] [--require-clean]``."""
     parser.add_argument(
         "profiles",
         nargs="+",
@@ -28,22 +31,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PROFILE",
         help="profile YAML file(s) to validate",
     )
+    parser.add_argument(
+        "--require-clean",
+        action="store_true",
+        help="exit 3 when a profile was measured on a busy host (its figures read low; re-measure it)",
+    )
+
+
+def busy(profile: ScalingProfile) -> bool:
+    """The recommendation was measured on a busy host: too few clean windows, its figures read low."""
+    load = profile.evidence.host_load
+    return bool(load is not None and load.contaminated)
 
 
 def summary(profile: ScalingProfile) -> str:
     """One line saying what the runtime would apply (base ``recommended``, overrides named)."""
     rec, auto = profile.recommended, profile.autoscale
-    threads = f"{rec.threads_per_worker} thread{'s' if rec.threads_per_worker != 1 else ''}"
     timeout = f"timeout {rec.timeout_s:g} s" if rec.timeout_s is not None else "no timeout"
     parts = [
         f"{rec.backend} ×{rec.workers}",
-        threads,
+        profile.deployment().threads_text(),
         f"partition {rec.partition_size}",
         timeout,
         f"autoscale {auto.min_workers}–{auto.max_workers}",
     ]
     if rec.hedge is not None:
-        parts.append(f"hedge after {rec.hedge.after_ms:.3g} ms")
+        parts.append(f"hedge after {fmt.sig(rec.hedge.after_ms)} ms")
     if profile.platforms is not None:
         names = [p for p, o in profile.platforms if o is not None]
         if names:
@@ -74,15 +87,25 @@ def run(args: argparse.Namespace) -> int:
     from tuner.profile import load_profile
 
     errors: list[ProfileError] = []
+    contaminated = []
     for path in args.profiles:
         try:
             profile = load_profile(path)
         except ProfileError as e:
             errors.append(e)
             continue
-        _say(f"{path}: ok — {summary(profile)}", sys.stdout)
+        status = "ok"
+        if busy(profile):
+            contaminated.append(path)
+            status = "valid, but measured on a busy host (its figures read low: re-measure it)"
+        _say(f"{path}: {status} — {summary(profile)}", sys.stdout)
     if len(errors) == 1:
         raise errors[0]
     for err in errors:  # several bad files: report each, in the CLI's format
         _say(f"tuner: {err}", sys.stderr)
-    return int(ExitCode.BAD_INPUT) if errors else int(ExitCode.OK)
+    if errors:
+        return int(ExitCode.BAD_INPUT)
+    if contaminated and args.require_clean:
+        _say(f"tuner: measured on a busy host: {', '.join(contaminated)} (--require-clean)", sys.stderr)
+        return int(ExitCode.INCONCLUSIVE)
+    return int(ExitCode.OK)

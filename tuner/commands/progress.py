@@ -25,7 +25,22 @@ from tuner.bench.types import (
     WindowMeasured,
 )
 
-__all__ = ["Progress", "cancellable"]
+__all__ = ["Progress", "cancellable", "console"]
+
+#: the width of every line tuner bench writes where no terminal says how wide it is (a log)
+LOG_WIDTH = 120
+
+
+def console(stderr: bool) -> Any:
+    """A rich console; a file or CI log gets LOG_WIDTH columns (rich's 80 squeezes the tables)."""
+    import os
+
+    from rich.console import Console
+
+    out = Console(stderr=stderr)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(stderr=stderr, width=LOG_WIDTH)
+    return out
 
 T = TypeVar("T")
 
@@ -62,11 +77,13 @@ class Progress:
     """A rich progress bar on stderr for the sweep, and lines for the online search."""
 
     def __init__(self, strategy: str, budget_s: float | None, max_trials: int | None = None) -> None:
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as Bar
 
-        self.console = Console(stderr=True)
+        self.console = console(stderr=True)
+        # On a terminal a live bar; in a log (CI, a file, a pipe) plain lines only: a bar redrawn
+        # into a log leaves truncated frames between the lines.
+        self.live = self.console.is_terminal
         self.strategy = strategy
         self.budget_s = budget_s
         self.max_trials = max_trials
@@ -90,15 +107,18 @@ class Progress:
         self._said_busy = False  # the current trial's first discarded window was said
 
     def __enter__(self) -> Progress:
-        self.progress.start()
+        if self.live:
+            self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
 
     def say(self, text: str, style: str | None = None) -> None:
-        """One line on stderr (not markup: a line can name processes, and a name may hold "[")."""
-        self.progress.console.print(text, style=style, markup=False, highlight=False)
+        """One line on stderr, never wrapped (not markup: a line can name processes, and a name may
+        hold "[")."""
+        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
     def _outlook(self) -> SweepOutlook:
         return sweep_outlook(
@@ -144,6 +164,8 @@ class Progress:
         if o.outlook and not self._said_outlook:
             self.say(f"  {o.outlook}", "dim")
             self._said_outlook = True
+        if not self.live:
+            self.say(f"{o.trial}: {m.config.label()}")
         self.progress.update(self.task, total=o.total, description=m.config.label(), eta=self._eta(o))
 
     def _finished(self, m: TrialFinished) -> None:

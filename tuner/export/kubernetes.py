@@ -389,7 +389,7 @@ def scaled_object(
             "queries for tuner_requests_total; tuner cannot know your cluster's)"
         )
     keep = 1 - opts.headroom_pct / 100
-    threshold = f"{sc.planned_rate:.6g}"
+    threshold = fmt.sig(sc.planned_rate, 6)
     why = {
         "spec.minReplicaCount": sc.why["min"],
         "spec.maxReplicaCount": sc.why["max"],

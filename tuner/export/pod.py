@@ -157,7 +157,7 @@ def default_image(profile: ScalingProfile) -> str:
 
 def _cores(x: float) -> str:
     """2.0134 → '2.0', 0.0634 → '0.063': cores as the comments say them."""
-    return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+    return f"{x:.1f}" if x >= 1 else fmt.sig(x, 2)
 
 
 def _where(profile: ScalingProfile, opts: ExportOptions) -> str:
@@ -272,7 +272,7 @@ def _pod_memory(profile: ScalingProfile, opts: ExportOptions, settings: RuntimeS
         # One process holds the server and every worker: its RSS is the pod's; fewer workers than
         # measured keep the measured figure (an upper bound).
         base = float(rss.total or rss.per_worker or 0.0)
-        parts = [f"peak RSS {base:.4g} MB (the one {settings.backend}-backend process: server and workers)"]
+        parts = [f"peak RSS {fmt.sig(base, 4)} MB (the one {settings.backend}-backend process: server and workers)"]
     else:
         if opts.server_memory_mb is None:
             raise BadInput(
@@ -282,7 +282,7 @@ def _pod_memory(profile: ScalingProfile, opts: ExportOptions, settings: RuntimeS
         workers_mb = float(rss.total) if w == rec.workers and rss.total else float(rss.per_worker or 0.0) * w
         base = workers_mb + opts.server_memory_mb
         parts = [
-            f"workers' peak RSS {workers_mb:.4g} MB ({w} × ≤ {rss.per_worker or 0:.4g} MB)",
+            f"workers' peak RSS {fmt.sig(workers_mb, 4)} MB ({w} × ≤ {fmt.sig(rss.per_worker or 0, 4)} MB)",
             f"the server {opts.server_memory_mb:g} MB (--server-memory-mb)",
         ]
     item = _item_bytes(profile)
@@ -290,11 +290,11 @@ def _pod_memory(profile: ScalingProfile, opts: ExportOptions, settings: RuntimeS
     if item:
         inflight = pending * item / 1e6
         base += inflight
-        parts.append(f"{pending} items in flight (max_pending) × {item} B = {inflight:.3g} MB")
+        parts.append(f"{pending} items in flight (max_pending) × {item} B = {fmt.sig(inflight)} MB")
     else:
         parts.append("items in flight not counted (the profile does not say an item's size)")
     total = base * (1 + MEMORY_MARGIN)
-    why = " + ".join(parts) + f", + {MEMORY_MARGIN:.0%} margin = {total:.4g} MB"
+    why = " + ".join(parts) + f", + {MEMORY_MARGIN:.0%} margin = {fmt.sig(total, 4)} MB"
     if opts.node_memory_gb is not None and total > opts.node_memory_gb * 1000:
         raise BadInput(
             f"{_where(profile, opts)}: one pod needs {total:.0f} MB ({why}); nodes of "
@@ -314,13 +314,13 @@ def _drain(profile: ScalingProfile, settings: RuntimeSettings) -> tuple[float, s
         attempt_s, attempt = settings.timeout_s, f"timeout {settings.timeout_s:g} s"
     elif ev.service_time_ms is not None and (ev.service_time_ms.p999 or ev.service_time_ms.p99):
         attempt_s = (ev.service_time_ms.p999 or ev.service_time_ms.p99 or 0.0) / 1000
-        attempt = f"no timeout: the p99.9 service time {attempt_s * 1000:.3g} ms"
+        attempt = f"no timeout: the p99.9 service time {fmt.ms(attempt_s * 1000)}"
     else:
         attempt_s, attempt = 0.0, "no timeout and no service time in the profile: 0"
     tries = settings.retries + 1
     drain = max(0.1, math.ceil((inflight_s + attempt_s * tries) * 10 - 1e-9) / 10)
     why = (
-        f"{pending} items in flight (max_pending) / {fmt.rate(throughput)} items/s = {inflight_s:.3g} s, "
+        f"{pending} items in flight (max_pending) / {fmt.rate(throughput)} items/s = {fmt.seconds(inflight_s)}, "
         f"+ {attempt} × {tries} attempts (retries {settings.retries} + 1), rounded up"
     )
     return drain, why
@@ -392,7 +392,7 @@ def _pod_why(
 ) -> dict[str, str]:
     cold = profile.evidence.cold_start_s
     cold_words = (
-        f"the measured cold start {cold:.3g} s" if cold is not None else "no cold start in the profile"
+        f"the measured cold start {fmt.seconds(cold)}" if cold is not None else "no cold start in the profile"
     )
     return {
         "cpu_request": cores_why,

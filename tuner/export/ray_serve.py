@@ -34,6 +34,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from tuner import fmt
 from tuner.export.emit import emit_list_item, num
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
     target = batch
     target_why = (
         f"one full partition ({batch}) in flight per replica: busy, with latency near the service time"
-        + (f" (p50 {svc:.4g} ms per partition)" if svc is not None else "")
+        + (f" (p50 {fmt.ms(svc)} per partition)" if svc is not None else "")
     )
     max_ongoing = 2 * batch
     ongoing_why = f"2 × partition size {batch}: one batch running, one filling"
@@ -118,7 +119,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
         "threads_per_worker": rec.threads_per_worker,
     }
     why["user_config.max_batch_size"] = "recommended.partition_size, for @serve.batch" + (
-        f" (service time p50 {svc:.4g} ms per partition)" if svc is not None else ""
+        f" (service time p50 {fmt.ms(svc)} per partition)" if svc is not None else ""
     )
     why["user_config.batch_wait_timeout_s"] = (
         f"recommended.max_batch_delay_ms ({rec.max_batch_delay_ms:g} ms), for @serve.batch"

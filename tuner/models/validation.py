@@ -5,6 +5,7 @@ starts; :func:`check_outputs` checks every partition's result (one output per it
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -62,6 +63,9 @@ class ModelInfo:
     dimensions: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # extra sweep dimensions
     knobs: dict[str, Any] = field(default_factory=dict)  # the adapter's knobs and their defaults
     pool_note: str = ""  # the framework's thread pools, in words
+    #: seconds per item of a second call on the sample in this process, with the framework's own
+    #: threads (the first call pays one-off costs): what sizes the default deployment's partitions
+    per_item_s: float | None = None
 
 
 def validate(
@@ -108,6 +112,7 @@ def validate(
         except Exception as e:
             raise ModelSpecError(f"{text}: input generator {name_of(gen)}() raised {one_line(e)}") from e
     checked = False
+    per_item_s: float | None = None
     item = "unknown"
     if sample is not None:
         part = sample[:SAMPLE_ITEMS] if hasattr(sample, "__getitem__") else list(sample)[:SAMPLE_ITEMS]
@@ -121,6 +126,7 @@ def validate(
                 ) from e
             check_outputs(text, part, outputs)
             checked = True
+            per_item_s = _per_item_s(fn, sample)
     return ModelInfo(
         spec=text,
         kind=kind,
@@ -130,8 +136,33 @@ def validate(
         item=item,
         load_s=load_s,
         checked=checked,
+        per_item_s=per_item_s,
         **extra,
     )
+
+
+#: the per-item timing stops growing its slice once one call takes this long
+TIMING_CALL_S = 0.05
+
+
+def _per_item_s(fn: Callable[[Any], Any], sample: Any) -> float | None:
+    """Seconds per item of the model in this process, with the framework's own threads: calls on
+    slices of the sample growing ×4 from SAMPLE_ITEMS until one takes TIMING_CALL_S (so a call's
+    fixed cost does not pass for per-item cost) or the sample ends; the lowest per-item figure of
+    those calls (noise only ever adds time). The first call, which paid one-off costs, is not timed
+    (it ran above)."""
+    if not hasattr(sample, "__getitem__") or not hasattr(sample, "__len__"):
+        return None
+    n, best = SAMPLE_ITEMS, math.inf
+    while True:
+        part = sample[: min(n, len(sample))]
+        t0 = time.perf_counter()
+        fn(part)
+        dt = time.perf_counter() - t0
+        best = min(best, dt / max(1, len(part)))
+        if dt >= TIMING_CALL_S or len(part) >= len(sample):
+            return best
+        n *= 4
 
 
 def _description(spec: str | ModelSpec | Callable[..., Any], obj: Any) -> str:

@@ -49,12 +49,23 @@ class PeakRss(Model):
     total: NonNeg | None = Field(default=None, description="Peak RSS of all workers together, MB.")
 
 
-class Baseline(Model):
-    """The naive configuration the recommendation is compared with."""
-
-    name: Str = Field(description="What the baseline is, e.g. 'naive Pool(os.cpu_count()) default threads'.")
-    throughput: Positive = Field(description="Its throughput, items/s.")
-    p99_ms: NonNeg | None = Field(default=None, description="Its p99 latency, ms.")
+if TYPE_CHECKING:
+    Baseline: TypeAlias = DeploymentModel
+else:
+    Baseline = deployment_model(
+        "Baseline",
+        "The deployment a user writes without tuner, measured in the same sweep: every gain is stated "
+        "against it (older profiles: the slowest configuration measured, by name only).",
+        ("backend", "workers", "threads_per_worker", "partition_size"),
+        required=False,
+        absent=True,
+        extra={
+            "name": (Str, Field(description="What the baseline is, e.g. 'the framework's default deployment'.")),
+            "throughput": (Positive, Field(description="Its throughput, items/s.")),
+            "throughput_ci": (Interval | None, Field(default=None, description="Its throughput's 95% CI [low, high].")),
+            "p99_ms": (NonNeg | None, Field(default=None, description="Its p99 latency, ms.")),
+        },
+    )
 
 
 if TYPE_CHECKING:
@@ -175,7 +186,15 @@ class Evidence(Model):
     faults_observed: dict[str, NonNegInt] | None = Field(
         default=None, description="Failures seen by kind, e.g. {crash: 3, timeout: 1}."
     )
-    baseline: Baseline | None = Field(default=None, description="The naive configuration, for comparison.")
+    baseline: Baseline | None = Field(
+        default=None, description="The framework's default deployment, measured in the same sweep."
+    )
+    speedup: Positive | None = Field(
+        default=None, description="The recommendation's throughput / the baseline's (the headline's ratio)."
+    )
+    speedup_ci: Interval | None = Field(
+        default=None, description="95% CI of that ratio (bootstrap over both trials' windows)."
+    )
     runner_ups: list[Candidate] = Field(default_factory=list, description="Next-best configurations.")
     pareto: list[Candidate] = Field(default_factory=list, description="Throughput/p99 Pareto front.")
     host_load: HostLoad | None = Field(

@@ -152,9 +152,11 @@ def deployment_model(
     *,
     cls: type = Deployment,
     required: bool | None = None,
+    absent: bool = False,
     extra: dict[str, tuple[Any, Any]] | None = None,
 ) -> type[DeploymentModel]:
-    """A profile model of some settings (and ``extra`` fields of its own), checks included."""
+    """A profile model of some settings (and ``extra`` fields of its own), checks included.
+    ``absent``: every setting may be left out (None), as in a platform override."""
     names = list(names)
     decl = {n: s for n, s in _settings(cls).items() if n in names}
     model: type[DeploymentModel] = create_model(  # type: ignore[call-overload]
@@ -162,7 +164,7 @@ def deployment_model(
         __base__=DeploymentModel,
         __doc__=doc,
         __validators__={"_low_from": _low_from_check(decl)} if any(s.low_from for s in decl.values()) else {},
-        **deployment_fields(names, cls=cls, required=required),
+        **deployment_fields(names, cls=cls, required=required, override=absent),
         **(extra or {}),
     )
     model.deployment_settings = tuple(names)

@@ -28,6 +28,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from tuner import fmt
 from tuner.errors import DataError
 from tuner.report.capacity import plan_view
 from tuner.report.view import (
@@ -205,7 +206,7 @@ def _rec_config(rec: Any, auto: Any) -> dict[str, Any]:
     if delay is not None:
         cfg["max batch delay"] = f"{delay:g} ms"
     hedge = getattr(rec, "hedge", None)
-    cfg["hedge"] = f"after {hedge.after_ms:.3g} ms" if hedge is not None else "off"
+    cfg["hedge"] = f"after {fmt.ms(hedge.after_ms)}" if hedge is not None else "off"
     if getattr(rec, "memory_limit_mb", None):
         cfg["memory limit"] = f"{rec.memory_limit_mb:g} MB"
     for k, v in (getattr(rec, "knobs", None) or {}).items():

@@ -866,7 +866,8 @@ class TunerApp(App[int]):
         try:
             t0 = time.perf_counter()
             try:
-                osweep, ospec = make(values, configs, objective, relay, step_s=self.online_step_s)
+                osweep, ospec = make(values, configs, objective, relay, step_s=self.online_step_s,
+                                     closed_loop=list(self.results))  # fmt: skip
             except TunerError as e:
                 self.post_message(OnlineFailed(str(e)))
                 return

@@ -128,6 +128,7 @@ class BenchDriver:
         *,
         step_s: float = 1.0,
         budget_s: float | None = None,
+        closed_loop: list[Any] | None = None,
     ) -> tuple[Any, Any]:
         """``(online sweep, OnlineRequest)`` over ``configs`` ((TrialConfig, items/s), best first): the
         same code ``tuner bench --online`` runs, in a child process like the closed-loop sweep."""
@@ -140,10 +141,10 @@ class BenchDriver:
         )
         request = replace(self.request(values), online=online, results_path=None)
         if self.in_process:
-            return LocalStage(request, on_message, configs=configs), online
+            return LocalStage(request, on_message, configs=configs, closed_loop=closed_loop), online
         from tuner.tui.remote import RemoteSweep
 
-        return RemoteSweep(request, on_message=on_message, configs=configs), online
+        return RemoteSweep(request, on_message=on_message, configs=configs, closed_loop=closed_loop), online
 
     def build_profile(self, rec: Any, name: str, request: Any, host: Any, info: Any, online: Any = None) -> Any:
         from tuner.bench.profiles import build_profile
@@ -155,11 +156,18 @@ class LocalStage:
     """A stage of the sweep pipeline in this process: the closed-loop sweep, or with ``configs`` the
     online search on them. The interface :class:`tuner.tui.remote.RemoteSweep` has in a child."""
 
-    def __init__(self, request: SweepRequest, on_message: Any, configs: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        request: SweepRequest,
+        on_message: Any,
+        configs: list[Any] | None = None,
+        closed_loop: list[Any] | None = None,
+    ) -> None:
         from tuner.bench.pipeline import SweepPipeline
 
         self.pipeline = SweepPipeline(request, on_message)
         self.configs = configs
+        self.closed_loop = closed_loop
         p = self.pipeline.prepare()
         self.host, self.info, self.space = p.host, p.info, p.space
 
@@ -169,7 +177,7 @@ class LocalStage:
     def run(self, cancel: threading.Event | None = None) -> list[Any]:
         try:
             if self.configs is not None:
-                return self.pipeline.online(cancel, configs=self.configs).results
+                return self.pipeline.online(cancel, configs=self.configs, closed_loop=self.closed_loop).results
             return self.pipeline.sweep(cancel)
         finally:
             self.pipeline.close()

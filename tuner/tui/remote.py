@@ -47,7 +47,13 @@ class RemoteSweep:
     raises here, with the same one-line error the in-process Sweep gives.
     """
 
-    def __init__(self, request: Any, on_message: SweepCallback | None = None, configs: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        request: Any,
+        on_message: SweepCallback | None = None,
+        configs: list[Any] | None = None,
+        closed_loop: list[Any] | None = None,
+    ) -> None:
         import multiprocessing as mp
 
         from tuner.engine import default_start_method
@@ -56,7 +62,7 @@ class RemoteSweep:
         self._on_message = on_message
         self._conn, child = ctx.Pipe(duplex=True)
         self._send_lock = threading.Lock()
-        self._proc = ctx.Process(target=_child_main, args=(child, request, configs), name="tuner-sweep", daemon=False)
+        self._proc = ctx.Process(target=_child_main, args=(child, request, configs, closed_loop), name="tuner-sweep", daemon=False)
         self._proc.start()
         child.close()
         self.results: list[TrialResult] = []
@@ -121,7 +127,7 @@ class RemoteSweep:
         self._conn.close()
 
 
-def _child_main(conn: Any, request: Any, configs: list[Any] | None) -> None:
+def _child_main(conn: Any, request: Any, configs: list[Any] | None, closed_loop: list[Any] | None) -> None:
     """The sweep process: prepare the pipeline, report it, run its stage, send the results.
 
     The stage is the closed-loop sweep, or with ``configs`` the online search on them.
@@ -159,7 +165,7 @@ def _child_main(conn: Any, request: Any, configs: list[Any] | None) -> None:
     threading.Thread(target=listen, name="tuner-sweep-listen", daemon=True).start()
     try:
         if configs is not None:
-            results: Any = pipeline.online(cancel, configs=configs).results
+            results: Any = pipeline.online(cancel, configs=configs, closed_loop=closed_loop).results
         else:
             results = pipeline.sweep(cancel)
     except TunerError as e:

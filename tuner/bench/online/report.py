@@ -8,7 +8,6 @@ closed loop measured more worker counts than the online search can afford to.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,11 @@ STABLE_WINDOWS = 3
 
 
 _fmt = fmt.rate
+
+
+def _n(x: float | None) -> str:
+    """A number of ms in a table cell (no unit: the column says it)."""
+    return fmt.ms(x).removesuffix(" ms")
 
 
 def scaling_points(
@@ -142,7 +146,7 @@ def online_json(
 def step_line(s: StepResult) -> str:
     """``1.20k/s → offered 1.20k, achieved 1.20k · p99 31.2 ms · queue +2/s · sustainable``."""
     p99 = s.latency_ms.get("p99")
-    p99_text = f"{p99:.3g} ms" if p99 is not None and math.isfinite(p99) else "–"
+    p99_text = fmt.ms(p99)
     lag = f" · generator late ×{s.late} (max {s.max_lag_ms:.0f} ms)" if s.late else ""
     return (
         f"{_fmt(s.rate)}/s → offered {_fmt(s.offered)}, achieved {_fmt(s.achieved)} · p99 {p99_text} · "
@@ -177,10 +181,10 @@ def curve_table(result: CandidateResult) -> Any:
             ("★ " if s is best else "") + _fmt(s.rate),
             _fmt(s.offered),
             _fmt(s.achieved),
-            f"{lat.get('p50', math.nan):.3g}",
-            f"{lat.get('p99', math.nan):.3g}",
-            f"{ci[0]:.3g}–{ci[1]:.3g}" if ci else "–",
-            f"{lat.get('p999', math.nan):.3g}",
+            _n(lat.get('p50')),
+            _n(lat.get('p99')),
+            f"{_n(ci[0])}–{_n(ci[1])}" if ci else "–",
+            _n(lat.get('p999')),
             f"{s.queue_slope:+.3g}",
             mean_batch,
             "sustainable" if s.sustainable else "; ".join(s.reasons),

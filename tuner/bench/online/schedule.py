@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tuner import fmt
 from tuner.errors import BadInput, DataError
 
 __all__ = [
@@ -100,7 +101,7 @@ class Trace:
         return (n - 1) / span if span > 0 else math.inf
 
     def __str__(self) -> str:
-        return f"trace {self.path} ({len(self.offsets)} requests, {self.rate:.4g}/s as recorded)"
+        return f"trace {self.path} ({len(self.offsets)} requests, {fmt.rate(self.rate)}/s as recorded)"
 
 
 def load_trace(path: str | Path) -> Trace:

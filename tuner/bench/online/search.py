@@ -149,14 +149,20 @@ def search_max_rate(
     *,
     deadline: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    ceiling: float | None = None,
 ) -> RateSearch:
     """Find the highest rate ``step(rate)`` judges sustainable (see the module docstring).
 
     ``deadline`` (on ``clock``): no step starts unless the median step so far still fits before it.
+    ``ceiling``: no step offers more (the configuration's closed-loop throughput, high end of its
+    CI, in requests/s): a sustainable step there ends the search — open loop never claims more than
+    the configuration measured closed loop.
     """
     out = RateSearch()
     durations: list[float] = []
     rate = max(start, settings.min_rate)
+    if ceiling is not None:
+        rate = min(rate, max(ceiling, settings.min_rate))
     rechecks, confirms = settings.recheck, settings.confirm
 
     def times(r: float) -> int:
@@ -196,6 +202,11 @@ def search_max_rate(
         else:
             out.stop_reason = f"resolved within {settings.resolution:.0%}"
             break
+        if ceiling is not None and rate > ceiling:
+            if out.best is not None and out.best.rate >= ceiling * (1 - settings.resolution):
+                out.stop_reason = "at the closed-loop throughput (the open-loop search offers no more)"
+                break
+            rate = ceiling
     return out
 
 

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tuner import fmt
 from tuner.bench.online.messages import StepProgress
 from tuner.bench.online.results import StepRaw, StepResult
 from tuner.bench.online.schedule import Schedule
@@ -170,16 +171,16 @@ def judge(
     reasons: list[str] = []
     if offered < ACHIEVED_SHARE * rate:
         reasons.append(
-            f"generator behind: sent {offered / rate:.1%} of the schedule on time ({offered:.4g} of {rate:.4g}/s)"
+            f"generator behind: sent {offered / rate:.1%} of the schedule on time ({fmt.rate(offered)} of {fmt.rate(rate)}/s)"
         )
     if achieved < ACHIEVED_SHARE * offered:
-        reasons.append(f"achieved {achieved:.4g}/s < {ACHIEVED_SHARE:.0%} of offered {offered:.4g}/s")
+        reasons.append(f"achieved {fmt.rate(achieved)}/s < {ACHIEVED_SHARE:.0%} of offered {fmt.rate(offered)}/s")
     if growing:
         reasons.append(f"queue growing ({slope:+.4g} items/s)")
     if p99_ms is None:
         reasons.append("no request completed")
     elif p99_ms > objective_ms:
-        reasons.append(f"p99 {p99_ms:.3g} ms > objective {objective_ms:g} ms")
+        reasons.append(f"p99 {fmt.ms(p99_ms)} > objective {objective_ms:g} ms")
     if rejected:
         reasons.append(f"{rejected} requests refused (Overloaded)")
     if failed:

@@ -115,6 +115,7 @@ class OnlineSweep:
         on_message: Callable[[Any], None] | None = None,
         *,
         seed: int = 0,
+        closed_loop: Sequence[TrialResult] = (),
     ) -> None:
         if not configs:
             raise BadInput("the online sweep needs at least one configuration from the closed-loop sweep")
@@ -123,6 +124,12 @@ class OnlineSweep:
         self.request = request
         self.model = model
         self.configs = list(configs)
+        # The closed loop's throughput (CI high end) of each pool: what open loop may not exceed.
+        self.ceilings: dict[Any, float] = {}
+        for r in closed_loop:
+            if not r.error and r.throughput > 0:
+                key = engine_key(r.config)
+                self.ceilings[key] = max(self.ceilings.get(key, 0.0), float(r.throughput_ci[1] or r.throughput))
         self.seed = seed
         self.on_message = on_message
         # One item per element: rows of an array become views (no copy), submitted one by one.
@@ -238,7 +245,11 @@ class OnlineSweep:
                 run_step(rt, warm, self.items, objective_ms=req.objective_ms, drain_timeout_s=req.drain_timeout_s,
                          cancel=cancel, ci=False)  # fmt: skip
                 position = warm.items
-                found = search_max_rate(step, start, settings, deadline=deadline)
+                ceiling = self.ceilings.get(engine_key(cand))
+                per = req.request_size.mean
+                found = search_max_rate(
+                    step, start, settings, deadline=deadline, ceiling=ceiling / per if ceiling else None
+                )
                 out.steps = [replace(s, raw=None) for s in found.steps]  # the raw arrays stay here
                 out.stop_reason = found.stop_reason
         except StepCancelled:
@@ -331,12 +342,12 @@ def summarize(results: Sequence[CandidateResult], request: OnlineRequest) -> Onl
     ci = f"{_fmt(lo)}–{_fmt(hi)}" if hi is not None else f"at least {_fmt(lo)}"
     words = [
         f"Online ({request.arrivals_text} arrivals, {request.request_size} item(s) per request, steps of {request.step_s:g} s): "
-        f"{candidate_label(c)} sustains {_fmt(win.max_rate)} requests/s with p99 {best.latency_ms.get('p99', math.nan):.3g} ms "
+        f"{candidate_label(c)} sustains {_fmt(win.max_rate)} requests/s with p99 {fmt.ms(best.latency_ms.get('p99'))} "
         f"<= {obj:g} ms (interval {ci}/s)",
     ]
     if default is not None and default is not win:
         d = default.best
-        d_p99 = f"p99 {d.latency_ms.get('p99', math.nan):.3g} ms" if d is not None else "no sustainable step"
+        d_p99 = f"p99 {fmt.ms(d.latency_ms.get('p99'))}" if d is not None else "no sustainable step"
         against = f"{_fmt(default.max_rate)}/s ({d_p99}) at the {DEFAULT_DELAY_MS:g} ms default"
         if win.max_rate >= default.max_rate:
             ratio = f" ({win.max_rate / default.max_rate:.2f}×)" if default.max_rate > 0 else ""

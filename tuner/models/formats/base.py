@@ -195,7 +195,10 @@ def to_batch(partition: Any, inputs: list[InputSpec]) -> dict[str, Any]:
 
 
 def per_item(outputs: list[Any], n: int) -> Any:
-    """One output per item: the array itself for a single output, else a tuple per item."""
+    """One output per item: the array itself for a single output, else a tuple per item — kept as
+    :class:`~tuner.models.columns.Rows` (the arrays whole) until an item is read."""
     if len(outputs) == 1:
         return outputs[0]
-    return list(zip(*outputs, strict=True)) if n else []
+    from tuner.models.columns import Rows
+
+    return Rows(outputs) if n else []
