@@ -147,10 +147,15 @@ def _load_jsonl(p: Path, name: str) -> list[Any]:
 # --------------------------------------------------------------------------- writing
 
 
-def save_outputs(path: str | os.PathLike[str], outputs: Any, names: list[str] | None = None) -> None:
+def save_outputs(
+    path: str | os.PathLike[str], outputs: Any, names: list[str] | None = None, failed: list[bool] | None = None
+) -> None:
     """Write one output per item as ``.npy`` (stacked into one array), ``.npz`` (one array per output
     name: ``names``, else output_0, output_1 ...; a tuple per item for several outputs) or
-    ``.jsonl``, atomically. Several outputs per item (tuples) cannot go to one ``.npy``."""
+    ``.jsonl``, atomically. Several outputs per item (tuples) cannot go to one ``.npy``.
+
+    ``failed``: which items failed (their outputs are placeholders): a ``failed`` array in the .npz
+    (``failed_mask`` if an output has that name), ``<output>.failed.npy`` beside a .npy."""
     p = Path(path)
     suffix = _suffix(p, "output")
     multi = _is_multi(outputs)
@@ -160,6 +165,10 @@ def save_outputs(path: str | os.PathLike[str], outputs: Any, names: list[str] | 
         if len(labels) != len(columns):
             labels = [f"output_{i}" for i in range(len(columns))] if len(columns) > 1 else (labels[:1] or ["output"])
         arrays = {k: _stack(str(path), c) for k, c in zip(labels, columns, strict=True)}
+        if failed is not None:
+            import numpy as np
+
+            arrays["failed_mask" if "failed" in arrays else "failed"] = np.asarray(failed, dtype=bool)
 
         def write_npz(f: IO[bytes]) -> None:
             import numpy as np
@@ -180,6 +189,14 @@ def save_outputs(path: str | os.PathLike[str], outputs: Any, names: list[str] | 
             np.save(f, arr, allow_pickle=False)
 
         _atomic_write(p, write_npy)
+        mask_path = p.with_name(p.stem + ".failed.npy")
+        if failed is not None:
+            import numpy as np
+
+            mask = np.asarray(failed, dtype=bool)
+            _atomic_write(mask_path, lambda f: np.save(f, mask, allow_pickle=False))
+        elif mask_path.exists():  # a mask from an earlier run must not describe these outputs
+            mask_path.unlink()
     else:
         rows = outputs.tolist() if hasattr(outputs, "tolist") and hasattr(outputs, "ndim") else outputs
         _atomic_write(p, lambda f: _write_jsonl(f, str(path), rows, "output"))

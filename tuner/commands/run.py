@@ -5,7 +5,9 @@ inputs) or ``.jsonl`` (one JSON value per line). Outputs: ``.npy``, ``.npz`` (on
 name: a model with several outputs gives a tuple per item) or ``.jsonl``, written atomically, one
 per input item in input order. A pickled model (.joblib, .pkl) loads only with ``--allow-pickle``. Items that failed for good go to a
 sidecar (default ``<output>.failures.jsonl``: index, cause, message, attempts) and are placeholders in
-the output (``null`` in .jsonl, NaN rows in .npy). Exit 1 if more than ``--max-failed-share`` of the
+the output: ``null`` in .jsonl; in arrays, zeros of the output's own dtype, with a boolean mask of the
+failed items beside them (a ``failed`` array in the .npz, ``<output>.failed.npy`` beside a .npy) — an
+integer output stays integer. Exit 1 if more than ``--max-failed-share`` of the
 items failed; exit 2, with one line and no output file, for a bad profile, data file or argument.
 
 The input is checked against the item the profile was measured with (``model.input.item``, e.g.
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tuner import fmt
 from tuner.commands.args import add_model_file_arguments, add_setting_options, setting_values
 from tuner.errors import DataError, ExitCode
 from tuner.options import fault_plan, finite, non_blank, typed
@@ -124,8 +127,7 @@ def _check_output_path(path: Path, formats: tuple[str, ...] = (".npy", ".npz", "
 
 def run(args: argparse.Namespace) -> int:
     """Load, check, run, write; see the module docstring for exit codes."""
-    from tuner.data import load_inputs, save_jsonl_records, save_outputs
-    from tuner.engine import Failure
+    from tuner.data import load_inputs
     from tuner.runtime import Runtime
 
     output = Path(args.output)
@@ -168,35 +170,16 @@ def run(args: argparse.Namespace) -> int:
         **overrides,
     )
 
+    outputs, failures, timing = _apply(runtime, items, args.no_progress)
+    _write(output, sidecar, outputs, failures, outputs_named)
     n = len(items)
-    outputs: list[Any] = []
-    failures: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
-    with runtime, _progress(n, disabled=args.no_progress) as advance:
-        for i, out in enumerate(runtime.map(items, on_failure="yield")):
-            if isinstance(out, Failure):
-                failures.append(
-                    {"index": i, "cause": out.cause, "message": out.message, "attempts": out.attempts}
-                )
-                out = None
-            outputs.append(out)
-            if (i + 1) % 256 == 0 or i + 1 == n:
-                advance(i + 1)
-        stats = runtime.stats()
-    elapsed = time.perf_counter() - t0
-
-    save_outputs(
-        output, _with_placeholders(outputs, output) if failures else outputs, names=outputs_named or None
-    )
-    if failures or sidecar.exists():
-        # An empty sidecar replaces one from an earlier run, so it never describes other outputs.
-        save_jsonl_records(sidecar, failures)
-
-    rate = n / elapsed if elapsed > 0 else float("inf")
+    stats, start_s, run_s = timing
+    rate = n / run_s if run_s > 0 else float("inf")
     line = (
         f"tuner: {n} items · {n - len(failures)} outputs · {len(failures)} failed · "
         f"{stats.retries} retried · {stats.replaced} workers replaced → {output} "
-        f"({elapsed:.2f} s, {rate:,.0f} items/s; {runtime.settings.describe()})"
+        f"(start-up {fmt.seconds(start_s)}, then {fmt.rate(rate)} items/s over {fmt.seconds(run_s)}; "
+        f"{runtime.settings.describe()})"
     )
     if failures:
         line += f"; failures in {sidecar}"
@@ -210,28 +193,61 @@ def run(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def _with_placeholders(outputs: list[Any], output: Path) -> Any:
-    """Outputs with a placeholder for each failed item: null in .jsonl, a NaN row in .npy (in each
-    array of a .npz)."""
+def _apply(runtime: Any, items: Any, no_progress: bool) -> tuple[list[Any], list[dict[str, Any]], tuple[Any, float, float]]:
+    """Run every item: (outputs, None for a failed one; failure records; (stats, start-up s, run s)).
+    The start-up (workers starting, the model loading) is timed apart from the steady run."""
+    from tuner.engine import Failure
+
+    n = len(items)
+    outputs: list[Any] = []
+    failures: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    with runtime, _progress(n, disabled=no_progress) as advance:
+        t_ready = time.perf_counter()
+        for i, out in enumerate(runtime.map(items, on_failure="yield")):
+            if isinstance(out, Failure):
+                failures.append({"index": i, "cause": out.cause, "message": out.message, "attempts": out.attempts})
+                out = None
+            outputs.append(out)
+            if (i + 1) % 256 == 0 or i + 1 == n:
+                advance(i + 1)
+        t_end = time.perf_counter()
+        stats = runtime.stats()
+    return outputs, failures, (stats, t_ready - t0, t_end - t_ready)
+
+
+def _write(output: Path, sidecar: Path, outputs: list[Any], failures: list[dict[str, Any]], names: list[str]) -> None:
+    """The outputs (a placeholder of the same dtype for each failed item, and a mask of them), and
+    the failures sidecar (an empty one replaces one from an earlier run)."""
+    from tuner.data import save_jsonl_records, save_outputs
+
+    mask = None
+    if failures:
+        failed = {f["index"] for f in failures}
+        mask = [i in failed for i in range(len(outputs))]
+        outputs = _with_placeholders(outputs, output, len(names))
+    save_outputs(output, outputs, names=names or None, failed=mask)
+    if failures or sidecar.exists():
+        save_jsonl_records(sidecar, failures)
+
+
+def _with_placeholders(outputs: list[Any], output: Path, width: int) -> Any:
+    """Outputs with a placeholder for each failed item: null in .jsonl; in an array, zeros of the
+    output's own dtype and shape (the mask says which rows are placeholders: a NaN would change an
+    integer output's dtype). When every item failed there is no output to take a dtype from: NaN."""
     if output.suffix.lower() == ".jsonl":
         return outputs
     import numpy as np
 
     ok = [o for o in outputs if o is not None]
-    if ok and isinstance(ok[0], tuple):  # several outputs per item: a placeholder in each
-        width = len(ok[0])
-        columns = [_with_placeholders([None if o is None else o[i] for o in outputs], output) for i in range(width)]
+    if (ok and isinstance(ok[0], tuple)) or (not ok and width > 1):  # several outputs per item
+        k = len(ok[0]) if ok else width
+        columns = [_with_placeholders([None if o is None else o[i] for o in outputs], output, 1) for i in range(k)]
         return list(zip(*columns, strict=True))
     if not ok:
         return np.full(len(outputs), np.nan)
     template = np.asarray(ok[0])
-    # NaN needs a float dtype; integer outputs are widened so a failed row cannot pass for a value.
-    dtype = template.dtype if np.issubdtype(template.dtype, np.floating) else np.float64
-    rows = [
-        np.full(template.shape, np.nan, dtype=dtype) if o is None else np.asarray(o, dtype=dtype)
-        for o in outputs
-    ]
-    return np.stack(rows)
+    return np.stack([np.zeros_like(template) if o is None else np.asarray(o, dtype=template.dtype) for o in outputs])
 
 
 class _progress:

@@ -21,7 +21,7 @@ from typing import Any
 from tuner.errors import ModelSpecError
 from tuner.models.formats import format_of
 
-__all__ = ["ModelSpec", "parse_spec", "spec_text"]
+__all__ = ["ModelSpec", "parse_spec", "rebase_spec", "spec_path", "spec_text"]
 
 _SYNTAX = "expected builtin:NAME, package.module:attr, path/file.py:attr or a model file (.onnx, .pt, .pt2, .skops, .joblib, .pkl)"
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -99,3 +99,40 @@ def spec_text(spec: str | ModelSpec | Callable[..., Any]) -> str:
     module = getattr(spec, "__module__", None) or "?"
     name = getattr(spec, "__qualname__", None) or type(spec).__name__
     return f"{module}:{name}"
+
+
+def spec_path(spec: str) -> str | None:
+    """The file path a spec names (a model file, ``file.py:attr``), as written; None for others."""
+    found = _path_part(spec.strip())
+    return found[0] if found is not None else None
+
+
+def _path_part(text: str) -> tuple[str, str] | None:
+    """(the file path a spec names, what follows it) for a model file or ``file.py:attr``; None otherwise."""
+    if format_of(text) is not None:
+        return text, ""
+    target, sep, attr = text.rpartition(":")
+    if sep and (target.endswith(".py") or "/" in target or "\\" in target or os.sep in target):
+        return target, sep + attr
+    return None
+
+
+def rebase_spec(spec: str, from_dir: str | os.PathLike[str], to_dir: str | os.PathLike[str]) -> str:
+    """``spec`` with a relative file path it names, meant from ``from_dir``, rewritten to mean the
+    same file from ``to_dir`` (absolute paths, builtins and modules unchanged).
+
+    A profile's model path is relative to the profile file: the loader rebases it from the profile's
+    folder to the working directory, the writer from the working directory to the profile's folder,
+    so ``tuner run other/dir/p.yaml`` finds the model wherever it is started from.
+    """
+    text = spec.strip()
+    found = _path_part(text)
+    if found is None:
+        return spec
+    path, rest = found
+    expanded = os.path.expanduser(path)
+    if os.path.isabs(expanded):
+        return spec
+    absolute = os.path.normpath(os.path.join(os.path.abspath(from_dir), expanded))
+    rebased = os.path.relpath(absolute, os.path.abspath(to_dir))
+    return rebased.replace(os.sep, "/") + rest

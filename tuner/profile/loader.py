@@ -257,7 +257,26 @@ def parse_profile_text(text: str, name: str = "<profile>") -> ScalingProfile:
 
 
 def load_profile(path: str | os.PathLike[str]) -> ScalingProfile:
-    """Read and validate a profile; any problem is one :class:`ProfileError` line naming file, line and key."""
+    """Read and validate a profile; any problem is one :class:`ProfileError` line naming file, line and key.
+
+    A relative model path in it is relative to the profile file, and comes back relative to the
+    working directory (a profile written before that rule, whose path was relative to the folder
+    the sweep ran in, still loads when the file is there).
+    """
     name = os.fspath(path)
-    return parse_profile_text(_read_text(Path(path), name), name)
+    profile = parse_profile_text(_read_text(Path(path), name), name)
+    return _from_here(profile, Path(path).parent)
+
+
+def _from_here(profile: ScalingProfile, folder: Path) -> ScalingProfile:
+    from tuner.models.spec import rebase_spec, spec_path
+
+    spec = profile.model.spec
+    rebased = rebase_spec(spec, folder, os.getcwd())
+    if rebased == spec:
+        return profile
+    old, new = spec_path(spec), spec_path(rebased)
+    if old is not None and new is not None and os.path.exists(old) and not os.path.exists(new):
+        return profile  # an older profile: its path was meant from the working directory
+    return profile.model_copy(update={"model": profile.model.model_copy(update={"spec": rebased})})
 

@@ -37,6 +37,13 @@ def save_profile(profile: ScalingProfile, path: str | os.PathLike[str]) -> Path:
     A file that cannot be written is a one-line :class:`~tuner.errors.DataError`; the file already
     there, if any, is left as it was.
     """
+    from tuner.models.spec import rebase_spec
+
+    # A relative model path is written relative to the profile file (the loader reads it so).
+    spec = profile.model.spec
+    rebased = rebase_spec(spec, os.getcwd(), Path(path).parent)
+    if rebased != spec:
+        profile = profile.model_copy(update={"model": profile.model.model_copy(update={"spec": rebased})})
     text = dump_profile_text(profile)  # serialise first: a failure here must not touch the file
     atomic_write_text(path, text, parents=True)
     return Path(path)
