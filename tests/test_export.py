@@ -29,7 +29,8 @@ def test_every_shipped_profile_exports_a_config_serve_accepts(path: Path) -> Non
     text = render(profile, import_path="mypkg.serve:app")
     config = _serve_schema().model_validate(yaml.safe_load(text))
     (app,) = config.applications
-    assert app.import_path == "mypkg.serve:app" and app.args == {"model": profile.model.spec}
+    assert app.import_path == "mypkg.serve:app" and app.args["model"] == profile.model.spec
+    assert app.args["profile"].endswith(".yaml")  # tuner's own application loads the profile
     dep = app.deployments[0].model_dump(warnings=False)  # as Serve's schema read it
     assert len(app.deployments) == 1
     rec, auto = profile.recommended, profile.autoscale
@@ -93,7 +94,8 @@ def test_export_command_writes_the_file_atomically(tuner_cmd: list[str], tmp_pat
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and "written to" in r.stderr
-    assert yaml.safe_load(out.read_text())["applications"][0]["args"] == {"model": "builtin:sleep"}
+    args = yaml.safe_load(out.read_text())["applications"][0]["args"]
+    assert args["model"] == "builtin:sleep" and Path(args["profile"]).is_absolute()
     assert [p.name for p in out.parent.iterdir()] == ["serve.yaml"]
 
 

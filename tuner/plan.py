@@ -393,11 +393,11 @@ def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
         lows = [p for p in online.curve if p.p99_ms is not None]
         best = min(lows, key=lambda p: p.p99_ms or 0.0) if lows else None
         seen = (
-            f"; the lowest p99 measured was {fmt.ms(best.p99_ms)} at {fmt.rate(best.rate)}/s" if best else ""
+            f"; its lowest p99 measured was {fmt.ms(best.p99_ms)} at {fmt.rate(best.rate)}/s" if best else ""
         )
         raise TunerError(
-            f"no measured rate keeps p99 <= {objective_ms:g} ms on the profile's configuration{seen}: "
-            f"run tuner bench --online --p99-ms {objective_ms:g}"
+            f"no measured rate keeps p99 <= {objective_ms:g} ms on the profile's configuration{seen}"
+            f"{_other_candidates(profile, objective_ms)}: run tuner bench --online --p99-ms {objective_ms:g}"
         )
     top = max(ok, key=lambda p: p.rate)
     how = (
@@ -405,6 +405,24 @@ def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
         f"(the search ran at {online.objective_p99_ms:g} ms; {len(online.curve)} measured rates: a coarser figure)"
     )
     return top.rate, how
+
+
+def _other_candidates(profile: ScalingProfile, objective_ms: float) -> str:
+    """What the online search's other candidates measured, for the message when the profile's own
+    curve cannot meet ``objective_ms`` (each candidate records its p99 at its max rate)."""
+    online = profile.online
+    assert online is not None
+    others = [
+        c for c in online.candidates
+        if c.p99_ms is not None and c.max_rate_at_slo > 0
+        and (c.backend, c.workers, c.threads_per_worker) != (online.backend, online.workers, online.threads_per_worker)
+    ]  # fmt: skip
+    if not others:
+        return ""
+    c = min(others, key=lambda c: c.p99_ms or 0.0)
+    label = f"{c.backend} ×{c.workers} · batch ≤{c.max_batch_size} · delay {c.max_batch_delay_ms:g} ms"
+    keeps = "keeps" if c.p99_ms is not None and c.p99_ms <= objective_ms else "measured"
+    return f"; another configuration searched ({label}) {keeps} p99 {fmt.ms(c.p99_ms)} at {fmt.rate(c.max_rate_at_slo)}/s"
 
 
 def make_plan(

@@ -30,8 +30,8 @@ engine's error; leaving ``map`` early cancels its partitions still in flight.
 What a profile applies: backend, workers, threads per worker, partition size, timeout, retries,
 ``retry_on``, backoff, memory limit, the dynamic batcher's delay, the backpressure bound and policy
 (``max_pending``, ``overload``), hedged stragglers (``hedge``: a partition still running past the
-profiled p95 service time is sent again to an idle worker, first result wins, at most 5% duplicate
-work; a no-op with one worker) and the autoscaler's bounds and pace; the ``platforms:`` entry for this
+profiled p95 service time is sent again to an idle worker, first result wins; duplicate work at most
+the budget's share of the partitions completed (5%) plus a burst of 4 copies; a no-op with one worker) and the autoscaler's bounds and pace; the ``platforms:`` entry for this
 OS is merged over ``recommended`` first. A profile measured under traffic (``tuner bench --online``)
 has an ``online:`` section whose measured batching (``max_batch_size``, ``max_batch_delay_ms``) and
 ``max_pending`` win over ``recommended``'s, unless the ``platforms:`` entry sets them explicitly.

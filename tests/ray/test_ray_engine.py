@@ -308,3 +308,36 @@ def test_a_node_lost_mid_run_loses_no_item(ray_cluster: Any) -> None:
     # before it was declared dead is lost too, and replaced again)
     assert set(on_node) <= lost and not lost & elsewhere
     assert 1 <= len(failed(events, "crash")) <= len(lost)  # one attempt per partition running there
+
+
+@pytest.mark.timeout(180)
+def test_the_exported_serve_config_deploys_tuners_own_application(ray_cluster: Any, tmp_path: Path) -> None:
+    """`tuner export --to ray-serve` names tuner.export.ray_app:app: that application, built from the
+    exported args and deployed with the exported deployment options, answers with the model's outputs."""
+    serve = pytest.importorskip("ray.serve", reason="ray[serve] is not installed")
+    from tuner.export.ray_app import ProfiledModel, app
+    from tuner.export.ray_serve import render
+    from tuner.models import input_generator, load_model
+    from tuner.profile import load_profile
+
+    path = REPO / "profiles" / "mlp.yaml"
+    config = yaml.safe_load(render(load_profile(path), source=str(path)))
+    (application,) = config["applications"]
+    assert application["import_path"] == "tuner.export.ray_app:app"
+    dep = application["deployments"][0]
+    options = {k: dep[k] for k in ("user_config", "ray_actor_options", "max_ongoing_requests") if k in dep}
+    options["num_replicas"] = 1  # the test cluster is small; the replica count is Serve's, not the app's
+    wait_idle()
+    serve.start(proxy_location="Disabled")
+    try:
+        assert isinstance(app(application["args"]), serve.Application)  # the builder the config names
+        args = application["args"]
+        bound = ProfiledModel.options(**options).bind(args["profile"], bool(args.get("allow_pickle", False)))
+        handle = serve.run(bound, name="tuner-mlp", route_prefix=None)
+        items = input_generator("builtin:mlp")(6, 1)
+        got = [handle.predict.remote(x).result(timeout_s=60) for x in items]
+        want = load_model("builtin:mlp")(items)
+        assert np.allclose(np.stack(got), np.asarray(want), atol=1e-5)
+    finally:
+        serve.shutdown()
+    wait_idle()

@@ -43,6 +43,7 @@ from tuner.bench.measure import TIMEOUT_FLOOR_S, timeout_for
 from tuner.bench.search import beats, score
 from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.deployment import AutoscaleSettings, Deployment
+from tuner.engine.hedging import HEDGE_BURST
 from tuner.stats import ratio_ci
 
 if TYPE_CHECKING:
@@ -285,8 +286,9 @@ def hedge_for(service_ms: dict[str, float], max_workers: int) -> tuple[float | N
         )
     return p95, (
         f"hedge: a partition still running after {fmt.ms(p95)} (the p95 service time) is sent again "
-        f"to an idle worker, the first result wins; within a budget of {Deployment.hedge_budget:.0%} "
-        "duplicate work (a token bucket, plus a small burst)"
+        f"to an idle worker, the first result wins; duplicate work at most {Deployment.hedge_budget:.0%} of the "
+        f"partitions completed plus a burst of {HEDGE_BURST:g} copies (a token bucket: over N partitions, "
+        f"{Deployment.hedge_budget:.0%} + {HEDGE_BURST:g}/N)"
     )
 
 

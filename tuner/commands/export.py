@@ -62,9 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--import-path",
         type=typed(non_blank, "--import-path", what="MODULE:ATTR"),
-        default="app:app",
+        default=None,
         metavar="MODULE:ATTR",
-        help="ray-serve: your Serve application (default app:app)",
+        help="ray-serve: the Serve application (default tuner.export.ray_app:app, tuner's own, which runs "
+        "the profile in each replica)",
     )
     _add_k8s_arguments(parser.add_argument_group("kubernetes, kserve and dockerfile"))
 
@@ -149,15 +150,18 @@ def run(args: argparse.Namespace) -> int:
     from tuner.export import DEFAULT_NAMES, TARGETS, ExportOptions
     from tuner.profile import load_profile
 
+    from tuner.export.ray_serve import DEFAULT_IMPORT_PATH
+
     target = choice("--to", args.to, tuple(TARGETS))
-    if ":" not in args.import_path or args.import_path.startswith(":") or args.import_path.endswith(":"):
-        raise BadInput(f"--import-path {args.import_path!r}: use MODULE:ATTR, e.g. app:app")
+    import_path = args.import_path if args.import_path is not None else DEFAULT_IMPORT_PATH
+    if ":" not in import_path or import_path.startswith(":") or import_path.endswith(":"):
+        raise BadInput(f"--import-path {import_path!r}: use MODULE:ATTR, e.g. app:app")
     profile = load_profile(args.profile)
     opts = ExportOptions(
         source=args.profile,
         # The ConfigMap holds the file as it is (comments and all): what tuner serve will read.
         profile_text=Path(args.profile).read_text(encoding="utf-8"),
-        import_path=args.import_path,
+        import_path=import_path,
         image=args.image,
         rate=args.rate,
         namespace=args.namespace,

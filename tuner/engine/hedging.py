@@ -61,6 +61,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from tuner.deployment import Deployment
 from tuner.engine.ledger import Part
 
 #: most tokens the bucket holds (and holds at the start)
@@ -69,8 +70,8 @@ HEDGE_BURST = 4.0
 HEDGE_RESERVE = 2.0
 #: a part past this many times the delay is almost surely a straggler: it may take the last token
 LATE_FACTOR = 2.0
-#: the default share of partitions that may be duplicated
-HEDGE_BUDGET = 0.05
+#: the default share of partitions that may be duplicated: the deployment's own default
+HEDGE_BUDGET: float = Deployment.hedge_budget
 #: weight of the newest observation in the supervisor's round-trip estimate (an EWMA)
 OVERHEAD_ALPHA = 0.1
 

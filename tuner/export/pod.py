@@ -66,7 +66,7 @@ class ExportOptions:
 
     source: str = ""  # the profile file, for the header and the Dockerfile's COPY
     profile_text: str | None = None  # its text, for the ConfigMap (None: the profile dumped again)
-    import_path: str = "app:app"  # --import-path (ray-serve)
+    import_path: str = "tuner.export.ray_app:app"  # --import-path (ray-serve)
     image: str | None = None  # --image
     rate: float | None = None  # --rate
     namespace: str = "default"  # --namespace

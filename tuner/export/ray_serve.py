@@ -31,6 +31,7 @@ comments, and the comments are the point.
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,9 @@ from tuner.export.emit import emit_list_item, num
 if TYPE_CHECKING:
     from tuner.profile import ScalingProfile
 
-#: where the application lives unless told otherwise (``--import-path``)
-DEFAULT_IMPORT_PATH = "app:app"
+#: where the application lives unless told otherwise (``--import-path``): tuner's own, which runs the
+#: profile in each replica (tuner.export.ray_app)
+DEFAULT_IMPORT_PATH = "tuner.export.ray_app:app"
 
 
 def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
@@ -102,9 +104,12 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
         why["autoscaling_config.upscale_delay_s"] = "autoscale.upscale_delay_s"
         why["autoscaling_config.downscale_delay_s"] = "autoscale.downscale_delay_s"
 
-    opts: dict[str, Any] = {"num_cpus": num(rec.threads_per_worker)}
+    threads = profile.deployment("linux").threads_or(profile.host.usable_cores)
+    opts: dict[str, Any] = {"num_cpus": num(threads)}
     why["ray_actor_options.num_cpus"] = (
         "recommended.threads_per_worker (BLAS / intra-op threads each worker ran)"
+        if rec.threads_per_worker != "default"
+        else f"the framework's own thread pool: it sizes itself to the {threads} cores of the host measured"
     )
     if rec.memory_limit_mb is not None:
         opts["memory"] = int(rec.memory_limit_mb * 1024 * 1024)
@@ -116,7 +121,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
     dep["user_config"] = {
         "max_batch_size": batch,
         "batch_wait_timeout_s": num(rec.max_batch_delay_ms / 1000.0),
-        "threads_per_worker": rec.threads_per_worker,
+        "threads_per_worker": threads,
     }
     why["user_config.max_batch_size"] = "recommended.partition_size, for @serve.batch" + (
         f" (service time p50 {fmt.ms(svc)} per partition)" if svc is not None else ""
@@ -141,17 +146,23 @@ def render(profile: ScalingProfile, *, import_path: str = DEFAULT_IMPORT_PATH, s
     """The Serve config (YAML text) for ``profile``; ``source`` names the profile file in the header."""
     dep, why = derive(profile)
     name = profile.name
-    app = {
+    app: dict[str, Any] = {
         "name": name,
         "route_prefix": f"/{name}",
         "import_path": import_path,
-        "args": {"model": profile.model.spec},
+        "args": {"profile": os.path.abspath(source) if source else f"{name}.yaml", "model": profile.model.spec},
         "deployments": [dep],
     }
+    ours = import_path == DEFAULT_IMPORT_PATH
     why_app = {
-        "import_path": "your Serve application; it loads the model below and batches with user_config",
+        "import_path": "tuner's Serve application: each replica loads the profile's model once and batches with "
+        "user_config" if ours else "your Serve application; it loads the model below and batches with user_config",
+        "args.profile": "the profile, at this path on every node that runs a replica (copy or mount it there)",
         "args.model": "the model spec the profile measured",
     }
+    if profile.model.allow_pickle:
+        app["args"]["allow_pickle"] = False
+        why_app["args.allow_pickle"] = "the model file is a pickle: set true only if you trust it (loading runs its code)"
     rec = profile.recommended
     cluster = profile.cluster
     measured_on = (
@@ -163,7 +174,7 @@ def render(profile: ScalingProfile, *, import_path: str = DEFAULT_IMPORT_PATH, s
         f"# Ray Serve config for {profile.model.spec}, from tuner profile '{name}'"
         + (f" ({source})" if source else ""),
         f"# measured {profile.created.strftime('%Y-%m-%d %H:%M UTC')} on {measured_on}",
-        f"# best: {rec.backend} ×{rec.workers} · {rec.threads_per_worker} thread{'' if rec.threads_per_worker == 1 else 's'} · partition "
+        f"# best: {rec.backend} ×{rec.workers} · {profile.deployment('linux').threads_text()} · partition "
         f"{rec.partition_size} · {profile.evidence.throughput:,.0f} items/s",
         "# deploy: serve deploy THIS_FILE   (validate: ray.serve.schema.ServeDeploySchema)",
     ]
