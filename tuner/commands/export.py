@@ -148,9 +148,8 @@ def _add_k8s_arguments(group: argparse._ArgumentGroup) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the profile (one line if bad), render the target, write it; exit 0."""
     from tuner.export import DEFAULT_NAMES, TARGETS, ExportOptions
-    from tuner.profile import load_profile
-
     from tuner.export.ray_serve import DEFAULT_IMPORT_PATH
+    from tuner.profile import load_profile
 
     target = choice("--to", args.to, tuple(TARGETS))
     import_path = args.import_path if args.import_path is not None else DEFAULT_IMPORT_PATH
