@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -223,7 +224,10 @@ def connect(address: str, *, num_cpus: int | None = None) -> Connection:
     before = {p.pid for p in _children()}
     handlers = _signal_handlers()
     try:
-        ray.init(**opts)
+        with warnings.catch_warnings():
+            # Ray Client says why it could not connect in a UserWarning of two lines; tuner says it in one.
+            warnings.simplefilter("ignore", UserWarning)
+            ray.init(**opts)
     except Exception as e:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)

@@ -96,6 +96,24 @@ def test_a_bad_address_is_one_line(tuner_cmd: list[str], clean_env: dict[str, st
     assert r.stderr.strip() == "tuner: --ray-address 'ray://nohost': use auto, local or ray://host:port"
 
 
+@pytest.mark.timeout(120)
+def test_an_unreachable_address_is_one_line_and_no_ray_warning(
+    tuner_cmd: list[str], clean_env: dict[str, str]
+) -> None:
+    # Nothing listens on port 1: Ray Client gives up after its connection timeout (~30 s).
+    r = subprocess.run(
+        [*tuner_cmd, "hw", "--ray-address", "ray://127.0.0.1:1"],
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "tuner: --ray-address ray://127.0.0.1:1: cannot connect to Ray (ray client connection timeout)"
+    ], r.stderr
+
+
 @pytest.mark.timeout(200)
 def test_bench_on_a_local_head_then_export_and_run_the_profile(
     tuner_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
