@@ -1,5 +1,6 @@
 # The README's two commands; each creates or updates the virtual environment .venv first.
-#   make bench   the main job: sweep the built-in MLP headless, recommend, write profiles/mlp.yaml
+#   make bench   the main job: sweep the built-in MLP headless, recommend, write results/mlp.yaml
+#                (a user's own results; the shipped profiles in profiles/ stay as shipped)
 #   make test    ruff, mypy and the test suite (.ci/run runs exactly this); as root it also installs
 #                Debian's chromium for the report's browser tests when it is missing
 # Needs python3 >= 3.10 and make. .venv is (re)installed when pyproject.toml, this file or the test
@@ -15,7 +16,7 @@ TEST_EXTRAS ?= onnx,torch,sklearn,test-models,test-k8s,ray
 # pinned CPU wheel (torch==2.13.0) first: an unpinned torch pulls a CUDA build of several GB.
 TEST_PREINSTALL ?= torch==2.13.0
 
-BENCH_ARGS ?= --model builtin:mlp --out profiles/mlp.yaml
+BENCH_ARGS ?= --model builtin:mlp --out results/mlp.yaml --results results/mlp.jsonl
 PYTEST_ARGS ?=
 
 comma := ,
@@ -28,10 +29,11 @@ TEST_SPEC := $(strip $(TEST_PREINSTALL)) [dev$(if $(strip $(TEST_EXTRAS)),$(comm
 .PHONY: help bench test chromium FORCE
 
 help:
-	@echo "make bench   sweep builtin:mlp and write profiles/mlp.yaml (creates .venv on first use)"
+	@echo "make bench   sweep builtin:mlp and write results/mlp.yaml (creates .venv on first use)"
 	@echo "make test    ruff, mypy and the test suite (creates .venv on first use)"
 
 bench: $(DEV_STAMP)
+	@mkdir -p results
 	$(BIN)/tuner bench $(BENCH_ARGS)
 
 test: $(TEST_STAMP) chromium

@@ -129,6 +129,30 @@ def test_joblib_needs_consent_at_bench_and_again_at_run(
     threads_as_profiled(prof)
 
 
+@pytest.mark.timeout(120)
+def test_the_online_search_runs_a_pickle_model_with_its_consent_and_options(
+    models: Models, sklearn_models: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    """Every online candidate is the model as the sweep ran it: --allow-pickle and --method reach them."""
+    prof = tmp_path / "pkl-online.yaml"
+    said = bench(
+        capsys,
+        sklearn_models["joblib"],
+        prof,
+        "--allow-pickle",
+        "--method",
+        "predict_proba",
+        "--input",
+        str(models.x_path),
+        "--online", "--p99-ms", "200", "--online-budget", "6", "--step", "0.3",
+        "--batch-delays", "2", "--online-configs", "1",
+    )  # fmt: skip
+    assert "pass --allow-pickle" not in said and "failed" not in said, said
+    p = load_profile(prof)
+    assert p.online is not None, said
+    assert p.online.max_rate_at_slo > 0 and any(pt.sustainable for pt in p.online.curve), said
+
+
 @pytest.mark.timeout(90)
 def test_torchscript_bench_then_run(
     models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys
