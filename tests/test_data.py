@@ -236,7 +236,9 @@ def test_atomic_write_creates_folders_only_when_asked(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")
-def test_atomic_write_never_changes_the_process_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_never_changes_the_process_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Reading the umask means setting it, process-wide: another thread creating a file meanwhile
     # would get the temporary value. The writer must let the kernel apply it instead.
     calls: list[int] = []

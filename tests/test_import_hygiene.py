@@ -68,7 +68,15 @@ def test_stats_and_autoscale_are_light_rooms() -> None:
     library and tuner.errors only (the deployment's backends registry is bottom layer too)."""
     mods = _modules_after("import tuner.stats, tuner.autoscale")
     tuner_mods = sorted(m for m in mods if m.startswith("tuner"))
-    expected = ["tuner", "tuner.autoscale", "tuner.backends", "tuner.deployment", "tuner.errors", "tuner.fmt", "tuner.stats"]
+    expected = [
+        "tuner",
+        "tuner.autoscale",
+        "tuner.backends",
+        "tuner.deployment",
+        "tuner.errors",
+        "tuner.fmt",
+        "tuner.stats",
+    ]
     assert tuner_mods == expected, tuner_mods
     assert "numpy" not in mods and not _forbidden(mods)
     assert "numpy" not in _modules_after("import tuner.runtime"), "numpy stays lazy for the runtime"
@@ -78,9 +86,7 @@ def test_stats_and_autoscale_are_light_rooms() -> None:
 def test_item_signature_and_argument_parsing_are_light() -> None:
     # Runtime.map imports the signature check in production processes; every `tuner` command
     # (`tuner hw` included) imports the argument parsers while building its parser.
-    mods = _modules_after(
-        "import tuner.models.signature, tuner.options, tuner.cli; tuner.cli.build_parser()"
-    )
+    mods = _modules_after("import tuner.models.signature, tuner.options, tuner.cli; tuner.cli.build_parser()")
     assert "numpy" not in mods
     assert not _forbidden(mods), _forbidden(mods)
 
@@ -98,7 +104,11 @@ def test_plan_and_the_online_messages_are_light() -> None:
 @pytest.mark.timeout(60)
 def test_the_load_generator_stays_out_of_the_ui() -> None:
     mods = _modules_after("import tuner.bench.online.sweep, tuner.bench.online.report")
-    ui = [m for m in mods if m.split(".")[0] in ("textual", "plotext", "textual_plotext") or m.startswith("tuner.tui")]
+    ui = [
+        m
+        for m in mods
+        if m.split(".")[0] in ("textual", "plotext", "textual_plotext") or m.startswith("tuner.tui")
+    ]
     assert not ui, ui
 
 
@@ -127,7 +137,9 @@ def test_model_file_adapters_import_no_framework() -> None:
         tuner.hardware.frameworks()
         """
     )
-    frameworks = [m for m in mods if m.split(".")[0] in ("onnxruntime", "torch", "sklearn", "skops", "joblib", "onnx")]
+    frameworks = [
+        m for m in mods if m.split(".")[0] in ("onnxruntime", "torch", "sklearn", "skops", "joblib", "onnx")
+    ]
     assert not frameworks, frameworks
     assert not _forbidden(mods), _forbidden(mods)
 

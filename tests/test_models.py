@@ -511,7 +511,9 @@ def test_tuner_models_imports_no_other_room_of_tuner() -> None:
     # Preloaded by the engine's forkserver and imported in every worker: the spec, decorator,
     # loader and validation modules only, not the numpy-backed built-ins until a builtin: spec
     # is resolved.
-    code = "import sys, tuner.models\nprint(' '.join(sorted(m for m in sys.modules if m.startswith('tuner'))))"
+    code = (
+        "import sys, tuner.models\nprint(' '.join(sorted(m for m in sys.modules if m.startswith('tuner'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     mods = set(out.stdout.split())
     strays = {m for m in mods if m not in ("tuner", "tuner.errors") and not m.startswith("tuner.models")}

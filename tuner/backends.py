@@ -96,7 +96,14 @@ _REGISTRY: dict[str, Backend] = {
             can_kill=True,
             isolates_crashes=True,
         ),
-        Backend("thread", "tuner.engine.handles:ThreadHandle", "worker thread", "worker threads", "thr", in_caller=True),
+        Backend(
+            "thread",
+            "tuner.engine.handles:ThreadHandle",
+            "worker thread",
+            "worker threads",
+            "thr",
+            in_caller=True,
+        ),
         Backend(
             "inline",
             "tuner.engine.handles:InlineHandle",

@@ -148,7 +148,10 @@ def _load_jsonl(p: Path, name: str) -> list[Any]:
 
 
 def save_outputs(
-    path: str | os.PathLike[str], outputs: Any, names: list[str] | None = None, failed: list[bool] | None = None
+    path: str | os.PathLike[str],
+    outputs: Any,
+    names: list[str] | None = None,
+    failed: list[bool] | None = None,
 ) -> None:
     """Write one output per item as ``.npy`` (stacked into one array), ``.npz`` (one array per output
     name: ``names``, else output_0, output_1 ...; a tuple per item for several outputs) or
@@ -163,7 +166,11 @@ def save_outputs(
         columns = _columns(str(path), outputs, multi)
         labels = list(names or [])
         if len(labels) != len(columns):
-            labels = [f"output_{i}" for i in range(len(columns))] if len(columns) > 1 else (labels[:1] or ["output"])
+            labels = (
+                [f"output_{i}" for i in range(len(columns))]
+                if len(columns) > 1
+                else (labels[:1] or ["output"])
+            )
         arrays = {k: _stack(str(path), c) for k, c in zip(labels, columns, strict=True)}
         if failed is not None:
             import numpy as np
@@ -179,7 +186,9 @@ def save_outputs(
         return
     if multi and suffix == ".npy":
         n = len(outputs[0]) if len(outputs) else 0
-        raise DataError(f"{path}: each item has {n} outputs (a tuple); write .npz (one array per output) or .jsonl")
+        raise DataError(
+            f"{path}: each item has {n} outputs (a tuple); write .npz (one array per output) or .jsonl"
+        )
     if suffix == ".npy":
         arr = _stack(str(path), outputs)
 

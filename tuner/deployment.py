@@ -279,7 +279,11 @@ class AutoscaleSettings:
         prefix="autoscale ",
     )
     upscale_delay_s: float = setting(
-        0.0, "How long the need must persist before adding workers, seconds.", unit="s", low=0, prefix="autoscale "
+        0.0,
+        "How long the need must persist before adding workers, seconds.",
+        unit="s",
+        low=0,
+        prefix="autoscale ",
     )
     downscale_delay_s: float = setting(
         300.0,
@@ -323,7 +327,12 @@ class Deployment:
         profile="required",
     )
     workers: int = setting(
-        1, "Number of workers, each with the model loaded once.", low=1, integer=True, swept=True, profile="required"
+        1,
+        "Number of workers, each with the model loaded once.",
+        low=1,
+        integer=True,
+        swept=True,
+        profile="required",
     )
     threads_per_worker: int | None = setting(
         1,
@@ -422,7 +431,12 @@ class Deployment:
         choices=OVERLOAD_POLICIES,
     )
     overload_timeout_s: float = setting(
-        1.0, "How long 'timeout' waits for room before Overloaded.", unit="s", low=0, low_open=True, profile="no"
+        1.0,
+        "How long 'timeout' waits for room before Overloaded.",
+        unit="s",
+        low=0,
+        low_open=True,
+        profile="no",
     )
     hedge_after_s: float | None = setting(
         None,
@@ -461,7 +475,9 @@ class Deployment:
         if a is not None and not isinstance(a, AutoscaleSettings):
             raise ConfigError(f"autoscale must be an AutoscaleSettings or None (got {type(a).__name__})")
         if a is not None and not a.min_workers <= self.workers <= a.max_workers:
-            raise ConfigError(f"workers ({self.workers}) outside autoscale bounds {a.min_workers}–{a.max_workers}")
+            raise ConfigError(
+                f"workers ({self.workers}) outside autoscale bounds {a.min_workers}–{a.max_workers}"
+            )
 
     # -- public names -------------------------------------------------------------------------------
     @classmethod

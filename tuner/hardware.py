@@ -226,7 +226,9 @@ def _blas() -> tuple[str, list[dict[str, Any]]]:
     # fingerprint depend on what the process happened to import. A numpy linked to a system BLAS has
     # none in its own folders: then every BLAS loaded (scipy links the same system library).
     home = os.path.dirname(os.path.abspath(numpy.__file__))
-    own = [i for i in blas if str(i.get("filepath") or "").startswith((home + os.sep, home + ".libs" + os.sep))]
+    own = [
+        i for i in blas if str(i.get("filepath") or "").startswith((home + os.sep, home + ".libs" + os.sep))
+    ]
     libs = [{k: info.get(k) for k in keep} for info in (own or blas)]
     return str(numpy.__version__), libs
 

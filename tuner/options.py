@@ -245,7 +245,9 @@ def shape(name: str, text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(p) for p in parts)
     except ValueError:
-        raise BadInput(f"{name} {text!r}: not a shape (expected integers >= 1 joined by x, e.g. 3x224x224)") from None
+        raise BadInput(
+            f"{name} {text!r}: not a shape (expected integers >= 1 joined by x, e.g. 3x224x224)"
+        ) from None
     if not dims or any(d < 1 for d in dims):
         raise BadInput(f"{name} {text!r}: out of range (expected integers >= 1 joined by x, e.g. 3x224x224)")
     return dims

@@ -65,7 +65,7 @@ def test_small_sweep_writes_a_sane_profile_and_json(tmp_path, tuner_cmd, clean_e
     assert summary["profile"] == str(out)
     written = lines(results)
     keys = {json.dumps(d["config"], sort_keys=True) for d in written}
-    assert len(summary["trials"]) == len(keys) == 3
+    assert len(summary["trials"]) == len(keys) == 3 + 2  # --max-trials, and the default deployment twice
     # the winner was measured twice: its merged line comes last, holding both trials' windows
     assert len(written) == len(keys) + 1
     first_trial = next(d for d in written if d["config"] == written[-1]["config"])
@@ -124,17 +124,18 @@ def test_interrupted_sweep_resumes_without_redoing_trials(tmp_path, tuner_cmd, c
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     first = lines(results)
-    assert 1 <= len(first) < 6
+    assert 1 <= len(first) < 8
 
     p = bench(tuner_cmd, clean_env, *args, "--resume", "--json")
     assert p.returncode == 0, p.stderr
     final = lines(results)
     keys = [json.dumps(d["config"], sort_keys=True) for d in final]
-    # every config measured once (none redone), plus one confirmation of the winner at the end
-    assert len(set(keys)) == 6 and len(final) == 7
-    assert len(set(keys[:-1])) == 6
+    # every config measured once (none redone: 6 of the grid, the default deployment twice), plus
+    # one confirmation of the winner at the end
+    assert len(set(keys)) == 8 and len(final) == 9
+    assert len(set(keys[:-1])) == 8
     assert final[: len(first)] == first
-    assert len(json.loads(p.stdout)["trials"]) == 6
+    assert len(json.loads(p.stdout)["trials"]) == 8
 
 
 @pytest.mark.timeout(120)
@@ -187,7 +188,7 @@ def test_fault_plan_reports_figures_with_and_without_faults(tmp_path, tuner_cmd,
         "--faults", "crash=0.05,hang=0.02,seed=3", "--json",
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
-    (trial,) = json.loads(p.stdout)["trials"]
+    (trial,) = [t for t in json.loads(p.stdout)["trials"] if not t["role"]]  # the default's two aside
     assert trial["faults"] == "crash=0.05,hang=0.02,seed=3"
     # The same configuration re-measured without faults: crashes cost a worker restart and hangs a
     # timeout each, so the clean run is the faster one — the figure a person compares against.
@@ -229,10 +230,16 @@ BAD_ARGS = [
     (["--memory-mb", "nan"], "--memory-mb 'nan': not a finite number (expected megabytes > 0)"),
     (["--min-throughput", "inf"], "--min-throughput 'inf': not a finite number (expected items/s > 0)"),
     (["--max-regression", "nan"], "--max-regression 'nan': not a finite number (expected a percentage >= 0)"),
-    (["--max-outside-load", "-5"], "--max-outside-load '-5': out of range (expected a percentage of the usable cores >= 0)"),
+    (
+        ["--max-outside-load", "-5"],
+        "--max-outside-load '-5': out of range (expected a percentage of the usable cores >= 0)",
+    ),
     (["--items", "inf"], "--items 'inf': not an integer (expected an integer >= 1)"),
     (["--max-trials", "0"], "--max-trials '0': out of range (expected an integer >= 1)"),
-    (["--faults", "slow=0.1xinf"], "--faults: fault plan 'slow=0.1xinf': slow factor xinf: must be >= 1 and finite"),
+    (
+        ["--faults", "slow=0.1xinf"],
+        "--faults: fault plan 'slow=0.1xinf': slow factor xinf: must be >= 1 and finite",
+    ),
     # issue 13: an explicitly blank value is an error; only an absent option takes the default
     (["--model", ""], "--model '': blank (expected a model spec; omit --model for the default, builtin:mlp)"),
     (["--model", "   "], "--model '   ': blank"),
@@ -305,8 +312,8 @@ def test_bad_arguments_of_other_commands(tmp_path, tuner_cmd, clean_env, args, n
 
 
 def test_option_values_parse_once_with_ranges_stated() -> None:
-    from tuner.options import finite, int_list, integer, non_blank
     from tuner.errors import BadInput
+    from tuner.options import finite, int_list, integer, non_blank
 
     assert int_list("--workers", "1-3, 8,2") == (1, 2, 3, 8)
     assert finite("--budget", " 2.5 ", gt=0) == 2.5

@@ -7,8 +7,8 @@ import pytest
 from tuner.bench.measure import check_feasible, timeout_for
 from tuner.bench.profiles import build_profile
 from tuner.bench.recommend import pareto_front, recommend
-from tuner.bench.search import AdaptiveStrategy, GridStrategy, Space, hardware_guess, make_strategy
 from tuner.bench.request import SweepRequest
+from tuner.bench.search import AdaptiveStrategy, GridStrategy, Space, hardware_guess, make_strategy
 from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.errors import ConfigError
 
@@ -125,7 +125,9 @@ def test_recommend_picks_best_feasible_and_keeps_infeasible() -> None:
     assert rec.best is good
     d = rec.deployment
     assert d is not None and d.autoscale is not None
-    assert d.autoscale.min_workers == 1 and d.autoscale.max_workers == 2  # 1 worker reaches >= 50% of the best
+    assert (
+        d.autoscale.min_workers == 1 and d.autoscale.max_workers == 2
+    )  # 1 worker reaches >= 50% of the best
     assert d.retries == 2 and (d.backoff_base_s, d.backoff_cap_s) == (0.05, 2.0)  # no faults seen
     assert d.timeout_s == 0.1  # 10 × 3 ms p99.9 is below the floor
     assert rec.words[0].startswith("Recommended: 2 worker processes × 1 BLAS thread, partitions of 64")
@@ -148,7 +150,9 @@ def test_build_profile_round_trips(tmp_path) -> None:
 
     cfg = TrialConfig("process", 2, 1, 64)
     rec = recommend([result(cfg, 1000), result(TrialConfig("process", 1, 1, 64), 600)], Objective(), None)
-    profile = build_profile(rec, name="unit", request=SweepRequest(model="builtin:mlp"), host=probe(), info=None)
+    profile = build_profile(
+        rec, name="unit", request=SweepRequest(model="builtin:mlp"), host=probe(), info=None
+    )
     path = save_profile(profile, tmp_path / "unit.yaml")
     back = load_profile(path)
     assert rec.deployment is not None

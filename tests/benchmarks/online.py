@@ -59,7 +59,9 @@ def search_sleep(
         "builtin:sleep", backend="thread", workers=workers, partition_size=batch, max_batch_delay_ms=delay_ms,
         max_pending=int(capacity * 2), overload="reject", on_event=counter,
     ) as rt:  # fmt: skip
-        run_step(rt, make_schedule(arrivals, capacity / 4, 0.5, seed=seed), items, objective_ms=OBJECTIVE_LOOSE_MS)
+        run_step(
+            rt, make_schedule(arrivals, capacity / 4, 0.5, seed=seed), items, objective_ms=OBJECTIVE_LOOSE_MS
+        )
         n = [0]
 
         def step(rate: float) -> Any:
@@ -76,7 +78,9 @@ def search_sleep(
         "p99_ms": best.latency_ms.get("p99") if best else None,
         "steps": len(found.steps),
         "late": best.late if best else 0,
-        "first_fail": next((s.verdict() for s in sorted(found.steps, key=lambda s: s.rate) if not s.sustainable), "-"),
+        "first_fail": next(
+            (s.verdict() for s in sorted(found.steps, key=lambda s: s.rate) if not s.sustainable), "-"
+        ),
     }
 
 
@@ -139,7 +143,11 @@ def part_mlp(step_s: float, budget_s: float, repeats: int) -> None:
     print(f"   {'max batch delay':<18} {'max rate/s at p99<=50':>22} {'p99 ms there':>13} {'steps':>6}")
     for r in sorted(found, key=lambda r: r.candidate.max_batch_delay_ms):
         b = r.best
-        mark = " ← measured best" if r is s.winner else (" ← the default" if r.candidate.max_batch_delay_ms == DEFAULT_DELAY_MS else "")
+        mark = (
+            " ← measured best"
+            if r is s.winner
+            else (" ← the default" if r.candidate.max_batch_delay_ms == DEFAULT_DELAY_MS else "")
+        )
         p99 = b.latency_ms.get("p99") if b is not None else None
         print(f"   {r.candidate.max_batch_delay_ms:>6g} ms{'':<9} {r.max_rate:>22.0f} {p99 if p99 is not None else float('nan'):>13.3g} "
               f"{len(r.steps):>6}{mark}")  # fmt: skip
@@ -150,7 +158,13 @@ def part_mlp(step_s: float, budget_s: float, repeats: int) -> None:
         print(f"   {w.strip()}")
     if s.winner is None or s.default is None or s.winner is s.default:
         return
-    head_to_head(cfg, s.winner.candidate.max_batch_delay_ms, [s.default.max_rate, s.winner.max_rate], step_s * 2, repeats)
+    head_to_head(
+        cfg,
+        s.winner.candidate.max_batch_delay_ms,
+        [s.default.max_rate, s.winner.max_rate],
+        step_s * 2,
+        repeats,
+    )
 
 
 def head_to_head(cfg: Any, delay: float, rates: list[float], step_s: float, repeats: int) -> None:
@@ -174,7 +188,13 @@ def head_to_head(cfg: Any, delay: float, rates: list[float], step_s: float, repe
                     "builtin:mlp", backend=cfg.backend, workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                     partition_size=cfg.partition_size, max_batch_delay_ms=d, max_pending=100_000, overload="reject",
                 ) as rt:  # fmt: skip
-                    run_step(rt, make_schedule("poisson", rate / 2, 0.5, seed=k), items, objective_ms=OBJECTIVE_MLP_MS, ci=False)
+                    run_step(
+                        rt,
+                        make_schedule("poisson", rate / 2, 0.5, seed=k),
+                        items,
+                        objective_ms=OBJECTIVE_MLP_MS,
+                        ci=False,
+                    )
                     r = run_step(rt, make_schedule("poisson", rate, step_s, seed=100 + k), items,
                                  objective_ms=OBJECTIVE_MLP_MS, ci=False)  # fmt: skip
                 got.setdefault((rate, d), []).append(r)
@@ -188,7 +208,9 @@ def head_to_head(cfg: Any, delay: float, rates: list[float], step_s: float, repe
             ach = statistics.median(r.achieved for r in rs)
             ok = sum(r.sustainable for r in rs)
             print(f"   {rate:>8.0f} {d:>5g}ms {ach:>11.0f} {p99[d]:>8.3g} {ok:>9}/{len(rs)}")
-        print(f"   {'':>8} p99 at {delay:g} ms / p99 at {DEFAULT_DELAY_MS:g} ms: {p99[delay] / p99[DEFAULT_DELAY_MS]:.2f}")
+        print(
+            f"   {'':>8} p99 at {delay:g} ms / p99 at {DEFAULT_DELAY_MS:g} ms: {p99[delay] / p99[DEFAULT_DELAY_MS]:.2f}"
+        )
 
 
 def main() -> int:

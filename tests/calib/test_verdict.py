@@ -196,8 +196,8 @@ def test_a_busy_calibration_is_not_used() -> None:
     v = gate(700, cur)
     assert v.kind == "regression"  # today's rule: nothing trustworthy to adjust by
     assert v.line.endswith(
-        "the host calibrations do not compare on the python kernel (python single: this host's calibration was "
-        "busy; python all: this host's calibration was busy): judged without host adjustment"
+        "the host calibrations do not compare on the python kernel (python single, python all: this host's "
+        "calibration was busy): judged without host adjustment"
     )
 
 

@@ -31,7 +31,9 @@ def test_model_files_are_specs() -> None:
     assert ms.target.endswith("some/dir/Model.PT2")
     assert parse_spec("m.onnx").kind == "onnxrt" and parse_spec("m.joblib").kind == "scikit"
     assert not parse_spec("builtin:mlp").is_model_file
-    with_knobs = parse_spec("m.onnx").with_options(allow_pickle=None, method="x").with_knobs({"spinning": True})
+    with_knobs = (
+        parse_spec("m.onnx").with_options(allow_pickle=None, method="x").with_knobs({"spinning": True})
+    )
     assert with_knobs.options == (("method", "x"),) and with_knobs.knobs == (("spinning", True),)
 
 
@@ -56,9 +58,13 @@ def test_estimator_n_jobs_forced_to_one(tmp_path: Path) -> None:
 
     x = np.random.default_rng(0).standard_normal((60, FEATURES))
     joblib.dump(RandomForestClassifier(n_estimators=3, n_jobs=-1).fit(x, x[:, 0] > 0), tmp_path / "rf.joblib")
-    loaded = ModelFile(parse_spec(str(tmp_path / "rf.joblib")).with_options(allow_pickle=True)).load(threads=1)
+    loaded = ModelFile(parse_spec(str(tmp_path / "rf.joblib")).with_options(allow_pickle=True)).load(
+        threads=1
+    )
     assert loaded.handle.n_jobs == 1
-    assert loaded.notes == ["n_jobs forced to 1 in each worker (was n_jobs=-1): the workers are the parallelism"]
+    assert loaded.notes == [
+        "n_jobs forced to 1 in each worker (was n_jobs=-1): the workers are the parallelism"
+    ]
 
 
 def test_a_factory_may_take_the_knobs(tmp_path: Path) -> None:
@@ -93,7 +99,9 @@ def test_adapter_dimensions_in_the_search() -> None:
     space = with_dimensions(base, Info(), ["execution_mode"])
     assert len(space.configs()) == 2 * len(base.configs())
     assert "× execution_mode sequential,parallel" in space.describe()
-    strategy = AdaptiveStrategy(space, Objective(), TrialConfig("process", 2, 1, 64, (("execution_mode", "sequential"),)))
+    strategy = AdaptiveStrategy(
+        space, Objective(), TrialConfig("process", 2, 1, 64, (("execution_mode", "sequential"),))
+    )
     assert strategy.next() == TrialConfig("process", 2, 1, 64, (("execution_mode", "sequential"),))
     neighbours = strategy._neighbours(strategy.start)
     assert TrialConfig("process", 2, 1, 64, (("execution_mode", "parallel"),)) in neighbours
@@ -134,10 +142,26 @@ def test_runtime_compares_the_framework_version(
     from tuner.runtime import Runtime
 
     prof = tmp_path / "p.yaml"
-    args = ["--workers", "1", "--threads", "1", "--partition-sizes", "64", "--strategy", "grid", "--window", "0.1"]
-    assert main(["bench", "--model", str(sklearn_models["onnx"]), *args, "--items", "256", "--out", str(prof)]) == 0
+    args = [
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--partition-sizes",
+        "64",
+        "--strategy",
+        "grid",
+        "--window",
+        "0.1",
+    ]
+    assert (
+        main(["bench", "--model", str(sklearn_models["onnx"]), *args, "--items", "256", "--out", str(prof)])
+        == 0
+    )
     p = load_profile(prof)
-    save_profile(p.model_copy(update={"model": p.model.model_copy(update={"framework_version": "0.0.1"})}), prof)
+    save_profile(
+        p.model_copy(update={"model": p.model.model_copy(update={"framework_version": "0.0.1"})}), prof
+    )
     with caplog.at_level(logging.WARNING, logger="tuner.runtime"):
         rt = Runtime.from_profile(prof)
     assert any("measured with onnxruntime 0.0.1, this host has" in r.getMessage() for r in caplog.records)
@@ -179,7 +203,9 @@ def test_a_pool_the_knobs_do_not_reach_is_caught(tmp_path: Path) -> None:
         )
     )
     x = np.arange(512, dtype=np.float32)
-    r = run_trial(f"{tmp_path / 'greedy.py'}:predict", x, TrialConfig("process", 1, 1, 16), QUICK, usable_cores=2)
+    r = run_trial(
+        f"{tmp_path / 'greedy.py'}:predict", x, TrialConfig("process", 1, 1, 16), QUICK, usable_cores=2
+    )
     assert r.threads["over"] is True and r.threads["ran"] >= 2, r.threads
     assert r.threads["allowed"] == 1
     from tuner.bench.report import status_of

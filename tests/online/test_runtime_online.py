@@ -6,12 +6,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from runtime.helpers import host_info
 
 from online.helpers import online, profile, write
-from runtime.helpers import host_info
 from tuner.engine import events as ev
 from tuner.hardware import Host
-from tuner.profile import RecommendedOverride, PlatformOverrides, load_profile
+from tuner.profile import PlatformOverrides, RecommendedOverride, load_profile
 from tuner.runtime import Runtime, settings_from_profile
 
 

@@ -7,9 +7,8 @@ import math
 
 import pytest
 
-from tuner.bench.online.search import SearchSettings, confident_bounds, search_max_rate
+from tuner.bench.online.search import CandidateResult, SearchSettings, confident_bounds, search_max_rate
 from tuner.bench.online.step import StepResult
-from tuner.bench.online.search import CandidateResult
 from tuner.bench.online.sweep import summarize
 from tuner.bench.request import OnlineRequest
 from tuner.bench.types import TrialConfig
@@ -91,7 +90,9 @@ def test_the_interval_widens_when_the_p99_is_uncertain() -> None:
 
 def candidate(backend: str, workers: int, threads: int, batch: int, delay_ms: float) -> TrialConfig:
     """A configuration with a batching setting, as the online sweep searches it."""
-    return TrialConfig(backend, workers, threads, batch, max_batch_size=batch, max_batch_delay_s=delay_ms / 1000)
+    return TrialConfig(
+        backend, workers, threads, batch, max_batch_size=batch, max_batch_delay_s=delay_ms / 1000
+    )
 
 
 def _result(delay: float, rate: float, size: int = 64) -> CandidateResult:

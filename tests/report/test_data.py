@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from report.conftest import profile_path, results_path
 from tuner.bench.session import load_results
-from tuner.profile import load_profile
+from tuner.profile import CalibrationRecord, load_profile
 from tuner.report import render_comparison, render_report
 from tuner.report.compare import config_change, headline_changes, hosts_alike, judge
 from tuner.report.data import reconstructed_command, run_from_profile, run_from_results
@@ -83,14 +85,15 @@ def test_fields_a_later_profile_adds_are_read_when_present() -> None:
     profile = load_profile(profile_path("online"))
     base = profile.evidence.baseline
     assert base is not None
-    profile.evidence.__dict__["baseline"] = SimpleNamespace(**dict(base), throughput_ci=(100.0, 120.0))
-    profile.host.__dict__["calibration"] = SimpleNamespace(items_per_s=1234.5)
+    profile.evidence.__dict__["baseline"] = SimpleNamespace(**{**dict(base), "throughput_ci": (100.0, 120.0)})
+    good = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "profiles" / "good.yaml").read_text())
+    profile.host.__dict__["calibration"] = CalibrationRecord.model_validate(good["host"]["calibration"])
     assert profile.online is not None
     step = profile.online.curve[0]
     profile.online.curve[0] = SimpleNamespace(**dict(step), cpu=0.42)  # type: ignore[call-overload]
     run = run_from_profile(profile)
     assert run.rec is not None and run.rec.baseline_ci == (100.0, 120.0)
-    assert ("calibration: items_per_s", "1234.5") in run.host.facts
+    assert ("host speed: python", "4.42 Mloop/s on 1 core, 8.7 on 2 (×1.97)") in run.host.facts
     assert run.online is not None and any(s.cpu == 0.42 for s in run.online.steps)
     html = render_report(profile)
     assert "beyond both confidence intervals" in html and "CPU 42%" in html

@@ -64,7 +64,10 @@ def default_deployments(info: Any, n_items: int) -> list[tuple[str, TrialConfig]
     one_worker = _first(own_processes=True, needs_cluster=False)
     return [
         (DEFAULT, TrialConfig(backend=in_caller, workers=1, threads_per_worker=None, partition_size=size)),
-        (DEFAULT_WORKER, TrialConfig(backend=one_worker, workers=1, threads_per_worker=None, partition_size=size)),
+        (
+            DEFAULT_WORKER,
+            TrialConfig(backend=one_worker, workers=1, threads_per_worker=None, partition_size=size),
+        ),
     ]
 
 

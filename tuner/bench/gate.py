@@ -104,6 +104,9 @@ class BaselineFigures:
             host_summary=profile.host.summary,
             outside=ev.host_load.outside if ev.host_load else None,
             contaminated=bool(ev.host_load and ev.host_load.contaminated),
+            throughput_ci=tuple(ev.throughput_ci) if ev.throughput_ci else None,
+            calibration=profile.host.calibration.calibration() if profile.host.calibration else None,
+            nature=Nature.from_dict(profile.model.nature.model_dump()) if profile.model.nature else None,
         )
 
 
@@ -127,6 +130,7 @@ class Verdict:
     same_host: bool | None  # None: nothing can tell (no calibrations to compare, same fingerprint)
     top: list[OutsideProcess] = field(default_factory=list)
     host_speed: HostAdjusted | None = None  # the host-adjusted rule's say, when ``host`` was given
+    side_by_side: dict[str, Any] | None = None  # the paired comparison (tuner.bench.paired), when run
 
     def to_json(self, tolerance_pct: float) -> dict[str, Any]:
         """The ``gate`` object of ``tuner bench --baseline P --json``."""
@@ -148,6 +152,7 @@ class Verdict:
             "busiest_others": [{"name": p.name, "pid": p.pid, "share": p.share} for p in self.top],
             "same_host": self.same_host,
             **({"host_speed": self.host_speed.to_json()} if self.host_speed is not None else {}),
+            **({"side_by_side": self.side_by_side} if self.side_by_side is not None else {}),
         }
 
 
@@ -175,8 +180,175 @@ def _mean_outside(results: list[TrialResult]) -> float:
     return statistics.fmean(loads) if loads else 0.0
 
 
-_fmt_rate = fmt.rate
-_fmt_ms = fmt.ms
+@dataclass
+class _Measured:
+    """The gate's trials reduced to what the rules read."""
+
+    good: list[TrialResult]  # trials that measured a throughput
+    clean: list[TrialResult]
+    busy: bool  # fewer than GATE_MIN_CLEAN clean trials: decided on every trial
+    basis: list[TrialResult]  # the trials that decide
+    throughput: float
+    p99: float | None
+    load: float  # mean outside load over the deciding trials
+    load_max: float
+
+    @classmethod
+    def of(cls, results: list[TrialResult]) -> _Measured:
+        good = [r for r in results if r.throughput > 0 and not r.error]
+        if not good:
+            raise ValueError("decide() needs at least one trial that measured a throughput")
+        clean = [r for r in good if not r.contaminated]
+        busy = len(clean) < GATE_MIN_CLEAN
+        basis = good if busy else clean
+        p99s = [r.latency_ms["p99"] for r in basis if "p99" in r.latency_ms]
+        return cls(
+            good=good,
+            clean=clean,
+            busy=busy,
+            basis=basis,
+            throughput=median([r.throughput for r in basis]),
+            p99=median(p99s) if p99s else None,
+            load=_mean_outside(basis),
+            load_max=max((r.outside.cpu_max for r in good if r.outside is not None), default=0.0),
+        )
+
+    @property
+    def windows(self) -> int:
+        return sum(len(r.windows) for r in self.good)
+
+    @property
+    def dropped(self) -> int:
+        return sum(len(r.discarded_windows) for r in self.good)
+
+
+@dataclass
+class _Findings:
+    """What is beyond the tolerance (``over``), what of it more than the outside load could explain
+    (``real``), and what the load could explain (``explained``)."""
+
+    over: list[str] = field(default_factory=list)
+    real: list[str] = field(default_factory=list)
+    explained: list[str] = field(default_factory=list)
+
+    def beyond(
+        self, what: str, points: float, load: float, tolerance_pct: float, qualifier: str = ""
+    ) -> None:
+        """``what`` is beyond the tolerance by ``points``; real when still beyond it with the load's share off."""
+        self.over.append(what)
+        if points - 100 * load > tolerance_pct:
+            self.real.append(what)
+        else:
+            self.explained.append(f"{what}, {100 * load:.0f} points of it explainable{qualifier}")
+
+
+def _throughput_rule(
+    m: _Measured, dt: float, tolerance_pct: float, hs: HostAdjusted | None, found: _Findings
+) -> None:
+    """The throughput: host-adjusted when the calibrations say the hosts differ, else as measured."""
+    if hs is not None and hs.kind == "regression" and hs.adjusted_ci_pct and hs.adjusted_pct is not None:
+        # Clearly beyond the tolerance relative to the host's speed: the outside load may still
+        # explain part of it, as in today's rule (its points off the CI's most favourable end).
+        found.beyond(
+            f"host-adjusted throughput fell {-hs.adjusted_pct:.1f}%",
+            -hs.adjusted_ci_pct[1],
+            m.load,
+            tolerance_pct,
+        )
+    elif hs is not None and hs.kind == "inconclusive":
+        found.over.append(f"throughput fell {-dt:.1f}%" if -dt > tolerance_pct else "host-adjusted")
+    elif hs is not None and hs.kind is not None:
+        pass  # host-adjusted ok
+    elif -dt > tolerance_pct:
+        found.beyond(f"throughput fell {-dt:.1f}%", -dt, m.load, tolerance_pct)
+
+
+def _p99_rule(
+    m: _Measured, base: BaselineFigures, tolerance_pct: float, hs: HostAdjusted | None, found: _Findings
+) -> float | None:
+    """The p99 change in percent (None without both p99s); a rise counts only when the intervals
+    separate — a tail percentile is noisier than a median (seen: an unchanged build's p99 +16% on
+    a loaded 2-core CI box) — and is trusted only on a quiet host."""
+    if m.p99 is None or not base.p99_ms:
+        return None
+    dp = (m.p99 - base.p99_ms) / base.p99_ms * 100
+    lows = [r.latency_ci_ms["p99"][0] for r in m.basis if "p99" in r.latency_ci_ms]
+    new_low = median(lows) if lows else m.p99
+    old_high = base.p99_ci_high_ms if base.p99_ci_high_ms is not None else base.p99_ms
+    old_high *= hs.latency_factor if hs is not None else 1.0  # a slower host's latency
+    if new_low > old_high * (1 + tolerance_pct / 100) + GATE_P99_SLACK_MS:
+        found.over.append(f"p99 rose {dp:.0f}%")
+        if m.load < P99_QUIET:
+            found.real.append(f"p99 rose {dp:.0f}%")
+        else:
+            found.explained.append(f"p99 rose {dp:.0f}% on a host {100 * m.load:.0f}% busy")
+    return dp
+
+
+def _verdict(
+    m: _Measured, found: _Findings, dt: float, tolerance_pct: float, hs: HostAdjusted | None, cores: str
+) -> tuple[str, str, str, bool]:
+    """(kind, the line's verdict part, the error message, whether the host's words are in it)."""
+    t = f"{tolerance_pct:g}%"
+    over = ", ".join(found.over)
+    if not found.over:
+        text = f": within {t} — ok"
+        if m.busy:
+            text += (
+                f" (on a busy host: outside load {m.load:.0%} of {cores}, {m.dropped} of {m.windows} "
+                "windows busy — a slower build could pass unseen)"
+            )
+        return "ok", text, "", False
+    if m.busy:
+        top = _top(m.good)
+        busiest = f"; busiest others: {describe_top(top)}" if top else ""
+        why = (
+            f"host busy — outside load {m.load:.0%} of {cores} (up to {m.load_max:.0%}); "
+            f"{len(m.good) - len(m.clean)} of {len(m.good)} trials could not get clean windows, {m.dropped} of "
+            f"{m.windows} windows busy{busiest}"
+        )
+        return (
+            "inconclusive",
+            f": beyond {t} ({over}) — inconclusive: {why}",
+            f"{why}; no verdict: re-run on a quiet host ({over})",
+            False,
+        )
+    if found.real:
+        return "regression", f": beyond {t} — REGRESSION", f"{', '.join(found.real)} (limit {t})", False
+    if hs is not None and hs.kind == "inconclusive":
+        where = (
+            f"beyond {t} ({over})" if -dt > tolerance_pct else f"within {t} as measured"
+        )  # a faster host may hide a slower build
+        message = f"{hs.words}; no verdict: gate on a host as fast as the baseline's, or re-measure the baseline on this one"
+        return "inconclusive", f": {where} — inconclusive: {hs.words}", message, True
+    why = (
+        f"the outside load while measuring ({m.load:.0%} of {cores}) could explain it "
+        f"({'; '.join(found.explained)})"
+    )
+    return (
+        "inconclusive",
+        f": beyond {t} ({over}) — inconclusive: {why}",
+        f"{why}; no verdict: re-run on a quiet host",
+        False,
+    )
+
+
+def _notes(m: _Measured, kind: str, base: BaselineFigures, cores: str) -> str:
+    """What else the line says: the host's load, a baseline that reads low."""
+    text = ""
+    if kind != "inconclusive" and not m.busy:
+        if m.dropped:
+            text += f" · host: outside load {m.load:.0%} of {cores}, {fmt.plural(m.dropped, 'busy window')} discarded"
+        elif m.load >= 0.05:
+            text += f" · host: outside load {m.load:.0%} of {cores}"
+    if base.contaminated:
+        # A baseline that read low lets a slower build pass: say so, whatever the verdict.
+        load_then = f" (outside load {base.outside:.0%})" if base.outside is not None else ""
+        text += (
+            f" · the baseline was measured on a busy host{load_then}: it reads low, so a slower "
+            "build can pass unseen — re-measure it on a quiet host"
+        )
+    return text
 
 
 def decide(
@@ -191,131 +363,31 @@ def decide(
     """The verdict on ``results`` (the gate's trials, at least one with throughput > 0) against
     ``base`` (see the module docstring for the rules). ``host``: this host's calibration, for the
     host-adjusted rule against ``base.calibration``; None keeps the rule as before issue 23."""
-    good = [r for r in results if r.throughput > 0 and not r.error]
-    if not good:
-        raise ValueError("decide() needs at least one trial that measured a throughput")
-    clean = [r for r in good if not r.contaminated]
-    busy = len(clean) < GATE_MIN_CLEAN
-    basis = good if busy else clean
-    tput = median([r.throughput for r in basis])
-    p99s = [r.latency_ms["p99"] for r in basis if "p99" in r.latency_ms]
-    p99 = median(p99s) if p99s else None
-    load = _mean_outside(basis)
-    load_max = max((r.outside.cpu_max for r in good if r.outside is not None), default=0.0)
-    cores = f"{usable_cores} core{'s' if usable_cores != 1 else ''}"
-    top = _top(good)
-
-    dt = (tput - base.throughput) / base.throughput * 100
+    m = _Measured.of(results)
+    cores = fmt.plural(usable_cores, "core")
+    dt = (m.throughput - base.throughput) / base.throughput * 100
     hs = None
     if host is not None:
         hs = judge(
-            base.throughput, tput, tolerance_pct, base_ci=base.throughput_ci, ci=spread(basis),
+            base.throughput, m.throughput, tolerance_pct, base_ci=base.throughput_ci, ci=spread(m.basis),
             base_calibration=base.calibration, calibration=host.calibration, nature=base.nature,
-            mode=mode_for(basis, usable_cores), calibration_problem=host.problem,
+            mode=mode_for(m.basis, usable_cores), calibration_problem=host.problem,
         )  # fmt: skip
-    adjusted = hs is not None and hs.kind is not None
-    figures = f"; {hs.figures}" if hs is not None and adjusted else ""
-    text = f"throughput {_fmt_rate(tput)} items/s vs {_fmt_rate(base.throughput)} ({dt:+.1f}%{figures})"
-    over: list[str] = []  # what is beyond the tolerance
-    real: list[str] = []  # ... and more than the outside load could explain
-    explained: list[str] = []
-    if hs is not None and hs.kind == "regression" and hs.adjusted_ci_pct and hs.adjusted_pct is not None:
-        # Clearly beyond the tolerance relative to the host's speed: the outside load may still
-        # explain part of it, as in today's rule (its points off the CI's most favourable end).
-        fell = f"host-adjusted throughput fell {-hs.adjusted_pct:.1f}%"
-        over.append(fell)
-        if -hs.adjusted_ci_pct[1] - 100 * load > tolerance_pct:
-            real.append(fell)
-        else:
-            explained.append(f"{fell}, {100 * load:.0f} points of it explainable")
-    elif hs is not None and hs.kind == "inconclusive":
-        over.append(f"throughput fell {-dt:.1f}%" if -dt > tolerance_pct else "host-adjusted")
-    elif adjusted:
-        pass  # host-adjusted ok
-    elif -dt > tolerance_pct:
-        over.append(f"throughput fell {-dt:.1f}%")
-        if -dt - 100 * load > tolerance_pct:
-            real.append(f"throughput fell {-dt:.1f}%")
-        else:
-            explained.append(f"throughput fell {-dt:.1f}%, {100 * load:.0f} points of it explainable")
-    dp = None
-    if p99 is not None and base.p99_ms:
-        dp = (p99 - base.p99_ms) / base.p99_ms * 100
-        text += f", p99 {_fmt_ms(p99)} vs {_fmt_ms(base.p99_ms)} ({dp:+.0f}%)"
-        # A tail percentile is noisier than a median: a p99 regression is called only when the
-        # intervals separate (seen: an unchanged build's p99 +16% on a loaded 2-core CI box).
-        lows = [r.latency_ci_ms["p99"][0] for r in basis if "p99" in r.latency_ci_ms]
-        new_low = median(lows) if lows else p99
-        old_high = base.p99_ci_high_ms if base.p99_ci_high_ms is not None else base.p99_ms
-        old_high *= hs.latency_factor if hs is not None else 1.0  # a slower host's latency
-        if new_low > old_high * (1 + tolerance_pct / 100) + GATE_P99_SLACK_MS:
-            over.append(f"p99 rose {dp:.0f}%")
-            if load < P99_QUIET:
-                real.append(f"p99 rose {dp:.0f}%")
-            else:
-                explained.append(f"p99 rose {dp:.0f}% on a host {100 * load:.0f}% busy")
-
-    hs_said = False  # the host's words are in the line already
-    n_windows = sum(len(r.windows) for r in good)
-    n_dropped = sum(len(r.discarded_windows) for r in good)
-    n_dirty = len(good) - len(clean)
-    busiest = f"; busiest others: {describe_top(top)}" if top else ""
-    if not over:
-        kind, message = "ok", ""
-        text += f": within {tolerance_pct:g}% — ok"
-        if busy:
-            text += (
-                f" (on a busy host: outside load {load:.0%} of {cores}, {n_dropped} of {n_windows} "
-                "windows busy — a slower build could pass unseen)"
-            )
-    elif busy:
-        kind = "inconclusive"
-        why = (
-            f"host busy — outside load {load:.0%} of {cores} (up to {load_max:.0%}); "
-            f"{n_dirty} of {len(good)} trials could not get clean windows, {n_dropped} of "
-            f"{n_windows} windows busy{busiest}"
-        )
-        text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {why}"
-        message = f"{why}; no verdict: re-run on a quiet host ({', '.join(over)})"
-    elif real:
-        kind = "regression"
-        message = f"{', '.join(real)} (limit {tolerance_pct:g}%)"
-        text += f": beyond {tolerance_pct:g}% — REGRESSION"
-    elif hs is not None and hs.kind == "inconclusive":
-        kind = "inconclusive"
-        if -dt > tolerance_pct:
-            text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {hs.words}"
-        else:  # a faster host may hide a slower build
-            text += f": within {tolerance_pct:g}% as measured — inconclusive: {hs.words}"
-        hs_said = True
-        message = (
-            f"{hs.words}; no verdict: gate on a host as fast as the baseline's, or re-measure the "
-            "baseline on this one"
-        )
-    else:
-        kind = "inconclusive"
-        why = (
-            f"the outside load while measuring ({load:.0%} of {cores}) could explain it "
-            f"({'; '.join(explained)})"
-        )
-        text += f": beyond {tolerance_pct:g}% ({', '.join(over)}) — inconclusive: {why}"
-        message = f"{why}; no verdict: re-run on a quiet host"
-    if kind != "inconclusive" and not busy:
-        if n_dropped:
-            plural = "s" if n_dropped != 1 else ""
-            text += f" · host: outside load {load:.0%} of {cores}, {n_dropped} busy window{plural} discarded"
-        elif load >= 0.05:
-            text += f" · host: outside load {load:.0%} of {cores}"
-    if base.contaminated:
-        # A baseline that read low lets a slower build pass: say so, whatever the verdict.
-        load_then = f" (outside load {base.outside:.0%})" if base.outside is not None else ""
-        text += (
-            f" · the baseline was measured on a busy host{load_then}: it reads low, so a slower "
-            "build can pass unseen — re-measure it on a quiet host"
-        )
+    figures = f"; {hs.figures}" if hs is not None and hs.kind is not None else ""
+    text = f"throughput {fmt.rate(m.throughput)} items/s vs {fmt.rate(base.throughput)} ({dt:+.1f}%{figures})"
+    found = _Findings()
+    _throughput_rule(m, dt, tolerance_pct, hs, found)
+    dp = _p99_rule(m, base, tolerance_pct, hs, found)
+    if dp is not None:
+        assert m.p99 is not None and base.p99_ms
+        text += f", p99 {fmt.ms(m.p99)} vs {fmt.ms(base.p99_ms)} ({dp:+.0f}%)"
+    kind, said, message, hs_said = _verdict(m, found, dt, tolerance_pct, hs, cores)
+    text += said + _notes(m, kind, base, cores)
     if hs is not None and not hs_said:
         text += f" · {hs.words}"  # what the calibrations say about the two hosts
-    same_host: bool | None = fingerprint is None or base.fingerprint is None or base.fingerprint == fingerprint
+    same_host: bool | None = (
+        fingerprint is None or base.fingerprint is None or base.fingerprint == fingerprint
+    )
     if hs is not None and same_host:
         # Issue 23: one fingerprint is not one machine; only the calibrations can say "alike".
         same_host = {"alike": True, "differ": False}.get(hs.hosts)
@@ -328,17 +400,17 @@ def decide(
         kind=kind,
         line=text,
         message=message,
-        throughput=tput,
-        p99_ms=p99,
+        throughput=m.throughput,
+        p99_ms=m.p99,
         throughput_change_pct=dt,
         p99_change_pct=dp,
-        outside=load,
-        busy=busy,
-        trials=len(good),
-        clean_trials=len(clean),
-        windows=n_windows,
-        windows_discarded=n_dropped,
+        outside=m.load,
+        busy=m.busy,
+        trials=len(m.good),
+        clean_trials=len(m.clean),
+        windows=m.windows,
+        windows_discarded=m.dropped,
         same_host=same_host,
-        top=top,
+        top=_top(m.good),
         host_speed=hs,
     )

@@ -206,9 +206,7 @@ def _cpu_signs(results: list[TrialResult], cores: int, evidence: list[str]) -> t
             per = _cores(r, cores) / c.workers
             if per >= MANY_CORES:
                 many = True
-                evidence.append(
-                    f"a process worker with {threads} threads kept {per:.1f} cores busy"
-                )
+                evidence.append(f"a process worker with {threads} threads kept {per:.1f} cores busy")
     return thread_cpu, many
 
 
@@ -445,7 +443,7 @@ def judge(
     r = _ratio_for(speed, kernel, mode)
     if r is None:
         what = f"the {kernel} kernel" if kernel in KERNELS else "any kernel"
-        why = "; ".join(speed.problems)
+        why = speed.problem_words()
         return replace(
             out,
             speed=speed,

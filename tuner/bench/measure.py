@@ -148,7 +148,9 @@ def check_feasible(result: TrialResult, objective: Objective | None) -> TrialRes
         ):
             reasons.append(f"peak RSS {total:.0f} MB > budget {objective.memory_budget_mb:g} MB")
         if objective.min_throughput is not None and result.throughput < objective.min_throughput:
-            reasons.append(f"throughput {fmt.rate(result.throughput)}/s < minimum {objective.min_throughput:g}/s")
+            reasons.append(
+                f"throughput {fmt.rate(result.throughput)}/s < minimum {objective.min_throughput:g}/s"
+            )
     if not result.faults and result.failures:
         # Without injected faults, an item that fails for good is a broken configuration.
         lost = sum(result.failures.values())
@@ -292,13 +294,21 @@ def run_trial(
     try:
         if faults is not None and faults.active:
             # Without faults first (shorter): the clean figures, and the timeout a hang needs.
-            short = replace(settings, max_trial_s=max(settings.warmup_s + settings.window_s * 4, settings.max_trial_s / 2))
-            clean_run = measure(EngineConfig.of_deployment(config, sample_interval_s=sample_every), short, "without faults: ")
+            short = replace(
+                settings, max_trial_s=max(settings.warmup_s + settings.window_s * 4, settings.max_trial_s / 2)
+            )
+            clean_run = measure(
+                EngineConfig.of_deployment(config, sample_interval_s=sample_every), short, "without faults: "
+            )
             timeout = config.timeout_s
             if timeout is None and faults.needs_timeout():
                 timeout = timeout_for(_figures(clean_run)["service_ms"].get("p999"))
             faulted = replace(config, timeout_s=timeout)
-            run = measure(EngineConfig.of_deployment(faulted, faults=faults, sample_interval_s=sample_every), settings, "")
+            run = measure(
+                EngineConfig.of_deployment(faulted, faults=faults, sample_interval_s=sample_every),
+                settings,
+                "",
+            )
         else:
             run = measure(EngineConfig.of_deployment(config, sample_interval_s=sample_every), settings, "")
     except TrialCancelled:
@@ -362,4 +372,6 @@ def _verdict(index: int, r: TrialResult, run: _Run, settings: MeasureSettings, c
         )
     if r.stable:
         return TrialPhase(index, "stable", f"stable: {settings.stable_windows} windows within {tol}{busy}")
-    return TrialPhase(index, "unstable", f"unstable: no {settings.stable_windows} windows within {tol} in {cap}{busy}")
+    return TrialPhase(
+        index, "unstable", f"unstable: no {settings.stable_windows} windows within {tol} in {cap}{busy}"
+    )

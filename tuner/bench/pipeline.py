@@ -6,6 +6,7 @@
       prepare():  host probe ─► cluster (--ray-address) ─► model + its options ─► inputs ─► a trial
                   call of the model on a sample (a bad spec or input is one line, before any worker)
                   ─► the space (the default for this host and model, the request's overrides)
+      calibrate(): the host's speed on reference kernels (tuner.calibrate; once, before any trial)
       sweep():    the strategy's trials (tuner.bench.session.Sweep) ─► confirm the winner (request.confirm)
       recommend() ─► Recommendation (a Deployment and its reasons)
       online():   the open-loop search on the best configurations (request.online)
@@ -34,6 +35,7 @@ from tuner.bench.request import SweepRequest
 from tuner.bench.search import Space, with_dimensions
 from tuner.bench.session import Sweep, merge_trials
 from tuner.bench.types import (
+    EngineNote,
     SweepCallback,
     SweepFinished,
     TrialConfig,
@@ -45,6 +47,8 @@ from tuner.bench.types import (
 from tuner.errors import BadInput, DataError
 
 if TYPE_CHECKING:
+    from tuner.bench.hostspeed import Nature
+    from tuner.calibrate import Calibration
     from tuner.engine import FaultPlan
     from tuner.hardware import Host
     from tuner.profile import ScalingProfile
@@ -52,7 +56,14 @@ if TYPE_CHECKING:
 #: items the validation may time the model on (it stops early for a slow model)
 VALIDATION_SAMPLE = 1024
 
-__all__ = ["GateOutcome", "Prepared", "SweepOutcome", "SweepPipeline", "baseline_request", "load_sweep_inputs"]
+__all__ = [
+    "GateOutcome",
+    "Prepared",
+    "SweepOutcome",
+    "SweepPipeline",
+    "baseline_request",
+    "load_sweep_inputs",
+]
 
 
 @dataclass
@@ -86,6 +97,14 @@ class SweepOutcome:
     elapsed_s: float  # the closed-loop sweep's wall time
     online: OnlineOutcome | None = None
     resumed: list[TrialResult] = field(default_factory=list)
+    calibration: Calibration | None = None  # this host's speed, measured before the trials
+    calibration_problem: str | None = None  # why there is none, when one was asked for
+
+    def nature(self) -> Nature:
+        """What sets the model's speed, read from the sweep's trials (:func:`tuner.bench.hostspeed.model_nature`)."""
+        from tuner.bench.hostspeed import model_nature
+
+        return model_nature(self.results, self.prepared.host.usable_cores, calibration=self.calibration)
 
     def profile(self, name: str) -> ScalingProfile:
         """The scaling profile of this sweep (BadInput when nothing is recommended)."""
@@ -105,6 +124,8 @@ class SweepOutcome:
             measuring_s=self.elapsed_s,
             cluster=_cluster_section(self.prepared, self.recommendation),
             online=section,
+            calibration=self.calibration,
+            nature=self.nature(),
         )
 
 
@@ -122,7 +143,9 @@ def load_sweep_inputs(request: SweepRequest, model: Any) -> Any:
         raise BadInput(f"items must be >= 1 (got {request.n_items})")
     gen = input_generator(model)
     if gen is None:
-        raise BadInput(f"{request.model}: the model has no input generator; give --input FILE (.npy or .jsonl)")
+        raise BadInput(
+            f"{request.model}: the model has no input generator; give --input FILE (.npy or .jsonl)"
+        )
     return gen(request.n_items, request.seed)
 
 
@@ -138,6 +161,9 @@ class SweepPipeline:
         self.interrupted = False
         self.elapsed_s = 0.0
         self._sweep: Sweep | None = None
+        self.calibration: Calibration | None = None
+        self.calibration_problem: str | None = None
+        self._calibrated = False
         self._online_sweep: OnlineSweep | None = None
         self._connection: Any = None
 
@@ -213,6 +239,34 @@ class SweepPipeline:
             )
         return space
 
+    # -- the host's speed ---------------------------------------------------------------------------
+    def calibrate(self) -> Calibration | None:
+        """Measure this host on the reference kernels (once; ``request.calibration_s``, 0: never).
+
+        Before any trial, so the calibration sees the host the trials will see, and never while a
+        trial runs. A runner that cannot start is not fatal: the sweep goes on, the profile records
+        no calibration, and :attr:`calibration_problem` says why (the gate's line says it too)."""
+        if self._calibrated:
+            return self.calibration
+        from tuner.calibrate import CalibrationError, calibrate
+
+        self._calibrated = True
+        budget = self.request.calibration_budget()
+        if not budget:
+            return None
+        p = self.prepare()
+        self._emit(
+            TrialPhase(-1, "calibrate", f"calibrating the host: reference kernels, at most {budget:g} s")
+        )
+        try:
+            self.calibration = calibrate(p.host, budget, max_outside=self.request.settings.max_outside)
+        except CalibrationError as e:
+            self.calibration_problem = f"the host calibration failed: {e}"
+            self._emit(EngineNote(-1, 0.0, self.calibration_problem, "warning"))
+            return None
+        self._emit(EngineNote(-1, 0.0, self.calibration.describe(), "info"))
+        return self.calibration
+
     # -- the closed-loop sweep --------------------------------------------------------------------
     def set_faults(self, plan: FaultPlan | None) -> None:
         """Change the fault plan of a running sweep: it takes effect from the next trial."""
@@ -223,7 +277,15 @@ class SweepPipeline:
     def sweep(self, cancel: threading.Event | None = None) -> list[TrialResult]:
         """The strategy's trials, then (``request.confirm``) the winner measured once more."""
         p = self.prepare()
-        sweep = Sweep(self.request, host=p.host, model=p.model, inputs=p.inputs, space=p.space, on_message=self.on_message)
+        self.calibrate()
+        sweep = Sweep(
+            self.request,
+            host=p.host,
+            model=p.model,
+            inputs=p.inputs,
+            space=p.space,
+            on_message=self.on_message,
+        )
         self._sweep = sweep
         self.resumed = list(sweep.resumed)
         anchors = default_deployments(p.info, len(p.inputs)) if self.request.measure_default else []
@@ -272,7 +334,9 @@ class SweepPipeline:
     def recommend(self, prefer: TrialConfig | None = None) -> Recommendation:
         """The recommendation from the results so far (``prefer``: the online winner's configuration)."""
         p = self.prepare()
-        return recommend(self.results, self.request.objective, p.host, prefer=prefer, threads_word=p.threads_word)
+        return recommend(
+            self.results, self.request.objective, p.host, prefer=prefer, threads_word=p.threads_word
+        )
 
     # -- the online search ------------------------------------------------------------------------
     def online(
@@ -320,8 +384,9 @@ class SweepPipeline:
         if rec.deployment is not None and not self.interrupted and self.request.measure_cold_start:
             self._cold_start(rec)
         return SweepOutcome(
-            self.request, prepared, results, rec, self.interrupted, self.elapsed_s, online, list(self.resumed)
-        )
+            self.request, prepared, results, rec, self.interrupted, self.elapsed_s, online, list(self.resumed),
+            self.calibration, self.calibration_problem,
+        )  # fmt: skip
 
     # -- the regression gate -----------------------------------------------------------------------
     def gate(
@@ -335,7 +400,7 @@ class SweepPipeline:
         ``GATE_REPEATS`` trials, a trial the host made contaminated measured again up to
         ``GATE_MAX_TRIALS`` (``on_retry()`` is called before each such re-run), and the verdict of
         :func:`tuner.bench.gate.decide`. KeyboardInterrupt when cancelled."""
-        from tuner.bench.gate import BaselineFigures, decide, want_another
+        from tuner.bench.gate import BaselineFigures, HostCheck, decide, want_another
         from tuner.errors import Regression
 
         p = self.prepare()
@@ -351,26 +416,75 @@ class SweepPipeline:
                 break
         good = [r for r in results if r.throughput > 0 and not r.error]
         if not good:
-            raise Regression(f"the baseline configuration could not run: {results[0].error if results else '?'}")
+            raise Regression(
+                f"the baseline configuration could not run: {results[0].error if results else '?'}"
+            )
+        host = HostCheck(self.calibration, self.calibration_problem)
         verdict = decide(
             results,
             BaselineFigures.of(baseline),
             tolerance_pct,
             usable_cores=p.host.usable_cores,
             fingerprint=p.host.fingerprint(),
+            host=host,
         )
         self.results = results
         return GateOutcome(verdict, results, self.recommend())
+
+    def gate_against(
+        self, against: str, tolerance_pct: float, cancel: threading.Event | None = None
+    ) -> GateOutcome:
+        """The side-by-side gate (:mod:`tuner.bench.paired`): this request's configuration measured
+        with the model ``against`` (the previous version, trial A) and with this request's model
+        (trial B) on the same inputs, pairs in alternating order until :func:`want_another_pair`
+        says enough, then :func:`decide_paired`. No host calibration: one host, one run.
+        KeyboardInterrupt when cancelled."""
+        from tuner.bench.paired import Pair, decide_paired, want_another_pair
+        from tuner.errors import Regression
+
+        self._calibrated = True  # both sides run on this host now: nothing to adjust for
+        mine = self.prepare()
+        other = SweepPipeline(replace(self.request, model=against, calibration_s=0), self.on_message)
+        pairs: list[Pair] = []
+        try:
+            other.prepared = replace(other.prepare(), inputs=mine.inputs)  # the same items on both sides
+            while want_another_pair(pairs, tolerance_pct):
+                order = "AB" if len(pairs) % 2 == 0 else "BA"
+                got: dict[str, TrialResult] = {}
+                for side in order:
+                    pipe = other if side == "A" else self
+                    measured = pipe.sweep(cancel)
+                    if pipe.interrupted:
+                        raise KeyboardInterrupt
+                    if measured:
+                        got[side] = measured[0]
+                if len(got) < 2:
+                    break
+                pairs.append(Pair(got["A"], got["B"], order))
+        finally:
+            other.close()
+        if not any(p.measured for p in pairs):
+            errors = [r.error for p in pairs for r in (p.a, p.b) if r.error]
+            raise Regression(
+                f"the baseline configuration could not run side by side: {errors[0] if errors else '?'}"
+            )
+        verdict = decide_paired(pairs, tolerance_pct, against=against, usable_cores=mine.host.usable_cores)
+        self.results = [p.b for p in pairs if p.measured]
+        return GateOutcome(verdict, [r for p in pairs for r in (p.a, p.b)], self.recommend())
 
     def _cold_start(self, rec: Recommendation) -> None:
         """The recommendation started once in a fresh interpreter: the cold start a service pays."""
         from tuner.bench.coldstart import measure_cold_start
 
         assert rec.deployment is not None and rec.best is not None
-        self._emit(TrialPhase(-1, "coldstart", "timing a cold start of the recommendation in a fresh process"))
+        self._emit(
+            TrialPhase(-1, "coldstart", "timing a cold start of the recommendation in a fresh process")
+        )
         cold = measure_cold_start(self.prepare().model, rec.deployment)
         if cold is None:
-            rec.words.append("  cold start: could not be measured in a fresh process; the trial's workers' load time stands")
+            rec.words.append(
+                "  cold start: could not be measured in a fresh process; the trial's workers' load time stands"
+            )
             return
         rec.cold_start_s = cold
         rec.words.append(
@@ -388,7 +502,11 @@ class SweepPipeline:
         best = rec.best
         if best is None or online.summary.winner is None:
             return online
-        ok = {engine_key(r.config) for r in self.results if not r.error and not beats(best, r, self.request.objective)}
+        ok = {
+            engine_key(r.config)
+            for r in self.results
+            if not r.error and not beats(best, r, self.request.objective)
+        }
         kept = [c for c in online.results if engine_key(c.candidate) in ok]
         win = online.summary.winner
         if engine_key(win.candidate) in ok:
@@ -444,7 +562,7 @@ def baseline_request(profile: ScalingProfile, request: SweepRequest, *, model_gi
         space=SpaceRequest(
             backends=(d.backend,),
             workers=(d.workers,),
-            threads=(d.threads_per_worker,) if d.threads_per_worker is not None else None,
+            threads=(d.threads_per_worker,),  # None: the framework's own pool, as the default deployment
             partition_sizes=(d.partition_size,),
             placements=(d.placement,),
             oversubscribe=True,

@@ -21,6 +21,8 @@ from tuner.bench.types import TrialResult
 from tuner.errors import BadInput
 
 if TYPE_CHECKING:
+    from tuner.bench.hostspeed import Nature
+    from tuner.calibrate import Calibration
     from tuner.hardware import Host
     from tuner.models import ModelInfo
     from tuner.profile import Evidence, Online, ScalingProfile
@@ -36,9 +38,10 @@ def _blas(host: Host) -> str | None:
     return f"{b.get('internal_api')} {version}"
 
 
-def host_info(host: Host) -> Any:
-    """The profile's ``host:`` section for ``host`` (a :class:`tuner.profile.HostInfo`)."""
-    from tuner.profile import HostInfo
+def host_info(host: Host, calibration: Calibration | None = None) -> Any:
+    """The profile's ``host:`` section for ``host`` (a :class:`tuner.profile.HostInfo`), with its
+    speed on the reference kernels when it was calibrated."""
+    from tuner.profile import CalibrationRecord, HostInfo
 
     platform = host.platform if host.platform in ("linux", "darwin", "windows") else "linux"
     return HostInfo(
@@ -52,6 +55,7 @@ def host_info(host: Host) -> Any:
         platform=platform,  # type: ignore[arg-type]
         machine=host.machine,
         blas=_blas(host),
+        calibration=CalibrationRecord.of(calibration) if calibration is not None else None,
     )
 
 
@@ -78,7 +82,9 @@ def _host_load(best: TrialResult) -> Any:
     )
 
 
-def _evidence(rec: Recommendation, trials_run: int | None, strategy: str | None, measuring_s: float | None) -> Evidence:
+def _evidence(
+    rec: Recommendation, trials_run: int | None, strategy: str | None, measuring_s: float | None
+) -> Evidence:
     """The ``evidence:`` section: the best trial's figures, the alternatives, the host around it."""
     from tuner.profile import (
         Baseline,
@@ -94,7 +100,9 @@ def _evidence(rec: Recommendation, trials_run: int | None, strategy: str | None,
     assert best is not None
 
     def cand(r: TrialResult) -> Candidate:
-        return Candidate.from_deployment(r.config, throughput=float(r.throughput), p99_ms=r.latency_ms.get("p99"))
+        return Candidate.from_deployment(
+            r.config, throughput=float(r.throughput), p99_ms=r.latency_ms.get("p99")
+        )
 
     extra: dict[str, Any] = {}
     base = rec.baseline
@@ -119,12 +127,18 @@ def _evidence(rec: Recommendation, trials_run: int | None, strategy: str | None,
         throughput_ci=(float(best.throughput_ci[0]), float(best.throughput_ci[1])),
         latency_ms=Percentiles(**_pct(best.latency_ms, ("p50", "p90", "p95", "p99"))),
         latency_ci_ms=LatencyIntervals(
-            **{k: (float(v[0]), float(v[1])) for k, v in best.latency_ci_ms.items() if k in ("p50", "p90", "p95", "p99")}
+            **{
+                k: (float(v[0]), float(v[1]))
+                for k, v in best.latency_ci_ms.items()
+                if k in ("p50", "p90", "p95", "p99")
+            }
         ),
         service_time_ms=Percentiles(**_pct(best.service_ms, ("p50", "p95", "p99", "p999"))),
         cold_start_s=float(rec.cold_start_s if rec.cold_start_s is not None else best.cold_start_s),
         cpu_share=float(best.cpu_share),
-        peak_rss_mb=PeakRss(per_worker=best.peak_rss_mb.get("per_worker"), total=best.peak_rss_mb.get("total")),
+        peak_rss_mb=PeakRss(
+            per_worker=best.peak_rss_mb.get("per_worker"), total=best.peak_rss_mb.get("total")
+        ),
         trials_run=trials_run if trials_run is not None else (len(rec.results) or None),
         strategy=strategy,
         measuring_s=round(measuring_s, 1) if measuring_s is not None else None,
@@ -136,9 +150,9 @@ def _evidence(rec: Recommendation, trials_run: int | None, strategy: str | None,
     )
 
 
-def _model_ref(request: SweepRequest, info: ModelInfo | None, knobs: dict[str, Any] | None) -> Any:
-    """The ``model:`` section: the spec, the input measured with, and a model file's facts."""
-    from tuner.profile import InputInfo, ModelRef
+def _model_ref(request: SweepRequest, info: ModelInfo | None, nature: Nature | None) -> Any:
+    """The ``model:`` section: the spec, the input measured with, a model file's facts, its nature."""
+    from tuner.profile import InputInfo, ModelRef, NatureRecord
 
     item = getattr(info, "item", None)
     fmt = getattr(info, "format", None)
@@ -163,6 +177,7 @@ def _model_ref(request: SweepRequest, info: ModelInfo | None, knobs: dict[str, A
             items=request.n_items if request.input_path is None else None,
         ),
         **model_file,
+        nature=NatureRecord.model_validate(nature.to_dict()) if nature is not None else None,
     )
 
 
@@ -177,11 +192,15 @@ def build_profile(
     measuring_s: float | None = None,
     cluster: Any = None,
     online: Online | None = None,
+    calibration: Calibration | None = None,
+    nature: Nature | None = None,
 ) -> ScalingProfile:
     """The profile of a recommendation (raises BadInput when there is none).
 
     ``cluster``: the ``cluster:`` section (:class:`tuner.profile.ClusterInfo`) of a sweep on a Ray
-    cluster; ``online``: the ``online:`` section of ``tuner bench --online``.
+    cluster; ``online``: the ``online:`` section of ``tuner bench --online``; ``calibration``: the
+    host's speed measured before the trials (``host.calibration``); ``nature``: the model's, read
+    from the trials (``model.nature``).
     """
     from tuner import __version__
     from tuner.profile import Objective, ScalingProfile, autoscale_of, recommended_of
@@ -208,8 +227,8 @@ def build_profile(
         name=name,
         created=datetime.now(timezone.utc).replace(microsecond=0),
         tool_version=__version__,
-        model=_model_ref(request, info, None),
-        host=host_info(host),
+        model=_model_ref(request, info, nature),
+        host=host_info(host, calibration),
         objective=Objective(
             goal=obj.goal,  # type: ignore[arg-type]
             p99_budget_ms=p99_budget,

@@ -321,7 +321,10 @@ def recommend(
     ranked = sorted(ok, key=lambda r: _rank_key(r, objective), reverse=True)
     timeout, t_text = _timeout(best)
     if not best.config.kind.can_time_out:
-        timeout, t_text = None, f"none: the {best.config.backend} backend runs the call in the caller and cannot end it"
+        timeout, t_text = (
+            None,
+            f"none: the {best.config.backend} backend runs the call in the caller and cannot end it",
+        )
     retries, backoff, r_text = _retries(results, best)
     lo, hi, a_text = _autoscale(results, best, host)
     c = best.config
@@ -395,7 +398,9 @@ def _choose(
         return best, words
     defaults = {r.role: r for r in ok if r.role in (DEFAULT, DEFAULT_WORKER) and not r.contaminated}
     inline, worker = defaults.get(DEFAULT), defaults.get(DEFAULT_WORKER)
-    chosen = worker if worker is not None and (inline is None or not beats(inline, worker, objective)) else inline
+    chosen = (
+        worker if worker is not None and (inline is None or not beats(inline, worker, objective)) else inline
+    )
     chosen = chosen or baseline
     if best.role == "":
         ratio = best.throughput / baseline.throughput
@@ -416,7 +421,10 @@ def _timeout(best: TrialResult) -> tuple[float | None, str]:
     if not p999:
         return timeout, f"{timeout:g} s per partition (no service times measured: a default)"
     if timeout <= TIMEOUT_FLOOR_S and 10 * p999 / 1000 < TIMEOUT_FLOOR_S:
-        return timeout, f"{timeout:g} s per partition (the floor: 10× the p99.9 service time of {fmt.ms(p999)} is less)"
+        return (
+            timeout,
+            f"{timeout:g} s per partition (the floor: 10× the p99.9 service time of {fmt.ms(p999)} is less)",
+        )
     return timeout, f"{timeout:g} s per partition (10× the p99.9 service time of {fmt.ms(p999)})"
 
 
@@ -469,7 +477,9 @@ def _words(rec: Recommendation, ok: list[TrialResult], host: Host | None, thread
     )
     a = d.autoscale
     if a.min_workers == a.max_workers:
-        words.append(f"  a fixed pool of {d.kind.count(a.max_workers)} (no autoscaling); cold start {fmt.seconds(best.cold_start_s)}")
+        words.append(
+            f"  a fixed pool of {d.kind.count(a.max_workers)} (no autoscaling); cold start {fmt.seconds(best.cold_start_s)}"
+        )
     else:
         words.append(
             f"  autoscale {a.min_workers}–{a.max_workers} workers; scale-up on backlog > "
@@ -482,10 +492,13 @@ def _words(rec: Recommendation, ok: list[TrialResult], host: Host | None, thread
         words.append(f"  {rec.hedge_reasoning}")
     if rec.runner_ups:
         words.append(
-            "  runner-ups: " + "; ".join(f"{r.config.label()} {fmt.rate(r.throughput)}/s" for r in rec.runner_ups)
+            "  runner-ups: "
+            + "; ".join(f"{r.config.label()} {fmt.rate(r.throughput)}/s" for r in rec.runner_ups)
         )
     if rec.infeasible:
-        words.append(f"  {len(rec.infeasible)} configuration(s) infeasible (shown in the table, not recommended)")
+        words.append(
+            f"  {len(rec.infeasible)} configuration(s) infeasible (shown in the table, not recommended)"
+        )
     words.extend(_thread_words(best, rec.results))
     return words
 

@@ -19,7 +19,15 @@ from tuner.bench.online.search import SearchSettings
 from tuner.bench.types import Objective
 from tuner.engine.faults import FaultPlan
 
-__all__ = ["DEFAULT_DELAYS_MS", "DEFAULT_DELAY_MS", "OnlineRequest", "SpaceRequest", "SweepRequest"]
+__all__ = [
+    "CALIBRATION_ENV",
+    "DEFAULT_DELAYS_MS",
+    "DEFAULT_DELAY_MS",
+    "OnlineRequest",
+    "SpaceRequest",
+    "SweepRequest",
+    "calibration_budget",
+]
 
 #: The runtime's default batch delay before it was measured: always among the online candidates,
 #: so the measured setting is compared with it in the same run.
@@ -33,7 +41,7 @@ class SpaceRequest:
 
     backends: tuple[str, ...] | None = None
     workers: tuple[int, ...] | None = None
-    threads: tuple[int, ...] | None = None
+    threads: tuple[int | None, ...] | None = None  # None in it: the framework's own pool
     partition_sizes: tuple[int, ...] | None = None
     placements: tuple[str, ...] | None = None
     oversubscribe: bool = False
@@ -104,3 +112,38 @@ class SweepRequest:
     own_pids: tuple[int, ...] = ()
     ray_address: str | None = None  # the cluster of the ray backend (auto, local, ray://host:port)
     online: OnlineRequest | None = None
+    #: seconds of host calibration before the trials (tuner.calibrate; the profile's host.calibration,
+    #: what the gate adjusts for); 0: none; None: $TUNER_CALIBRATION_S, else 5
+    calibration_s: float | None = None
+
+    def calibration_budget(self) -> float:
+        """The calibration's budget in seconds (0: none); BadInput for a bad $TUNER_CALIBRATION_S."""
+        return calibration_budget(self.calibration_s)
+
+
+#: the environment variable that sets the calibration budget when the request does not
+CALIBRATION_ENV = "TUNER_CALIBRATION_S"
+
+
+def calibration_budget(given: float | None, where: str = "--calibration") -> float:
+    """``given``, else $TUNER_CALIBRATION_S, else the calibration's default: 0 (none) or >= 1 s."""
+    import math
+    import os
+
+    from tuner.calibrate import DEFAULT_BUDGET_S
+    from tuner.calibrate.record import MIN_BUDGET_S
+    from tuner.errors import BadInput
+
+    value: Any = given
+    if value is None:
+        text = os.environ.get(CALIBRATION_ENV, "").strip()
+        if not text:
+            return DEFAULT_BUDGET_S
+        where = f"${CALIBRATION_ENV}"
+        try:
+            value = float(text)
+        except ValueError:
+            raise BadInput(f"{where}={text!r}: not a number of seconds (0: no calibration)") from None
+    if not math.isfinite(value) or not (value == 0 or value >= MIN_BUDGET_S):
+        raise BadInput(f"{where} {value!r}: 0 (no calibration) or at least {MIN_BUDGET_S:g} seconds")
+    return float(value)

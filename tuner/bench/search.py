@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from tuner.hardware import Host
     from tuner.models import ModelInfo
 
-__all__ = ["STRATEGIES", "AdaptiveStrategy", "GridStrategy", "Space", "make_strategy", "score", "with_dimensions"]
+__all__ = [
+    "STRATEGIES",
+    "AdaptiveStrategy",
+    "GridStrategy",
+    "Space",
+    "make_strategy",
+    "score",
+    "with_dimensions",
+]
 
 STRATEGIES = ("adaptive", "grid")
 #: Smallest and largest default partition size (powers of two between them).
@@ -74,7 +82,7 @@ class Space:
 
     backends: tuple[str, ...]
     workers: tuple[int, ...]
-    threads: tuple[int, ...]
+    threads: tuple[int | None, ...]  # None: the framework's own pool (the default deployment)
     partition_sizes: tuple[int, ...]
     oversubscribe: bool = False
     #: workers × threads may not exceed this (usable cores; more for io-bound models) unless
@@ -91,7 +99,7 @@ class Space:
             if not getattr(self, name):
                 raise ConfigError(f"sweep space: no {name.replace('_', ' ')} to try")
         for name in ("workers", "threads", "partition_sizes"):
-            bad = [v for v in getattr(self, name) if v < 1]
+            bad = [v for v in getattr(self, name) if v is not None and v < 1]  # None: the framework's threads
             if bad:
                 raise ConfigError(f"sweep space: {name.replace('_', ' ')} must be >= 1 (got {bad[0]})")
         for b in self.backends:
@@ -168,7 +176,7 @@ class Space:
         knobs = "".join(f" × {n} {','.join(_shown(v) for v in vs)}" for n, vs in self.knobs)
         return (
             f"{', '.join(self.backends)} × workers {','.join(map(str, self.workers))} × threads "
-            f"{','.join(map(str, self.threads))} × partitions {ps}{knobs} ({len(self.configs())} configs)"
+            f"{','.join('default' if t is None else str(t) for t in self.threads)} × partitions {ps}{knobs} ({len(self.configs())} configs)"
         )
 
 
@@ -184,7 +192,9 @@ def with_dimensions(space: Space, info: Any, names: Iterable[str]) -> Space:
     unknown = [n for n in wanted if n not in offered]
     if unknown:
         have = ", ".join(offered) if offered else "none (only model files' adapters declare dimensions)"
-        raise ConfigError(f"--dims {','.join(wanted)}: {unknown[0]!r} is not a dimension of this model; it has {have}")
+        raise ConfigError(
+            f"--dims {','.join(wanted)}: {unknown[0]!r} is not a dimension of this model; it has {have}"
+        )
     return replace(space, knobs=tuple((n, tuple(offered[n])) for n in dict.fromkeys(wanted)))
 
 
@@ -444,7 +454,7 @@ def hardware_guess(space: Space, host: Host | None) -> TrialConfig:
     chosen = default if default in space.backends else space.backends[0]
     ws = sorted(space.workers)
     workers = max((w for w in ws if w <= cores), default=ws[0])
-    threads = min(space.threads)
+    threads = min((t for t in space.threads if t is not None), default=None)  # None: only the framework's
     sizes = sorted(space.partition_sizes)
     size = min(sizes, key=lambda p: (abs(math.log2(p) - math.log2(START_PARTITION)), p))
     c = TrialConfig(chosen, workers, threads, size, tuple((n, vs[0]) for n, vs in space.knobs))

@@ -103,6 +103,7 @@ def merge_trials(a: TrialResult, b: TrialResult, objective: Objective | None = N
         discarded_windows=[*a.discarded_windows, *(i + len(a.windows) for i in b.discarded_windows)],
         contaminated=a.contaminated and b.contaminated,
         outside=_merge_outside(a, b, used),
+        role=a.role,  # a confirmed default deployment is still the default
     )
     return check_feasible(merged, objective)
 
@@ -226,17 +227,18 @@ class Sweep:
         self._start_file()
         known = {r.config.key(): r for r in self.resumed}
         index = 0
+        strategy = make_strategy(
+            req.strategy, self.space, self.host, req.objective, max_trials=req.max_trials,
+            known={k: r for k, r in known.items() if not r.role},
+        )  # fmt: skip
         try:
             for role, anchor in anchors:
                 if anchor.key() in known or self._out_of_time(t0, cancel):
                     continue
-                if self._measure(index, anchor, cancel, planned=len(anchors), role=role) is None:
+                planned = int(getattr(strategy, "planned", 0)) + len(self.resumed) + len(anchors)
+                if self._measure(index, anchor, cancel, planned=planned, role=role) is None:
                     return self.results
                 index += 1
-            strategy = make_strategy(
-                req.strategy, self.space, self.host, req.objective, max_trials=req.max_trials,
-                known={k: r for k, r in known.items() if not r.role},
-            )  # fmt: skip
             while not self._out_of_time(t0, cancel):
                 config = strategy.next()
                 if config is None:

@@ -233,8 +233,14 @@ class TrialRun:
             perf = time.perf_counter
             while True:
                 now = perf()
-                deadline = self.next_tick if self.warm else self.window_end + (self.lag if self.win_load is not None else 0.0)
-                done, _ = wait(self.inflight, timeout=max(0.0, min(deadline - now, 0.1)), return_when=FIRST_COMPLETED)
+                deadline = (
+                    self.next_tick
+                    if self.warm
+                    else self.window_end + (self.lag if self.win_load is not None else 0.0)
+                )
+                done, _ = wait(
+                    self.inflight, timeout=max(0.0, min(deadline - now, 0.1)), return_when=FIRST_COMPLETED
+                )
                 self._collect(done)
                 if self.cancel is not None and self.cancel.is_set():
                     raise TrialCancelled("cancelled")
@@ -262,7 +268,9 @@ class TrialRun:
         self.sampler.scan()
         self.snap = self.sampler.snapshot()
         cold = max(self.load_s) if self.load_s else self.t_ready - self.t_trial0
-        self._phase("clean" if self.label else "warmup", f"{self.label}workers ready, model loading {cold:.1f} s")
+        self._phase(
+            "clean" if self.label else "warmup", f"{self.label}workers ready, model loading {cold:.1f} s"
+        )
         self.cpu0 = self.me.cpu_times() if self.me is not None else None
         self._refill()
         self.tick_start = self.t_ready
@@ -278,7 +286,9 @@ class TrialRun:
             after = self.sampler.snapshot()
             tick_load = self.sampler.interval(self.snap, after)
             self.snap = after
-            self._emit_window(now - self.t_trial0, "warmup", entries, now - self.tick_start, tick_load.outside)
+            self._emit_window(
+                now - self.t_trial0, "warmup", entries, now - self.tick_start, tick_load.outside
+            )
             self.tick_start = now
             self.next_tick = now + WARMUP_TICK_S
         if now - self.t_ready >= s.warmup_s and len(self.done_log) >= 2 * self.config.workers:
@@ -333,7 +343,9 @@ class TrialRun:
         if need > s.window_s:
             self.window_s = round(need, 3)
             self.max_trial_s = max(s.max_trial_s, s.max_trial_s / s.window_s * self.window_s)
-            self._sized = f" (windows sized to {WINDOW_SERVICES:g} partition service times of {fmt.ms(svc * 1000)})"
+            self._sized = (
+                f" (windows sized to {WINDOW_SERVICES:g} partition service times of {fmt.ms(svc * 1000)})"
+            )
 
     def _window_step(self, now: float) -> bool:
         """At a window's end read the host's load; once its partitions are back, count it. True: stop."""
@@ -417,7 +429,9 @@ class TrialRun:
         self.rss_self = self.me.memory_info().rss if self.me is not None else 0
         if self.table0 is not None and any(self.over_rule.verdict(x, self.usable_cores) for x in self.loads):
             theirs = self.sampler.pids | set(self.own_pids)
-            self.top = name_processes(top_outside(self.table0, ProcessTable.read(), self.usable_cores, theirs))
+            self.top = name_processes(
+                top_outside(self.table0, ProcessTable.read(), self.usable_cores, theirs)
+            )
 
     def _emit_window(
         self, t: float, phase: str, entries: list[Done], span_s: float, outside: float | None = None,
@@ -431,7 +445,9 @@ class TrialRun:
         else:
             p50 = p95 = p99 = math.nan
         load = None if outside is None else round(outside, 3)
-        self.emit(WindowMeasured(self.index, t, phase, tput, p50 * 1000, p95 * 1000, p99 * 1000, load, discarded))
+        self.emit(
+            WindowMeasured(self.index, t, phase, tput, p50 * 1000, p95 * 1000, p99 * 1000, load, discarded)
+        )
 
     # -- the outcome ---------------------------------------------------------------------------------
     def result(self) -> _Run:
@@ -481,7 +497,9 @@ class TrialRun:
             max_trial_s=self.max_trial_s,
         )
 
-    def _resources(self, spans: list[tuple[float, float, bool]], dropped: set[int]) -> tuple[float, float, float]:
+    def _resources(
+        self, spans: list[tuple[float, float, bool]], dropped: set[int]
+    ) -> tuple[float, float, float]:
         """CPU (share of the usable cores) and peak RSS (largest worker, all of them), MB."""
         t_end = self.window_bounds[-1][1] if self.window_bounds else time.perf_counter()
         cores = self.usable_cores
@@ -521,7 +539,9 @@ def _within(t: float, spans: list[tuple[float, float, bool]]) -> bool:
     return any(lo <= t < hi for lo, hi, _ in spans)
 
 
-def runs(idx: list[int], bounds: list[tuple[float, float]], dropped: set[int]) -> list[tuple[float, float, bool]]:
+def runs(
+    idx: list[int], bounds: list[tuple[float, float]], dropped: set[int]
+) -> list[tuple[float, float, bool]]:
     """The reported windows as time spans ``(start, end, strict)``, consecutive windows joined.
 
     ``strict``: the window before the span was discarded, so a partition counts only if it was

@@ -280,5 +280,3 @@ def _score(d: Any, path: str) -> KernelScore | None:
         busy=bool(d.get("busy", False)),
         outside=_num(d, "outside", path, default=0.0),
     )
-
-

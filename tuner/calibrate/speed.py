@@ -103,13 +103,17 @@ class HostSpeed:
         """Some kernel, in some mode, differs beyond the CIs."""
         return any(r.differs for r in self.ratios)
 
+    def problem_words(self) -> str:
+        """What could not be compared, one reason once: ``every kernel: this host's calibration was busy``."""
+        return _grouped(self.problems)
+
     def describe(self, ratio: SpeedRatio | None = None) -> str:
         """``this host runs the reference kernels 27% slower than the baseline's (calibration CI
         24–30% slower; python kernel, 2 cores)`` — of ``ratio``, or of the envelope (all cores when
         compared there, else one core)."""
         r = ratio or self.envelope("all") or self.envelope("single")
         if r is None:
-            return "the host calibrations could not be compared (" + "; ".join(self.problems) + ")"
+            return f"the host calibrations could not be compared ({self.problem_words()})"
         cores = "1 core" if r.mode == "single" else f"{self.cores[1]} cores"
         if r.kernel == "reference":
             each = ", ".join(f"{k.kernel} {k.words()}" for k in self.kernels(r.mode))
@@ -126,6 +130,21 @@ class HostSpeed:
             "problems": list(self.problems),
             "differs": self.differs,
         }
+
+
+def _grouped(problems: tuple[str, ...]) -> str:
+    """``python single, blas all: this host's calibration was busy; ...`` — one reason once."""
+    by: dict[str, list[str]] = {}
+    for p in problems:
+        what, _, why = p.partition(": ")
+        by.setdefault(why or what, []).append(what if why else "")
+    parts = []
+    for why, whats in by.items():
+        named = [w for w in whats if w]
+        if len(named) == len(KERNELS) * len(MODES):
+            named = ["every kernel"]
+        parts.append(f"{', '.join(named)}: {why}" if named else why)
+    return "; ".join(parts)
 
 
 def _log_widths(kernel: str, s: KernelScore) -> tuple[float, float]:
@@ -198,5 +217,3 @@ def compare(baseline: Calibration, current: Calibration) -> HostSpeed:
                 continue
             ratios.append(_ratio(k, m, b, c))
     return HostSpeed(tuple(ratios), tuple(problems), (baseline.cores, current.cores))
-
-

@@ -139,7 +139,12 @@ def add_setting_options(group: Any, names: tuple[str, ...]) -> None:
             bounds["what"] = {"s": "seconds", "MB": "megabytes"}.get(s.unit, "a number")
         words = f" ({s.words()})" if not s.choices else f" ({' | '.join(s.choices)})"
         group.add_argument(
-            flag, dest=name, type=typed(parse, flag, **bounds), default=None, metavar=metavar, help=s.doc + words
+            flag,
+            dest=name,
+            type=typed(parse, flag, **bounds),
+            default=None,
+            metavar=metavar,
+            help=s.doc + words,
         )
 
 

@@ -83,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="adaptive (default) or grid")  # fmt: skip
     option(p, "--budget", finite, gt=0, what="seconds", default=150.0, metavar="SECONDS",
            help="time budget of the sweep (seconds > 0; default 150)")  # fmt: skip
-    option(p, "--max-trials", integer, ge=1, metavar="N", help="at most this many trials")
+    option(p, "--max-trials", integer, ge=1, metavar="N",
+           help="at most this many trials of the search (the default deployment's two are measured besides)")  # fmt: skip
     option(p, "--objective", non_blank, what="throughput or p99", default_word="throughput", default="throughput",
            help="throughput (default) or p99")  # fmt: skip
     option(p, "--p99-ms", finite, gt=0, what="milliseconds", metavar="MS",
@@ -92,11 +93,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            help="constraint: total peak RSS at most this (megabytes > 0)")  # fmt: skip
     option(p, "--min-throughput", finite, gt=0, what="items/s", metavar="N",
            help="constraint: at least this many items/s (> 0)")  # fmt: skip
-    option(p, "--faults", fault_plan, metavar="SPEC", help="fault plan, e.g. crash=0.05,hang=0.01,slow=0.05x10")
+    option(
+        p, "--faults", fault_plan, metavar="SPEC", help="fault plan, e.g. crash=0.05,hang=0.01,slow=0.05x10"
+    )
     option(p, "--window", finite, ge=MIN_WINDOW_S, what="seconds", default=1.0, metavar="SECONDS",
            help=f"measurement window (seconds >= {MIN_WINDOW_S:g}; default 1)")  # fmt: skip
-    option(p, "--out", non_blank, what="a .yaml file", metavar="FILE.yaml", help="write the profile here (atomically)")
-    option(p, "--name", non_blank, what="a profile name", help="profile name (default: from --out, or the model)")
+    option(
+        p,
+        "--out",
+        non_blank,
+        what="a .yaml file",
+        metavar="FILE.yaml",
+        help="write the profile here (atomically)",
+    )
+    option(
+        p, "--name", non_blank, what="a profile name", help="profile name (default: from --out, or the model)"
+    )
     option(p, "--results", non_blank, what="a .jsonl file", metavar="FILE.jsonl",
            help="one JSON line per trial, written as each trial ends")  # fmt: skip
     option(p, "--resume", help="continue the sweep in --results, skipping measured configs")
@@ -106,6 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option(p, "--json", help="JSON summary on stdout; everything else on stderr")
     option(p, "--baseline", non_blank, what="a profile file", metavar="PROFILE",
            help="CI gate: re-measure this profile's recommended configuration")  # fmt: skip
+    option(p, "--against", non_blank, what="a model spec or file", metavar="SPEC",
+           help="with --baseline: measure the baseline's configuration side by side with this model (the "
+           "previous version) and the current one (--model, else the profile's), interleaved in one run, "
+           "and decide on the paired difference — no stored figure, no other host")  # fmt: skip
     option(p, "--ray-address", non_blank, what="auto, local or ray://host:port", metavar="ADDRESS",
            help="sweep the ray backend on this cluster: auto, local (a head on loopback for this run) "
            "or ray://host:port; alone, it implies --backends ray")  # fmt: skip
@@ -117,6 +133,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
            "of the usable cores is discarded and measured again; a trial that cannot get clean windows "
            "is marked contaminated, and the gate calls it inconclusive, never a regression "
            "(percent >= 0; default 25)")  # fmt: skip
+    option(p, "--calibration", finite, ge=0, what="seconds", metavar="SECONDS",
+           help="measure this host's speed on reference kernels before the trials, within this budget "
+           "(the profile's host.calibration: the gate adjusts for a slower or faster host); 0: none "
+           "(default: $TUNER_CALIBRATION_S, else 5)")  # fmt: skip
     option(p, "--max-regression", finite, ge=0, what="a percentage", default=10.0, metavar="PCT",
            help="gate tolerance in percent (>= 0; default 10)")  # fmt: skip
     option(p, "--require-clean",
@@ -143,7 +163,13 @@ def _add_online_arguments(parser: argparse.ArgumentParser) -> None:
            help="arrival process: poisson (default) or constant")  # fmt: skip
     option(g, "--trace", non_blank, what="a trace file", metavar="FILE",
            help="replay this trace (one timestamp per line, optionally a request size), scaled to each step's rate")  # fmt: skip
-    option(g, "--request-size", request_size, metavar="N|A-B", help="items per request: N, or uniform A-B (default 1)")
+    option(
+        g,
+        "--request-size",
+        request_size,
+        metavar="N|A-B",
+        help="items per request: N, or uniform A-B (default 1)",
+    )
     option(g, "--batch-delays", delay_list, metavar="MS,...",
            help="max batch delays to try, ms (default 0,1,2,5,10; the 5 ms default is always measured)")  # fmt: skip
     option(g, "--batch-sizes", int_list, metavar="LIST",
@@ -163,7 +189,9 @@ def online_request(args: argparse.Namespace) -> OnlineRequest | None:
             raise BadInput(f"{given[0]} needs --online (it sets how the open-loop search runs)")
         return None
     if args.baseline is not None:
-        raise BadInput("--online cannot be combined with --baseline (the gate re-measures a closed-loop figure)")
+        raise BadInput(
+            "--online cannot be combined with --baseline (the gate re-measures a closed-loop figure)"
+        )
     if args.p99_ms is None:
         raise BadInput("--online needs --p99-ms MS: the latency objective the highest rate must keep")
     if args.trace is not None and args.arrivals is not None:
@@ -192,7 +220,7 @@ def online_request(args: argparse.Namespace) -> OnlineRequest | None:
 def request_of(args: argparse.Namespace) -> SweepRequest:
     """Check every option; the sweep's request. Raises BadInput, nothing written."""
     from tuner.bench.measure import MeasureSettings
-    from tuner.bench.request import SpaceRequest, SweepRequest
+    from tuner.bench.request import SpaceRequest, SweepRequest, calibration_budget
     from tuner.bench.search import STRATEGIES
     from tuner.bench.types import Objective
 
@@ -236,6 +264,7 @@ def request_of(args: argparse.Namespace) -> SweepRequest:
         confirm=True,  # the profile records a confirmed figure, so the CI gate does not cry wolf
         ray_address=args.ray_address,
         online=online,
+        calibration_s=calibration_budget(args.calibration) if args.calibration is not None else None,
     )
 
 
@@ -271,7 +300,9 @@ def _ray_options(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, tupl
         elif not set(backends) & set(on_cluster):
             raise BadInput(f"--ray-address is for the {', '.join(on_cluster)} backend: add it to --backends")
     elif backends is not None and set(backends) & set(on_cluster):
-        raise BadInput(f"--backends {','.join(on_cluster)} needs --ray-address (auto, local or ray://host:port)")
+        raise BadInput(
+            f"--backends {','.join(on_cluster)} needs --ray-address (auto, local or ray://host:port)"
+        )
     if placements is not None and not (backends and set(backends) & set(names(where="has_placement"))):
         raise BadInput("--placements is for the ray backend (--backends ray --ray-address ...)")
     return backends, placements
@@ -282,6 +313,8 @@ def _ray_options(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, tupl
 
 def run(args: argparse.Namespace) -> int:
     """`tuner bench` (see the module docstring for exit codes and streams)."""
+    if args.against is not None and args.baseline is None:
+        raise BadInput("--against needs --baseline PROFILE: the configuration both versions run")
     if args.baseline is not None:
         online_request(args)  # a bad online option is refused first, as without --baseline
         return _gate(args)
@@ -299,7 +332,9 @@ def run(args: argparse.Namespace) -> int:
         if outcome is None:  # interrupted before the pipeline returned
             from tuner.bench.pipeline import SweepOutcome
 
-            outcome = SweepOutcome(request, prepared, pipeline.results, pipeline.recommend(), True, pipeline.elapsed_s)
+            outcome = SweepOutcome(
+                request, prepared, pipeline.results, pipeline.recommend(), True, pipeline.elapsed_s
+            )
         interrupted = stopped or outcome.interrupted
         return _report(args, outcome, interrupted, err)
 
@@ -358,7 +393,9 @@ def _report(args: argparse.Namespace, outcome: SweepOutcome, interrupted: bool, 
         sys.stderr.write("tuner: no feasible configuration (see the table)\n")
         return int(ExitCode.FAILED)
     if outcome.online is not None and outcome.online.summary.winner is None:
-        sys.stderr.write(f"tuner: no configuration sustained any rate with p99 <= {args.p99_ms:g} ms (see above)\n")
+        sys.stderr.write(
+            f"tuner: no configuration sustained any rate with p99 <= {args.p99_ms:g} ms (see above)\n"
+        )
         return int(ExitCode.FAILED)
     return int(ExitCode.OK)
 
@@ -379,9 +416,25 @@ def _show(human: Any, outcome: SweepOutcome) -> None:
     for line in rec.words:
         human.print(line, markup=False, highlight=False, soft_wrap=True)
     if rec.best is not None:
-        human.print(f"  autoscale reasoning: {rec.autoscale_reasoning}", markup=False, highlight=False, soft_wrap=True)
+        human.print(
+            f"  autoscale reasoning: {rec.autoscale_reasoning}", markup=False, highlight=False, soft_wrap=True
+        )
+    for line in _host_speed_lines(outcome):
+        human.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     if outcome.online is not None:
         _show_online(outcome.online, results, human)
+
+
+def _host_speed_lines(outcome: SweepOutcome) -> list[str]:
+    """The host's calibration and the model's nature: what a later gate adjusts for."""
+    lines = []
+    if outcome.calibration is not None:
+        lines.append(f"host speed: {outcome.calibration.describe()}")
+    elif outcome.calibration_problem:
+        lines.append(f"host speed: {outcome.calibration_problem}")
+    if outcome.results:
+        lines.append(f"model nature (the kernel a gate compares hosts on): {outcome.nature().describe()}")
+    return lines
 
 
 def _show_online(outcome: OnlineOutcome, results: list[Any], human: Any) -> None:
@@ -420,7 +473,9 @@ def _write_outputs(
     if args.summary:
         md = markdown_summary(results, rec, title="tuner bench", host=outcome.prepared.host.summary())
         if outcome.online is not None:
-            md += "\n\n### Online (open-loop load)\n\n" + "\n".join(f"- {w.strip()}" for w in outcome.online.summary.words)
+            md += "\n\n### Online (open-loop load)\n\n" + "\n".join(
+                f"- {w.strip()}" for w in outcome.online.summary.words
+            )
         with open(args.summary, "a", encoding="utf-8") as f:
             f.write(md + "\n")
     if not args.out or refuse or rec.best is None:
@@ -434,7 +489,9 @@ def _write_outputs(
     return str(args.out)
 
 
-def _print_json(args: argparse.Namespace, outcome: SweepOutcome, interrupted: bool, written: str | None) -> None:
+def _print_json(
+    args: argparse.Namespace, outcome: SweepOutcome, interrupted: bool, written: str | None
+) -> None:
     from tuner.bench.online.report import online_json
     from tuner.bench.report import json_summary
 
@@ -449,6 +506,8 @@ def _print_json(args: argparse.Namespace, outcome: SweepOutcome, interrupted: bo
         elapsed_s=round(outcome.elapsed_s, 2),
         interrupted=interrupted,
         profile=written,
+        calibration=outcome.calibration.to_dict() if outcome.calibration is not None else None,
+        nature=outcome.nature().to_dict() if outcome.results else None,
         **({"online": online_json(o.summary, o.results, o.request)} if o is not None else {}),
     )
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")
@@ -478,9 +537,12 @@ def _gate(args: argparse.Namespace) -> int:
         def retry() -> None:
             progress.say("  the host was busy during that trial: measuring once more", "yellow")
 
-        gated, stopped = cancellable(
-            lambda cancel: pipeline.gate(profile, args.max_regression, cancel, on_retry=retry), err, "the gate"
-        )
+        def measure(cancel: Any) -> Any:
+            if args.against is not None:
+                return pipeline.gate_against(args.against, args.max_regression, cancel)
+            return pipeline.gate(profile, args.max_regression, cancel, on_retry=retry)
+
+        gated, stopped = cancellable(measure, err, "the gate")
         if stopped or gated is None:
             raise KeyboardInterrupt
         host = pipeline.prepare().host
@@ -488,10 +550,17 @@ def _gate(args: argparse.Namespace) -> int:
     if args.summary:
         with open(args.summary, "a", encoding="utf-8") as f:
             title = f"tuner gate: {args.baseline}"
-            f.write(markdown_summary(gated.results, None, title=title, host=host.summary(), gate_line=verdict.line) + "\n")
+            f.write(
+                markdown_summary(
+                    gated.results, None, title=title, host=host.summary(), gate_line=verdict.line
+                )
+                + "\n"
+            )
     if args.json:
         gate = verdict.to_json(args.max_regression)
-        summary = json_summary(gated.results, gated.recommendation, model=request.model, baseline=args.baseline, gate=gate)
+        summary = json_summary(
+            gated.results, gated.recommendation, model=request.model, baseline=args.baseline, gate=gate
+        )
         print(json.dumps(summary, indent=2))
     # Plain print: one line a CI log (or a grep) can rely on, never wrapped by rich.
     print(verdict.line, file=sys.stderr if args.json else sys.stdout, flush=True)

@@ -5,7 +5,9 @@ outside load 2% of 2 cores`` on stdout (the last part: what other processes did 
 measured, when the profile records it). A bad one is a :class:`~tuner.errors.ProfileError` whose one line names the file, the
 line and the key path; the CLI prints it as ``tuner: <message>`` and exits 2. A profile whose
 recommendation was measured on a busy host (too few clean windows: ``evidence.host_load.contaminated``)
-says so instead of ``ok``; ``--require-clean`` makes that exit 3.
+says so instead of ``ok``; ``--require-clean`` makes that exit 3. ``--calibrate`` measures this
+host on the reference kernels (:mod:`tuner.calibrate`) and says, under each profile, how its speed
+compares with the host the profile was measured on.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from tuner.errors import ExitCode, ProfileError
 from tuner.options import non_blank, typed
 
 if TYPE_CHECKING:  # tuner.profile (pydantic) is imported only when the command runs
+    from tuner.calibrate import Calibration
     from tuner.profile import ScalingProfile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare ``PROFILE [PROFILE...] [--require-clean]``."""
+    """Declare ``PROFILE [PROFILE...] [--require-clean] [--calibrate]``."""
     parser.add_argument(
         "profiles",
         nargs="+",
@@ -35,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--require-clean",
         action="store_true",
         help="exit 3 when a profile was measured on a busy host (its figures read low; re-measure it)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure this host on the reference kernels (at most 5 s) and say how its speed compares "
+        "with the host each profile was measured on",
     )
 
 
@@ -73,6 +82,28 @@ def summary(profile: ScalingProfile) -> str:
     return " · ".join(parts)
 
 
+def _calibrate() -> Calibration:
+    """This host on the reference kernels, once for every profile checked (its line on stderr)."""
+    from tuner.calibrate import calibrate
+    from tuner.hardware import probe
+
+    cal = calibrate(probe())
+    _say(f"this host: {cal.describe()}", sys.stderr)
+    return cal
+
+
+def _host_speed(profile: ScalingProfile, here: Calibration) -> str:
+    """How this host's speed compares with the profile's host, in one line."""
+    from tuner.calibrate import compare
+
+    if profile.host.calibration is None:
+        return (
+            "host speed: the profile records no host calibration (re-measure it with this version to compare)"
+        )
+    speed = compare(profile.host.calibration.calibration(), here)
+    return f"host speed: {speed.describe()}"
+
+
 def _say(line: str, out: TextIO) -> None:
     # The line holds '×', '·', '–'; on a terminal that cannot encode them, degrade, don't crash.
     try:
@@ -88,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     errors: list[ProfileError] = []
     contaminated = []
+    here = None
     for path in args.profiles:
         try:
             profile = load_profile(path)
@@ -99,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
             contaminated.append(path)
             status = "valid, but measured on a busy host (its figures read low: re-measure it)"
         _say(f"{path}: {status} — {summary(profile)}", sys.stdout)
+        if args.calibrate:
+            here = here or _calibrate()
+            _say(f"  {_host_speed(profile, here)}", sys.stdout)
     if len(errors) == 1:
         raise errors[0]
     for err in errors:  # several bad files: report each, in the CLI's format

@@ -73,7 +73,9 @@ def _frameworks(host: Host) -> str:
     for name, version in host.frameworks.items():
         text = f"{name} {version}"
         if name == "onnxruntime":
-            text += f" (providers: {', '.join(_providers()) or 'none'}; a GPU one is used only when asked for)"
+            text += (
+                f" (providers: {', '.join(_providers()) or 'none'}; a GPU one is used only when asked for)"
+            )
         parts.append(text)
     return "\n".join(parts)
 

@@ -42,6 +42,7 @@ def console(stderr: bool) -> Any:
         out = Console(stderr=stderr, width=LOG_WIDTH)
     return out
 
+
 T = TypeVar("T")
 
 
@@ -142,7 +143,9 @@ class Progress:
             if m.discarded is not None and not self._said_busy:
                 # Once per trial: the trial's end says how many windows went (an EngineNote).
                 self._said_busy = True
-                self.say(f"  host busy: window discarded — {m.discarded}; measuring on for clean windows", "yellow")
+                self.say(
+                    f"  host busy: window discarded — {m.discarded}; measuring on for clean windows", "yellow"
+                )
         elif isinstance(m, TrialStarted):
             self._started(m)
         elif isinstance(m, TrialPhase):

@@ -37,7 +37,15 @@ from tuner.options import fault_plan, finite, non_blank, typed
 
 #: the profile's settings `tuner run` can override on its command line (flags, ranges and help
 #: come from the settings' declarations, tuner.deployment)
-OVERRIDES = ("workers", "threads_per_worker", "partition_size", "backend", "timeout_s", "retries", "memory_limit_mb")
+OVERRIDES = (
+    "workers",
+    "threads_per_worker",
+    "partition_size",
+    "backend",
+    "timeout_s",
+    "retries",
+    "memory_limit_mb",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +126,9 @@ def _check_output_path(path: Path, formats: tuple[str, ...] = (".npy", ".npz", "
     """Fail before any work if the output cannot be written (wrong suffix, missing folder)."""
     if path.suffix.lower() not in formats:
         shown = f"'{path.suffix}'" if path.suffix else "(no extension)"
-        raise DataError(f"{path}: unsupported output format {shown} (use {', '.join(formats[:-1])} or {formats[-1]})")
+        raise DataError(
+            f"{path}: unsupported output format {shown} (use {', '.join(formats[:-1])} or {formats[-1]})"
+        )
     if not path.parent.is_dir():
         raise DataError(f"{path}: folder not found: {path.parent.absolute()}")
     if path.is_dir():
@@ -193,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def _apply(runtime: Any, items: Any, no_progress: bool) -> tuple[list[Any], list[dict[str, Any]], tuple[Any, float, float]]:
+def _apply(
+    runtime: Any, items: Any, no_progress: bool
+) -> tuple[list[Any], list[dict[str, Any]], tuple[Any, float, float]]:
     """Run every item: (outputs, None for a failed one; failure records; (stats, start-up s, run s)).
     The start-up (workers starting, the model loading) is timed apart from the steady run."""
     from tuner.engine import Failure
@@ -206,7 +218,9 @@ def _apply(runtime: Any, items: Any, no_progress: bool) -> tuple[list[Any], list
         t_ready = time.perf_counter()
         for i, out in enumerate(runtime.map(items, on_failure="yield")):
             if isinstance(out, Failure):
-                failures.append({"index": i, "cause": out.cause, "message": out.message, "attempts": out.attempts})
+                failures.append(
+                    {"index": i, "cause": out.cause, "message": out.message, "attempts": out.attempts}
+                )
                 out = None
             outputs.append(out)
             if (i + 1) % 256 == 0 or i + 1 == n:
@@ -216,7 +230,9 @@ def _apply(runtime: Any, items: Any, no_progress: bool) -> tuple[list[Any], list
     return outputs, failures, (stats, t_ready - t0, t_end - t_ready)
 
 
-def _write(output: Path, sidecar: Path, outputs: list[Any], failures: list[dict[str, Any]], names: list[str]) -> None:
+def _write(
+    output: Path, sidecar: Path, outputs: list[Any], failures: list[dict[str, Any]], names: list[str]
+) -> None:
     """The outputs (a placeholder of the same dtype for each failed item, and a mask of them), and
     the failures sidecar (an empty one replaces one from an earlier run)."""
     from tuner.data import save_jsonl_records, save_outputs
@@ -242,12 +258,16 @@ def _with_placeholders(outputs: list[Any], output: Path, width: int) -> Any:
     ok = [o for o in outputs if o is not None]
     if (ok and isinstance(ok[0], tuple)) or (not ok and width > 1):  # several outputs per item
         k = len(ok[0]) if ok else width
-        columns = [_with_placeholders([None if o is None else o[i] for o in outputs], output, 1) for i in range(k)]
+        columns = [
+            _with_placeholders([None if o is None else o[i] for o in outputs], output, 1) for i in range(k)
+        ]
         return list(zip(*columns, strict=True))
     if not ok:
         return np.full(len(outputs), np.nan)
     template = np.asarray(ok[0])
-    return np.stack([np.zeros_like(template) if o is None else np.asarray(o, dtype=template.dtype) for o in outputs])
+    return np.stack(
+        [np.zeros_like(template) if o is None else np.asarray(o, dtype=template.dtype) for o in outputs]
+    )
 
 
 class _progress:

@@ -185,7 +185,6 @@ def cpu_target(profile: ScalingProfile, opts: ExportOptions, pod: Pod) -> tuple[
     )
 
 
-
 # ------------------------------------------------------------------------------------- the manifests
 
 

@@ -181,9 +181,7 @@ def _measured_cores(
     cores = share * host.usable_cores
     read = "" if ev.cpu_share <= 1.0 else ", read as 100%: a process cannot use more than its usable cores"
     scope = (
-        ""
-        if backend(rec.backend).in_caller
-        else "; the workers' CPU: the serving process's own is not in it"
+        "" if backend(rec.backend).in_caller else "; the workers' CPU: the serving process's own is not in it"
     )
     knob = f"{rec.workers} worker{'s' if rec.workers != 1 else ''} × {rec.threads_per_worker} thread{'s' if rec.threads_per_worker != 1 else ''}"
     words = (
@@ -272,7 +270,9 @@ def _pod_memory(profile: ScalingProfile, opts: ExportOptions, settings: RuntimeS
         # One process holds the server and every worker: its RSS is the pod's; fewer workers than
         # measured keep the measured figure (an upper bound).
         base = float(rss.total or rss.per_worker or 0.0)
-        parts = [f"peak RSS {fmt.sig(base, 4)} MB (the one {settings.backend}-backend process: server and workers)"]
+        parts = [
+            f"peak RSS {fmt.sig(base, 4)} MB (the one {settings.backend}-backend process: server and workers)"
+        ]
     else:
         if opts.server_memory_mb is None:
             raise BadInput(
@@ -452,5 +452,3 @@ def _pod_notes(profile: ScalingProfile, opts: ExportOptions, pod: Pod) -> list[s
         )
     )
     return notes
-
-

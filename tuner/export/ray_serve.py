@@ -150,19 +150,26 @@ def render(profile: ScalingProfile, *, import_path: str = DEFAULT_IMPORT_PATH, s
         "name": name,
         "route_prefix": f"/{name}",
         "import_path": import_path,
-        "args": {"profile": os.path.abspath(source) if source else f"{name}.yaml", "model": profile.model.spec},
+        "args": {
+            "profile": os.path.abspath(source) if source else f"{name}.yaml",
+            "model": profile.model.spec,
+        },
         "deployments": [dep],
     }
     ours = import_path == DEFAULT_IMPORT_PATH
     why_app = {
         "import_path": "tuner's Serve application: each replica loads the profile's model once and batches with "
-        "user_config" if ours else "your Serve application; it loads the model below and batches with user_config",
+        "user_config"
+        if ours
+        else "your Serve application; it loads the model below and batches with user_config",
         "args.profile": "the profile, at this path on every node that runs a replica (copy or mount it there)",
         "args.model": "the model spec the profile measured",
     }
     if profile.model.allow_pickle:
         app["args"]["allow_pickle"] = False
-        why_app["args.allow_pickle"] = "the model file is a pickle: set true only if you trust it (loading runs its code)"
+        why_app["args.allow_pickle"] = (
+            "the model file is a pickle: set true only if you trust it (loading runs its code)"
+        )
     rec = profile.recommended
     cluster = profile.cluster
     measured_on = (

@@ -134,7 +134,9 @@ class ModelFile:
         """One line if ``items`` do not fit the model's inputs (names, dtype, shape, feature count)."""
         from tuner.models.signature import check_model_input
 
-        check_model_input(self.describe().inputs, items, where, self.spec.spec, exact=self.spec.kind != "scikit")
+        check_model_input(
+            self.describe().inputs, items, where, self.spec.spec, exact=self.spec.kind != "scikit"
+        )
 
 
 def _resolve_model_file(ms: ModelSpec) -> Callable[..., Any]:
@@ -285,7 +287,8 @@ def _knob_kwargs(obj: Callable[..., Any], knobs: dict[str, Any]) -> dict[str, An
     return {
         k: v
         for k, v in knobs.items()
-        if k in params and params[k].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if k in params
+        and params[k].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     }
 
 

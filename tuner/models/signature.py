@@ -231,7 +231,9 @@ def check_input(
         got_sig = ItemSignature.of(arr)
         why = sig.mismatch(got_sig)
         if why is not None:
-            raise error(f"{where}: input '{name}' items are {got_sig}, the profile was measured with {sig} ({why}){tail}")
+            raise error(
+                f"{where}: input '{name}' items are {got_sig}, the profile was measured with {sig} ({why}){tail}"
+            )
 
 
 def _is_columns(items: Any) -> bool:
@@ -278,9 +280,16 @@ def check_model_input(
             missing = [n for n in want if n not in got]
             extra = [n for n in got if n not in want]
             detail = "; ".join(
-                x for x in (f"missing {', '.join(missing)}" if missing else "", f"unexpected {', '.join(extra)}" if extra else "") if x
+                x
+                for x in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"unexpected {', '.join(extra)}" if extra else "",
+                )
+                if x
             )
-            raise DataError(f"{where}: inputs are {', '.join(got)}, {model} takes {', '.join(want)} ({detail})")
+            raise DataError(
+                f"{where}: inputs are {', '.join(got)}, {model} takes {', '.join(want)} ({detail})"
+            )
         else:
             arrays = dict(items.arrays)
     elif len(want) > 1:

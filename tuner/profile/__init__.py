@@ -18,6 +18,7 @@ at module level (no numpy, no rich).
 from __future__ import annotations
 
 from tuner.profile.base import normalise_platform
+from tuner.profile.calibration import CalibrationRecord, KernelRecord, KernelScoreRecord, NatureRecord
 from tuner.profile.evidence import (
     Baseline,
     Candidate,
@@ -65,6 +66,7 @@ __all__ = [
     "Backoff",
     "BackoffOverride",
     "Baseline",
+    "CalibrationRecord",
     "Candidate",
     "ClusterInfo",
     "Evidence",
@@ -73,8 +75,11 @@ __all__ = [
     "HostInfo",
     "HostLoad",
     "InputInfo",
+    "KernelRecord",
+    "KernelScoreRecord",
     "LatencyIntervals",
     "ModelRef",
+    "NatureRecord",
     "Objective",
     "Online",
     "OnlineCandidate",

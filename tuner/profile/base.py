@@ -82,7 +82,6 @@ def normalise_platform(value: str) -> str | None:
     return None
 
 
-
 class Model(BaseModel):
     """Base of every profile model: unknown keys are errors, so typos never pass silently; no
     float field takes NaN or infinity (``.nan`` and ``.inf`` are valid YAML floats, infinity

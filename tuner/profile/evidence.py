@@ -60,9 +60,15 @@ else:
         required=False,
         absent=True,
         extra={
-            "name": (Str, Field(description="What the baseline is, e.g. 'the framework's default deployment'.")),
+            "name": (
+                Str,
+                Field(description="What the baseline is, e.g. 'the framework's default deployment'."),
+            ),
             "throughput": (Positive, Field(description="Its throughput, items/s.")),
-            "throughput_ci": (Interval | None, Field(default=None, description="Its throughput's 95% CI [low, high].")),
+            "throughput_ci": (
+                Interval | None,
+                Field(default=None, description="Its throughput's 95% CI [low, high]."),
+            ),
             "p99_ms": (NonNeg | None, Field(default=None, description="Its p99 latency, ms.")),
         },
     )
@@ -148,7 +154,9 @@ class ThreadEvidence(Model):
         "inline backends (never divided per worker)."
     )
     allowed: Count = Field(description="Threads the knobs allow to run at once in that scope.")
-    os_threads: NonNegInt | None = Field(default=None, description="OS threads that existed (the largest worker).")
+    os_threads: NonNegInt | None = Field(
+        default=None, description="OS threads that existed (the largest worker)."
+    )
     ran: NonNegInt | None = Field(
         default=None, description="Threads that used at least 5% of a core during the measurement windows."
     )

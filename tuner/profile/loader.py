@@ -279,4 +279,3 @@ def _from_here(profile: ScalingProfile, folder: Path) -> ScalingProfile:
     if old is not None and new is not None and os.path.exists(old) and not os.path.exists(new):
         return profile  # an older profile: its path was meant from the working directory
     return profile.model_copy(update={"model": profile.model.model_copy(update={"spec": rebased})})
-

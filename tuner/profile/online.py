@@ -30,7 +30,9 @@ class OnlineStep(Model):
         description="Requests/s that completed successfully by the step's end plus the drain allowance "
         "(the objective)."
     )
-    p50_ms: NonNeg | None = Field(default=None, description="Median request latency, ms, from the intended send time.")
+    p50_ms: NonNeg | None = Field(
+        default=None, description="Median request latency, ms, from the intended send time."
+    )
     p99_ms: NonNeg | None = Field(default=None, description="99th-percentile request latency, ms.")
     p999_ms: NonNeg | None = Field(default=None, description="99.9th-percentile request latency, ms.")
     p99_ci_ms: Interval | None = Field(default=None, description="95% confidence interval of the p99, ms.")
@@ -38,9 +40,7 @@ class OnlineStep(Model):
         description="Every criterion but latency held: achieved >= 99% of offered, queue not growing, "
         "no refusals or failures, the generator on schedule."
     )
-    sustainable: Annotated[bool, Strict()] = Field(
-        description="keeps_up and p99 within the objective."
-    )
+    sustainable: Annotated[bool, Strict()] = Field(description="keeps_up and p99 within the objective.")
 
 
 if TYPE_CHECKING:
@@ -91,12 +91,16 @@ class Online(_OnlineBase):
     (over ``recommended``; a ``platforms:`` entry that sets them explicitly still wins).
     """
 
-    objective_p99_ms: Positive = Field(description="The p99 latency objective the rates were searched at, ms.")
+    objective_p99_ms: Positive = Field(
+        description="The p99 latency objective the rates were searched at, ms."
+    )
     arrivals: Str = Field(description="Arrival process: 'poisson', 'constant' or 'trace FILE ...'.")
     request_size: Str = Field(description="Items per request: '1', or a uniform range such as '1-8'.")
     items_per_request: Positive = Field(default=1.0, description="Mean items per request.")
     step_s: Positive = Field(description="Duration of each measured step, seconds.")
-    max_rate_at_slo: NonNeg = Field(description="Highest sustainable requests/s with p99 within the objective.")
+    max_rate_at_slo: NonNeg = Field(
+        description="Highest sustainable requests/s with p99 within the objective."
+    )
     max_rate_ci: OpenInterval = Field(
         description="[low, high]: the rates the verdict is sure of either side of max_rate_at_slo "
         "(high null when no rate above failed)."

@@ -29,6 +29,7 @@ from tuner.profile.base import (
     cross,
     normalise_platform,
 )
+from tuner.profile.calibration import CalibrationRecord, NatureRecord
 from tuner.profile.errors import explain, format_loc
 from tuner.profile.evidence import Evidence
 from tuner.profile.online import Online
@@ -44,9 +45,7 @@ PLATFORMS: tuple[str, ...] = typing.get_args(Platform)
 class InputInfo(Model):
     """What the model was fed while measuring."""
 
-    source: Str = Field(
-        description="Where the input came from, e.g. 'builtin generator' or 'file data.npy'."
-    )
+    source: Str = Field(description="Where the input came from, e.g. 'builtin generator' or 'file data.npy'.")
     kind: Literal["ndarray", "list"] | None = Field(
         default=None, description="How items were passed: rows of an ndarray, or a Python list."
     )
@@ -88,6 +87,11 @@ class ModelRef(Model):
     outputs: list[Str] | None = Field(
         default=None, description="Output names, in order (several: each item's output is a tuple)."
     )
+    nature: NatureRecord | None = Field(
+        default=None,
+        description="What sets the model's speed, read from the sweep's trials (the gate adjusts for the "
+        "host's speed on that kernel). Absent in older profiles.",
+    )
 
 
 class HostInfo(Model):
@@ -111,6 +115,11 @@ class HostInfo(Model):
     machine: Str = Field(description="CPU architecture, e.g. 'x86_64' or 'arm64'.")
     blas: Str | None = Field(
         default=None, description="BLAS library and version numpy uses, e.g. 'openblas 0.3.31'."
+    )
+    calibration: CalibrationRecord | None = Field(
+        default=None,
+        description="The host's speed on reference kernels, measured before the trials: a fingerprint says "
+        "which kind of machine, this says how fast this one was. Absent in older profiles.",
     )
 
 
@@ -189,7 +198,8 @@ class ScalingProfile(Model):
         default=None, description="The Ray cluster it was measured on (backend 'ray' only)."
     )
     online: Online | None = Field(
-        default=None, description="Serving under traffic (tuner bench --online): max rate within a p99 objective."
+        default=None,
+        description="Serving under traffic (tuner bench --online): max rate within a p99 objective.",
     )
 
     @model_validator(mode="after")

@@ -190,7 +190,9 @@ def _recommended_models(override: bool) -> dict[str, type[Generated]]:
         groups[s.group] = create_model(  # type: ignore[call-overload]
             model_name,
             __base__=Model,
-            __doc__=g.doc if not override else f"A partial {s.group} in a platform override; unset fields keep the base values.",
+            __doc__=g.doc
+            if not override
+            else f"A partial {s.group} in a platform override; unset fields keep the base values.",
             __validators__={}
             if override
             else {"_low_from": _low_from_check({n: _settings(Deployment)[n] for n in members})},
@@ -333,5 +335,6 @@ def recommended_of(d: Deployment) -> Any:
 def autoscale_of(a: AutoscaleSettings, reasoning: str = "") -> Any:
     """AutoscaleSettings as the profile's ``autoscale:`` section."""
     data = {s.key: _public_value(s, getattr(a, s.name)) for s in settings_of(AutoscaleSettings)}
-    return Autoscale.model_validate({**{k: v for k, v in data.items() if v is not None}, "reasoning": reasoning})
-
+    return Autoscale.model_validate(
+        {**{k: v for k, v in data.items() if v is not None}, "reasoning": reasoning}
+    )

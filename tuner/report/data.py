@@ -318,11 +318,32 @@ def _host_facts(h: Any) -> list[tuple[str, str]]:
             v = f"{b.get('internal_api')} {'.'.join(str(b.get('version') or '?').split('.')[:3])}"
         if v:
             facts.append((what, str(v)))
-    calibration = getattr(h, "calibration", None)  # a later schema's section: shown as it comes
+    calibration = getattr(h, "calibration", None)  # host.calibration: the host's measured speed
     if calibration is not None:
-        dump = getattr(calibration, "model_dump", None)
-        items = dump(exclude_none=True) if callable(dump) else dict(getattr(calibration, "__dict__", {}))
-        facts.extend((f"calibration: {k}", str(v)) for k, v in items.items())
+        facts.extend(_calibration_facts(calibration))
+    return facts
+
+
+def _calibration_facts(cal: Any) -> list[tuple[str, str]]:
+    """``host speed: python`` → ``4.42 Mloop/s on 1 core, 8.70 on 2 (×1.97)``, one per kernel."""
+    facts = []
+    for name, k in (getattr(cal, "kernels", None) or {}).items():
+        one, every = getattr(k, "single", None), getattr(k, "all", None)
+        if one is None:
+            continue
+        text = f"{fmt.sig(one.score)} {k.unit} on 1 core"
+        if every is not None:
+            text += f", {fmt.sig(every.score)} on {cal.cores} (×{every.score / one.score:.2f})"
+        if one.busy or (every is not None and every.busy):
+            text += " — measured on a busy host, not compared"
+        facts.append((f"host speed: {name}", text))
+    if facts:
+        facts.append(
+            (
+                "calibration",
+                f"{cal.elapsed_s:.1f} s of {cal.budget_s:g} s, outside load {cal.outside_load:.0%}",
+            )
+        )
     return facts
 
 

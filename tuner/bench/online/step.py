@@ -174,7 +174,9 @@ def judge(
             f"generator behind: sent {offered / rate:.1%} of the schedule on time ({fmt.rate(offered)} of {fmt.rate(rate)}/s)"
         )
     if achieved < ACHIEVED_SHARE * offered:
-        reasons.append(f"achieved {fmt.rate(achieved)}/s < {ACHIEVED_SHARE:.0%} of offered {fmt.rate(offered)}/s")
+        reasons.append(
+            f"achieved {fmt.rate(achieved)}/s < {ACHIEVED_SHARE:.0%} of offered {fmt.rate(offered)}/s"
+        )
     if growing:
         reasons.append(f"queue growing ({slope:+.4g} items/s)")
     if p99_ms is None:

@@ -120,7 +120,9 @@ class OnlineSweep:
         if not configs:
             raise BadInput("the online sweep needs at least one configuration from the closed-loop sweep")
         if not (request.objective_ms > 0 and math.isfinite(request.objective_ms)):
-            raise BadInput(f"the p99 objective must be a finite number of ms > 0 (got {request.objective_ms})")
+            raise BadInput(
+                f"the p99 objective must be a finite number of ms > 0 (got {request.objective_ms})"
+            )
         self.request = request
         self.model = model
         self.configs = list(configs)
@@ -129,7 +131,9 @@ class OnlineSweep:
         for r in closed_loop:
             if not r.error and r.throughput > 0:
                 key = engine_key(r.config)
-                self.ceilings[key] = max(self.ceilings.get(key, 0.0), float(r.throughput_ci[1] or r.throughput))
+                self.ceilings[key] = max(
+                    self.ceilings.get(key, 0.0), float(r.throughput_ci[1] or r.throughput)
+                )
         self.seed = seed
         self.on_message = on_message
         # One item per element: rows of an array become views (no copy), submitted one by one.
@@ -193,7 +197,11 @@ class OnlineSweep:
         delay = win.candidate.max_batch_delay_s * 1000 if win is not None else DEFAULT_DELAY_MS
         out = []
         for c, t in self.configs[1:]:
-            size = win.candidate.batch_size if (win is not None and self.request.batch_sizes) else c.partition_size
+            size = (
+                win.candidate.batch_size
+                if (win is not None and self.request.batch_sizes)
+                else c.partition_size
+            )
             out.append((_candidate(c, size, delay), t))
         return out
 
@@ -221,7 +229,11 @@ class OnlineSweep:
         def step(rate: float) -> StepResult:
             nonlocal position, steps
             schedule = make_schedule(
-                req.arrivals, rate, req.step_s, size=req.request_size, seed=self.seed * 1000 + index * 100 + steps
+                req.arrivals,
+                rate,
+                req.step_s,
+                size=req.request_size,
+                seed=self.seed * 1000 + index * 100 + steps,
             )
             result = run_step(
                 rt, schedule, self.items, objective_ms=req.objective_ms, drain_timeout_s=req.drain_timeout_s,
@@ -233,7 +245,9 @@ class OnlineSweep:
             steps += 1
             if result.unfinished:
                 # A queue that did not drain would poison the next step: stop this candidate here.
-                raise _Stuck(f"{result.unfinished} requests still in flight {req.drain_timeout_s:g} s after the step")
+                raise _Stuck(
+                    f"{result.unfinished} requests still in flight {req.drain_timeout_s:g} s after the step"
+                )
             return result
 
         try:
@@ -267,7 +281,9 @@ class OnlineSweep:
 
 def _candidate(config: TrialConfig, batch_size: int, delay_ms: float) -> TrialConfig:
     """A closed-loop configuration with a batching setting: what the runtime's submit() runs."""
-    return replace(config, partition_size=batch_size, max_batch_size=batch_size, max_batch_delay_s=delay_ms / 1000.0)
+    return replace(
+        config, partition_size=batch_size, max_batch_size=batch_size, max_batch_delay_s=delay_ms / 1000.0
+    )
 
 
 class _Stuck(TunerError):
@@ -365,7 +381,9 @@ def summarize(results: Sequence[CandidateResult], request: OnlineRequest) -> Onl
         )
     others = sorted((r for r in results if r is not win), key=lambda r: -r.max_rate)[:4]
     if others:
-        words.append("  others: " + "; ".join(f"{candidate_label(r.candidate)} {_fmt(r.max_rate)}/s" for r in others))
+        words.append(
+            "  others: " + "; ".join(f"{candidate_label(r.candidate)} {_fmt(r.max_rate)}/s" for r in others)
+        )
     words.append(f"  {reasoning}")
     return OnlineSummary(win, default, pending, reasoning, words)
 
