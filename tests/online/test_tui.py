@@ -63,7 +63,7 @@ def test_the_online_view_shows_steps_verdicts_the_knee_and_a_plan() -> None:
             await pilot.press("4")
             assert app.query_one("#tabs").active == "online"
             msgs, outcome = online_messages()
-            app.post_message(SweepBatch(msgs))
+            app.query_one(OnlinePane).post_message(SweepBatch(msgs))
             table = app.query_one(OnlineStepsTable)
             status_text = lambda: str(app.query_one("#online-status", Static).render())  # noqa: E731
             await wait_for(pilot, lambda: "online search finished" in status_text(), what="the batch shown")
@@ -160,12 +160,12 @@ def test_online_view_snapshot(snap_compare: Any) -> None:
         await feed(app, pilot, demo_messages(4))
         await pilot.press("4")
         msgs, outcome = online_messages()
-        app.post_message(SweepBatch(msgs))
+        app.query_one(OnlinePane).post_message(SweepBatch(msgs))
         app.post_message(OnlineResults(outcome))
         await pilot.pause()
         app.query_one("#plan-rate", Input).value = "5000"
         await pilot.pause()
-        app._flush_charts()  # the charts' timer, run now: the picture must not race it
+        app.flush_charts()  # the charts' timer, run now: the picture must not race it
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)

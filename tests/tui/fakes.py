@@ -1,5 +1,5 @@
 """Seeded, deterministic stand-ins for the TUI's tests and snapshots: a frozen host and load, a
-fake sweep with the real Sweep's API, and demo data fed straight to the app's handlers."""
+fake sweep with the real Sweep's API, and demo data fed straight to the run view's handlers."""
 
 from __future__ import annotations
 
@@ -223,14 +223,16 @@ def demo_messages(
 
 
 async def feed(app: Any, pilot: Any, messages: list[SweepMessage], *, recommend: bool = True) -> None:
-    """Hand seeded sweep messages to the app exactly as the relay would, then settle."""
+    """Hand seeded sweep messages to the run view exactly as its sweep's relay would, then settle."""
+    from tuner.tui.widgets.run import RunPane
     from tuner.tui.widgets.setup import SetupForm
 
     app.values = app.query_one(SetupForm).read()
-    app._started_at = FIXED_CLOCK - 42.0
-    app.post_message(SweepBatch(messages))
+    run = app.query_one(RunPane)
+    run.begin(app.values, started_at=FIXED_CLOCK - 42.0)
+    run.post_message(SweepBatch(messages))
     await pilot.pause()
-    app._flush_charts()  # the charts' refresh timer, run now: snapshots must not race it
+    app.flush_charts()  # the charts' refresh timer, run now: snapshots must not race it
     await pilot.pause()
     fin = [m for m in messages if isinstance(m, SweepFinished)]
     if fin and recommend:

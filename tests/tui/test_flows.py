@@ -23,6 +23,7 @@ from tuner.tui.app import TunerApp
 from tuner.tui.driver import BenchDriver
 from tuner.tui.messages import SweepBatch
 from tuner.tui.widgets.charts import ComparisonChart, LatencyChart, ThroughputChart
+from tuner.tui.widgets.run import RunPane
 from tuner.tui.widgets.setup import SetupForm
 from tuner.tui.widgets.trials import TrialsTable
 
@@ -227,18 +228,19 @@ async def test_run_header_shows_no_trial_count_an_adaptive_search_cannot_know() 
         await app.workers.wait_for_complete()
         app.values = app.query_one(SetupForm).read()
         assert app.values.strategy == "adaptive"
-        app._started_at = now[0]
+        run = app.query_one(RunPane)
+        run.begin(app.values, started_at=now[0])
 
         def header() -> list[str]:
             return str(app.query_one("#run-status", Static).render()).splitlines()
 
         async def trial(i: int, seconds: float) -> str:
             started, *rest = trial_messages(i, CONFIGS[i], rng, planned=2)  # the strategy's low guess
-            app.post_message(SweepBatch([started, rest[0]]))
+            run.post_message(SweepBatch([started, rest[0]]))
             await pilot.pause()
             lines = header()
             now[0] += seconds
-            app.post_message(SweepBatch(rest[1:]))
+            run.post_message(SweepBatch(rest[1:]))
             await pilot.pause()
             return "\n".join(lines)
 
