@@ -78,6 +78,11 @@ class RunHeader(Horizontal):
         self.say(text)
         self.query_one(ProgressBar).update(total=100, progress=100)
 
+    def failed(self, text: Text) -> None:
+        """The sweep stopped on an error: ``text`` stays (the clock stops, or its tick would cover it)."""
+        self.started_at = None
+        self.say(text)
+
     def say(self, text: str | Text) -> None:
         """Show ``text`` in the status until the next tick replaces it."""
         self.query_one("#run-status", Static).update(text)

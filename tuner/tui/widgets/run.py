@@ -77,6 +77,7 @@ class RunPane(Vertical):
         self.interrupted = False  # the last sweep was stopped before its end
         self._cancel = threading.Event()
         self._worker: Worker[None] | None = None
+        self._pending_faults: FaultPlan | None = None  # changed before the stage existed
 
     def compose(self) -> ComposeResult:
         yield RunHeader(self._clock).data_bind(RunPane.phase)
@@ -105,6 +106,8 @@ class RunPane(Vertical):
         """A sweep with ``values`` begins (at ``started_at``, default now): clear the view, start the clock."""
         self.results = []
         self.interrupted = False
+        self.sweep = None
+        self._pending_faults = None
         self._throughput.reset("")
         self._latency.reset()
         self._events.clear()
@@ -148,11 +151,14 @@ class RunPane(Vertical):
 
     def set_faults(self, plan: FaultPlan) -> None:
         """Take ``plan`` from the running sweep's next trial, or say it is for the next sweep."""
-        if self.running and self.sweep is not None:
-            self.sweep.set_faults(plan if plan.active else None)
-            self.add_event(Text(f"faults set to {plan}: applied from the next trial", style="bold yellow"))
-        else:
+        if not self.running:
             self.add_event(Text(f"faults set to {plan} for the next sweep", style="yellow"))
+            return
+        if self.sweep is not None:
+            self.sweep.set_faults(plan if plan.active else None)
+        else:
+            self._pending_faults = plan  # the stage is being prepared: it takes them when ready
+        self.add_event(Text(f"faults set to {plan}: applied from the next trial", style="bold yellow"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep")
     def _sweep(self, values: FormValues, driver: Driver, host: Any, info: Any, cancel: threading.Event) -> None:
@@ -192,13 +198,16 @@ class RunPane(Vertical):
     def on_sweep_ready(self, msg: SweepReady) -> None:
         # Not stopped: the app keeps the stage's request and host too.
         self.sweep = msg.sweep
+        if self._pending_faults is not None:
+            plan, self._pending_faults = self._pending_faults, None
+            self.sweep.set_faults(plan if plan.active else None)
         if msg.space_text:
             self.add_event(Text(f"space: {msg.space_text}", style="dim"))
 
     def on_sweep_failed(self, msg: SweepFailed) -> None:
         msg.stop()
         self.add_event(Text("✗ " + msg.text, style="bold red"))
-        self._header.say(Text("✗ " + msg.text, style="bold red"))
+        self._header.failed(Text("✗ " + msg.text, style="bold red"))
         self.notify(msg.text, severity="error", title="sweep")
 
     def on_sweep_batch(self, batch: SweepBatch) -> None:
