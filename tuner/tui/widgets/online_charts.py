@@ -56,8 +56,9 @@ class OnlineCurveChart(Chart):
         top = max(p99) * 1.1
         if obj is not None:
             top = max(obj * 1.3, min(top, obj * 4))  # keep the objective in view; far outliers clip
-        plt.plot(xs, [s.latency_ms.get("p50", 0.0) for s in pts], color=C_P50, marker=MARKER, label="p50")
-        plt.plot(xs, p99, color=C_P99, marker=MARKER, label="p99")
+        p50 = [s.latency_ms.get("p50", 0.0) for s in pts]
+        plt.plot(xs, p50, color=C_P50, marker=MARKER, label=_visible("p50", p50, top))
+        plt.plot(xs, p99, color=C_P99, marker=MARKER, label=_visible("p99", p99, top))
         ok = [s for s in pts if s.sustainable]
         if ok:
             plt.scatter([s.offered for s in ok], [s.latency_ms["p99"] for s in ok], color=C_MAIN, marker="●",
@@ -149,3 +150,10 @@ class OnlineStepsTable(DataTable[Any]):
             f"{p99:.3g}" if p99 is not None else "–", verdict, f"c{index + 1} {short}",
         )  # fmt: skip
         self.move_cursor(row=self.row_count - 1)
+
+
+def _visible(label: str, ys: list[float], top: float) -> str | None:
+    """``label`` when a point of ``ys`` is on the chart, else None: plotext builds the legend from
+    the points left after clipping, and a labelled series with none of them left raises IndexError
+    in its legend code (every p99 of a search far over the objective, which clips at 4×)."""
+    return label if any(y <= top for y in ys) else None
