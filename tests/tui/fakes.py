@@ -1,5 +1,5 @@
 """Seeded, deterministic stand-ins for the TUI's tests and snapshots: a frozen host and load, a
-fake sweep with the real Sweep's API, and demo data fed straight to the app's handlers."""
+fake sweep with the real Sweep's API, and demo data fed straight to the run view's handlers."""
 
 from __future__ import annotations
 
@@ -87,6 +87,13 @@ CONFIGS = [
 ]
 
 
+#: the default deployment (tuner.bench.defaults): in the caller, then in one worker process
+DEFAULTS = [
+    ("default", TrialConfig("inline", 1, None, 2048)),
+    ("default-worker", TrialConfig("process", 1, None, 2048)),
+]
+
+
 def _outside(k: int, busy: bool) -> float:
     """A seeded host: 3-5% of the cores busy elsewhere, and one window at 41% when ``busy``."""
     return 0.41 if busy else 0.03 + 0.01 * (k % 3)
@@ -103,7 +110,8 @@ def _result(
     thr = sorted(windows)[len(windows) // 2]
     p99 = 1000 * c.partition_size / thr * c.workers * (1.6 + 0.2 * rng.random())
     unstable = c.partition_size == 16
-    over = c.workers * c.threads_per_worker > 2
+    threads = 2 if c.threads_per_worker is None else c.threads_per_worker  # None: the framework's own
+    over = c.threads_per_worker is not None and c.workers * threads > 2
     faults_seen = {"crash": 3, "timeout": 1} if faults is not None and faults.active else {}
     return TrialResult(
         config=c,
@@ -112,7 +120,7 @@ def _result(
         latency_ms={"p50": p99 * 0.45, "p90": p99 * 0.7, "p95": p99 * 0.8, "p99": p99},
         latency_ci_ms={"p99": (p99 * 0.9, p99 * 1.1)},
         service_ms={"p50": p99 * 0.3, "p99": p99 * 0.6, "p999": p99 * 0.7, "max": p99},
-        cpu_share=min(1.0, 0.48 * c.workers * c.threads_per_worker),
+        cpu_share=min(1.0, 0.48 * c.workers * threads),
         peak_rss_mb={"per_worker": 92.0, "total": 92.0 * c.workers},
         stable=not unstable,
         windows=windows,
@@ -140,13 +148,14 @@ def _result(
 
 
 def trial_messages(
-    i: int, c: TrialConfig, rng: random.Random, planned: int, faults: FaultPlan | None = None
+    i: int, c: TrialConfig, rng: random.Random, planned: int, faults: FaultPlan | None = None, role: str = ""
 ) -> list[SweepMessage]:
     """What a sweep says while measuring one configuration: warm-up, windows, notes, the end."""
+    threads = 2 if c.threads_per_worker is None else c.threads_per_worker  # None: the framework's own (2 cores)
     base = (
         24000.0
         * c.workers
-        / (1.0 + 0.35 * (c.threads_per_worker - 1) * c.workers)
+        / (1.0 + 0.35 * (threads - 1) * c.workers)
         * (c.partition_size / (c.partition_size + 12))
     )
     out: list[SweepMessage] = [
@@ -196,19 +205,30 @@ def trial_messages(
             "stable: 3 windows within 5%" if stable else "unstable: windows disagree by 9% at the time cap",
         )
     )
-    out.append(TrialFinished(i, _result(c, rng, windows, faults, busy)))
+    result = _result(c, rng, windows, faults, busy)
+    result.role = role
+    out.append(TrialFinished(i, result))
     return out
 
 
 def demo_messages(
     n_trials: int = 6, seed: int = 7, faults: FaultPlan | None = None, finished: bool = True
 ) -> list[SweepMessage]:
-    """``n_trials`` trials (and the next one in progress when ``finished`` is False)."""
+    """The default deployment's two trials, then ``n_trials`` of the search (and the next one in
+    progress when ``finished`` is False) — as a real sweep measures them."""
     rng = random.Random(seed)
     out: list[SweepMessage] = []
     results: list[TrialResult] = []
-    for i in range(n_trials):
-        msgs = trial_messages(i, CONFIGS[i % len(CONFIGS)], rng, len(CONFIGS), faults if i >= 2 else None)
+    planned = len(CONFIGS) + len(DEFAULTS)
+    for i, (role, c) in enumerate(DEFAULTS):
+        msgs = trial_messages(i, c, rng, planned, role=role)
+        out += msgs
+        last = msgs[-1]
+        assert isinstance(last, TrialFinished)
+        results.append(last.result)
+    for j in range(n_trials):
+        i = j + len(DEFAULTS)
+        msgs = trial_messages(i, CONFIGS[j % len(CONFIGS)], rng, planned, faults if j >= 2 else None)
         out += msgs
         last = msgs[-1]
         assert isinstance(last, TrialFinished)
@@ -217,20 +237,22 @@ def demo_messages(
         out.append(SweepFinished(results, False, 41.0))
     else:
         # The next trial, caught mid-measurement: the view a person sees most of the time.
-        nxt = trial_messages(n_trials, CONFIGS[n_trials % len(CONFIGS)], rng, len(CONFIGS), faults)
+        nxt = trial_messages(n_trials + len(DEFAULTS), CONFIGS[n_trials % len(CONFIGS)], rng, planned, faults)
         out += nxt[:-3]
     return out
 
 
 async def feed(app: Any, pilot: Any, messages: list[SweepMessage], *, recommend: bool = True) -> None:
-    """Hand seeded sweep messages to the app exactly as the relay would, then settle."""
+    """Hand seeded sweep messages to the run view exactly as its sweep's relay would, then settle."""
+    from tuner.tui.widgets.run import RunPane
     from tuner.tui.widgets.setup import SetupForm
 
     app.values = app.query_one(SetupForm).read()
-    app._started_at = FIXED_CLOCK - 42.0
-    app.post_message(SweepBatch(messages))
+    run = app.query_one(RunPane)
+    run.begin(app.values, started_at=FIXED_CLOCK - 42.0)
+    run.post_message(SweepBatch(messages))
     await pilot.pause()
-    app._flush_charts()  # the charts' refresh timer, run now: snapshots must not race it
+    app.flush_charts()  # the charts' refresh timer, run now: snapshots must not race it
     await pilot.pause()
     fin = [m for m in messages if isinstance(m, SweepFinished)]
     if fin and recommend:

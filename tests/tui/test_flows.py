@@ -23,6 +23,7 @@ from tuner.tui.app import TunerApp
 from tuner.tui.driver import BenchDriver
 from tuner.tui.messages import SweepBatch
 from tuner.tui.widgets.charts import ComparisonChart, LatencyChart, ThroughputChart
+from tuner.tui.widgets.run import RunPane
 from tuner.tui.widgets.setup import SetupForm
 from tuner.tui.widgets.trials import TrialsTable
 
@@ -81,18 +82,18 @@ async def test_sweep_fills_charts_table_results_then_export(results_path: Path, 
         assert app.running
         await wait_for(pilot, lambda: app.recommendation is not None, timeout=40, what="the sweep to finish")
         table = app.query_one(TrialsTable)
-        assert table.row_count == 2
+        assert table.row_count == 2 + 2  # the setup's two, and the default deployment twice
         # the latency chart holds the last trial's windows, its three lines in order
         windows = [p for p in app.query_one(LatencyChart).points if p.phase == "measuring" and p.p99_ms]
         assert len(windows) >= 3, "a stable trial has at least 3 windows"
         assert all(p.p50_ms <= p.p95_ms <= p.p99_ms for p in windows)
-        assert len(app.query_one(ComparisonChart).results) == 2
+        assert len(app.query_one(ComparisonChart).results) == 2 + 2
         assert app.query_one("#tabs").active == "results"
         words = str(app.query_one("#rec-words", Static).render())
         assert "Recommended:" in words
         # The same JSON-lines file the headless mode writes: one line per finished trial.
         lines = results_path.read_text().splitlines()
-        assert len(lines) == 2 and "config" in json.loads(lines[0])
+        assert len(lines) == 2 + 2 and "config" in json.loads(lines[0])
         # Export: the YAML is shown, the default path is profiles/<name>.yaml, the file loads back.
         await pilot.press("e")
         await wait_for(pilot, lambda: app.screen.query("#export-yaml"), what="the export dialog")
@@ -227,18 +228,19 @@ async def test_run_header_shows_no_trial_count_an_adaptive_search_cannot_know() 
         await app.workers.wait_for_complete()
         app.values = app.query_one(SetupForm).read()
         assert app.values.strategy == "adaptive"
-        app._started_at = now[0]
+        run = app.query_one(RunPane)
+        run.begin(app.values, started_at=now[0])
 
         def header() -> list[str]:
             return str(app.query_one("#run-status", Static).render()).splitlines()
 
         async def trial(i: int, seconds: float) -> str:
             started, *rest = trial_messages(i, CONFIGS[i], rng, planned=2)  # the strategy's low guess
-            app.post_message(SweepBatch([started, rest[0]]))
+            run.post_message(SweepBatch([started, rest[0]]))
             await pilot.pause()
             lines = header()
             now[0] += seconds
-            app.post_message(SweepBatch(rest[1:]))
+            run.post_message(SweepBatch(rest[1:]))
             await pilot.pause()
             return "\n".join(lines)
 

@@ -62,9 +62,9 @@ async def test_run_at_80x24_stays_readable() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await _mid_sweep(pilot)
         table = app.query_one(TrialsTable)
-        assert table.row_count == 4
+        assert table.row_count == 4 + 2  # and the default deployment's two
         label = str(table.get_row_at(0)[1])
-        assert label.strip().lstrip("★ ").startswith(("proc×", "thre×")), label  # short labels fit
+        assert label.strip().lstrip("★ ").startswith(("inl×", "proc×", "thr×")), label  # short labels fit
         assert all(c.width >= len(str(c.label)) for c in table.columns.values())
         assert app.query_one("#chart-compare").display is False  # the third chart gives way
         assert app.query_one("#events").region.width > 20

@@ -99,10 +99,12 @@ def test_tuner_in_tmux(tmp_path: Path) -> None:
         assert "events" in text and "trials" in text
         # The trials table fills as trials finish: two rows, each a configuration with its figures.
         text = _wait_pane(socket, lambda t: _trial_rows(t) >= 2, "two finished trials in the table", 90)
-        # "│ 1    proc×2 t1 p64   22.9k    27.3 ms  stable  2%   54 MB": a row a person can read
+        # "│ 1    inl×1 tdef p2048   22.9k    1,672 ms  stable  2%   54 MB": a row a person can read
+        # (the first two: the default deployment, in the caller and in one worker process)
         # (contaminated: the host was too busy for clean windows, as this shared box often is)
         row = re.compile(
-            r"│ (\d+) +★? *(proc|thre)×\d+ t\d+ p\d+ +[\d.]+k? +[\d.]+ ms +(stable|unstable|infeasible|contaminated)"
+            r"│ (\d+) +★? *(inl|proc|thr)×\d+ t(\d+|def) p\d+ +[\d.]+[kM]? +[\d.,]+ ms +"
+            r"(stable|unstable|infeasible|contaminated)"
         )
         numbers = [int(m.group(1)) for m in map(row.search, text.splitlines()) if m]
         assert numbers[:2] == [1, 2], text

@@ -1,7 +1,8 @@
-"""Textual messages that carry the sweep's stream from its worker thread to the widgets.
+"""Textual messages: the searches' stream from their worker threads, and what views tell the app.
 
-The worker never touches a widget: it posts these (``post_message`` is thread-safe) and the app's
-handlers update the widgets on the UI thread.
+A worker never touches a widget: it posts these (``post_message`` is thread-safe) to the view that
+owns it, whose handlers update its widgets on the UI thread. What the whole session needs to know
+(the sweep's stage, its results, the online outcome) bubbles on to the app.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual.message import Message
 
 from tuner.bench.types import SweepMessage
@@ -36,11 +38,6 @@ class SweepFailed(Message):
     """The sweep could not start or stopped with an error; ``text`` is one line for a person."""
 
     text: str
-
-
-@dataclass
-class SweepEnded(Message):
-    """The worker thread is done (after SweepFinished or a failure): buttons go back to idle."""
 
 
 @dataclass
@@ -84,5 +81,15 @@ class OnlineFailed(Message):
 
 
 @dataclass
-class OnlineEnded(Message):
-    """The online worker thread is done: its buttons go back to idle."""
+class LogLine(Message):
+    """A view has something for the event log (the app writes it there)."""
+
+    text: Text
+
+
+@dataclass
+class OutsideMeasured(Message):
+    """A sweep's window was judged by this outside load (share of the usable cores): the host bar
+    shows the same figure."""
+
+    outside: float

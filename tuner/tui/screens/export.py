@@ -1,9 +1,9 @@
-"""Export: show the profile's YAML, ask where, write it atomically, say where it went."""
+"""Export: build the session's profile, show its YAML, ask where, write it atomically, say where it went."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,6 +14,11 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 
 from tuner.errors import TunerError
 from tuner.profile import dump_profile_text, save_profile
+from tuner.tui.format import profile_name
+from tuner.tui.session import online_section
+
+if TYPE_CHECKING:
+    from tuner.tui.session import Session
 
 
 class ExportScreen(ModalScreen[Path | None]):
@@ -25,6 +30,19 @@ class ExportScreen(ModalScreen[Path | None]):
         super().__init__()
         self.profile = profile
         self.default_path = default_path
+
+    @classmethod
+    def of(cls, session: Session, folder: Path) -> ExportScreen | None:
+        """The dialog for the session's recommendation, suggesting ``folder/<name>.yaml``: None when
+        there is nothing to export yet; TunerError (one line) when the profile cannot be built."""
+        rec = session.recommendation
+        if rec is None or getattr(rec, "best", None) is None:
+            return None
+        name = profile_name(session.model_spec)
+        online = online_section(session.online_outcome, session.results)
+        host, info = session.measured_host, session.measured_info
+        profile = session.driver.build_profile(rec, name, session.spec, host, info, online=online)
+        return cls(profile, folder / f"{name}.yaml")
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="export-dialog"):

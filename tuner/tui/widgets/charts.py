@@ -1,15 +1,16 @@
 """Live charts on textual-plotext. Each chart draws on its own ``.plt`` (never the global plotext).
 
 Data lives in bounded deques; ``redraw()`` rebuilds the figure from them and asks for one repaint.
-The app calls ``redraw()`` at most once per coalesced batch (a few times a second), so plotting
-never competes with the workers being measured.
+New data only marks a chart ``dirty``; the view that holds it calls ``flush()`` from the app's chart
+timer (at most twice a second, only while the view is on screen), so plotting never competes with
+the workers being measured. A plotext build is the UI's biggest CPU cost.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
 
+from textual.reactive import var
 from textual_plotext import PlotextPlot
 
 from tuner.bench.types import TrialResult, WindowMeasured
@@ -30,6 +31,7 @@ class Chart(PlotextPlot):
     def __init__(self, title: str, *, id: str) -> None:
         super().__init__(id=id)
         self.border_title = title
+        self.dirty = False  # data changed since the last draw
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -51,24 +53,37 @@ class Chart(PlotextPlot):
         """Rebuild and repaint once."""
         self.draw()
         self.refresh()
+        self.dirty = False
+
+    def flush(self) -> None:
+        """Redraw if the data changed since the last draw (the view's chart timer calls it)."""
+        if self.dirty:
+            self.redraw()
 
 
 class ThroughputChart(Chart):
     """Throughput of the current trial over time; warm-up in grey, measured windows in colour."""
 
+    phase_text: var[str] = var("")
+    """What the trial is doing, as the chart's title (bound to the run view's ``phase``)."""
+
     def __init__(self) -> None:
         super().__init__("throughput, items/s", id="chart-throughput")
         self.points: deque[WindowMeasured] = deque(maxlen=MAX_POINTS)
-        self.phase_text = ""
+
+    def watch_phase_text(self) -> None:
+        self.dirty = True
 
     def reset(self, label: str) -> None:
         """A new trial begins."""
         self.points.clear()
-        self.phase_text = ""
         self.border_title = f"throughput · {label}"
+        self.dirty = True
 
     def add(self, w: WindowMeasured) -> None:
+        """One more window of the current trial."""
         self.points.append(w)
+        self.dirty = True
 
     def draw(self) -> None:
         if not self.points:
@@ -107,10 +122,14 @@ class LatencyChart(Chart):
         self.points: deque[WindowMeasured] = deque(maxlen=MAX_POINTS)
 
     def reset(self) -> None:
+        """A new trial begins."""
         self.points.clear()
+        self.dirty = True
 
     def add(self, w: WindowMeasured) -> None:
+        """One more window of the current trial."""
         self.points.append(w)
+        self.dirty = True
 
     def draw(self) -> None:
         pts = [p for p in self.points if p.p99_ms > 0]
@@ -130,12 +149,16 @@ class LatencyChart(Chart):
 class ComparisonChart(Chart):
     """Throughput against workers, one line per (backend, partition size), one point per config."""
 
+    trials: var[list[TrialResult]] = var(list)
+    """The sweep's finished trials (bound to the run view's ``results``)."""
+
     def __init__(self, id: str = "chart-compare") -> None:
         super().__init__("trials: items/s vs workers", id=id)
-        self.results: list[TrialResult] = []
+        self.results: list[TrialResult] = []  # the trials drawn: those that measured something
 
-    def set_results(self, results: Iterable[TrialResult]) -> None:
-        self.results = [r for r in results if r.error is None and r.throughput > 0]
+    def watch_trials(self, trials: list[TrialResult]) -> None:
+        self.results = [r for r in trials if r.error is None and r.throughput > 0]
+        self.dirty = True
 
     def draw(self) -> None:
         if not self.results:
@@ -147,7 +170,7 @@ class ComparisonChart(Chart):
         series: dict[str, dict[int, float]] = {}
         for r in self.results:
             c = r.config
-            name = f"p{c.partition_size}" if len(backends) == 1 else f"{c.backend[:4]} p{c.partition_size}"
+            name = f"p{c.partition_size}" if len(backends) == 1 else f"{c.kind.short} p{c.partition_size}"
             best = series.setdefault(name, {})
             # Several thread counts share a worker count: the line shows the best of them.
             best[c.workers] = max(best.get(c.workers, 0.0), r.throughput)

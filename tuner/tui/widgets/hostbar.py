@@ -15,13 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import psutil
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.geometry import Size
-from textual.reactive import reactive
+from textual.reactive import reactive, var
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -179,6 +180,9 @@ class HostPanel(Vertical):
     HostPanel #host-summary { height: auto; color: $text-muted; }
     """
 
+    host: var[Any] = var(None)
+    """The probed host (tuner.hardware.Host; bound to the app's): its one-line summary is shown."""
+
     def __init__(self, sampler: Callable[[], Load] | None = psutil_sampler) -> None:
         super().__init__(id="host-panel")
         self._sampler = sampler
@@ -187,9 +191,9 @@ class HostPanel(Vertical):
         yield Static("probing the hardware…", id="host-summary")
         yield LoadBars(self._sampler)
 
-    def show_host(self, summary: str) -> None:
-        """Show the probed host's one-line summary."""
-        self.query_one("#host-summary", Static).update(Text(summary))
+    def watch_host(self, host: Any) -> None:
+        if host is not None:
+            self.query_one("#host-summary", Static).update(Text(host.summary()))
 
     def report_outside(self, outside: float) -> None:
         """A sweep's latest window's outside load (see :meth:`LoadBars.report_outside`)."""

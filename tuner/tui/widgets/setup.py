@@ -2,8 +2,12 @@
 
 ``SetupForm.read()`` turns the fields into a :class:`FormValues` or raises ``BadInput`` naming the
 field, with the same rules and words as the CLI's options (:mod:`tuner.options`: finite
-numbers in a stated range); the app builds the ``SweepSpec`` from it. Empty range fields mean
+numbers in a stated range); the driver builds the sweep's request from it. Empty range fields mean
 "auto" (the search's default space for this host and model).
+
+The form checks the model as it is typed (debounced, in a thread worker: loading a model can take
+seconds) and says how it went under the field; Start stays disabled while the spec is bad or a
+sweep runs (the app sets ``running``).
 """
 
 from __future__ import annotations
@@ -12,15 +16,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.message import Message
+from textual.reactive import var
+from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static
+from textual.worker import get_current_worker
 
 from tuner.backends import BACKENDS
 from tuner.engine.faults import FaultPlan
+from tuner.errors import BadInput, TunerError
 from tuner.options import MIN_WINDOW_S, choice_list, finite, int_list, integer
+from tuner.tui.messages import ModelChecked
 
 T = TypeVar("T")
+VALIDATE_DEBOUNCE_S = 0.4  # a pause in typing this long checks the model
 
 FAULT_FIELDS = (
     ("crash", "crash"),
@@ -91,11 +104,32 @@ def _row(label: str, widget: Input | Select[str], tip: str = "") -> ComposeResul
 class SetupForm(VerticalScroll):
     """Everything a sweep needs, validated as the user types (the model in a thread worker)."""
 
-    def __init__(self, model: str = "builtin:mlp", budget_s: float = 150.0, window_s: float = 1.0) -> None:
+    @dataclass
+    class FaultsApplied(Message):
+        """The user applied the fault fields' rates (the Apply faults button)."""
+
+        plan: FaultPlan
+
+    running: var[bool] = var(False)
+    """A sweep is running (the app says so): Start waits for it, Stop stops it."""
+
+    def __init__(
+        self,
+        model: str = "builtin:mlp",
+        budget_s: float = 150.0,
+        window_s: float = 1.0,
+        validator: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """``validator`` loads a model spec and describes it (None: every spec is taken as good)."""
         super().__init__(id="setup")
         self._model = model
         self._budget = budget_s
         self._window = window_s
+        self._validator = validator
+        self._debounce: Timer | None = None
+        self.model_spec = model  # the spec being checked, or checked last
+        self.model_error: str | None = None  # what is wrong with it (None: nothing, or not checked yet)
+        self.model_info: Any = None  # what the check found (tuner.models.ModelInfo)
 
     def compose(self) -> ComposeResult:
         yield Static("Model", classes="section")
@@ -205,6 +239,108 @@ class SetupForm(VerticalScroll):
             yield Button("Stop  x", id="stop", variant="error", compact=True, disabled=True)
             yield Static("", id="form-error")
 
+    def on_mount(self) -> None:
+        self.check_model(self.model_spec)
+
+    # -- the buttons ---------------------------------------------------------------------------------
+    def watch_running(self) -> None:
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        self.query_one("#start", Button).disabled = self.model_error is not None or self.running
+        self.query_one("#stop", Button).disabled = not self.running
+
+    @on(Button.Pressed, "#apply-faults")
+    def _apply_faults(self, event: Button.Pressed) -> None:
+        event.stop()
+        try:
+            plan = self.read_faults()
+        except BadInput as e:
+            self.show_error(str(e))
+            return
+        self.post_message(self.FaultsApplied(plan))
+
+    def show_error(self, text: str | None) -> None:
+        """One line beside the buttons about the field that is wrong (None clears it)."""
+        self.query_one("#form-error", Static).update(Text(text, style="bold red") if text else "")
+
+    # -- checking the model as it is typed -------------------------------------------------------------
+    @on(Input.Changed, "#model")
+    def _model_changed(self, event: Input.Changed) -> None:
+        self._cancel_debounce()
+        spec = event.value.strip()
+        if spec == self.model_spec and self.model_error is None and self.model_info is not None:
+            return
+        self._recheck(spec)
+
+    @on(Select.Changed, "#allow-pickle")
+    @on(Select.Changed, "#method")
+    @on(Input.Changed, "#input-shape")
+    def _model_options_changed(self) -> None:
+        # A model file's options change what loads (a pickle with consent, another method): check again.
+        self._cancel_debounce()
+        from tuner.models.formats import format_of
+
+        if format_of(self.model_spec):
+            self._recheck(self.model_spec)
+
+    def _cancel_debounce(self) -> None:
+        if self._debounce is not None:
+            self._debounce.stop()
+
+    def _recheck(self, spec: str) -> None:
+        self.model_spec = spec
+        self.query_one("#model-status", Static).update(Text("checking…", style="dim"))
+        # Debounced: loading a model on every keystroke would be wasteful.
+        self._debounce = self.set_timer(VALIDATE_DEBOUNCE_S, lambda: self.check_model(spec))
+
+    def check_model(self, spec: str) -> None:
+        """Check ``spec`` with the form's model options, in a thread worker; ModelChecked says how."""
+        if self._validator is None:
+            self.post_message(ModelChecked(spec, None, None))
+            return
+        try:
+            options = self.model_options()
+        except TunerError as e:
+            self.post_message(ModelChecked(spec, str(e)))
+            return
+        self._validate(spec, options)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="validate")
+    def _validate(self, spec: str, options: dict[str, Any]) -> None:
+        assert self._validator is not None
+        try:
+            if options:
+                from tuner.models import parse_spec
+
+                info = self._validator(parse_spec(spec).with_options(**options))
+            else:
+                info = self._validator(spec)
+        except TunerError as e:
+            self.post_message(ModelChecked(spec, str(e)))
+            return
+        except Exception as e:  # a model that breaks in an unexpected way is still one line
+            self.post_message(ModelChecked(spec, f"{spec}: {type(e).__name__}: {e}"))
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(ModelChecked(spec, None, info))
+
+    def on_model_checked(self, msg: ModelChecked) -> None:
+        msg.stop()
+        if msg.spec != self.model_spec:
+            return  # an older check finished after the user typed more
+        self.model_error, self.model_info = msg.error, msg.info
+        status = self.query_one("#model-status", Static)
+        if msg.error:
+            status.update(Text("✗ " + msg.error, style="bold red"))
+        elif msg.info is not None:
+            text, placeholder = model_words(msg.info)
+            status.update(Text(text, style="green"))
+            self.query_one("#dims", Input).placeholder = placeholder
+        else:
+            status.update(Text("✓", style="green"))
+        self._sync_buttons()
+
     # -- reading ---------------------------------------------------------------------------------
     def _text(self, wid: str) -> str:
         return self.query_one(f"#{wid}", Input).value
@@ -263,6 +399,23 @@ class SetupForm(VerticalScroll):
         if shape and shape.lower() not in ("auto", "none"):
             opts["input_shape"] = _shape("input shape", shape)
         return opts
+
+
+def model_words(info: Any) -> tuple[str, str]:
+    """What a good model check says under the field, and the placeholder of the dims field."""
+    if getattr(info, "framework", None):
+        # A model file: its format, framework and version, its input signature, its notes.
+        offered = list(getattr(info, "dimensions", None) or {})
+        text = (
+            f"✓ {info.format} · {info.framework} {info.framework_version} · inputs {info.inputs or '?'}"
+            + (f" · outputs {', '.join(info.outputs)}" if info.outputs else "")
+            + f" · loads in {info.load_s * 1000:.0f} ms"
+        )
+        for note in info.notes:
+            text += f"\n  {note}"
+        return text, f"none; offers {', '.join(offered)}" if offered else "none"
+    text = f"✓ {info.description} · {info.item} items · {info.bound}-bound · loads in {info.load_s * 1000:.0f} ms"
+    return text, "none"
 
 
 def _method(model: str, method: str) -> str | None:

@@ -1,6 +1,7 @@
 """The trials table: one row per finished configuration, sortable, infeasible and unstable marked.
 
-Sort with ``o`` (cycles the column) and ``O`` (reverses), or click a column header.
+Sort with ``o`` (cycles the column) and ``O`` (reverses), or click a column header. Its ``results``
+are bound to the run view's (``data_bind``): a finished trial appears without anyone pushing it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.reactive import var
 from textual.widgets import DataTable
 
 from tuner.bench.types import TrialResult
@@ -52,9 +54,11 @@ class TrialsTable(DataTable[Any]):
         Binding("O", "sort_reverse", "Reverse", show=False),
     ]
 
+    results: var[list[TrialResult]] = var(list)
+    """The sweep's finished trials, in the order they finished."""
+
     def __init__(self) -> None:
         super().__init__(id="trials", zebra_stripes=True, cursor_type="row")
-        self.results: list[TrialResult] = []
         self.sort_col = 0
         self.reverse = False
         self.border_title = "trials"
@@ -70,13 +74,9 @@ class TrialsTable(DataTable[Any]):
         if self.size.width != self._built_width:
             self._rebuild()
 
-    def add_result(self, r: TrialResult) -> None:
-        self.results.append(r)
-        self._rebuild()
-
-    def clear_results(self) -> None:
-        self.results = []
-        self._rebuild()
+    def watch_results(self) -> None:
+        if self.is_mounted:
+            self._rebuild()
 
     def action_sort_next(self) -> None:
         self.sort_col = (self.sort_col + 1) % len(COLUMNS)
@@ -135,9 +135,11 @@ def _cell_len(cell: Text | str) -> int:
 
 
 def short_label(r: TrialResult) -> str:
-    """``proc×2 t1 p64``: the configuration when the table is narrow (80 columns)."""
+    """``proc×2 t1 p64`` (``inl×1 tdef p2048``: the framework's own threads): the configuration when
+    the table is narrow (80 columns)."""
     c = r.config
-    return f"{c.backend[:4]}×{c.workers} t{c.threads_per_worker} p{c.partition_size}"
+    threads = "def" if c.threads_per_worker is None else c.threads_per_worker
+    return f"{c.kind.short}×{c.workers} t{threads} p{c.partition_size}"
 
 
 def _cells(i: int, r: TrialResult, best: bool, narrow: bool = False) -> list[Text | str]:
