@@ -39,8 +39,8 @@ def test_a_real_sweep_reported_and_read_in_the_browser(tmp_path: Path) -> None:
     (seen,) = observe([Visit(tmp_path / "report.html")])
     assert seen.errors == [] and [m for m in seen.console if m[0] == "error"] == []
     charts = {c["id"]: c for c in seen.page["charts"]}
-    assert len(charts["chart-throughput"]["points"]) == len(configs) == 4
-    assert len(seen.page["trials"]) == 4
+    assert len(charts["chart-throughput"]["points"]) == len(configs) == 4 + 2  # and the default deployment twice
+    assert len(seen.page["trials"]) == 4 + 2
     for c in charts.values():
         assert c["axes"].get("x") and c["axes"].get("y") and not c["cut"], (c["id"], c["axes"], c["cut"])
     profile_text = (tmp_path / "p.yaml").read_text()

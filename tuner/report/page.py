@@ -14,8 +14,12 @@ from tuner.report import charts
 from tuner.report.html import Cell, bullets, e, facts, figure, page, para, section, table, toc
 from tuner.report.view import Recommendation, Run, Trial, fmt_ms, fmt_rate
 
-_KIND = {"process": ("worker process", "worker processes"), "thread": ("worker thread", "worker threads"),
-         "inline": ("inline worker", "inline workers"), "ray": ("Ray actor", "Ray actors")}  # fmt: skip
+
+def _nouns(name: str) -> tuple[str, str]:
+    """A backend's noun, one and many (tuner.backends); "worker" for one this tuner does not know."""
+    from tuner.backends import BACKENDS, backend
+
+    return (backend(name).noun, backend(name).nouns) if name in BACKENDS else ("worker", "workers")
 
 
 def value(field: str, number: float | None, text: str) -> str:
@@ -40,13 +44,17 @@ def recommendation_words(run: Run, rec: Recommendation) -> str:
     """The recommendation in one paragraph: what to run and what it measured."""
     cfg = rec.config
     backend, workers = str(cfg.get("backend")), int(cfg.get("workers", 1))
-    one, many = _KIND.get(backend, ("worker", "workers"))
-    threads = int(cfg.get("threads per worker", 1))
+    one, many = _nouns(backend)
+    given = cfg.get("threads per worker", 1)
+    if given in (None, "default"):  # the framework's own pool: the default deployment
+        threads = "the framework's own threads"
+    else:
+        threads = f"{int(given)} thread{'s' if int(given) != 1 else ''} each"
     p99 = rec.latency.get("p99")
     p99_ci = rec.latency_ci.get("p99")
     text = (
-        f"Run <code>{e(run.model)}</code> as {workers} {e(one if workers == 1 else many)} × {threads} "
-        f"thread{'s' if threads != 1 else ''} each, in partitions of {cfg.get('partition size')} items: "
+        f"Run <code>{e(run.model)}</code> as {workers} {e(one if workers == 1 else many)} × {e(threads)}, "
+        f"in partitions of {cfg.get('partition size')} items: "
         + value("throughput", rec.throughput, f"{fmt_rate(rec.throughput)} items/s")
         + e(ci_text(rec.throughput_ci))
     )
