@@ -5,14 +5,14 @@ Data flow (every arrow on the right of the supervisor is one of its worker handl
   caller threads                    supervisor thread (owns everything below)                    workers
   ──────────────                    ─────────────────────────────────────────                    ───────
   submit(items) ─► Future  ┐
-                           ├─► _subq ─► Ledger.pending (FIFO; retries and split halves jump the queue)
-  resize(n), close() ──────┘  _ctl           │ dispatch: least-loaded ready handle,
+                           ├─► jobs ──► Ledger.pending (FIFO; retries and split halves jump the queue)
+  resize(n), close() ──────┘  orders         │ dispatch: least-loaded ready handle,
                               wake socket    │ up to `prefetch` partitions each
                                              ▼
                                  handle.inflight (head = running) ── handle.send(part) ──► the worker:
                                                                                             serve():
             ProcessHandle: socket (shm for big numpy) + sentinel ─► Poller ◄── OK / ERR ──  fault plan
-            ThreadHandle, InlineHandle, RayHandle: launch.post ─► _outbox + wake ◄─────────  └► model()
+            ThreadHandle, InlineHandle, RayHandle: launch.post ─► Mailbox.posts ◄──────────  └► model()
                                              │
        OK ──► Ledger.finished: fill the job's outputs ──► all items have an outcome ──► Future result
        ERR / crash (sentinel or DIED) / timeout (head clock) / memory (RSS watch) ──► Ledger.failed:
@@ -36,6 +36,7 @@ a shared queue) is what lets the supervisor know exactly which partition a dead 
 
 The pieces: :mod:`~tuner.engine.ledger` (jobs, parts, retries: pure, no I/O),
 :mod:`~tuner.engine.hedging` (hedged stragglers' bookkeeping and budget: pure),
+:mod:`~tuner.engine.state` (the lifecycle flags and the mailbox: what crosses threads),
 :mod:`~tuner.engine.handles` (one class per backend), :mod:`~tuner.engine.transport` (framed
 sockets, shared memory, the poller), :mod:`~tuner.engine.worker` (the worker's loop).
 
@@ -50,7 +51,6 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-import socket
 import threading
 import time
 from collections import deque
@@ -64,6 +64,7 @@ from tuner.engine.config import EngineConfig, Failure
 from tuner.engine.handles import EXITED, READABLE, Launch, WorkerHandle, default_start_method
 from tuner.engine.hedging import Hedger
 from tuner.engine.ledger import FINAL, IGNORED, Job, Ledger, Part, PartitionResult
+from tuner.engine.state import EngineState, Mailbox
 from tuner.engine.transport import Poller
 from tuner.engine.worker import BOOT, DIED, ERR, LOAD_ERR, NOTE, OK, READY
 from tuner.errors import ConfigError, EngineClosed, EngineFailed, ModelSpecError, TunerError
@@ -101,7 +102,9 @@ class Engine:
     ) -> None:
         self.model = model
         self.config = config or EngineConfig()
+        self._emitter = ev.Emitter(on_event)
         self._cb = on_event
+        self._emit = self._emitter.emit
         from tuner.models import spec_text
 
         self._label = spec_text(model)
@@ -116,21 +119,10 @@ class Engine:
         self._svc_ewma = 0.0
         self._target = c.workers if kind.pooled else 1
         self._timeouts = c.timeout_s is not None and kind.can_time_out
-        # shared with callers
-        self._subq: deque[Job] = deque()
-        self._ctl: deque[tuple[str, Any]] = deque()
-        self._outbox: deque[tuple[WorkerHandle, Any]] = deque()
-        self._waiting = False
-        self._lock = threading.Lock()
-        self._outstanding: set[Future[PartitionResult]] = set()
+        # shared with callers (tuner.engine.state): the lifecycle flags, and the supervisor's mailbox
+        self._state = EngineState()
+        self._mailbox = Mailbox(self._state)
         self._next_item = 0
-        self._started = False
-        self._closed = False
-        self._finished = False  # the supervisor has ended: nobody takes submissions any more
-        self._ready_evt = threading.Event()
-        self._start_error: BaseException | None = None
-        self._broken: TunerError | None = None  # why the engine cannot serve any more
-        self._listener_errors = 0
         # supervisor-only
         self._ledger = Ledger(
             retries=c.retries,
@@ -138,9 +130,9 @@ class Engine:
             isolate=c.isolate,
             backoff=c.backoff,
             rng=random.Random(c.faults.seed),
-            settled=self._forget,
+            settled=self._mailbox.forget,
         )
-        self._launch = Launch(model, self._label, c, self._post)
+        self._launch = Launch(model, self._label, c, self._mailbox.post)
         self._workers: list[WorkerHandle] = []
         self._dying: list[WorkerHandle] = []
         self._wids = itertools.count(1)
@@ -151,9 +143,6 @@ class Engine:
         self._next_sample = 0.0
         self._next_memcheck = 0.0
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
         self.replaced = 0
         # Hedged stragglers (tuner.engine.hedging); an inline engine has one worker: nothing to hedge to.
         self._hedger: Hedger | None = None
@@ -194,21 +183,21 @@ class Engine:
         Raises ModelSpecError (after cleaning up) if the model fails to load in a worker, and
         EngineFailed if the workers cannot be started at all.
         """
-        if self._started:
+        state = self._state
+        if not state.mark_started():
             return self
-        self._started = True
         try:
             self._launch.shared = self._handle_cls.setup(self._launch)
         except BaseException:
-            self._closed = True
+            state.mark_closed()
             raise
         live.add(self)
         self._thread = threading.Thread(target=self._run, name="tuner-supervisor", daemon=True)
         self._thread.start()
-        self._ready_evt.wait()
-        if self._start_error is not None:
+        state.wait_start()
+        if state.start_error is not None:
             self.close(wait=False, cancel=True)
-            raise self._start_error
+            raise state.start_error
         return self
 
     def submit(self, items: Any, first_item: int | None = None) -> Future[PartitionResult]:
@@ -223,11 +212,12 @@ class Engine:
         self, partitions: Sequence[Any], first_item: int | None = None
     ) -> list[Future[PartitionResult]]:
         """Submit several partitions at once: one wake-up of the supervisor, one write per worker."""
-        if self._closed:
+        state = self._state
+        if state.closed:
             raise EngineClosed("the engine is closed")
-        if not self._started:
+        if not state.started:
             self.start()
-        self._raise_if_broken()
+        state.raise_if_broken()
         futures: list[Future[PartitionResult]] = []
         jobs = []
         first = self._next_item if first_item is None else first_item
@@ -245,16 +235,7 @@ class Engine:
                 jobs.append(job)
         self._next_item = max(self._next_item, first)
         if jobs:
-            with self._lock:
-                if self._finished:  # the supervisor ended between the checks above and now
-                    for job in jobs:
-                        job.future.cancel()
-                    self._raise_if_broken()
-                    raise EngineClosed("the engine is closed")
-                self._outstanding.update(j.future for j in jobs)
-                self._subq.extend(jobs)
-            if self._waiting:
-                self._poke()
+            self._mailbox.deliver(jobs)
         return futures
 
     def map_partitions(
@@ -298,8 +279,7 @@ class Engine:
             return
         old = self._target
         self._target = workers
-        self._ctl.append(("resize", workers))
-        self._poke()
+        self._mailbox.order("resize", workers)
         if self._cb is not None and old != workers:
             self._emit(ev.Resized(time.perf_counter(), old, workers))
 
@@ -309,7 +289,7 @@ class Engine:
         out = {
             "workers": self._target,
             "live_workers": sum(1 for w in list(self._workers) if w.ready and not w.retiring),
-            "backlog": len(self._outstanding),
+            "backlog": self._mailbox.backlog(),
             "items_done": self.items_done,
             "items_failed": self.items_failed,
             "retried": self.retried,
@@ -321,7 +301,7 @@ class Engine:
 
     def backlog(self) -> int:
         """Partitions submitted and not yet complete."""
-        return len(self._outstanding)
+        return self._mailbox.backlog()
 
     def close(self, wait: bool = True, cancel: bool = False) -> None:
         """Stop the engine. ``wait``: let submitted partitions finish first. ``cancel``: cancel them.
@@ -329,58 +309,28 @@ class Engine:
         Always leaves no worker process, no process a model started, and no shared-memory segment
         behind.
         """
-        if self._closed:
+        if self._state.closed:
             return
         if wait and not cancel and self._thread is not None and self._thread.is_alive():
-            with self._lock:
-                outstanding = list(self._outstanding)
-            for f in outstanding:
+            for f in self._mailbox.snapshot():
                 try:
                     f.exception()
                 except BaseException:
                     pass
-        self._closed = True
-        self._ctl.append(("stop", cancel or not wait))
-        self._poke()
+        if not self._state.mark_closed():
+            self._join_supervisor()  # closed meanwhile by another thread: return once it is done
+            return
+        self._mailbox.order("stop", cancel or not wait)
+        self._join_supervisor()
+        live.discard(self)
+        self._mailbox.close()
+        if self._emitter.errors > 1:
+            log.error("the on_event listener raised %d times in all", self._emitter.errors)
+
+    def _join_supervisor(self) -> None:
+        # Not from the supervisor's own thread: a listener may close the engine.
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        live.discard(self)
-        self._wake_r.close()
-        self._wake_w.close()
-        if self._listener_errors > 1:
-            log.error("the on_event listener raised %d times in all", self._listener_errors)
-
-    # ------------------------------------------------------------------ helpers shared with callers
-    def _raise_if_broken(self) -> None:
-        err = self._broken
-        if err is not None:
-            raise type(err)(str(err))  # a fresh exception each time: no traceback piles up
-
-    def _poke(self) -> None:
-        try:
-            self._wake_w.send(b"x")
-        except (BlockingIOError, OSError):
-            pass  # buffer full means a wake-up is already pending; closed means we are done
-
-    def _emit(self, event: ev.Event) -> None:
-        cb = self._cb
-        if cb is None:
-            return
-        try:
-            cb(event)
-        except Exception:
-            # A listener's bug must not take the engine (and every caller's futures) down with it.
-            self._listener_errors += 1
-            if self._listener_errors == 1:
-                log.error(
-                    "the on_event listener raised on %s; the engine goes on (logged once)",
-                    type(event).__name__,
-                    exc_info=True,
-                )
-
-    def _forget(self, fut: Future[PartitionResult]) -> None:
-        with self._lock:
-            self._outstanding.discard(fut)
 
     # ------------------------------------------------------------------ supervisor
     def _run(self) -> None:
@@ -398,9 +348,7 @@ class Engine:
             error = EngineFailed(
                 f"tuner's engine failed: {type(e).__name__}: {e} (a bug in tuner; traceback logged)"
             )
-            self._broken = error
-            if not self._ready_evt.is_set():
-                self._start_error = error
+            self._state.mark_broken(error)
         finally:
             try:
                 self._shutdown(cancel, error)
@@ -408,19 +356,21 @@ class Engine:
                 log.error("tuner's engine failed while shutting down", exc_info=True)
                 self._last_resort(error)
             finally:
-                self._ready_evt.set()
+                self._state.answer_start()
 
     def _loop(self) -> bool:
         perf = time.perf_counter
         ledger = self._ledger
+        mailbox = self._mailbox
+        jobs, orders, posts = mailbox.jobs, mailbox.orders, mailbox.posts
         while True:
-            while self._ctl:
-                order, arg = self._ctl.popleft()
+            while orders:
+                order, arg = orders.popleft()
                 if order == "stop":
                     return bool(arg)
                 if order == "resize":
                     self._apply_resize(arg)
-            if self._subq:
+            if jobs:
                 self._take_submissions()
             if ledger.pending:
                 self._dispatch()
@@ -432,19 +382,15 @@ class Engine:
                 self._rebuild_waitmap()
             if self._unflushed:
                 self._flush()
-            self._waiting = True
-            if self._subq or self._ctl or self._outbox:
+            mailbox.waiting = True
+            if jobs or orders or posts:
                 ready: list[tuple[int, WorkerHandle | None]] = []
             else:
                 ready = self._poller.wait(self._timeout(perf()))
-            self._waiting = False
+            mailbox.waiting = False
             for what, w in ready:
                 if what == _WAKE:
-                    try:
-                        while self._wake_r.recv(4096):
-                            pass
-                    except (BlockingIOError, OSError):
-                        pass
+                    mailbox.drain_wake()
                 elif w is None:
                     continue
                 elif what == READABLE:
@@ -452,8 +398,8 @@ class Engine:
                         self._read(w)
                 elif what == EXITED:
                     self._on_exit(w)
-            while self._outbox:
-                w, msg = self._outbox.popleft()
+            while posts:
+                w, msg = posts.popleft()
                 self._on_message(w, msg)
             now = perf()
             if self._timeouts:
@@ -493,7 +439,7 @@ class Engine:
         return max(0.0, min(deadlines) - now)
 
     def _rebuild_waitmap(self) -> None:
-        entries: list[tuple[Any, tuple[int, WorkerHandle | None]]] = [(self._wake_r, (_WAKE, None))]
+        entries: list[tuple[Any, tuple[int, WorkerHandle | None]]] = [(self._mailbox.wake_r, (_WAKE, None))]
         for w in self._workers:
             entries.extend((obj, (what, w)) for obj, what in w.waitables())
         for w in self._dying:
@@ -522,12 +468,6 @@ class Engine:
         self._wait_dirty = True
         w.start()
         return w
-
-    def _post(self, w: WorkerHandle, msg: Any) -> None:
-        """A message from a handle without file descriptors (launch.post): any thread."""
-        self._outbox.append((w, msg))
-        if self._waiting:
-            self._poke()
 
     def _apply_resize(self, n: int) -> None:
         active = [w for w in self._workers if w.cause is None and not w.retiring]
@@ -774,8 +714,8 @@ class Engine:
                 w.pid = msg[1]
             self._load_crashes = 0
             self._emit(ev.WorkerStarted(now, w.wid, w.pid, now - w.t_spawn, w.replacing, w.node))
-            if not self._ready_evt.is_set() and all(x.ready for x in self._workers):
-                self._ready_evt.set()
+            if not self._state.start_answered and all(x.ready for x in self._workers):
+                self._state.answer_start()
         elif tag == LOAD_ERR:
             w.cause = "load"
             self._break(msg[1], ModelSpecError)
@@ -819,10 +759,8 @@ class Engine:
     def _break(self, message: str, error: type[TunerError]) -> None:
         """The engine cannot serve (the model does not load): fail everything with that one line;
         further submits raise ``error``."""
-        self._broken = error(message)
-        if not self._ready_evt.is_set():
-            self._start_error = error(message)
-            self._ready_evt.set()
+        self._state.mark_broken(error(message))
+        self._state.answer_start()
         now = time.perf_counter()
         self._ledger.fail_all(Failure("load", message, 0), now)
         for w in list(self._workers):
@@ -838,12 +776,14 @@ class Engine:
     # -- dispatch -------------------------------------------------------------------------------
     def _take_submissions(self) -> None:
         ledger = self._ledger
-        subq = self._subq
-        while subq:
-            job = subq.popleft()
-            if self._broken is not None:
-                job.future.set_exception(type(self._broken)(str(self._broken)))
-                self._forget(job.future)
+        jobs = self._mailbox.jobs
+        state = self._state
+        while jobs:
+            job = jobs.popleft()
+            broken = state.broken
+            if broken is not None:
+                job.future.set_exception(type(broken)(str(broken)))
+                self._mailbox.forget(job.future)
                 continue
             ledger.add(job)
             if self._cb is not None:
@@ -993,11 +933,8 @@ class Engine:
     def _shutdown(self, cancel: bool, error: EngineFailed | None) -> None:
         """Settle what is left, stop every worker (SIGTERM, then SIGKILL), free shared resources."""
         ledger = self._ledger
-        with self._lock:
-            self._finished = True
-            late = list(self._subq)
-            self._subq.clear()
-        for job in late:
+        self._state.mark_finished()
+        for job in self._mailbox.take_jobs():
             ledger.add(job)
         if error is not None:
             ledger.abort_all(error)
@@ -1041,15 +978,7 @@ class Engine:
         if self._launch.shared is not None:
             self._handle_cls.teardown(self._launch.shared)
             self._launch.shared = None
-        with self._lock:
-            leftover = list(self._outstanding)
-            self._outstanding.clear()
-        for f in leftover:
-            if error is not None:
-                if not f.done():
-                    f.set_exception(error)
-            else:
-                f.cancel()
+        self._mailbox.settle_outstanding(error)
 
     def _last_resort(self, error: EngineFailed | None) -> None:
         """_shutdown itself failed: still settle every future and end every worker we know of."""
@@ -1060,18 +989,10 @@ class Engine:
                 w.reap()
             except BaseException:
                 pass
-        err = error or EngineFailed(
-            "tuner's engine failed while shutting down (a bug in tuner; traceback logged)"
+        self._state.mark_finished()
+        self._mailbox.settle_outstanding(
+            error or EngineFailed("tuner's engine failed while shutting down (a bug in tuner; traceback logged)")
         )
-        with self._lock:
-            self._finished = True
-            leftover = list(self._outstanding)
-            self._outstanding.clear()
-        for f in leftover:
-            try:
-                f.set_exception(err)
-            except BaseException:
-                pass
 
 
 def partitions(items: Iterable[Any], size: int) -> Iterator[Any]:
