@@ -84,7 +84,7 @@ class Supervisor:
     Its hot path reads its own attributes: keep it, and the worker manager, well under 30 of them.
     CPython shares the keys of an instance's dict only up to 30 and reads shared-key attributes
     fastest (40 made each read ~1.7x slower here); the undivided Engine had 40, and dispatching a
-    tiny task cost it ~12% more of the caller process's CPU (``tests/benchmarks/engine_ab.py``).
+    tiny task cost it ~5-10% more of the caller process's CPU (``tests/benchmarks/engine_ab.py``).
     """
 
     def __init__(
