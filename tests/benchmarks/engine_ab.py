@@ -5,9 +5,14 @@ interpreter with one checkout's ``tuner`` first on ``sys.path``; it runs the two
 ``engine_overhead.py`` (2 workers; tiny tasks one per partition, and 1 MiB numpy partitions) and
 reports, per task, the wall time and the CPU time of the caller's process (the caller's and the
 supervisor's threads, not the workers': the dispatch work itself, which other jobs on a shared
-host inflate much less than they inflate wall time). Runs alternate A B A B ..., each B is divided
-by the A run just before it, and the median of those ratios is printed with their spread.
+host inflate much less than they inflate wall time). Runs alternate, and so does which of a pair
+goes first (A B, B A, A B ...: a second run of a pair is not always the same checkout's); each B is
+divided by the A of its pair, and the median of those ratios is printed with their quartiles.
 ``--control`` runs A against itself: the noise floor of the host as it is right now.
+
+Fresh interpreters, not two long-lived ones taking turns: tried here, two long-lived interpreters
+of the same checkout differed by ~20% in wall time per tiny task over 60 rounds — a bias of that
+pair of processes, not of the code — which many pairs of fresh runs average out.
 
 Run: python tests/benchmarks/engine_ab.py --base /path/to/checkout/A [--pairs 9]
 (for a commit: ``git worktree add /tmp/engine-base <commit>``, and remove it afterwards).
@@ -88,20 +93,21 @@ def main() -> None:
     b_root = args.base if args.control else REPO
     runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     for i in range(args.pairs):
-        for name, root in (("A", args.base), ("B", b_root)):
+        pair = (("A", args.base), ("B", b_root))
+        for name, root in pair if i % 2 == 0 else pair[::-1]:
             runs[name].append(_run(root, args))
         a, b = runs["A"][-1], runs["B"][-1]
         print(f"pair {i + 1}: " + "  ".join(f"{m} {a[m]:7.1f} -> {b[m]:7.1f}" for m in METRICS), flush=True)
     print(f"\nA = {args.base}, B = {b_root}; {args.pairs} pairs, us per task (median of {args.repeats} each)")
-    print(f"{'':10s} {'A median':>9s} {'B median':>9s} {'B/A paired median':>18s} {'B/A min..max':>14s}")
+    print(f"{'':10s} {'A median':>9s} {'B median':>9s} {'B/A paired median':>18s} {'quartiles':>14s}")
     for m in METRICS:
         a = [r[m] for r in runs["A"]]
         b = [r[m] for r in runs["B"]]
-        ratios = sorted(y / x for x, y in zip(a, b, strict=True))
-        spread = f"{ratios[0]:.3f}..{ratios[-1]:.3f}"
+        ratios = [y / x for x, y in zip(a, b, strict=True)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
         print(
             f"{m:10s} {statistics.median(a):9.2f} {statistics.median(b):9.2f} "
-            f"{statistics.median(ratios):18.3f} {spread:>14s}"
+            f"{statistics.median(ratios):18.3f} {f'{q1:.3f}..{q3:.3f}':>14s}"
         )
 
 
