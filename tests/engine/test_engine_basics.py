@@ -174,3 +174,16 @@ def test_an_engine_that_could_not_start_refuses_work_instead_of_hanging() -> Non
         engine.start()
     with pytest.raises(EngineClosed):
         engine.submit([1, 2])  # before: queued for a supervisor that never started, forever
+
+
+def test_the_config_may_be_replaced_until_the_engine_starts_and_not_after() -> None:
+    # A measurement varies one of the engine's own knobs on an engine a runtime built (the hedging
+    # benchmark's hedge_cancel): before start it takes effect; after, it would only half apply.
+    engine = Engine(spec("double"), EngineConfig(backend="thread", workers=1, partition_size=4))
+    engine.config = EngineConfig(backend="thread", workers=3, partition_size=4)
+    with engine:
+        assert engine.workers == 3 and engine.stats()["live_workers"] == 3
+        assert list(engine.map(range(20))) == [2 * i for i in range(20)]
+        with pytest.raises(ConfigError, match="cannot change once it has started"):
+            engine.config = EngineConfig(backend="thread", workers=1)
+        assert engine.workers == 3

@@ -6,9 +6,12 @@ Both the benchmark (``tuner.bench``) and the production runtime (``tuner.runtime
 that used torch or OpenMP threads in the parent), ``thread`` (latency-bound models that release the
 GIL), ``inline`` (serial baseline in the engine's own thread; no timeouts, no crash isolation).
 
-Layout: ``pool`` (the supervisor: :class:`Engine`), ``ledger`` (jobs, parts, retries, splits: pure
-bookkeeping), ``hedging`` (hedged stragglers: which part has a second copy, who won, the token
-bucket; pure too), ``handles`` (one worker-handle class per backend), ``worker`` (the worker's loop),
+Layout: ``pool`` (:class:`Engine`, the public face), ``state`` (the lifecycle flags and the mailbox:
+what crosses threads), ``supervisor`` (the supervisor's thread: dispatch, the workers' messages,
+outcomes, hedging; the data-flow diagram), ``ledger`` (the task side: jobs, parts, retries, splits;
+pure bookkeeping), ``hedging`` (hedged stragglers: which part has a second copy, who won, the token
+bucket; pure too), ``workers`` (the worker side: spawn, replace, resize, kill, reap, timeouts, the
+memory watch), ``handles`` (one worker-handle class per backend), ``worker`` (the worker's loop),
 ``transport`` (framed sockets, shared memory, the poller), ``faults``, ``events``, ``config``.
 
 Import rule: this package imports nothing of tuner's but ``tuner.models``, ``tuner.errors`` and its

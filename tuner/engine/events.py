@@ -7,8 +7,11 @@ queue, post a message) and must not call back into the engine.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger("tuner.engine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +157,35 @@ Event = (
     | HedgeSettled
 )
 EventCallback = Callable[[Event], None]
+
+
+class Emitter:
+    """Delivers events to the engine's one listener, if any; a listener that raises is logged once and
+    isolated, so its bug never takes the engine (and every caller's futures) down with it.
+
+    Emitters of costly events test ``listener is not None`` first, so nobody builds an event
+    nobody hears.
+    """
+
+    __slots__ = ("errors", "listener")
+
+    def __init__(self, listener: EventCallback | None) -> None:
+        self.listener = listener
+        #: how many times the listener raised
+        self.errors = 0
+
+    def emit(self, event: Event) -> None:
+        """Call the listener with ``event``."""
+        listener = self.listener
+        if listener is None:
+            return
+        try:
+            listener(event)
+        except Exception:
+            self.errors += 1
+            if self.errors == 1:
+                log.error(
+                    "the on_event listener raised on %s; the engine goes on (logged once)",
+                    type(event).__name__,
+                    exc_info=True,
+                )

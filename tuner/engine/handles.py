@@ -1,7 +1,7 @@
 """Worker handles: the supervisor's side of one worker, one class per backend.
 
-The supervisor (``pool.py``) drives every worker through the same few calls and never asks which
-backend it is::
+The supervisor (``supervisor.py``) and its worker manager (``workers.py``) drive every worker through
+the same few calls and never ask which backend it is::
 
     cls.setup(launch) -> shared      once per engine, in the caller's thread (may raise BadInput)
     h.start()                        start the worker; it loads the model and reports READY

@@ -32,7 +32,7 @@ it; duplicating it would muddle the retry accounting. Stragglers are what hedgin
 what retries are for. If one copy of a hedged part fails while the other runs, the failure decides
 nothing and costs no attempt: the running copy decides (both failing count one attempt).
 
-**Where a hedge goes** (the supervisor, ``pool.py``): only to an idle worker — a copy queued behind
+**Where a hedge goes** (the supervisor, ``supervisor.py``): only to an idle worker — a copy queued behind
 other work would start no earlier than the original. With one worker there is never an idle worker
 while a part runs: hedging is a no-op. While a worker runs a part past the delay it is given no new
 partition; and when every worker is busy but there is no backlog, what waits stays in the engine's

@@ -1,6 +1,6 @@
 """The engine's bookkeeping: which items have an outcome, what runs next, what is retried or split.
 
-Pure: no processes, sockets or threads. The supervisor (``pool.py``) owns one :class:`Ledger` and
+Pure: no processes, sockets or threads. The supervisor (``supervisor.py``) owns one :class:`Ledger` and
 tells it what happened — a part was sent, finished, failed, or came back unstarted from a dead
 worker — passing the time explicitly, so the tests drive it with a fake clock.
 

@@ -1,43 +1,28 @@
-"""The engine: a supervisor thread that runs a model on a set of workers, item-exact through failures.
+"""The engine's public face: :class:`Engine` — submit, map, resize, stats, close — on a supervisor thread.
 
-Data flow (every arrow on the right of the supervisor is one of its worker handles)::
+An Engine runs a model on a set of workers, item-exact through failures. This module is only what
+callers touch; the work is done behind it (the data-flow diagram is at the top of
+:mod:`~tuner.engine.supervisor`):
 
-  caller threads                    supervisor thread (owns everything below)                    workers
-  ──────────────                    ─────────────────────────────────────────                    ───────
-  submit(items) ─► Future  ┐
-                           ├─► _subq ─► Ledger.pending (FIFO; retries and split halves jump the queue)
-  resize(n), close() ──────┘  _ctl           │ dispatch: least-loaded ready handle,
-                              wake socket    │ up to `prefetch` partitions each
-                                             ▼
-                                 handle.inflight (head = running) ── handle.send(part) ──► the worker:
-                                                                                            serve():
-            ProcessHandle: socket (shm for big numpy) + sentinel ─► Poller ◄── OK / ERR ──  fault plan
-            ThreadHandle, InlineHandle, RayHandle: launch.post ─► _outbox + wake ◄─────────  └► model()
-                                             │
-       OK ──► Ledger.finished: fill the job's outputs ──► all items have an outcome ──► Future result
-       ERR / crash (sentinel or DIED) / timeout (head clock) / memory (RSS watch) ──► Ledger.failed:
-              retry with full-jitter backoff ──► after `retries`: split in halves to isolate the
-              failing items ──► a single item that still fails gets its Failure record
-       dead or killed worker ──► replaced at once; only the partition it was running counts an
-              attempt (a process worker names it in a shared slot: results held back for batching
-              die with it), the others it held go back to the front (Ledger.put_back); once it
-              has exited: its process group is killed, its shared memory released (handle.reap)
-       a part running past the hedge delay ──► a second copy to an idle worker, within a token
-              budget (Hedger); the first outcome wins, the loser runs out and is ignored
-       every event ──► on_event(Event)  (the engine never knows who listens; a listener that
-              raises is logged once and isolated)
-       a bug in the supervisor itself ──► every open future fails with EngineFailed (traceback logged)
+- :mod:`~tuner.engine.state`: the lifecycle flags (started, closed, finished, broken) behind one lock
+  with named transitions, and the mailbox through which callers reach the supervisor;
+- :mod:`~tuner.engine.supervisor`: the supervisor's thread — dispatch, the workers' messages,
+  outcomes and failures, hedging, the end;
+- :mod:`~tuner.engine.ledger` (jobs, parts, retries: pure, no I/O) and
+  :mod:`~tuner.engine.hedging` (hedged stragglers' bookkeeping and budget: pure) — the task side;
+- :mod:`~tuner.engine.workers`: the worker side — spawn, replace, retire, kill, reap, timeouts,
+  the memory watch;
+- :mod:`~tuner.engine.handles` (one class per backend), :mod:`~tuner.engine.transport` (framed
+  sockets, shared memory, the poller), :mod:`~tuner.engine.worker` (the worker's loop).
 
 Why hand-written rather than multiprocessing.Pool, ProcessPoolExecutor, pebble or loky: Pool hangs
 or loses tasks when a worker dies, ProcessPoolExecutor breaks every pending future on one crash
 (BrokenProcessPool), pebble and loky have per-task timeouts but no resize and cost 2-4x Pool's
 dispatch; none isolates a poison item by splitting, none watches RSS. One channel per worker (not
-a shared queue) is what lets the supervisor know exactly which partition a dead worker held.
-
-The pieces: :mod:`~tuner.engine.ledger` (jobs, parts, retries: pure, no I/O),
-:mod:`~tuner.engine.hedging` (hedged stragglers' bookkeeping and budget: pure),
-:mod:`~tuner.engine.handles` (one class per backend), :mod:`~tuner.engine.transport` (framed
-sockets, shared memory, the poller), :mod:`~tuner.engine.worker` (the worker's loop).
+a shared queue) is what lets the supervisor know exactly which partition a dead worker held. The
+division inside follows theirs: pebble's pool manager combines a task manager and a worker
+manager (here the ledger and :class:`~tuner.engine.workers.WorkerManager`), and loky keeps its
+executor's flags in one small locked object (here :class:`~tuner.engine.state.EngineState`).
 
 Guarantees (each has a test in tests/engine/): every item submitted yields exactly one outcome, in
 order; a worker crash, hang or memory blow-up costs one attempt of one partition, never the pool;
@@ -49,9 +34,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import random
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -60,30 +42,17 @@ from typing import Any
 
 from tuner.engine import events as ev
 from tuner.engine import live
-from tuner.engine.config import EngineConfig, Failure
-from tuner.engine.handles import EXITED, READABLE, Launch, WorkerHandle, default_start_method
-from tuner.engine.hedging import Hedger
-from tuner.engine.ledger import FINAL, IGNORED, Job, Ledger, Part, PartitionResult
-from tuner.engine.transport import Poller
-from tuner.engine.worker import BOOT, DIED, ERR, LOAD_ERR, NOTE, OK, READY
-from tuner.errors import ConfigError, EngineClosed, EngineFailed, ModelSpecError, TunerError
+from tuner.engine.config import EngineConfig
+from tuner.engine.handles import default_start_method
+from tuner.engine.ledger import Job, PartitionResult
+from tuner.engine.state import EngineState, Mailbox
+from tuner.engine.supervisor import Supervisor
+from tuner.errors import ConfigError, EngineClosed
 
 __all__ = ["Engine", "PartitionResult", "default_start_method", "partitions"]
 
 log = logging.getLogger("tuner.engine")
 
-#: after SIGTERM, a worker gets this long to exit before SIGKILL.
-TERMINATE_GRACE_S = 0.5
-#: on close, workers get this long to finish their partition and leave before being terminated.
-STOP_GRACE_S = 2.0
-#: how often the RSS watcher looks when a memory limit is set.
-MEMORY_CHECK_S = 0.05
-#: queue enough partitions per worker to cover this much of their service time (adaptive prefetch).
-PREFETCH_COVER_S = 0.005
-#: a worker that dies while starting or loading the model this many times in a row ends the engine.
-MAX_LOAD_CRASHES = 3
-
-_WAKE = 0  # the poller's answer for the wake socket
 
 class Engine:
     """Runs a model on ``config.workers`` workers; the only thing in tuner that runs a model.
@@ -99,66 +68,28 @@ class Engine:
         config: EngineConfig | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
     ) -> None:
-        self.model = model
-        self.config = config or EngineConfig()
-        self._cb = on_event
         from tuner.models import spec_text
 
+        self.model = model
         self._label = spec_text(model)
-        c = self.config
-        kind = c.kind
-        self._handle_cls: type[WorkerHandle] = kind.handle_class()
-        # Partitions queued per worker adapt to the service time (see _adapt_prefetch): deep for tiny
-        # partitions, whose cost is the round trip; shallow for long ones, so one slow worker never
-        # holds many partitions hostage. A backend without a pool runs one partition at a time.
-        self._prefetch = min(2, c.prefetch) if kind.pooled else 1
-        self._adapts = kind.pooled
-        self._svc_ewma = 0.0
-        self._target = c.workers if kind.pooled else 1
-        self._timeouts = c.timeout_s is not None and kind.can_time_out
-        # shared with callers
-        self._subq: deque[Job] = deque()
-        self._ctl: deque[tuple[str, Any]] = deque()
-        self._outbox: deque[tuple[WorkerHandle, Any]] = deque()
-        self._waiting = False
-        self._lock = threading.Lock()
-        self._outstanding: set[Future[PartitionResult]] = set()
+        self._state = EngineState()
+        self._mailbox = Mailbox(self._state)
+        self._emitter = ev.Emitter(on_event)
         self._next_item = 0
-        self._started = False
-        self._closed = False
-        self._finished = False  # the supervisor has ended: nobody takes submissions any more
-        self._ready_evt = threading.Event()
-        self._start_error: BaseException | None = None
-        self._broken: TunerError | None = None  # why the engine cannot serve any more
-        self._listener_errors = 0
-        # supervisor-only
-        self._ledger = Ledger(
-            retries=c.retries,
-            retry_on=c.retry_on,
-            isolate=c.isolate,
-            backoff=c.backoff,
-            rng=random.Random(c.faults.seed),
-            settled=self._forget,
-        )
-        self._launch = Launch(model, self._label, c, self._post)
-        self._workers: list[WorkerHandle] = []
-        self._dying: list[WorkerHandle] = []
-        self._wids = itertools.count(1)
-        self._poller = Poller()
-        self._unflushed: list[WorkerHandle] = []
-        self._wait_dirty = True
-        self._load_crashes = 0
-        self._next_sample = 0.0
-        self._next_memcheck = 0.0
-        self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self.replaced = 0
-        # Hedged stragglers (tuner.engine.hedging); an inline engine has one worker: nothing to hedge to.
-        self._hedger: Hedger | None = None
-        if c.hedge_after_s is not None and kind.pooled:
-            self._hedger = Hedger(c.hedge_after_s, c.hedge_budget)
+        self.config = config or EngineConfig()
+
+    @property
+    def config(self) -> EngineConfig:
+        """How the engine runs the model. It may be replaced until the engine starts (a measurement
+        varying one of the engine's own knobs); after that it is fixed."""
+        return self._config
+
+    @config.setter
+    def config(self, config: EngineConfig) -> None:
+        if self._state.started:
+            raise ConfigError("an engine's config cannot change once it has started")
+        self._config = config
+        self._sup = Supervisor(self.model, self._label, config, self._state, self._mailbox, self._emitter)
 
     # ------------------------------------------------------------------ public API
     def __enter__(self) -> Engine:
@@ -171,22 +102,27 @@ class Engine:
     @property
     def workers(self) -> int:
         """The number of workers the engine aims to run (after resize)."""
-        return self._target
+        return self._sup.workers.target
 
     @property
     def items_done(self) -> int:
         """Items whose output came back (cumulative)."""
-        return self._ledger.items_done
+        return self._sup.ledger.items_done
 
     @property
     def items_failed(self) -> int:
         """Items whose outcome is a failure record (cumulative)."""
-        return self._ledger.items_failed
+        return self._sup.ledger.items_failed
 
     @property
     def retried(self) -> int:
         """Partition attempts retried (cumulative)."""
-        return self._ledger.retried
+        return self._sup.ledger.retried
+
+    @property
+    def replaced(self) -> int:
+        """Workers replaced after a crash, timeout or memory kill (cumulative)."""
+        return self._sup.workers.replaced
 
     def start(self) -> Engine:
         """Start the workers and wait until every one has loaded the model.
@@ -194,21 +130,20 @@ class Engine:
         Raises ModelSpecError (after cleaning up) if the model fails to load in a worker, and
         EngineFailed if the workers cannot be started at all.
         """
-        if self._started:
+        state = self._state
+        if not state.mark_started():
             return self
-        self._started = True
         try:
-            self._launch.shared = self._handle_cls.setup(self._launch)
+            self._sup.workers.setup()
         except BaseException:
-            self._closed = True
+            state.mark_closed()
             raise
         live.add(self)
-        self._thread = threading.Thread(target=self._run, name="tuner-supervisor", daemon=True)
-        self._thread.start()
-        self._ready_evt.wait()
-        if self._start_error is not None:
+        self._sup.start()
+        state.wait_start()
+        if state.start_error is not None:
             self.close(wait=False, cancel=True)
-            raise self._start_error
+            raise state.start_error
         return self
 
     def submit(self, items: Any, first_item: int | None = None) -> Future[PartitionResult]:
@@ -223,16 +158,17 @@ class Engine:
         self, partitions: Sequence[Any], first_item: int | None = None
     ) -> list[Future[PartitionResult]]:
         """Submit several partitions at once: one wake-up of the supervisor, one write per worker."""
-        if self._closed:
+        state = self._state
+        if state.closed:
             raise EngineClosed("the engine is closed")
-        if not self._started:
+        if not state.started:
             self.start()
-        self._raise_if_broken()
+        state.raise_if_broken()
         futures: list[Future[PartitionResult]] = []
         jobs = []
         first = self._next_item if first_item is None else first_item
         now = time.perf_counter()
-        next_id = self._ledger.next_id
+        next_id = self._sup.ledger.next_id
         for items in partitions:
             n = len(items)
             fut: Future[PartitionResult] = Future()
@@ -245,16 +181,7 @@ class Engine:
                 jobs.append(job)
         self._next_item = max(self._next_item, first)
         if jobs:
-            with self._lock:
-                if self._finished:  # the supervisor ended between the checks above and now
-                    for job in jobs:
-                        job.future.cancel()
-                    self._raise_if_broken()
-                    raise EngineClosed("the engine is closed")
-                self._outstanding.update(j.future for j in jobs)
-                self._subq.extend(jobs)
-            if self._waiting:
-                self._poke()
+            self._mailbox.deliver(jobs)
         return futures
 
     def map_partitions(
@@ -269,9 +196,10 @@ class Engine:
         chunks = partitions(items, size)
         pending: deque[Future[PartitionResult]] = deque()
         exhausted = False
+        sup = self._sup
         try:
             while True:
-                limit = window or max(8, 2 * self._target * (self._prefetch + 2))
+                limit = window or max(8, 2 * sup.workers.target * (sup.prefetch + 2))
                 if not exhausted and len(pending) <= limit // 2:
                     room = limit - len(pending)
                     burst = list(itertools.islice(chunks, room))
@@ -296,32 +224,33 @@ class Engine:
             raise ConfigError(f"workers must be >= 1 (got {workers})")
         if not self.config.kind.pooled:
             return
-        old = self._target
-        self._target = workers
-        self._ctl.append(("resize", workers))
-        self._poke()
-        if self._cb is not None and old != workers:
-            self._emit(ev.Resized(time.perf_counter(), old, workers))
+        manager = self._sup.workers
+        old = manager.target
+        manager.target = workers  # at once, so that a replacement meanwhile already counts it
+        self._mailbox.order("resize", workers)
+        if self._emitter.listener is not None and old != workers:
+            self._emitter.emit(ev.Resized(time.perf_counter(), old, workers))
 
     def stats(self) -> dict[str, Any]:
         """A cheap snapshot: workers, backlog (partitions waiting or running), counters; with hedging,
         hedges sent and won, and the duplicate work (hedges / partitions completed)."""
+        sup = self._sup
         out = {
-            "workers": self._target,
-            "live_workers": sum(1 for w in list(self._workers) if w.ready and not w.retiring),
-            "backlog": len(self._outstanding),
+            "workers": sup.workers.target,
+            "live_workers": sup.workers.live(),
+            "backlog": self._mailbox.backlog(),
             "items_done": self.items_done,
             "items_failed": self.items_failed,
             "retried": self.retried,
             "replaced": self.replaced,
         }
-        if self._hedger is not None:
-            out.update(self._hedger.stats())
+        if sup.hedger is not None:
+            out.update(sup.hedger.stats())
         return out
 
     def backlog(self) -> int:
         """Partitions submitted and not yet complete."""
-        return len(self._outstanding)
+        return self._mailbox.backlog()
 
     def close(self, wait: bool = True, cancel: bool = False) -> None:
         """Stop the engine. ``wait``: let submitted partitions finish first. ``cancel``: cancel them.
@@ -329,749 +258,23 @@ class Engine:
         Always leaves no worker process, no process a model started, and no shared-memory segment
         behind.
         """
-        if self._closed:
+        if self._state.closed:
             return
-        if wait and not cancel and self._thread is not None and self._thread.is_alive():
-            with self._lock:
-                outstanding = list(self._outstanding)
-            for f in outstanding:
+        if wait and not cancel and self._sup.alive():
+            for f in self._mailbox.snapshot():
                 try:
                     f.exception()
                 except BaseException:
                     pass
-        self._closed = True
-        self._ctl.append(("stop", cancel or not wait))
-        self._poke()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        if not self._state.mark_closed():
+            self._sup.join()  # closed meanwhile by another thread: return once it is done
+            return
+        self._mailbox.order("stop", cancel or not wait)
+        self._sup.join()
         live.discard(self)
-        self._wake_r.close()
-        self._wake_w.close()
-        if self._listener_errors > 1:
-            log.error("the on_event listener raised %d times in all", self._listener_errors)
-
-    # ------------------------------------------------------------------ helpers shared with callers
-    def _raise_if_broken(self) -> None:
-        err = self._broken
-        if err is not None:
-            raise type(err)(str(err))  # a fresh exception each time: no traceback piles up
-
-    def _poke(self) -> None:
-        try:
-            self._wake_w.send(b"x")
-        except (BlockingIOError, OSError):
-            pass  # buffer full means a wake-up is already pending; closed means we are done
-
-    def _emit(self, event: ev.Event) -> None:
-        cb = self._cb
-        if cb is None:
-            return
-        try:
-            cb(event)
-        except Exception:
-            # A listener's bug must not take the engine (and every caller's futures) down with it.
-            self._listener_errors += 1
-            if self._listener_errors == 1:
-                log.error(
-                    "the on_event listener raised on %s; the engine goes on (logged once)",
-                    type(event).__name__,
-                    exc_info=True,
-                )
-
-    def _forget(self, fut: Future[PartitionResult]) -> None:
-        with self._lock:
-            self._outstanding.discard(fut)
-
-    # ------------------------------------------------------------------ supervisor
-    def _run(self) -> None:
-        cancel = True
-        error: EngineFailed | None = None
-        try:
-            for _ in range(self._target):
-                self._spawn(None)
-            cancel = self._loop()
-        except BaseException as e:
-            log.error(
-                "tuner's engine supervisor failed; every open partition fails with EngineFailed",
-                exc_info=True,
-            )
-            error = EngineFailed(
-                f"tuner's engine failed: {type(e).__name__}: {e} (a bug in tuner; traceback logged)"
-            )
-            self._broken = error
-            if not self._ready_evt.is_set():
-                self._start_error = error
-        finally:
-            try:
-                self._shutdown(cancel, error)
-            except BaseException:
-                log.error("tuner's engine failed while shutting down", exc_info=True)
-                self._last_resort(error)
-            finally:
-                self._ready_evt.set()
-
-    def _loop(self) -> bool:
-        perf = time.perf_counter
-        ledger = self._ledger
-        while True:
-            while self._ctl:
-                order, arg = self._ctl.popleft()
-                if order == "stop":
-                    return bool(arg)
-                if order == "resize":
-                    self._apply_resize(arg)
-            if self._subq:
-                self._take_submissions()
-            if ledger.pending:
-                self._dispatch()
-            if self._hedger is not None and self._hedger.tokens >= 1.0:
-                self._hedge(perf())
-            # The wait map first: a worker that died since the last turn must be out of it before a
-            # flush changes which sockets we wait to write to.
-            if self._wait_dirty:
-                self._rebuild_waitmap()
-            if self._unflushed:
-                self._flush()
-            self._waiting = True
-            if self._subq or self._ctl or self._outbox:
-                ready: list[tuple[int, WorkerHandle | None]] = []
-            else:
-                ready = self._poller.wait(self._timeout(perf()))
-            self._waiting = False
-            for what, w in ready:
-                if what == _WAKE:
-                    try:
-                        while self._wake_r.recv(4096):
-                            pass
-                    except (BlockingIOError, OSError):
-                        pass
-                elif w is None:
-                    continue
-                elif what == READABLE:
-                    if w.cause is None:
-                        self._read(w)
-                elif what == EXITED:
-                    self._on_exit(w)
-            while self._outbox:
-                w, msg = self._outbox.popleft()
-                self._on_message(w, msg)
-            now = perf()
-            if self._timeouts:
-                self._check_timeouts(now)
-            due = ledger.next_retry()
-            if due is not None and due <= now:
-                ledger.release_due(now)
-            if self._dying:
-                self._check_kills(now)
-            if self.config.memory_limit_mb is not None and now >= self._next_memcheck:
-                self._check_memory(now)
-            if self._cb is not None and now >= self._next_sample:
-                self._sample(now)
-
-    def _timeout(self, now: float) -> float | None:
-        deadlines: list[float] = []
-        t = self.config.timeout_s
-        if self._timeouts and t is not None:
-            for w in self._workers:
-                if w.inflight and w.cause is None:
-                    deadlines.append(w.t_head + t)
-        due = self._ledger.next_retry()
-        if due is not None:
-            deadlines.append(due)
-        for w in self._dying:
-            deadlines.append(w.kill_at)
-        if self._hedger is not None and self._hedger.tokens >= 1.0 and self._idle():
-            due = self._hedger.next_due(self._running())
-            if due is not None:
-                deadlines.append(due)
-        if self.config.memory_limit_mb is not None:
-            deadlines.append(self._next_memcheck)
-        if self._cb is not None:
-            deadlines.append(self._next_sample)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - now)
-
-    def _rebuild_waitmap(self) -> None:
-        entries: list[tuple[Any, tuple[int, WorkerHandle | None]]] = [(self._wake_r, (_WAKE, None))]
-        for w in self._workers:
-            entries.extend((obj, (what, w)) for obj, what in w.waitables())
-        for w in self._dying:
-            entries.extend((obj, (what, w)) for obj, what in w.waitables() if what == EXITED)
-        self._poller.assign(entries)
-        self._wait_dirty = False
-
-    def _flush(self) -> None:
-        """Write what is queued for each worker; what a busy worker's socket can't take waits for POLLOUT."""
-        still = []
-        for w in self._unflushed:
-            if w.cause is not None:
-                continue
-            try:
-                if not w.flush():
-                    still.append(w)
-            except OSError:
-                pass  # the worker is gone; its sentinel fires and its partitions are re-run
-        self._unflushed = still
-        self._poller.want_write([w.out_waitable() for w in still])
-
-    # -- workers --------------------------------------------------------------------------------
-    def _spawn(self, replacing: int | None) -> WorkerHandle:
-        w = self._handle_cls(next(self._wids), replacing, self._launch)
-        self._workers.append(w)
-        self._wait_dirty = True
-        w.start()
-        return w
-
-    def _post(self, w: WorkerHandle, msg: Any) -> None:
-        """A message from a handle without file descriptors (launch.post): any thread."""
-        self._outbox.append((w, msg))
-        if self._waiting:
-            self._poke()
-
-    def _apply_resize(self, n: int) -> None:
-        active = [w for w in self._workers if w.cause is None and not w.retiring]
-        if n > len(active):
-            for _ in range(n - len(active)):
-                self._spawn(None)
-        elif n < len(active):
-            # Retire the least busy first; they take no new work and stop once drained.
-            for w in sorted(active, key=lambda w: len(w.inflight))[: len(active) - n]:
-                w.retiring = True
-                if not w.inflight:
-                    self._stop_worker(w, "retired")
-
-    def _stop_worker(self, w: WorkerHandle, cause: str) -> None:
-        """Ask an idle worker to leave (it is not replaced)."""
-        w.cause = cause
-        self._workers.remove(w)
-        self._wait_dirty = True
-        if w.stop():
-            w.kill_at = time.perf_counter() + STOP_GRACE_S
-            self._dying.append(w)
-        else:
-            self._emit(ev.WorkerExited(time.perf_counter(), w.wid, w.pid, cause))
-
-    def _kill(self, w: WorkerHandle, cause: str, now: float, hard: bool = False) -> None:
-        """End a worker we gave up on (timeout, memory); its head partition fails one attempt."""
-        w.cause = cause
-        self._workers.remove(w)
-        self._wait_dirty = True
-        injected = w.note in ("hang", "slow", "memory")
-        if w.kill(hard):
-            w.kill_at = now + TERMINATE_GRACE_S
-            self._dying.append(w)
-        else:  # a hung thread cannot be killed: it is abandoned
-            self._emit(ev.WorkerExited(now, w.wid, w.pid, cause, injected=injected))
-        if cause == "timeout":
-            message = f"partition timed out after {self.config.timeout_s:g} s"
-        else:
-            message = f"worker exceeded its memory limit of {self.config.memory_limit_mb:g} MB"
-            if not w.ready:  # while loading the model: its replacement would do the same, forever
-                self._load_crashes += 1
-                if self._load_crashes >= MAX_LOAD_CRASHES:
-                    self._break(
-                        f"{message} while loading the model, {MAX_LOAD_CRASHES} times in a row",
-                        ConfigError,
-                    )
-                    return
-        self._orphan_inflight(w, cause, message, now, injected=injected)
-        self._replace(w)
-
-    def _replace(self, w: WorkerHandle) -> None:
-        self.replaced += 1
-        active = sum(1 for x in self._workers if x.cause is None and not x.retiring)
-        if active < self._target:
-            self._spawn(w.wid)
-
-    def _orphan_inflight(self, w: WorkerHandle, cause: str, message: str, now: float, **details: Any) -> None:
-        """A worker was lost: the partition it was running fails one attempt; the others it held go
-        back to the front of the queue, no attempt counted, and run exact from now on (they never
-        started, or their results were held back for batching and died with it)."""
-        if not w.inflight:
-            return
-        running = w.running_id()
-        if running is None:  # the backend cannot tell: the oldest is the one running
-            culprit: Part | None = w.inflight[0]
-        else:
-            culprit = next((p for p in w.inflight if p.id == running), None)
-        ledger = self._ledger
-        while w.inflight:
-            part = w.inflight.pop()
-            if part is not culprit:
-                ledger.put_back(part)
-                if self._hedger is not None and self._hedger.hedged(part):
-                    self._hedge_ended(w, part, False, now)
-        if culprit is not None:  # None: it died between partitions, which none of them caused
-            culprit.exact = True
-            self._failed(w, culprit, cause, message, now, **details)
-
-    def _on_exit(self, w: WorkerHandle) -> None:
-        """A worker process's sentinel fired: it is gone."""
-        if w.cause is not None:  # we stopped or killed it (reap it), or its death was handled already
-            if w in self._dying:
-                self._reap(w)
-            return
-        # Results it sent before dying are still in its socket: take them first.
-        self._read(w, draining=True)
-        if w.cause is not None:
-            return
-        w.join(1.0)
-        status = w.exit_status()
-        if status is None:  # it closed its socket but lives on: it is no worker of ours any more
-            w.kill(hard=True)
-            w.join(5.0)
-            status = w.exit_status()
-        code, sig = status or (None, None)
-        self._on_death(w, code, sig)
-
-    def _on_death(self, w: WorkerHandle, code: int | None, sig: str | None, note: str | None = None) -> None:
-        injected = w.note == "crash"
-        w.cause = "crash"
-        if w in self._workers:
-            self._workers.remove(w)
-        self._wait_dirty = True
-        how = f"killed by {sig}" if sig else (note or f"exit code {code}")
-        now = time.perf_counter()
-        self._emit(ev.WorkerExited(now, w.wid, w.pid, "crash", code, sig, injected))
-        w.reap()
-        if not w.ready:
-            self._load_crashes += 1
-            if self._load_crashes >= MAX_LOAD_CRASHES:
-                if w.booted:
-                    self._break(
-                        f"worker died while loading the model ({how}), {MAX_LOAD_CRASHES} times in a row",
-                        ModelSpecError,
-                    )
-                else:
-                    self._break(
-                        f"worker processes exit before they can load the model ({how}), "
-                        f"{MAX_LOAD_CRASHES} times in a row; their error is on stderr",
-                        EngineFailed,
-                    )
-                return
-        message = f"worker {w.wid} (pid {w.pid}) crashed: {how}"
-        self._orphan_inflight(w, "crash", message, now, exitcode=code, signal=sig, injected=injected)
-        self._replace(w)
-
-    def _reap(self, w: WorkerHandle) -> None:
-        status = w.exit_status()
-        if status is None:
-            return  # sentinel raced; check again later
-        code, sig = status
-        w.reap()
-        self._emit(
-            ev.WorkerExited(
-                time.perf_counter(), w.wid, w.pid, w.cause or "closed", code, sig, w.note is not None
-            )
-        )
-        if w in self._dying:
-            self._dying.remove(w)
-        self._wait_dirty = True
-
-    def _check_kills(self, now: float) -> None:
-        for w in list(self._dying):
-            if w.exit_status() is not None:
-                self._reap(w)
-            elif now >= w.kill_at:
-                w.kill(hard=True)
-                w.kill_at = now + 5.0
-
-    def _check_timeouts(self, now: float) -> None:
-        limit = self.config.timeout_s
-        assert limit is not None
-        for w in list(self._workers):
-            if w.inflight and w.cause is None and now - w.t_head > limit:
-                if w.running_id() == -1:
-                    # Between partitions: what we count as running has finished and its result is
-                    # on its way. Restart the clock rather than kill a worker that is not late.
-                    w.t_head = now
-                    continue
-                self._kill(w, "timeout", now)
-
-    def _check_memory(self, now: float) -> None:
-        self._next_memcheck = now + MEMORY_CHECK_S
-        limit = self.config.memory_limit_mb
-        assert limit is not None
-        for w in list(self._workers):
-            if not w.pid or w.cause is not None:
-                continue
-            rss = w.rss()
-            if rss is not None and rss > limit * 1024 * 1024:
-                self._kill(w, "memory", now, hard=True)
-
-    def _sample(self, now: float) -> None:
-        self._next_sample = now + self.config.sample_interval_s
-        samples = [s for s in (w.sample() for w in self._workers if w.pid) if s is not None]
-        self._emit(ev.ResourceSample(now, tuple(samples)))
-
-    # -- messages -------------------------------------------------------------------------------
-    def _read(self, w: WorkerHandle, draining: bool = False) -> None:
-        try:
-            for msg in w.receive():
-                if w.cause is not None:
-                    break
-                self._on_message(w, msg)
-        except (EOFError, OSError):
-            if not draining and w.cause is None:
-                # The socket closed: the process is exiting; its sentinel tells us how.
-                w.join(1.0)
-                self._on_exit(w)
-
-    def _on_message(self, w: WorkerHandle, msg: Any) -> None:
-        tag = msg[0]
-        if w.cause is not None and tag != DIED:
-            return  # a worker we abandoned (a hung thread waking up): its word no longer counts
-        now = time.perf_counter()
-        if tag == OK:
-            seen = now - w.t_head  # how long the supervisor saw it run (for the hedge delay)
-            part = w.inflight.popleft()
-            w.note = None
-            if w.inflight:
-                self._head_started(w, now)
-            w.done_with(part)
-            service_s = msg[3]
-            decided = self._ledger.finished(part, msg[2], service_s, now)
-            if decided:
-                if self._adapts:
-                    self._adapt_prefetch(service_s)
-                if self._cb is not None:
-                    self._emit(
-                        ev.PartitionFinished(
-                            now, part.id, w.wid, part.attempt + 1, part.n, service_s, now - part.job.t
-                        )
-                    )
-            if self._hedger is not None:
-                if decided and not self._hedger.hedged(part):
-                    self._hedger.observe(seen, service_s)
-                self._hedge_ended(w, part, decided, now)
-        elif tag == ERR:
-            part = w.inflight.popleft()
-            w.note = None
-            if w.inflight:
-                self._head_started(w, now)
-            w.done_with(part)
-            name, text = msg[2], msg[3]
-            self._failed(
-                w,
-                part,
-                "exception",
-                f"{name}: {text}" if text else name,
-                now,
-                service_s=msg[5],
-                exc_type=name,
-                traceback=msg[4],
-                injected=name == "InjectedFault",
-            )
-        elif tag == NOTE:
-            w.note = msg[2]
-        elif tag == BOOT:
-            w.booted = True
-        elif tag == READY:
-            w.ready = True
-            w.booted = True
-            if msg[1]:
-                w.pid = msg[1]
-            self._load_crashes = 0
-            self._emit(ev.WorkerStarted(now, w.wid, w.pid, now - w.t_spawn, w.replacing, w.node))
-            if not self._ready_evt.is_set() and all(x.ready for x in self._workers):
-                self._ready_evt.set()
-        elif tag == LOAD_ERR:
-            w.cause = "load"
-            self._break(msg[1], ModelSpecError)
-        elif tag == DIED:
-            if w.cause is None:
-                self._on_death(w, None, None, note=msg[1])
-        if w.retiring and not w.inflight and w.cause is None:
-            self._stop_worker(w, "retired")
-
-    def _head_started(self, w: WorkerHandle, now: float) -> None:
-        w.t_head = now
-        if self._cb is not None:
-            head = w.inflight[0]
-            self._emit(ev.PartitionStarted(now, head.id, w.wid, head.attempt + 1, head.n))
-
-    def _failed(
-        self, w: WorkerHandle, part: Part, cause: str, message: str, now: float, **details: Any
-    ) -> None:
-        decision, backoff = self._ledger.failed(part, cause, message, now, **details)
-        if self._hedger is not None and self._hedger.hedged(part):
-            self._hedge_ended(w, part, False, now)
-        if decision == IGNORED or self._cb is None:
-            return
-        self._emit(
-            ev.PartitionFailed(
-                now,
-                part.id,
-                w.wid,
-                part.attempt,
-                part.n,
-                cause,
-                message,
-                decision,
-                bool(details.get("injected")),
-                backoff,
-            )
-        )
-        if decision == FINAL:
-            self._emit(ev.ItemsFailed(now, part.id, part.n, cause))
-
-    def _break(self, message: str, error: type[TunerError]) -> None:
-        """The engine cannot serve (the model does not load): fail everything with that one line;
-        further submits raise ``error``."""
-        self._broken = error(message)
-        if not self._ready_evt.is_set():
-            self._start_error = error(message)
-            self._ready_evt.set()
-        now = time.perf_counter()
-        self._ledger.fail_all(Failure("load", message, 0), now)
-        for w in list(self._workers):
-            w.inflight.clear()
-            if w.cause is None or w.cause == "load":
-                w.cause = "load"
-                if w.kill(hard=False):
-                    w.kill_at = now + TERMINATE_GRACE_S
-                    self._dying.append(w)
-        self._workers.clear()
-        self._wait_dirty = True
-
-    # -- dispatch -------------------------------------------------------------------------------
-    def _take_submissions(self) -> None:
-        ledger = self._ledger
-        subq = self._subq
-        while subq:
-            job = subq.popleft()
-            if self._broken is not None:
-                job.future.set_exception(type(self._broken)(str(self._broken)))
-                self._forget(job.future)
-                continue
-            ledger.add(job)
-            if self._cb is not None:
-                self._emit(ev.PartitionSubmitted(job.t, job.id, job.n))
-
-    def _dispatch(self) -> None:
-        ws = [w for w in self._workers if w.ready and w.cause is None and not w.retiring]
-        hedger = self._hedger
-        hedging = hedger is not None
-        if hedger is not None:
-            # A worker running a part past the hedge delay may be on a straggler: nothing more
-            # queues behind it (the queue here waits for the next worker free instead).
-            late = time.perf_counter() - hedger.delay_s
-            ws = [w for w in ws if not w.inflight or w.t_head > late]
-        if not ws:
-            return
-        prefetch = self._prefetch
-        ledger = self._ledger
-        pending = ledger.pending
-        while pending:
-            best = ws[0]
-            for w in ws:
-                if len(w.inflight) < len(best.inflight):
-                    best = w
-            if len(best.inflight) >= prefetch:
-                return
-            if hedging and best.inflight and len(pending) < len(ws):
-                # Late binding: with every worker busy and no backlog, what waits goes to the first
-                # worker free rather than behind one worker's running partition, which may turn out
-                # a straggler. With a backlog (a closed loop, map) every worker needs its next
-                # partition at once anyway: prefetching saves the round trip as without hedging.
-                return
-            part = ledger.take()
-            if part is None:
-                return
-            self._send(best, part)
-
-    def _send(self, w: WorkerHandle, part: Part) -> None:
-        first_in_line = not w.inflight
-        w.inflight.append(part)
-        part.runs += 1  # Ledger.sent, inlined: this is the hottest path
-        if first_in_line:
-            now = time.perf_counter()
-            w.t_head = now
-            if self._cb is not None:
-                self._emit(ev.PartitionStarted(now, part.id, w.wid, part.attempt + 1, part.n))
-        if w.send(part):
-            self._unflushed.append(w)
-
-    # -- hedging (tuner.engine.hedging) -----------------------------------------------------------
-    def _idle(self) -> list[WorkerHandle]:
-        return [w for w in self._workers if not w.inflight and w.ready and w.cause is None and not w.retiring]
-
-    def _running(self) -> list[tuple[WorkerHandle, Part, float]]:
-        return [(w, w.inflight[0], w.t_head) for w in self._workers if w.inflight and w.cause is None]
-
-    def _hedge(self, now: float) -> None:
-        """Send a second copy of the longest-running straggler(s) to idle workers, within the budget."""
-        hedger = self._hedger
-        assert hedger is not None
-        idle = self._idle()
-        if not idle:
-            return
-        running = self._running()
-        while idle:
-            choice = hedger.pick(running, now)
-            if choice is None:
-                return
-            original, part = choice
-            target = idle.pop()
-            hedger.sent_copy(part, original, target)
-            part.copy = 1  # read by the handle as it sends: the worker draws faults as a hedge copy
-            try:
-                self._send(target, part)
-            finally:
-                part.copy = 0
-            if self._cb is not None:
-                self._emit(
-                    ev.PartitionHedged(
-                        now,
-                        part.id,
-                        target.wid,
-                        original.wid,
-                        part.attempt + 1,
-                        part.n,
-                        now - original.t_head,
-                        hedger.sent,
-                        hedger.completed,
-                    )
-                )
-
-    def _hedge_ended(self, w: WorkerHandle, part: Part, decided: bool, now: float) -> None:
-        """A copy of a hedged part ended on ``w``; when it won, the loser is cancelled."""
-        hedger = self._hedger
-        assert hedger is not None
-        settled = hedger.ended(part, w, decided)
-        if settled is None:
-            return
-        loser = settled.loser
-        # "kill" ends only a losing first copy, the straggler: a losing hedge copy started a moment
-        # ago and ends about as soon as a replacement worker could load the model.
-        killed = (
-            loser is not None
-            and settled.hedge_won
-            and self.config.hedge_cancel == "kill"
-            and self._kill_loser(loser, part, now)
-        )
-        if self._cb is not None:
-            self._emit(
-                ev.HedgeSettled(
-                    now, part.id, w.wid, loser.wid if loser is not None else -1, settled.hedge_won, killed
-                )
-            )
-
-    def _kill_loser(self, w: WorkerHandle, part: Part, now: float) -> bool:
-        """hedge_cancel="kill": end the loser's worker now and replace it; what it held goes back.
-        A worker that cannot be killed (a thread) finishes instead."""
-        if not w.can_kill or w.cause is not None or not w.inflight or w.inflight[0] is not part:
-            return False
-        w.cause = "hedged"
-        self._workers.remove(w)
-        self._wait_dirty = True
-        if w.kill(hard=False):
-            w.kill_at = now + TERMINATE_GRACE_S
-            self._dying.append(w)
-        w.inflight.popleft()
-        self._ledger.failed(part, "hedged", "a hedge copy won", now)  # ignored: it has its outcome
-        assert self._hedger is not None
-        self._hedger.ended(part, w, False, killed=True)
-        while w.inflight:  # what it held besides never started: back to the queue, no attempt
-            queued = w.inflight.pop()
-            self._ledger.put_back(queued)
-            if self._hedger.hedged(queued):
-                self._hedge_ended(w, queued, False, now)
-        active = sum(1 for x in self._workers if x.cause is None and not x.retiring)
-        if active < self._target:
-            self._spawn(w.wid)
-        return True
-
-    def _adapt_prefetch(self, service_s: float) -> None:
-        self._svc_ewma = service_s if self._svc_ewma == 0.0 else 0.9 * self._svc_ewma + 0.1 * service_s
-        # Enough queued work to cover ~5 ms of round trips, between 2 and config.prefetch.
-        depth = 1 + int(PREFETCH_COVER_S / max(self._svc_ewma, 1e-6))
-        self._prefetch = max(min(2, self.config.prefetch), min(self.config.prefetch, depth))
-
-    # -- shutdown -------------------------------------------------------------------------------
-    def _shutdown(self, cancel: bool, error: EngineFailed | None) -> None:
-        """Settle what is left, stop every worker (SIGTERM, then SIGKILL), free shared resources."""
-        ledger = self._ledger
-        with self._lock:
-            self._finished = True
-            late = list(self._subq)
-            self._subq.clear()
-        for job in late:
-            ledger.add(job)
-        if error is not None:
-            ledger.abort_all(error)
-        else:
-            ledger.cancel_all()
-        waits = []
-        for w in self._workers:
-            w.inflight.clear()
-            w.cause = w.cause or "closed"
-            try:
-                needs_wait = w.stop()
-                if cancel:
-                    needs_wait = w.kill(hard=False) or needs_wait
-            except (OSError, ValueError):
-                needs_wait = True
-            if needs_wait:
-                waits.append(w)
-            else:  # a thread: give it a moment to leave; a hung one is abandoned (a daemon thread)
-                w.join(0.05 if cancel else 0.5)
-                self._emit(ev.WorkerExited(time.perf_counter(), w.wid, w.pid, w.cause))
-        waits.extend(self._dying)
-        deadline = time.perf_counter() + (TERMINATE_GRACE_S if cancel else STOP_GRACE_S)
-        for w in waits:
-            w.join(max(0.0, deadline - time.perf_counter()))
-        for w in waits:
-            if w.exit_status() is None:
-                w.kill(hard=False)
-                w.join(TERMINATE_GRACE_S)
-            if w.exit_status() is None:
-                w.kill(hard=True)
-                w.join(None)
-            code, sig = w.exit_status() or (None, None)
-            w.reap()
-            self._emit(
-                ev.WorkerExited(
-                    time.perf_counter(), w.wid, w.pid, w.cause or "closed", code, sig, w.note is not None
-                )
-            )
-        self._workers.clear()
-        self._dying.clear()
-        if self._launch.shared is not None:
-            self._handle_cls.teardown(self._launch.shared)
-            self._launch.shared = None
-        with self._lock:
-            leftover = list(self._outstanding)
-            self._outstanding.clear()
-        for f in leftover:
-            if error is not None:
-                if not f.done():
-                    f.set_exception(error)
-            else:
-                f.cancel()
-
-    def _last_resort(self, error: EngineFailed | None) -> None:
-        """_shutdown itself failed: still settle every future and end every worker we know of."""
-        for w in self._workers + self._dying:
-            try:
-                w.kill(hard=True)
-                w.join(TERMINATE_GRACE_S)
-                w.reap()
-            except BaseException:
-                pass
-        err = error or EngineFailed(
-            "tuner's engine failed while shutting down (a bug in tuner; traceback logged)"
-        )
-        with self._lock:
-            self._finished = True
-            leftover = list(self._outstanding)
-            self._outstanding.clear()
-        for f in leftover:
-            try:
-                f.set_exception(err)
-            except BaseException:
-                pass
+        self._mailbox.close()
+        if self._emitter.errors > 1:
+            log.error("the on_event listener raised %d times in all", self._emitter.errors)
 
 
 def partitions(items: Iterable[Any], size: int) -> Iterator[Any]:
