@@ -343,3 +343,14 @@ def test_bad_profile_for_the_gate_names_file_and_line(tmp_path, tuner_cmd, clean
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.timeout(120)
+def test_a_budget_that_cannot_cover_the_space_says_what_it_cut(tmp_path, tuner_cmd, clean_env) -> None:
+    p = bench(
+        tuner_cmd, clean_env, "--model", "builtin:sleep", *FAST, "--strategy", "grid", "--items", "1024",
+        "--backends", "thread", "--workers", "1,2", "--partition-sizes", "16,32,64,128", "--budget", "2",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    said = p.stdout.replace("\n", " ")
+    assert "the budget (2 s) " in said and "raise --budget" in said, p.stdout

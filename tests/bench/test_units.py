@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tuner.bench.measure import check_feasible, timeout_for
@@ -215,3 +217,26 @@ def test_profile_records_max_pending_and_why(tmp_path) -> None:
     back = load_profile(save_profile(profile, tmp_path / "unit.yaml"))
     assert back.recommended.max_pending == 2000 and back.recommended.overload == "block"
     assert "max_pending 2000: 40.0k items/s × the p99 budget of 50 ms" in back.autoscale.reasoning
+
+
+def test_untried_names_the_values_no_trial_reached() -> None:
+    space = Space(backends=("process", "thread"), workers=(1, 2), threads=(1,), partition_sizes=(16, 64, 256))
+    done = [result(TrialConfig("process", 1, 1, 16), 100.0), result(TrialConfig("process", 2, 1, 64), 150.0)]
+    assert space.untried(done) == ["backend thread", "partitions 256"]
+    # the default deployment's trials are not the space's: they do not count as covering it
+    anchor = result(TrialConfig("thread", 1, None, 256), 90.0)
+    anchor.role = "default"
+    assert space.untried([*done, anchor]) == ["backend thread", "partitions 256"]
+
+
+def test_the_adaptive_search_starts_at_the_knee_of_the_partition_size() -> None:
+    from tuner.bench.search import knee_partition
+
+    # a fast model needs big partitions to hide the engine's overhead, a slow one small ones
+    fast, slow = knee_partition(1e-5), knee_partition(2e-3)
+    assert fast is not None and slow is not None and fast > 100 > slow
+    assert knee_partition(None) is None
+    space = Space(backends=("process",), workers=(1, 2), threads=(1,), partition_sizes=(16, 64, 256, 1024),
+                  start_partition=fast)  # fmt: skip
+    assert hardware_guess(space, None).partition_size == 256
+    assert hardware_guess(replace(space, start_partition=slow), None).partition_size == 16

@@ -164,6 +164,7 @@ class SweepPipeline:
         self.calibration: Calibration | None = None
         self.calibration_problem: str | None = None
         self._calibrated = False
+        self.budget_cut = False  # the budget ended the search before the strategy did
         self._online_sweep: OnlineSweep | None = None
         self._connection: Any = None
 
@@ -298,6 +299,7 @@ class SweepPipeline:
         finally:
             self.results = list(sweep.results)
             self.elapsed_s = time.perf_counter() - t0
+            self.budget_cut = sweep.budget_cut
             self._emit(SweepFinished(list(self.results), self.interrupted, self.elapsed_s))
         return self.results
 
@@ -334,8 +336,29 @@ class SweepPipeline:
     def recommend(self, prefer: TrialConfig | None = None) -> Recommendation:
         """The recommendation from the results so far (``prefer``: the online winner's configuration)."""
         p = self.prepare()
-        return recommend(
+        rec = recommend(
             self.results, self.request.objective, p.host, prefer=prefer, threads_word=p.threads_word
+        )
+        if self.budget_cut:
+            rec.words.append(f"  {self.budget_words()}")
+        return rec
+
+    def budget_words(self) -> str:
+        """What the budget cut: the configurations measured of the space, the values never reached."""
+        p = self.prepare()
+        measured = len({r.config.key() for r in self.results if not r.role})
+        total = len(p.space.configs())
+        budget = fmt.seconds(self.request.budget_s or 0)
+        if not measured:
+            return (
+                f"the budget ({budget}) went on the default deployment: none of the space's {total} "
+                "configurations was measured — raise --budget"
+            )
+        left = p.space.untried(self.results)
+        what = f"; never tried: {'; '.join(left)}" if left else ""
+        return (
+            f"the budget ({budget}) ended the search after {measured} of {total} configurations{what} — "
+            "raise --budget or narrow the space to cover them"
         )
 
     # -- the online search ------------------------------------------------------------------------

@@ -6,7 +6,8 @@ measurement back. The session that runs them never knows which one it drives.
 
 * ``grid`` — every feasible configuration of the space, in order.
 * ``adaptive`` (default) — a coordinate hill-climb from a hardware-derived guess (process backend,
-  one worker per usable core, 1 thread each, partitions of 64). One dimension at a time, it steps
+  one worker per usable core, 1 thread each, partitions at the knee: where the engine's
+  per-partition overhead falls under 5% of the model's time, from the model's per-item time). One dimension at a time, it steps
   partition size (×2, ÷2), workers (next up/down), threads, a workers↔threads trade at constant
   cores (the move a BLAS model needs), and the backend, and keeps going in a direction while that
   improves the objective by more than the noise, taking one step more through a level stretch
@@ -61,6 +62,29 @@ def local_pools() -> tuple[str, ...]:
     return tuple(n for n in BACKENDS if backend(n).pooled and not backend(n).needs_cluster)
 
 
+#: what a partition costs the engine besides the model call (dispatch, transport, the result's
+#: return), seconds. tests/benchmarks/engine_overhead.py measured ~20 µs a tiny task and ~0.7 ms
+#: a 1 MiB one on the 2-core dev host; 0.1 ms stands for a partition of a few hundred KB
+PARTITION_OVERHEAD_S = 1e-4
+#: the share of a partition's time the overhead may take at the knee
+KNEE_OVERHEAD_SHARE = 0.05
+#: ... and a partition at the knee lasts at most this long (a window must hold several)
+KNEE_MAX_PARTITION_S = 0.25
+
+
+def knee_partition(per_item_s: float | None) -> int | None:
+    """The partition size where the engine's per-partition overhead falls under
+    KNEE_OVERHEAD_SHARE of the model's time (items cost ``per_item_s`` each, timed when the model
+    was validated) without a partition lasting more than KNEE_MAX_PARTITION_S: past it, bigger
+    partitions buy little throughput and cost latency. The adaptive search starts there, so the
+    sizes that matter are measured first. None when the model was not timed."""
+    if not per_item_s or per_item_s <= 0 or not math.isfinite(per_item_s):
+        return None
+    want = PARTITION_OVERHEAD_S * (1 - KNEE_OVERHEAD_SHARE) / (KNEE_OVERHEAD_SHARE * per_item_s)
+    most = KNEE_MAX_PARTITION_S / per_item_s
+    return max(1, int(min(want, most)))
+
+
 def _powers_of_two(lo: int, hi: int) -> list[int]:
     out = []
     v = 1
@@ -93,6 +117,8 @@ class Space:
     knobs: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     #: ray backend: where actors go (SPREAD, PACK); the other backends take SPREAD (no meaning)
     placements: tuple[str, ...] = ("SPREAD",)
+    #: where the adaptive search starts its partition size (:func:`knee_partition`); None: START_PARTITION
+    start_partition: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("backends", "workers", "threads", "partition_sizes"):
@@ -136,6 +162,7 @@ class Space:
             threads=threads,
             partition_sizes=tuple(sizes),
             max_parallel=limit,
+            start_partition=knee_partition(getattr(info, "per_item_s", None)),
         )
 
     def feasible(self, c: TrialConfig) -> bool:
@@ -178,6 +205,26 @@ class Space:
             f"{', '.join(self.backends)} × workers {','.join(map(str, self.workers))} × threads "
             f"{','.join('default' if t is None else str(t) for t in self.threads)} × partitions {ps}{knobs} ({len(self.configs())} configs)"
         )
+
+    def untried(self, results: Iterable[TrialResult]) -> list[str]:
+        """The values of each dimension that no trial of ``results`` measured (in the space's
+        terms: ``backend thread``, ``threads 2``, ``partitions 512, 1024``) — what a search the
+        budget ended never reached."""
+        configs = [r.config for r in results if not r.role]
+        dims: list[tuple[str, tuple[Any, ...], Any]] = [
+            ("backend", self.backends, lambda c: c.backend),
+            ("workers", self.workers, lambda c: c.workers),
+            ("threads", self.threads, lambda c: c.threads_per_worker),
+            ("partitions", self.partition_sizes, lambda c: c.partition_size),
+            *((name, values, lambda c, n=name: dict(c.knobs).get(n)) for name, values in self.knobs),
+        ]
+        out = []
+        for name, values, of in dims:
+            seen = {of(c) for c in configs}
+            left = [v for v in values if v not in seen]
+            if left and len(values) > 1:
+                out.append(f"{name} {', '.join('default' if v is None else _shown(v) for v in left)}")
+        return out
 
 
 def _shown(value: Any) -> str:
@@ -448,7 +495,8 @@ def _far_behind(a: TrialResult, b: TrialResult, objective: Objective) -> bool:
 
 
 def hardware_guess(space: Space, host: Host | None) -> TrialConfig:
-    """process × usable cores × 1 thread × partition 64, snapped into the space."""
+    """process × usable cores × 1 thread × the knee's partition size (:func:`knee_partition`; 64
+    when the model was not timed), snapped into the space."""
     cores = host.usable_cores if host is not None else max(space.workers)
     default = TrialConfig().backend
     chosen = default if default in space.backends else space.backends[0]
@@ -456,7 +504,8 @@ def hardware_guess(space: Space, host: Host | None) -> TrialConfig:
     workers = max((w for w in ws if w <= cores), default=ws[0])
     threads = min((t for t in space.threads if t is not None), default=None)  # None: only the framework's
     sizes = sorted(space.partition_sizes)
-    size = min(sizes, key=lambda p: (abs(math.log2(p) - math.log2(START_PARTITION)), p))
+    start = space.start_partition or START_PARTITION
+    size = min(sizes, key=lambda p: (abs(math.log2(p) - math.log2(start)), p))
     c = TrialConfig(chosen, workers, threads, size, tuple((n, vs[0]) for n, vs in space.knobs))
     if not space.feasible(c):
         feasible = space.configs()

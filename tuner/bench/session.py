@@ -163,6 +163,7 @@ class Sweep:
             self.results = list(self.resumed)
         self.elapsed_s = 0.0
         self.interrupted = False
+        self.budget_cut = False  # the budget ended the search while the strategy had configurations left
         self.trial_seconds: list[float] = []
 
     def set_faults(self, plan: FaultPlan | None) -> None:
@@ -239,7 +240,11 @@ class Sweep:
                 if self._measure(index, anchor, cancel, planned=planned, role=role) is None:
                     return self.results
                 index += 1
-            while not self._out_of_time(t0, cancel):
+            while True:
+                if self._out_of_time(t0, cancel):
+                    # The budget ended the search, not the strategy: say what it never reached.
+                    self.budget_cut = not self.interrupted and strategy.next() is not None
+                    break
                 config = strategy.next()
                 if config is None:
                     break
