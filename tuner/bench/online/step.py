@@ -3,9 +3,10 @@
 ::
 
     sender thread ── absolute deadlines t0 + offset[i] on time.perf_counter, catch-up when late ──┐
-         │ rt.submit(item) for each item of request i (the deployed path: dynamic batcher, engine)│
+         │ sink.send(request i): rt.submit(item) for each of its items (the deployed path:       │
+         │ dynamic batcher, engine), or one HTTP request to a server (tuner.bench.online.sender)  │
          ▼                                                                                       │
-    Runtime ── item futures ── done-callbacks (the runtime's completer thread): (i, t, ok) ──► log│
+    Runtime ── item futures ── done-callbacks (the runtime's completer thread): (i, t, ok, n) ─► log
     measuring thread: every SAMPLE_S the items in flight (queue depth); every PROGRESS_S a live  │
     StepProgress (windowed histogram of finished requests, tuner.stats)  ◄─────────────────────────┘
 
@@ -52,12 +53,11 @@ waits for every request still in flight (the next step must start from an empty 
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,8 +66,9 @@ from tuner import fmt
 from tuner.bench.online.messages import StepProgress
 from tuner.bench.online.results import StepRaw, StepResult
 from tuner.bench.online.schedule import Schedule
+from tuner.bench.online.sender import RuntimeSink, Sender, Sink
 from tuner.engine import events as ev
-from tuner.errors import Overloaded, TunerError
+from tuner.errors import TunerError
 from tuner.stats import WindowedHistogram, bootstrap_ci, percentiles
 
 if TYPE_CHECKING:
@@ -192,65 +193,111 @@ def judge(
     return not reasons, reasons
 
 
-def _done(append: Callable[[tuple[int, float, bool]], None], i: int, fut: Future[Any]) -> None:
-    # Runs in the runtime's completer thread (or the sender's, if already done): one append.
-    append((i, time.perf_counter(), not fut.cancelled() and fut.exception() is None))
-
-
-class _Sender(threading.Thread):
-    """Sends the schedule on absolute deadlines; records when each request really went out."""
+class _StepRun:
+    """One step in progress: the sender's log read as it grows (live figures, queue depth), then
+    the catch-up, the drain and the result."""
 
     def __init__(
-        self, rt: Runtime, schedule: Schedule, items: Sequence[Any], t0: float, start_item: int
+        self,
+        sender: Sender,
+        schedule: Schedule,
+        t0: float,
+        objective_ms: float,
+        on_progress: Callable[[StepProgress], None] | None,
+        cancel: threading.Event | None,
+        where: tuple[int, int],
     ) -> None:
-        super().__init__(name="tuner-load-sender", daemon=True)
-        self.rt = rt
-        self.schedule = schedule
-        self.items = items
-        self.t0 = t0
-        self.pos = start_item
-        self.sent_t = np.full(len(schedule), np.nan)
-        self.log: list[tuple[int, float, bool]] = []
-        self.rejected: set[int] = set()
-        self.submitted = 0  # items accepted by the runtime (only this thread writes it)
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
+        self.sender, self.schedule, self.t0 = sender, schedule, t0
+        self.t_end = t0 + schedule.duration_s
+        self.objective_ms = objective_ms
+        self.on_progress, self.cancel, self.where = on_progress, cancel, where
+        self.intended = schedule.offsets + t0
+        self.live = WindowedHistogram(PROGRESS_S, LIVE_SPAN_S)
+        self.remaining: dict[int, int] = {}
+        self.seen = 0  # log entries read
+        self.items_done = 0  # items with an outcome
+        self.finished = 0  # requests whose every item has an outcome (live figure)
+        self.samples: list[tuple[float, int]] = []  # (seconds into the step, items in flight)
 
-    def run(self) -> None:
-        perf, sleep = time.perf_counter, time.sleep
-        offsets = self.schedule.offsets.tolist()
-        sizes = self.schedule.sizes.tolist()
-        items, m = self.items, len(self.items)
-        submit, append, t0, stop = self.rt.submit, self.log.append, self.t0, self.stop
-        sent_t = self.sent_t
-        pos = self.pos
-        try:
-            for i, off in enumerate(offsets):
-                wait = t0 + off - perf()
-                if wait > 0:
-                    sleep(wait)  # to an absolute deadline: the error of one sleep is not carried on
-                if stop.is_set():
-                    break
-                sent_t[i] = perf()
-                done = functools.partial(_done, append, i)
-                for _ in range(sizes[i]):
-                    item = items[pos]
-                    pos = pos + 1 if pos + 1 < m else 0
-                    try:
-                        fut = submit(item)
-                    except Overloaded:
-                        self.rejected.add(i)
-                        continue
-                    self.submitted += 1
-                    fut.add_done_callback(done)
-        except BaseException as e:  # the runtime broke (EngineFailed, EngineClosed): say so, stop
-            self.error = e
-        finally:
-            self.pos = pos
+    def _check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise StepCancelled("cancelled")
+
+    def absorb(self) -> None:
+        """Read the log's new entries: requests finished, their latency into the live histogram."""
+        log, sizes = self.sender.log, self.schedule.sizes
+        upto = len(log)
+        for i, t, ok, n in log[self.seen : upto]:
+            self.items_done += n
+            left = self.remaining.get(i, int(sizes[i])) - n
+            if left > 0:
+                self.remaining[i] = left
+                continue
+            self.remaining.pop(i, None)
+            self.finished += 1
+            if ok:
+                self.live.record(t, t - self.intended[i])
+        self.seen = upto
+
+    def in_flight(self) -> int:
+        return self.sender.submitted - self.items_done
+
+    def progress(self, now: float) -> None:
+        if self.on_progress is None:
+            return
+        hist, _ = self.live.window(now, LIVE_SPAN_S)
+        p50, p99 = hist.percentiles((0.5, 0.99))
+        sent = int(np.count_nonzero(~np.isnan(self.sender.sent_t)))
+        candidate, step = self.where
+        self.on_progress(
+            StepProgress(
+                candidate, step, now - self.t0, self.schedule.rate, sent, self.finished,
+                p50 * 1000, p99 * 1000, self.in_flight(),
+            )
+        )  # fmt: skip
+
+    def measure(self) -> None:
+        """Until the step's end: the queue depth every SAMPLE_S, live figures every PROGRESS_S."""
+        perf = time.perf_counter
+        next_progress = self.t0 + PROGRESS_S
+        while (now := perf()) < self.t_end:
+            self._check()
+            if self.sender.error is not None:
+                return
+            self.absorb()
+            if now >= self.t0:
+                self.samples.append((now - self.t0, self.in_flight()))
+            if now >= next_progress:
+                self.progress(now)
+                next_progress += PROGRESS_S
+            time.sleep(max(0.0, min(SAMPLE_S, self.t_end - now)))
+
+    def catch_up(self) -> None:
+        """The sender may still be catching up (its lag is recorded): for one drain allowance at
+        most, then what it has not sent stays unsent (see the module docstring)."""
+        end = self.t_end + self.objective_ms / 1000.0
+        while self.sender.is_alive():
+            self._check()
+            if time.perf_counter() >= end:
+                self.sender.stop.set()
+            self.sender.join(0.05)
+        if self.sender.error is not None:
+            raise self.sender.error
+
+    def drain(self, timeout_s: float) -> float:
+        """Wait for every item in flight (the next step starts from an empty queue), up to
+        ``timeout_s``; returns when the runner stopped waiting."""
+        deadline = max(self.t_end, time.perf_counter()) + timeout_s
+        while True:
+            self.absorb()
+            if self.in_flight() <= 0 or time.perf_counter() >= deadline:
+                return time.perf_counter()
+            self._check()
+            time.sleep(0.005)
 
 
 def run_step(
-    rt: Runtime,
+    rt: Runtime | Sink,
     schedule: Schedule,
     items: Sequence[Any],
     *,
@@ -264,7 +311,8 @@ def run_step(
     start_item: int = 0,
     ci: bool = True,
 ) -> StepResult:
-    """Run one step of ``schedule`` through ``rt.submit`` (a started runtime) and judge it.
+    """Run one step of ``schedule`` through ``rt`` — a started runtime (``rt.submit``) or any
+    :class:`~tuner.bench.online.sender.Sink` (a server) — and judge it.
 
     ``items``: the request items, cycled from ``start_item``; ``objective_ms``: the p99 objective,
     also the drain allowance (see the module docstring). Raises :class:`StepCancelled` when ``cancel``
@@ -273,129 +321,65 @@ def run_step(
     """
     if not items:
         raise TunerError("no input items to send")
-    perf = time.perf_counter
-    D = schedule.duration_s
+    sink: Sink = rt if hasattr(rt, "send") else RuntimeSink(rt)
     if batches is not None:
         batches.take()
-    t0 = perf() + START_LEAD_S
-    t_end = t0 + D
-    sender = _Sender(rt, schedule, items, t0, start_item % len(items))
-    live = WindowedHistogram(PROGRESS_S, LIVE_SPAN_S)
-    remaining: dict[int, int] = {}
-    intended = schedule.offsets + t0
-    sizes = schedule.sizes
-    log = sender.log
-    seen = 0
-    finished = 0  # requests whose every item has an outcome (live figure)
-    samples: list[tuple[float, int]] = []
-
-    def absorb() -> None:
-        nonlocal seen, finished
-        upto = len(log)
-        for i, t, ok in log[seen:upto]:
-            left = remaining.get(i, int(sizes[i])) - 1
-            if left > 0:
-                remaining[i] = left
-                continue
-            remaining.pop(i, None)
-            finished += 1
-            if ok:
-                live.record(t, t - intended[i])
-        seen = upto
-
-    def progress(now: float) -> None:
-        if on_progress is None:
-            return
-        absorb()
-        hist, _ = live.window(now, LIVE_SPAN_S)
-        p50, p99 = hist.percentiles((0.5, 0.99))
-        sent = int(np.count_nonzero(~np.isnan(sender.sent_t)))
-        on_progress(
-            StepProgress(
-                candidate, step, now - t0, schedule.rate, sent, finished,
-                p50 * 1000, p99 * 1000, sender.submitted - len(log),
-            )
-        )  # fmt: skip
-
+    t0 = time.perf_counter() + START_LEAD_S
+    sender = Sender(sink, schedule, items, t0, start_item % len(items))
+    run = _StepRun(sender, schedule, t0, objective_ms, on_progress, cancel, (candidate, step))
     sender.start()
-    next_progress = t0 + PROGRESS_S
     try:
-        while True:
-            now = perf()
-            if now >= t_end:
-                break
-            if cancel is not None and cancel.is_set():
-                raise StepCancelled("cancelled")
-            if sender.error is not None:
-                break
-            if now >= t0:
-                samples.append((now - t0, sender.submitted - len(log)))
-            if now >= next_progress:
-                progress(now)
-                next_progress += PROGRESS_S
-            time.sleep(max(0.0, min(SAMPLE_S, t_end - now)))
-        # The sender may still be catching up (its lag is recorded): for one drain allowance at
-        # most, then what it has not sent stays unsent (see the module docstring).
-        catch_up_end = t_end + objective_ms / 1000.0
-        while sender.is_alive():
-            if cancel is not None and cancel.is_set():
-                raise StepCancelled("cancelled")
-            if perf() >= catch_up_end:
-                sender.stop.set()
-            sender.join(0.05)
-        if sender.error is not None:
-            raise sender.error
-        t_sent = perf()
-        deadline = max(t_end, t_sent) + drain_timeout_s
-        while len(log) < sender.submitted and perf() < deadline:
-            if cancel is not None and cancel.is_set():
-                raise StepCancelled("cancelled")
-            time.sleep(0.005)
-        t_stop = perf()
+        run.measure()
+        run.catch_up()
+        t_stop = run.drain(drain_timeout_s)
     finally:
         sender.stop.set()
         sender.join(5.0)
-    return _result(
-        schedule, sender, intended, t0, t_end, t_stop, samples, objective_ms,
-        batches.take() if batches is not None else {}, ci,
-    )  # fmt: skip
+    batch_counts = batches.take() if batches is not None else {}
+    return _result(run, t_stop, batch_counts, ci)
 
 
-def _result(
-    schedule: Schedule,
-    sender: _Sender,
-    intended: np.ndarray,
-    t0: float,
-    t_end: float,
-    t_stop: float,
-    samples: list[tuple[float, int]],
-    objective_ms: float,
-    batch_counts: dict[int, int],
-    ci: bool,
-) -> StepResult:
-    n = len(schedule)
-    D = schedule.duration_s
-    sizes = schedule.sizes
-    sent_t = sender.sent_t
-    sent = ~np.isnan(sent_t)
-    log = np.array(sender.log, dtype=float).reshape(-1, 3)
-    idx = log[:, 0].astype(np.int64)
-    t_done = np.full(n, -np.inf)
-    np.maximum.at(t_done, idx, log[:, 1])
-    reported = np.bincount(idx, minlength=n)
-    bad = np.bincount(idx, weights=1.0 - log[:, 2], minlength=n) > 0
-    rejected = np.zeros(n, dtype=bool)
-    if sender.rejected:
-        rejected[list(sender.rejected)] = True
-    complete = sent & ~rejected & (reported == sizes)
-    success = complete & ~bad
-    failed = sent & ~rejected & bad
-    unfinished = sent & ~rejected & ~bad & ~complete
-    allowance = objective_ms / 1000.0
-    in_time = success & (t_done <= t_end + allowance)
-    offered = float(np.count_nonzero(sent & (sent_t < t_end))) / D
-    achieved = float(np.count_nonzero(in_time)) / D
-    lat = np.concatenate([t_done[success] - intended[success], t_stop - intended[unfinished]])
+@dataclass(frozen=True)
+class _Outcomes:
+    """Each request's fate, as boolean masks over the schedule, and when it finished."""
+
+    sent: np.ndarray
+    rejected: np.ndarray
+    success: np.ndarray
+    failed: np.ndarray
+    unfinished: np.ndarray
+    t_done: np.ndarray  # its last item's outcome (-inf: none)
+
+    @classmethod
+    def of(cls, sender: Sender, sizes: np.ndarray) -> _Outcomes:
+        n = len(sizes)
+        log = np.array(sender.log, dtype=float).reshape(-1, 4)
+        idx = log[:, 0].astype(np.int64)
+        t_done = np.full(n, -np.inf)
+        np.maximum.at(t_done, idx, log[:, 1])
+        reported = np.bincount(idx, weights=log[:, 3], minlength=n)
+        bad = np.bincount(idx, weights=1.0 - log[:, 2], minlength=n) > 0
+        rejected = np.zeros(n, dtype=bool)
+        if sender.rejected:
+            rejected[list(sender.rejected)] = True
+        sent = ~np.isnan(sender.sent_t)
+        complete = sent & ~rejected & (reported >= sizes)
+        return cls(
+            sent=sent,
+            rejected=rejected,
+            success=complete & ~bad,
+            failed=sent & ~rejected & bad,
+            unfinished=sent & ~rejected & ~bad & ~complete,
+            t_done=t_done,
+        )
+
+
+def _latencies(
+    o: _Outcomes, intended: np.ndarray, t_stop: float, ci: bool
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Request latency percentiles (ms) and their CIs: the successes, and the unfinished counted
+    at the time the runner stopped waiting (a lower bound, never flattering)."""
+    lat = np.concatenate([o.t_done[o.success] - intended[o.success], t_stop - intended[o.unfinished]])
     latency: dict[str, float] = {}
     latency_ci: dict[str, tuple[float, float]] = {}
     if lat.size:
@@ -405,54 +389,55 @@ def _result(
         for key, v, (lo, hi) in zip(PERCENTILES, vals, cis, strict=True):
             latency[key] = round(v * 1000, 4)
             latency_ci[key] = (round(lo * 1000, 4), round(hi * 1000, 4))
-    lag = sent_t[sent] - intended[sent]
-    late = int(np.count_nonzero(lag > LATE_S))
-    max_lag = float(lag.max()) * 1000 if lag.size else 0.0
+    return latency, latency_ci
+
+
+def _result(run: _StepRun, t_stop: float, batch_counts: dict[int, int], ci: bool) -> StepResult:
+    schedule, sender = run.schedule, run.sender
+    n, D, sizes = len(schedule), schedule.duration_s, schedule.sizes
+    o = _Outcomes.of(sender, sizes)
+    in_time = o.success & (o.t_done <= run.t_end + run.objective_ms / 1000.0)
+    offered = float(np.count_nonzero(o.sent & (sender.sent_t < run.t_end))) / D
+    achieved = float(np.count_nonzero(in_time)) / D
+    latency, latency_ci = _latencies(o, run.intended, t_stop, ci)
+    lag = sender.sent_t[o.sent] - run.intended[o.sent]
     item_rate = offered * (float(sizes.mean()) if n else 1.0)
-    slope, se = queue_trend(samples, D / 2)
+    slope, se = queue_trend(run.samples, D / 2)
     growing = slope > GROWTH_SHARE * item_rate and slope - 2 * se > 0
-    rate = schedule.rate
-    n_rej, n_fail, n_unf = int(rejected.sum()), int(failed.sum()), int(unfinished.sum())
+    n_rej, n_fail, n_unf = int(o.rejected.sum()), int(o.failed.sum()), int(o.unfinished.sum())
     ok, reasons = judge(
-        rate=rate,
-        offered=offered,
-        achieved=achieved,
-        p99_ms=latency.get("p99"),
-        objective_ms=objective_ms,
-        growing=growing,
-        slope=slope,
-        rejected=n_rej,
-        failed=n_fail,
-        unfinished=n_unf,
-    )
-    stride = max(1, math.ceil(len(samples) / QUEUE_POINTS))
+        rate=schedule.rate, offered=offered, achieved=achieved, p99_ms=latency.get("p99"),
+        objective_ms=run.objective_ms, growing=growing, slope=slope,
+        rejected=n_rej, failed=n_fail, unfinished=n_unf,
+    )  # fmt: skip
+    stride = max(1, math.ceil(len(run.samples) / QUEUE_POINTS))
     return StepResult(
-        rate=round(rate, 3),
+        rate=round(schedule.rate, 3),
         duration_s=D,
-        objective_ms=objective_ms,
+        objective_ms=run.objective_ms,
         requests=n,
-        sent=int(sent.sum()),
+        sent=int(o.sent.sum()),
         offered=round(offered, 3),
         achieved=round(achieved, 3),
-        completed=int(success.sum()),
+        completed=int(o.success.sum()),
         failed=n_fail,
         rejected=n_rej,
         unfinished=n_unf,
         items_per_request=round(float(sizes.mean()), 4) if n else 1.0,
         latency_ms=latency,
         latency_ci_ms=latency_ci,
-        queue=[(round(t, 3), int(d)) for t, d in samples[::stride]],
+        queue=[(round(t, 3), int(d)) for t, d in run.samples[::stride]],
         queue_slope=round(slope, 3),
         queue_growing=bool(growing),
         batches=batch_counts,
-        late=late,
-        max_lag_ms=round(max_lag, 3),
-        generator_behind=offered < ACHIEVED_SHARE * rate,
+        late=int(np.count_nonzero(lag > LATE_S)),
+        max_lag_ms=round(float(lag.max()) * 1000 if lag.size else 0.0, 3),
+        generator_behind=offered < ACHIEVED_SHARE * schedule.rate,
         sustainable=ok,
         reasons=reasons,
         raw=StepRaw(
-            intended_s=intended - t0,
-            sent_s=sent_t - t0,
-            latency_s=np.where(success, t_done - intended, np.nan),
+            intended_s=run.intended - run.t0,
+            sent_s=sender.sent_t - run.t0,
+            latency_s=np.where(o.success, o.t_done - run.intended, np.nan),
         ),
     )
