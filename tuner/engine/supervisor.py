@@ -56,6 +56,7 @@ from typing import Any
 from tuner.engine import events as ev
 from tuner.engine.config import EngineConfig, Failure
 from tuner.engine.handles import EXITED, READABLE, WorkerHandle
+from tuner.engine.hedge_desk import HedgeDesk
 from tuner.engine.hedging import Hedger
 from tuner.engine.ledger import FINAL, IGNORED, Ledger, Part
 from tuner.engine.state import EngineState, Mailbox
@@ -115,6 +116,9 @@ class Supervisor:
         self.hedger: Hedger | None = None
         if config.hedge_after_s is not None and kind.pooled:
             self.hedger = Hedger(config.hedge_after_s, config.hedge_budget)
+            self._desk = HedgeDesk(
+                self.hedger, self.workers, self.ledger, config.hedge_cancel, emitter, self._send
+            )
         # Partitions queued per worker adapt to the service time (see _adapt_prefetch): deep for tiny
         # partitions, whose cost is the round trip; shallow for long ones, so one slow worker never
         # holds many partitions hostage. A backend without a pool runs one partition at a time.
@@ -184,7 +188,7 @@ class Supervisor:
             if ledger.pending:
                 self._dispatch()
             if self.hedger is not None and self.hedger.tokens >= 1.0:
-                self._hedge(perf())
+                self._desk.send_copies(perf())
             # The wait map first: a worker that died since the last turn must be out of it before a
             # flush changes which sockets we wait to write to.
             if wm.changed:
@@ -367,7 +371,7 @@ class Supervisor:
             if self.hedger is not None:
                 if decided and not self.hedger.hedged(part):
                     self.hedger.observe(seen, service_s)
-                self._hedge_ended(w, part, decided, now)
+                self._desk.ended(w, part, decided, now)
         elif tag == ERR:
             self._on_error(w, msg, now)
         elif tag == NOTE:
@@ -418,7 +422,7 @@ class Supervisor:
     ) -> None:
         decision, backoff = self.ledger.failed(part, cause, message, now, **details)
         if self.hedger is not None and self.hedger.hedged(part):
-            self._hedge_ended(w, part, False, now)
+            self._desk.ended(w, part, False, now)
         if decision == IGNORED or self._listener is None:
             return
         self._emit(
@@ -527,87 +531,10 @@ class Supervisor:
             if part is not culprit:
                 ledger.put_back(part)
                 if self.hedger is not None and self.hedger.hedged(part):
-                    self._hedge_ended(w, part, False, now)
+                    self._desk.ended(w, part, False, now)
         if culprit is not None:  # None: it died between partitions, which none of them caused
             culprit.exact = True
             self._failed(w, culprit, cause, message, now, **details)
-
-    # -- hedging (tuner.engine.hedging) -----------------------------------------------------------
-    def _hedge(self, now: float) -> None:
-        """Send a second copy of the longest-running straggler(s) to idle workers, within the budget."""
-        hedger = self.hedger
-        assert hedger is not None
-        idle = self.workers.idle()
-        if not idle:
-            return
-        running = self.workers.running()
-        while idle:
-            choice = hedger.pick(running, now)
-            if choice is None:
-                return
-            original, part = choice
-            target = idle.pop()
-            hedger.sent_copy(part, original, target)
-            part.copy = 1  # read by the handle as it sends: the worker draws faults as a hedge copy
-            try:
-                self._send(target, part)
-            finally:
-                part.copy = 0
-            if self._listener is not None:
-                self._emit(
-                    ev.PartitionHedged(
-                        now,
-                        part.id,
-                        target.wid,
-                        original.wid,
-                        part.attempt + 1,
-                        part.n,
-                        now - original.t_head,
-                        hedger.sent,
-                        hedger.completed,
-                    )
-                )
-
-    def _hedge_ended(self, w: WorkerHandle, part: Part, decided: bool, now: float) -> None:
-        """A copy of a hedged part ended on ``w``; when it won, the loser is cancelled."""
-        hedger = self.hedger
-        assert hedger is not None
-        settled = hedger.ended(part, w, decided)
-        if settled is None:
-            return
-        loser = settled.loser
-        # "kill" ends only a losing first copy, the straggler: a losing hedge copy started a moment
-        # ago and ends about as soon as a replacement worker could load the model.
-        killed = (
-            loser is not None
-            and settled.hedge_won
-            and self.config.hedge_cancel == "kill"
-            and self._kill_loser(loser, part, now)
-        )
-        if self._listener is not None:
-            self._emit(
-                ev.HedgeSettled(
-                    now, part.id, w.wid, loser.wid if loser is not None else -1, settled.hedge_won, killed
-                )
-            )
-
-    def _kill_loser(self, w: WorkerHandle, part: Part, now: float) -> bool:
-        """hedge_cancel="kill": end the loser's worker now and replace it; what it held goes back.
-        A worker that cannot be killed (a thread) finishes instead."""
-        if not w.can_kill or w.cause is not None or not w.inflight or w.inflight[0] is not part:
-            return False
-        self.workers.kill(w, "hedged", now)
-        w.inflight.popleft()
-        self.ledger.failed(part, "hedged", "a hedge copy won", now)  # ignored: it has its outcome
-        assert self.hedger is not None
-        self.hedger.ended(part, w, False, killed=True)
-        while w.inflight:  # what it held besides never started: back to the queue, no attempt
-            queued = w.inflight.pop()
-            self.ledger.put_back(queued)
-            if self.hedger.hedged(queued):
-                self._hedge_ended(w, queued, False, now)
-        self.workers.replace(w, counted=False)  # a hedge's loser is no failure
-        return True
 
     # -- the end ----------------------------------------------------------------------------------------
     def _shutdown(self, cancel: bool, error: EngineFailed | None) -> None:
