@@ -26,7 +26,7 @@ DEFAULT_ADDRESS = "auto"
 
 
 class ClusterLink:
-    """One connection to a cluster, made on the first :meth:`connect` and ended by :meth:`close`."""
+    """One connection to a cluster, made by :meth:`connect` (once while it lasts), ended by :meth:`close`."""
 
     def __init__(self, address: str) -> None:
         from tuner.cluster import address_kind
@@ -34,7 +34,6 @@ class ClusterLink:
         address_kind(address)  # a malformed address is one line now, not when the runtime starts
         self.address = address
         self._conn: Any = None
-        self._closed = False
         self._lock = threading.Lock()
 
     def connect(self) -> Any:
@@ -42,16 +41,14 @@ class ClusterLink:
         from tuner.cluster import connect
 
         with self._lock:
-            if self._closed:
-                raise ConfigError(f"the connection to {self.address} was closed with its runtime")
             if self._conn is None:
                 self._conn = connect(self.address)
             return self._conn
 
     def close(self) -> None:
-        """Disconnect (a ``local`` head goes with it); a no-op if never connected; idempotent."""
+        """Disconnect (a ``local`` head goes with it); a no-op if not connected; idempotent."""
         with self._lock:
-            conn, self._conn, self._closed = self._conn, None, True
+            conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 
