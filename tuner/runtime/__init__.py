@@ -10,6 +10,23 @@
         future = rt.submit(one_request)      # online: dynamic batching
         print(rt.stats())
 
+In an event loop (an ASGI app, an asyncio service)::
+
+    async with Runtime.from_profile("profiles/mlp.yaml") as rt:  # workers load in a thread
+        y = await rt.asubmit(one_request)      # submit's batcher and backpressure, awaited
+        async for y in rt.amap(rows):          # map's window, outputs in input order
+            ...
+
+``asubmit`` and ``amap`` (module :mod:`.aio`) resolve on the caller's loop without blocking it and
+without a thread per request: past ``max_pending`` a coroutine waits for room on an ``asyncio``
+future that the runtime's threads wake with ``loop.call_soon_threadsafe`` (first come first
+served); an outcome reaches the loop through one inbox per loop, one wake-up per burst of outcomes,
+and is read from the item's future as ``submit(...).result()`` would give it. ``Overloaded``
+("reject", "timeout") and every item's error raise in the coroutine; "block" awaits room while the
+loop runs on. Cancelling the awaiting task cancels its item if the batcher has not sent it yet (its
+room comes back at once); leaving ``amap`` early cancels its partitions in flight, as for ``map``.
+``astart``/``aclose`` (and ``async with``) start and close in a thread of their own.
+
 Data flow (each box is a module of this package)::
 
                ┌─ gate: at most max_pending items in flight; past it block, time out or
@@ -23,6 +40,8 @@ Data flow (each box is a module of this package)::
     autoscaler thread: every interval_s feeds backlog, p99 and time to the AutoscalePolicy
                        (tuner.autoscale) ─► engine.resize(n), with the policy's reason
 
+    aio: asubmit / amap — the gate's async acquire, then the same batcher or window; outcomes
+    handed to the caller's event loop.
     core: Runtime — builds and closes the rooms; settings: the deployment and the profile's
     translation; hostcheck: this host (or cluster) against the profile's; link: the cluster
     connection; model: the profile's model file, pickle consent, the framework's version.

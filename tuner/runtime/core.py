@@ -5,16 +5,18 @@ module: settings and the profile's translation (:mod:`.settings`), the host and 
 (:mod:`.hostcheck`), the cluster connection (:mod:`.link`), the model file (:mod:`.model`), the
 backpressure gate (:mod:`.gate`), the door to the engine (:mod:`.dispatch`), ``map``'s window
 (:mod:`.mapping`), ``submit``'s batcher and completer (:mod:`.batcher`), the autoscaler's loop
-(:mod:`.autoscaler`) and the figures (:mod:`.stats`). See :mod:`tuner.runtime` for the data flow.
+(:mod:`.autoscaler`), the figures (:mod:`.stats`) and the event loop's side of ``asubmit`` and
+``amap`` (:mod:`.aio`, imported when first used). See :mod:`tuner.runtime` for the data flow.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +115,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
+        self._start_lock = threading.Lock()  # not _lock: start() holds that while the workers load
+        self._starting: Future[Any] | None = None  # astart's one start in a thread
 
     # ---------------------------------------------------------------- construction from a profile
 
@@ -334,6 +338,86 @@ class Runtime:
 
     def _release_one(self, _fut: Future[Any]) -> None:
         self._gate.release(1)
+
+    # ---------------------------------------------------------------- in an event loop
+
+    async def asubmit(self, item: Any) -> Any:
+        """``submit``, awaited: the item's output, or its error raised in the coroutine (ItemFailed,
+        or the engine's), resolved on the caller's event loop without blocking it.
+
+        The same batcher and backpressure as ``submit``: past ``max_pending``, "reject" and "timeout"
+        raise :class:`Overloaded` here, "block" awaits room while the loop runs on. Cancelling the
+        awaiting task cancels the item if it has not been sent to a worker yet (its room comes back
+        at once); once sent, it runs and its outcome is dropped.
+        """
+        from tuner.runtime.aio import until_done
+
+        if not self._started:
+            await self.astart()
+        if not self._gate.try_acquire(1, in_turn=True):  # room now: no coroutine made to wait for it
+            await self._gate.acquire_async(1, self.settings.overload, self.settings.overload_timeout_s)
+        fut = self._enqueue(item)
+        try:
+            await until_done(fut)
+        except BaseException:  # the awaiting task was cancelled
+            fut.cancel()  # not sent yet: dropped, its room back now; already running: its outcome is dropped
+            raise
+        return fut.result()
+
+    def amap(self, items: Iterable[Any], on_failure: OnFailure = "raise", overload: Overload = "block") -> AsyncIterator[Any]:
+        """``map``, awaited: ``async for y in rt.amap(items)`` — outputs in input order, each item
+        exactly once, ``on_failure`` as for ``map``, the same bounded look-ahead window and
+        ``max_pending``, with ``overload`` applied by awaiting (the loop runs on). Leaving the loop
+        early (``break``, an exception, a cancelled task, ``aclose()``) cancels the partitions still in
+        flight; after a ``break`` that happens when the generator is finalised, at once with
+        ``contextlib.aclosing``. ``items`` is iterated on the loop: give a sequence or an array, not
+        an iterator that blocks.
+        """
+        from tuner.runtime.aio import map_window
+
+        check_map_options(on_failure, overload)
+
+        async def prepare() -> PartitionWindow:
+            if not self._started:
+                await self.astart()
+            return self._window(items, "Runtime.amap")
+
+        timeout_s = self.settings.overload_timeout_s
+        return map_window(prepare, self._gate, overload, timeout_s, on_failure, self._dispatch.engine_error)
+
+    async def astart(self) -> Runtime:
+        """``start``, awaited: the workers load in a thread of their own while the loop runs on; every
+        coroutine that finds the runtime not started awaits this one start (a failed start raises
+        its error in each of them)."""
+        from tuner.runtime.aio import in_thread, until_done
+
+        if self._started:
+            return self
+        if self._closed:
+            raise EngineClosed("the runtime is closed")
+        with self._start_lock:
+            if self._starting is None:
+                self._starting = in_thread(self.start, "tuner-start")
+            starting = self._starting
+        await until_done(starting)
+        starting.result()
+        return self
+
+    async def aclose(self, wait: bool = True, cancel: bool = False) -> None:
+        """``close``, awaited: the runtime flushes (or, with ``cancel``, fails) its work and stops in a
+        thread of its own while the loop runs on, so coroutines awaiting outcomes get them; those
+        awaiting room get :class:`EngineClosed`."""
+        from tuner.runtime.aio import in_thread, until_done
+
+        closing = in_thread(functools.partial(self.close, wait, cancel), "tuner-close")
+        await until_done(closing)
+        closing.result()
+
+    async def __aenter__(self) -> Runtime:
+        return await self.astart()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        await self.aclose(wait=exc_type is None, cancel=exc_type is not None)
 
     # ---------------------------------------------------------------- figures
 
