@@ -189,3 +189,61 @@ def test_the_engines_modules_import_one_another_without_a_circle() -> None:
     for name in sorted(names):
         circle = circle_from(name, [name])
         assert circle is None, " -> ".join(circle or [])
+
+
+def _package_imports(package: str) -> dict[str, set[str]]:
+    """Each module of ``package`` → the modules of ``package`` it imports anywhere: at the top, inside
+    functions, or under ``TYPE_CHECKING`` (a circle through any of them is still a circle)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    edges: dict[str, set[str]] = {}
+    for path in sorted(folder.glob("*.py")):
+        name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+        here = package if path.stem == "__init__" else name.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([here, *([base] if base else [])]) if node.level == 1 else base
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for t in targets:
+                if t != package and not t.startswith(package + "."):
+                    continue
+                # `from tuner.runtime.gate import Gate` and `from tuner.runtime import gate` name a module;
+                # `from tuner.runtime import Runtime` names the package (its __init__)
+                stem = t[len(package) + 1 :].split(".")[0]
+                mod = f"{package}.{stem}" if stem and (folder / f"{stem}.py").exists() else package
+                if mod != name:
+                    found.add(mod)
+        edges[name] = found
+    return edges
+
+
+@pytest.mark.timeout(60)
+def test_the_runtime_package_has_no_import_circle() -> None:
+    """The runtime's rooms import one way: no circle among its modules, counting imports inside
+    functions and under TYPE_CHECKING (each room can be read, and tested, without the ones above it)."""
+    edges = _package_imports("tuner.runtime")
+    assert "tuner.runtime.core" in edges and len(edges) > 5
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(edges.get(m, ())):
+            assert state.get(n) != 1, "import circle: " + " → ".join([*path, n])
+            if n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m, [m])

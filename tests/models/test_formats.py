@@ -162,6 +162,25 @@ def test_the_online_search_runs_a_pickle_model_with_its_consent_and_options(
 
 
 @pytest.mark.timeout(90)
+def test_a_runtime_built_directly_loads_a_pickle_only_with_consent(
+    models: Models, sklearn_models: dict[str, Path]
+) -> None:
+    """``Runtime(path)`` asks for the same consent as ``Runtime.from_profile(path)``: ``allow_pickle``."""
+    import joblib
+
+    from tuner.errors import ModelSpecError
+    from tuner.runtime import Runtime
+
+    path = str(sklearn_models["joblib"])
+    with pytest.raises(ModelSpecError, match="a pickle runs code when it is loaded"):
+        with Runtime(path, backend="thread", partition_size=50):
+            pass
+    with Runtime(path, backend="thread", partition_size=50, allow_pickle=True) as rt:
+        out = np.array(list(rt.map(models.x)))
+    np.testing.assert_array_equal(out, joblib.load(path).predict(models.x))
+
+
+@pytest.mark.timeout(90)
 def test_torchscript_bench_then_run(
     models: Models, torch_models: dict[str, Path], tmp_path: Path, capsys
 ) -> None:

@@ -1,0 +1,79 @@
+"""``map``'s look-ahead window: partitions sent ahead of the consumer, in input order, within bounds.
+
+Partitions are sent ahead within a window of partitions (sized from the autoscaler's ceiling, so a
+large input shows as backlog and can scale the pool up) and within the gate's room. When the
+runtime is full, the map first consumes its own partitions (each frees room); with none in flight
+it must wait for room under its overload policy. ``map`` waits by blocking, ``amap`` by awaiting:
+both drive this one window, so they send the same partitions and give the same outcomes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import ItemFailed
+
+if TYPE_CHECKING:
+    from tuner.engine import PartitionResult
+    from tuner.runtime.dispatch import Dispatcher
+    from tuner.runtime.gate import Gate
+
+__all__ = ["PartitionWindow", "failed_outputs"]
+
+
+class PartitionWindow:
+    """Partitions of ``items`` in flight for one ``map``: ``inflight`` holds (first item's index, future)."""
+
+    def __init__(self, items: Iterable[Any], size: int, window: int, gate: Gate, dispatch: Dispatcher) -> None:
+        from tuner.engine.pool import partitions
+
+        self.inflight: deque[tuple[int, Future[PartitionResult]]] = deque()
+        self._chunks = partitions(items, size)
+        self._window = window
+        self._gate = gate
+        self._dispatch = dispatch
+        self._index = 0
+        self._held: Any = None  # a chunk taken from the input, waiting for room
+
+    def fill(self) -> Any:
+        """Send what fits now. Returns the chunk that can only go once room is waited for — when none
+        of this map's partitions is in flight to consume first — else None."""
+        while len(self.inflight) < self._window:
+            chunk = self._held if self._held is not None else next(self._chunks, None)
+            self._held = None
+            if chunk is None:
+                return None
+            room = self._gate.try_acquire(len(chunk))
+            if not room:
+                self._held = chunk  # full: consume our own head first, it frees room
+                return None if self.inflight else chunk
+            self.send(chunk, room)
+        return None
+
+    def send(self, chunk: Any, room: int) -> None:
+        """Send ``chunk`` with the ``room`` taken for it."""
+        self._held = None
+        self.inflight.append((self._index, self._dispatch.send(chunk, time.perf_counter(), room)))
+        self._index += len(chunk)
+
+    def cancel(self) -> None:
+        """The consumer left (break, exception, close) or the engine failed: what has not run never
+        will, and leaves the backlog now. A partition already running finishes in its worker and its
+        result is dropped."""
+        for _, f in self.inflight:
+            f.cancel()
+
+
+def failed_outputs(first: int, result: PartitionResult, on_failure: str) -> Iterator[Any]:
+    """The outcomes of a partition with a failed item: ``on_failure="raise"`` raises ItemFailed at the
+    first failure (its index ``first`` + its place), ``"yield"`` yields the failure record in its place."""
+    from tuner.engine import Failure
+
+    for i, out in enumerate(result.outputs):
+        if isinstance(out, Failure) and on_failure == "raise":
+            raise ItemFailed(first + i, out)
+        yield out
