@@ -187,3 +187,24 @@ def test_the_config_may_be_replaced_until_the_engine_starts_and_not_after() -> N
         with pytest.raises(ConfigError, match="cannot change once it has started"):
             engine.config = EngineConfig(backend="thread", workers=1)
         assert engine.workers == 3
+
+
+@pytest.mark.parametrize("backend", ["thread", "inline"])
+def test_an_engine_in_the_callers_process_gives_its_blas_threads_back_at_close(backend: str) -> None:
+    """A thread or inline engine limits the caller's own BLAS while it runs; after close the caller's
+    code runs with the threads it had (seen: left at 1, which slowed every later call)."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas()
+    if not before or max(before) < 2:
+        pytest.skip("this numpy's BLAS runs one thread: nothing to limit")
+    with Engine(
+        "builtin:mlp", EngineConfig(backend=backend, workers=1, threads_per_worker=1, partition_size=64)
+    ) as e:
+        list(e.map(np.zeros((128, 256), dtype=np.float32)))
+        assert blas() == [1] * len(before)
+    assert blas() == before

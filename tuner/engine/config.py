@@ -13,6 +13,7 @@ from tuner.errors import ConfigError
 
 __all__ = ["BACKENDS", "HEDGE_CANCEL", "PLACEMENTS", "Backoff", "EngineConfig", "Failure"]
 
+
 @dataclass(frozen=True)
 class Backoff:
     """Full-jitter exponential backoff: ``uniform(0, min(cap, base * 2**attempt))`` (AWS architecture blog)."""

@@ -271,6 +271,7 @@ class Engine:
             return
         self._mailbox.order("stop", cancel or not wait)
         self._sup.join()
+        self._sup.workers.release_shared()  # in the closing thread (see WorkerManager.release_shared)
         live.discard(self)
         self._mailbox.close()
         if self._emitter.errors > 1:

@@ -266,6 +266,12 @@ class WorkerManager:
             self._end_for_good(w)
         self.workers.clear()
         self.dying.clear()
+
+    def release_shared(self) -> None:
+        """Undo the backend's setup in this process (a thread or inline engine's thread limits).
+        Called from the thread that closes the engine, never the supervisor's: OpenMP limits are
+        per thread, and threadpoolctl restores an OpenBLAS limit only from the thread that set it
+        (seen: a thread runtime left the caller's BLAS at 1 thread after close)."""
         if self.launch.shared is not None:
             self.handle_cls.teardown(self.launch.shared)
             self.launch.shared = None
