@@ -218,18 +218,14 @@ def load_default(name: str, spec: str) -> Any:
     raise KeyError(name)
 
 
-def run_default(name: str, model: Any, items: Any, batch: int | None = None) -> Any:
-    """The framework's own call on ``items`` (the whole input, or batches of ``batch`` for ONNX):
-    ``model.predict(X)``, ``session.run(None, {...})``, ``model.encode(sentences)``. Returns what
-    the framework returns (a list of arrays for several outputs)."""
+def run_default(name: str, model: Any, items: Any) -> Any:
+    """The framework's own call on ``items``: ``model.predict(X)``, ``session.run(None, {"X": X})``,
+    ``model.encode(sentences)``. Returns what the framework returns (a list of arrays for several
+    outputs)."""
     if name == "tree":
         return model.predict(items)
     if name == "onnx-mlp":
-        feed = model.get_inputs()[0].name
-        if batch is None:
-            return model.run(None, {feed: items})
-        parts = [model.run(None, {feed: items[i : i + batch]}) for i in range(0, len(items), batch)]
-        return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+        return model.run(None, {model.get_inputs()[0].name: items})
     if name == "minilm":
         return model.encode(items)
     raise KeyError(name)
