@@ -311,13 +311,49 @@ class Figures:
         return [a + b for a, b in zip(self.startup_s, self.cold_s, strict=True)]
 
 
-def _threads_here() -> tuple[Any, ...]:
-    """This process's BLAS/OpenMP pool sizes and torch's thread count: the default deployment's threads."""
-    from threadpoolctl import threadpool_info
+class DefaultThreads:
+    """The default deployment's threads in this process: each pool's size when first seen, before
+    any runtime ran against it, and put back when a runtime left it changed.
 
-    pools = tuple(sorted((p.get("internal_api", "?"), p.get("num_threads")) for p in threadpool_info()))
-    torch = sys.modules.get("torch")
-    return (pools, torch.get_num_threads() if torch is not None else None)
+    A thread or inline runtime limits its caller's pools and restores them at close from its
+    supervisor thread; threadpoolctl 3.8 ignores an OpenBLAS limit set from a thread other than the
+    one that set it first, and an OpenMP limit is the calling thread's own, so the caller was seen
+    left at 1 thread (tuner.engine.worker.ThreadLimits). B must run with the defaults it would have
+    in a process without tuner: the pools are reset here, from this (the caller's) thread, and each
+    reset is reported.
+    """
+
+    def __init__(self) -> None:
+        self.ref: dict[str, int] = {}
+        self.torch: int | None = None
+        self.resets: list[str] = []
+
+    def _now(self) -> tuple[dict[str, tuple[str, int]], Any]:
+        from threadpoolctl import threadpool_info
+
+        pools = {p["filepath"]: (p["internal_api"], p["num_threads"]) for p in threadpool_info()}
+        return pools, sys.modules.get("torch")
+
+    def ensure(self) -> None:
+        """Record pools seen for the first time; put back any that differ from their record."""
+        from threadpoolctl import ThreadpoolController
+
+        pools, torch = self._now()
+        for path, (api, n) in pools.items():
+            want = self.ref.setdefault(path, n)
+            if n != want:
+                ThreadpoolController().select(filepath=path).limit(limits=want)
+                self.resets.append(f"{api} {n} → {want}")
+        if torch is not None:
+            if self.torch is None:
+                self.torch = int(torch.get_num_threads())
+            elif torch.get_num_threads() != self.torch:
+                self.resets.append(f"torch {torch.get_num_threads()} → {self.torch}")
+                torch.set_num_threads(self.torch)
+        pools, torch = self._now()
+        wrong = {p: v for p, v in pools.items() if v[1] != self.ref[p]}
+        if wrong or (torch is not None and torch.get_num_threads() != self.torch):
+            raise RuntimeError(f"the default deployment's threads cannot be put back: {wrong}")
 
 
 @dataclass
@@ -328,12 +364,15 @@ class Measured:
     b: dict[str, Figures] = field(default_factory=dict)  # per variant
     c: Figures = field(default_factory=Figures)
     mismatch: list[str] = field(default_factory=list)
+    resets: list[str] = field(default_factory=list)  # thread pools a runtime left changed (put back)
     top_outside: str = ""
     c_capped: list[str] = field(default_factory=list)  # the pool's passes stopped at the cap
     capped: list[str] = field(default_factory=list)  # B's diagnostic passes stopped at the cap
 
 
-def measure(case: Case, profile: Path, repeats: int, passes: int, settle_s: float, host: Host) -> Measured:
+def measure(
+    case: Case, profile: Path, repeats: int, passes: int, settle_s: float, host: Host, threads: DefaultThreads
+) -> Measured:
     """Rounds of A, B and C on the case's items, each started fresh, cold pass then warm passes."""
     from tuner.profile import load_profile
     from tuner.runtime import Runtime
@@ -345,7 +384,7 @@ def measure(case: Case, profile: Path, repeats: int, passes: int, settle_s: floa
     tol = TOLERANCE.get(case.name, DEFAULT_TOLERANCE)
     out = Measured(b={v.name: Figures() for v in case.variants})
     ref: list[np.ndarray] | None = None
-    threads_default: Any = None
+    resets_before = len(threads.resets)
     procs = os.cpu_count() or 1
     ctx = mp.get_context("spawn")
 
@@ -399,16 +438,12 @@ def measure(case: Case, profile: Path, repeats: int, passes: int, settle_s: floa
         return dt, n, columns_of_chunks(parts, case.outputs)
 
     def run_b() -> None:
-        nonlocal threads_default
+        threads.ensure()  # a runtime that ran in this process may have left its limits behind
         time.sleep(settle_s)
         t0 = time.perf_counter()
         model = case.load_default()
         load_s = time.perf_counter() - t0
-        here = _threads_here()
-        if threads_default is None:
-            threads_default = here
-        elif here != threads_default:  # a runtime in this process left its thread limits behind
-            raise RuntimeError(f"the default deployment's threads changed: {here} vs {threads_default}")
+        threads.ensure()  # pools the model loaded just now are recorded as they came
         cold = case.variants[0]  # the cold pass: the first variant, right after loading
         fig = out.b[cold.name]
         fig.startup_s.append(load_s)
@@ -463,8 +498,7 @@ def measure(case: Case, profile: Path, repeats: int, passes: int, settle_s: floa
             pool = ctx.Pool(procs, initializer=_pool_initializer, initargs=case.pool_init)
             stack.callback(pool.join)
             stack.enter_context(pool)  # leaving it terminates the pool; then join reaps it
-            started = time.perf_counter() - t0
-            time.sleep(settle_s)
+            started = time.perf_counter() - t0  # Pool() returns before its processes have started
             dt, done, result = pool_pass(pool, cap_s)
             out.c.startup_s.append(started)
             out.c.cold_s.append(dt)
@@ -494,6 +528,7 @@ def measure(case: Case, profile: Path, repeats: int, passes: int, settle_s: floa
             run()
     table1 = _process_table()
     out.top_outside = _top_outside(table0, table1, host)
+    out.resets = threads.resets[resets_before:]
     return out
 
 
@@ -688,6 +723,11 @@ def summarise(case: Case, profile_path: Path, m: Measured, host: Host, sweep_s: 
     )
     for what in m.capped:
         d.append(f"diagnostic {what}")
+    if m.resets:
+        d.append(
+            f"NOTE: after a runtime closed, this process's thread pools were left limited; put back before B "
+            f"({len(m.resets)}×: {', '.join(sorted(set(m.resets)))})"
+        )
     for what in m.mismatch:
         d.append(f"OUTPUTS DIFFER — {what}")
     return row
@@ -790,6 +830,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--reuse needs --keep DIR (where the profiles are)")
 
     host = Host()
+    threads = DefaultThreads()
+    threads.ensure()  # numpy's BLAS as this process starts: the default
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(
         f"host: {host.cores} usable cores, os.cpu_count() {os.cpu_count()}, load average {load:.1f} at start; "
@@ -819,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n{name}: {failed}")
                 rows.append(Row(name, verdict="ERROR", why=failed))
                 continue
-            m = measure(case, profile, args.repeats, args.passes, args.settle, host)
+            m = measure(case, profile, args.repeats, args.passes, args.settle, host, threads)
             row = summarise(case, profile, m, host, sweep_s)
             rows.append(row)
             print(f"\n{name}: {row.verdict} — steady A/B {row.steady:.2f}×, e2e {row.e2e:.2f}× "
