@@ -528,6 +528,7 @@ def measure(
             run()
     table1 = _process_table()
     out.top_outside = _top_outside(table0, table1, host)
+    threads.ensure()  # what this case's last runtime left behind is this case's, not the next one's
     out.resets = threads.resets[resets_before:]
     return out
 
