@@ -645,8 +645,11 @@ def summarise(case: Case, profile_path: Path, m: Measured, host: Host, sweep_s: 
     row.e2e_pool = med([c / a for a, c in zip(m.a.e2e_s, m.c.e2e_s, strict=True)])
     start_a, load_b = med(m.a.startup_s), med(first.startup_s)
     extra = start_a - load_b
-    per_a, per_b = 1 / row.a_rate, 1 / row.b_rate
-    if per_a < per_b:
+    # A's per-item time from the paired ratio (the verdict's figure), not from the two medians,
+    # which can disagree with it when the passes spread widely on a busy host
+    per_b = 1 / row.b_rate
+    per_a = per_b / row.steady
+    if row.steady > 1:
         row.break_even = "0" if extra <= 0 else f"{extra / (per_b - per_a):,.0f}"
     else:
         row.break_even = "never"
