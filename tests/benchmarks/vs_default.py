@@ -20,12 +20,17 @@ transformer all-MiniLM-L6-v2 over English sentences of varied length; see ``_rea
      ``model.predict(X)`` (skops ``load``); a default ``onnxruntime.InferenceSession`` run over batches
      of the profile's partition size *and* over the whole input (both reported; the verdict takes the
      faster); ``SentenceTransformer(...).encode(sentences)``. Start-up = loading the model (imports
-     excluded: the user's script pays them either way). ``minilm`` also shows ``encode`` over
-     partitions of the profile's size in one process, as a diagnostic (not part of the verdict);
+     excluded: the user's script pays them either way). The same call over partitions of the
+     profile's size in one process is shown too, as a diagnostic (what batching alone costs; not in
+     the verdict; stopped at a cap). Before each B pass this process's BLAS/OpenMP/torch pools are
+     checked against their sizes before any runtime ran, and put back if a runtime left them
+     limited (a thread or inline runtime does today: see ``DefaultThreads``), with a NOTE;
    * **C, naive pool** — ``multiprocessing.Pool(os.cpu_count())``, each process loading the model as
      B does (default threads, so N pools of N threads), ``pool.map`` over partitions of the profile's
      size with Pool's default chunking (the old ``runtime_vs_naive.py`` column). Spawn context: a
-     fork after torch's or OpenMP's thread pool has started can hang the child.
+     fork after torch's or OpenMP's thread pool has started can hang the child. A pass stops after
+     max(20 s, 3 × B's first pass) — N processes × N OpenMP threads crawled here — and its rate is
+     then an upper bound (A/pool a lower one, printed ``≥``).
 
 3. Outputs are compared (A and C against B, every cold pass: labels exactly, floats ``allclose``):
    a faster wrong answer fails the run loudly (verdict FAIL, exit 1).
@@ -36,7 +41,8 @@ B's pass k of round r; B the faster variant) with a bootstrap 95% CI (``tuner.st
 over the pairs: with 6 pairs it is near their range), **e2e A/B**: (B's load + first pass) / (A's
 start-up + first pass), median over rounds, for this input's item count; the **break-even** item
 count from which the recommendation pays for its start: (A's start-up − B's load) / (B's per-item
-time − A's per-item time) when A is faster in steady state; **A/pool** steady; the cores each used
+time − A's per-item time) when A is faster in steady state (A's per-item time = B's / steady A/B);
+**A/pool** steady; the cores each used
 and the outside load (other processes, as ``tuner.hostload`` counts it) during its passes.
 
 Verdict (the issue's targets): **PASS** when steady A/B >= 1.0 wherever the recommendation uses more
@@ -57,7 +63,12 @@ The real models need their frameworks: ``pip install -e '.[sklearn,onnx,test-mod
 weights; with torch's CPU wheel installed first, ``pip install torch==2.13.0`` from the CPU index, so
 pip does not fetch a CUDA build). A model whose framework is missing is reported and skipped.
 ``--keep DIR`` keeps the built models, inputs, profiles and each sweep's log in DIR and reuses the
-models next time.
+models next time; ``--reuse`` (with ``--keep``) measures the profiles already there without sweeping.
+
+The figures move with the host: on a 2-core host shared with other jobs, B's two-thread OpenMP and
+BLAS pools lose most when another process holds a core, one-thread workers least, so the same
+profiles gave PASS and BELOW twenty minutes apart (``results/vs_default-before.txt``). Read the
+outside load printed with each model, and the CI, before the verdict.
 """
 
 from __future__ import annotations
