@@ -81,7 +81,7 @@ def test_the_gates_report_is_a_comparison_with_its_verdict() -> None:
 
 
 def test_fields_a_later_profile_adds_are_read_when_present() -> None:
-    """evidence.baseline gains a throughput_ci, host a calibration section, online steps a CPU figure."""
+    """evidence.baseline gains a throughput_ci, host a calibration section, online steps their CPU (cores)."""
     profile = load_profile(profile_path("online"))
     base = profile.evidence.baseline
     assert base is not None
@@ -90,13 +90,13 @@ def test_fields_a_later_profile_adds_are_read_when_present() -> None:
     profile.host.__dict__["calibration"] = CalibrationRecord.model_validate(good["host"]["calibration"])
     assert profile.online is not None
     step = profile.online.curve[0]
-    profile.online.curve[0] = SimpleNamespace(**dict(step), cpu=0.42)  # type: ignore[call-overload]
+    profile.online.curve[0] = step.model_copy(update={"cpu_cores": 0.42})
     run = run_from_profile(profile)
     assert run.rec is not None and run.rec.baseline_ci == (100.0, 120.0)
     assert ("host speed: python", "4.42 Mloop/s on 1 core, 8.7 on 2 (×1.97)") in run.host.facts
     assert run.online is not None and any(s.cpu == 0.42 for s in run.online.steps)
     html = render_report(profile)
-    assert "beyond both confidence intervals" in html and "CPU 42%" in html
+    assert "beyond both confidence intervals" in html and "CPU 0.42 cores" in html
 
 
 @pytest.mark.parametrize(

@@ -206,8 +206,8 @@ def _step_at_max(profile: ScalingProfile) -> OnlineStep | None:
 
 
 def _cpu_of(step: OnlineStep | None) -> float | None:
-    # OnlineStep.cpu_cores is being added by the profile work; older profiles have none.
-    value = getattr(step, "cpu_cores", None) if step is not None else None
+    # The serving side's cores at that rate; profiles measured before it was recorded have none.
+    value = step.cpu_cores if step is not None else None
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 

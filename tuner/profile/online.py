@@ -41,6 +41,15 @@ class OnlineStep(Model):
         "no refusals or failures, the generator on schedule."
     )
     sustainable: Annotated[bool, Strict()] = Field(description="keeps_up and p99 within the objective.")
+    cpu_cores: NonNeg | None = Field(
+        default=None,
+        description="Cores the serving side used over the step: the runtime's process and its workers "
+        "(in process, the load generator's sender thread with them), or the server's processes over HTTP. "
+        "What a CPU-target autoscaler sees at this rate.",
+    )
+    outside_load: NonNeg | None = Field(
+        default=None, description="Other processes' load over the step, share of the usable cores."
+    )
 
 
 if TYPE_CHECKING:

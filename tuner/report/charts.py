@@ -357,7 +357,7 @@ def _step_tip(s: Step, objective: float) -> str:
         "sustainable" if s.sustainable else ("p99 over the objective" if s.keeps_up else "not keeping up")
     )
     ci = f" (95% CI {_ms(s.p99_ci[0])}–{_ms(s.p99_ci[1])})" if s.p99_ci else ""
-    cpu = f", CPU {s.cpu:.0%}" if s.cpu is not None else ""
+    cpu = f", CPU {s.cpu:.2g} cores" if s.cpu is not None else ""
     return (
         f"offered {fmt_rate(s.offered)}/s (intended {fmt_rate(s.rate)}/s), achieved {fmt_rate(s.achieved)}/s: "
         f"p50 {fmt_ms(s.p50)}, p99 {fmt_ms(s.p99)}{ci}{cpu} — {verdict} at p99 ≤ {objective:g} ms"

@@ -385,9 +385,7 @@ def host_view(host: Any, load: Any = None, cluster: Any = None) -> HostView:
 
 def _step(s: Any) -> Step:
     ci = getattr(s, "p99_ci_ms", None)
-    cpu = getattr(s, "cpu", None)
-    if cpu is None:
-        cpu = getattr(s, "cpu_share", None)
+    cpu = getattr(s, "cpu_cores", None)  # cores the serving side used at this rate
     return Step(
         rate=float(s.rate),
         offered=float(s.offered),

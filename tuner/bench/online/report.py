@@ -69,6 +69,8 @@ def _curve_point(s: StepResult) -> dict[str, Any]:
         "p99_ci_ms": (float(ci[0]), float(ci[1])) if ci else None,
         "keeps_up": keeps_up and bool(lat),
         "sustainable": s.sustainable,
+        "cpu_cores": s.cpu_cores,
+        "outside_load": s.outside,
     }
 
 

@@ -50,6 +50,11 @@ class StepResult:
     generator_behind: bool
     sustainable: bool = False
     reasons: list[str] = field(default_factory=list)
+    #: cores the serving side used over the step: the runtime's process and its workers in process
+    #: (the load generator's sender thread included), or the server's processes over HTTP on this
+    #: host; None when not measured
+    cpu_cores: float | None = None
+    outside: float | None = None  # other processes' load over the step (share of the usable cores)
     raw: StepRaw | None = field(default=None, repr=False, compare=False)
 
     @property

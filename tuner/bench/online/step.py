@@ -57,7 +57,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -72,6 +72,7 @@ from tuner.errors import TunerError
 from tuner.stats import WindowedHistogram, bootstrap_ci, percentiles
 
 if TYPE_CHECKING:
+    from tuner.hostload import HostSampler
     from tuner.runtime import Runtime
 
 __all__ = [
@@ -310,9 +311,13 @@ def run_step(
     step: int = 0,
     start_item: int = 0,
     ci: bool = True,
+    sampler: HostSampler | None = None,
 ) -> StepResult:
     """Run one step of ``schedule`` through ``rt`` — a started runtime (``rt.submit``) or any
     :class:`~tuner.bench.online.sender.Sink` (a server) — and judge it.
+
+    ``sampler``: rooted at the serving side (this process for a runtime, the server's process over
+    HTTP on this host): the step records the cores it used and the outside load.
 
     ``items``: the request items, cycled from ``start_item``; ``objective_ms``: the p99 objective,
     also the drain allowance (see the module docstring). Raises :class:`StepCancelled` when ``cancel``
@@ -327,6 +332,7 @@ def run_step(
     t0 = time.perf_counter() + START_LEAD_S
     sender = Sender(sink, schedule, items, t0, start_item % len(items))
     run = _StepRun(sender, schedule, t0, objective_ms, on_progress, cancel, (candidate, step))
+    before = sampler.snapshot() if sampler is not None else None
     sender.start()
     try:
         run.measure()
@@ -336,7 +342,13 @@ def run_step(
         sender.stop.set()
         sender.join(5.0)
     batch_counts = batches.take() if batches is not None else {}
-    return _result(run, t_stop, batch_counts, ci)
+    result = _result(run, t_stop, batch_counts, ci)
+    if sampler is not None and before is not None:
+        iv = sampler.interval(before, sampler.snapshot())
+        result = replace(
+            result, cpu_cores=round(iv.own * sampler.usable_cores, 3), outside=round(iv.outside, 3)
+        )
+    return result
 
 
 @dataclass(frozen=True)

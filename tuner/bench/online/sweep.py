@@ -53,6 +53,7 @@ from tuner.bench.online.step import BatchCounter, StepCancelled, run_step
 from tuner.bench.request import DEFAULT_DELAY_MS, OnlineRequest
 from tuner.bench.types import TrialConfig, TrialResult
 from tuner.errors import BadInput, TunerError
+from tuner.hostload import HostSampler
 
 __all__ = [
     "CandidateFinished",
@@ -222,6 +223,7 @@ class OnlineSweep:
         objective_s = req.objective_ms / 1000.0
         bound = math.ceil(8 * tput * max(objective_s, 0.05)) + 4 * cand.batch_size * cand.workers
         counter = BatchCounter()
+        sampler = HostSampler()  # this process and its workers: the serving side's CPU per step
         start, settings = self._start_rate(tput)
         position = 0
         steps = 0
@@ -238,7 +240,7 @@ class OnlineSweep:
             result = run_step(
                 rt, schedule, self.items, objective_ms=req.objective_ms, drain_timeout_s=req.drain_timeout_s,
                 batches=counter, on_progress=self.on_message, cancel=cancel, candidate=index, step=steps,
-                start_item=position,
+                start_item=position, sampler=sampler,
             )  # fmt: skip
             position += schedule.items
             self._emit(StepFinished(index, steps, replace(result, raw=None)))
