@@ -436,6 +436,8 @@ def test_package_keeps_its_public_names() -> None:
         "autoscale_of", "deployment_of", "recommended_of",
         # issue 23: the host's measured speed and the model's nature
         "CalibrationRecord", "KernelRecord", "KernelScoreRecord", "NatureRecord",
+        # issue 19: the max rate measured through a server
+        "HttpOnline",
     }  # fmt: skip
     assert set(tuner.profile.__all__) == names
     assert all(hasattr(tuner.profile, name) for name in names)

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "bench": "sweep configurations headless, recommend one, write a profile",
     "run": "apply a profile to a data file",
     "check": "validate a profile",
+    "verify": "offer a running server its profile's rates and say whether the profile holds",
     "plan": "workers and hosts for a target request rate, from a profile measured with --online",
     "schema": "print the profile JSON Schema",
     "export": "write a profile as another system's config (Ray Serve)",

@@ -53,6 +53,8 @@ ONLINE_ONLY = (
     "batch_delays",
     "batch_sizes",
     "online_configs",
+    "url",
+    "profile",
 )
 
 
@@ -174,6 +176,12 @@ def _add_online_arguments(parser: argparse.ArgumentParser) -> None:
            help="max batch delays to try, ms (default 0,1,2,5,10; the 5 ms default is always measured)")  # fmt: skip
     option(g, "--batch-sizes", int_list, metavar="LIST",
            help="max batch sizes to try (default: each configuration's closed-loop partition size)")  # fmt: skip
+    option(g, "--url", non_blank, what="a URL", metavar="URL",
+           help="search the rate through this running server (tuner serve) instead, its configuration as "
+           "it is; needs --profile, and records the figure in its online.http")  # fmt: skip
+    option(g, "--profile", non_blank, what="a profile file", metavar="PROFILE",
+           help="with --url: the profile the server runs (--p99-ms defaults to its objective; written "
+           "back, or to --out)")  # fmt: skip
     option(g, "--online-configs", integer, ge=1, le=16, metavar="N",
            help="closed-loop configurations to search online, best first (an integer from 1 to 16; default 2)")  # fmt: skip
 
@@ -181,8 +189,9 @@ def _add_online_arguments(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------- the request
 
 
-def online_request(args: argparse.Namespace) -> OnlineRequest | None:
-    """The online options, checked; None without --online. Raises BadInput (nothing started)."""
+def online_request(args: argparse.Namespace, objective_ms: float | None = None) -> OnlineRequest | None:
+    """The online options, checked; None without --online. Raises BadInput (nothing started).
+    ``objective_ms``: the objective when --p99-ms is not given (over HTTP: the profile's)."""
     given = [f"--{k.replace('_', '-')}" for k in ONLINE_ONLY if getattr(args, k, None) is not None]
     if not args.online:
         if given:
@@ -192,7 +201,8 @@ def online_request(args: argparse.Namespace) -> OnlineRequest | None:
         raise BadInput(
             "--online cannot be combined with --baseline (the gate re-measures a closed-loop figure)"
         )
-    if args.p99_ms is None:
+    p99_ms = args.p99_ms if args.p99_ms is not None else objective_ms
+    if p99_ms is None:
         raise BadInput("--online needs --p99-ms MS: the latency objective the highest rate must keep")
     if args.trace is not None and args.arrivals is not None:
         raise BadInput("--trace and --arrivals are exclusive: a trace brings its own arrivals")
@@ -210,7 +220,7 @@ def online_request(args: argparse.Namespace) -> OnlineRequest | None:
         "configs": args.online_configs,
     }
     return OnlineRequest(
-        objective_ms=args.p99_ms,
+        objective_ms=p99_ms,
         arrivals=arrivals,
         request_size=args.request_size or RequestSize(),
         **{k: v for k, v in given_opts.items() if v is not None},
@@ -313,6 +323,8 @@ def _ray_options(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, tupl
 
 def run(args: argparse.Namespace) -> int:
     """`tuner bench` (see the module docstring for exit codes and streams)."""
+    if args.url is not None or args.profile is not None:
+        return _over_http(args)
     if args.against is not None and args.baseline is None:
         raise BadInput("--against needs --baseline PROFILE: the configuration both versions run")
     if args.baseline is not None:
@@ -337,6 +349,24 @@ def run(args: argparse.Namespace) -> int:
             )
         interrupted = stopped or outcome.interrupted
         return _report(args, outcome, interrupted, err)
+
+
+def _over_http(args: argparse.Namespace) -> int:
+    """``--online --url URL --profile P``: the rate through a running server (tuner.commands.verify)."""
+    from tuner.commands.verify import run_bench_over_http
+    from tuner.profile import load_profile
+
+    if args.url is None or args.profile is None:
+        raise BadInput("--url and --profile go together: the server, and the profile it runs")
+    if not args.online:
+        raise BadInput("--url needs --online: it measures the rate a server sustains within the objective")
+    if args.baseline is not None:
+        raise BadInput("--url cannot be combined with --baseline")
+    profile = load_profile(args.profile)
+    objective = profile.online.objective_p99_ms if profile.online is not None else None
+    request = online_request(args, objective_ms=objective)
+    assert request is not None
+    return run_bench_over_http(args, request)
 
 
 def _say_prepared(err: Any, pipeline: Any) -> None:

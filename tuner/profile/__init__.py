@@ -31,7 +31,7 @@ from tuner.profile.evidence import (
     ThreadEvidence,
 )
 from tuner.profile.loader import StrictLoader, load_profile, parse_profile_text
-from tuner.profile.online import Online, OnlineCandidate, OnlineStep, ScalingCurve, ScalingPoint
+from tuner.profile.online import HttpOnline, Online, OnlineCandidate, OnlineStep, ScalingCurve, ScalingPoint
 from tuner.profile.save import HEADER, dump_profile_text, save_profile
 from tuner.profile.schema import (
     SCHEMA_VERSION,
@@ -74,6 +74,7 @@ __all__ = [
     "HedgeOverride",
     "HostInfo",
     "HostLoad",
+    "HttpOnline",
     "InputInfo",
     "KernelRecord",
     "KernelScoreRecord",

@@ -18,7 +18,7 @@ from tuner.profile.base import (
 )
 from tuner.profile.settings import DeploymentModel, deployment_model
 
-__all__ = ["Online", "OnlineCandidate", "OnlineStep", "ScalingCurve", "ScalingPoint"]
+__all__ = ["HttpOnline", "Online", "OnlineCandidate", "OnlineStep", "ScalingCurve", "ScalingPoint"]
 
 
 class OnlineStep(Model):
@@ -93,6 +93,35 @@ class ScalingCurve(_ScalingCurveBase):
     points: list[ScalingPoint] = Field(default_factory=list, description="One per worker count measured.")
 
 
+class HttpOnline(Model):
+    """The max rate within the objective measured *through* a running server (``tuner bench --online
+    --url``): HTTP parsing, the server's event loop and the transport included."""
+
+    server: Str = Field(description="The server measured, host:port (never credentials).")
+    measured: Str = Field(description="When, as an ISO 8601 UTC time.")
+    client: Str = Field(description="The load generator's HTTP client and version, e.g. 'aiohttp 3.14.5'.")
+    objective_p99_ms: Positive = Field(description="The p99 objective the rates were searched at, ms.")
+    arrivals: Str = Field(description="Arrival process of the steps.")
+    request_size: Str = Field(description="Items per request: '1', or a uniform range such as '1-8'.")
+    items_per_request: Positive = Field(default=1.0, description="Mean items per request.")
+    step_s: Positive = Field(description="Duration of each measured step, seconds.")
+    max_rate_at_slo: NonNeg = Field(
+        description="Highest sustainable requests/s with p99 within the objective."
+    )
+    max_rate_ci: OpenInterval = Field(
+        description="[low, high]: the rates the verdict is sure of either side."
+    )
+    p99_at_max_ms: NonNeg | None = Field(default=None, description="p99 at max_rate_at_slo, ms.")
+    curve: list[OnlineStep] = Field(default_factory=list, description="Latency against rate, by rate.")
+    client_cores: NonNeg | None = Field(
+        default=None, description="Cores the load generator itself used while searching (it shares the host)."
+    )
+    status: dict[Str, NonNegInt] = Field(
+        default_factory=dict,
+        description="Responses by HTTP status code over the search ('timeout', 'connection').",
+    )
+
+
 class Online(_OnlineBase):
     """Serving under traffic: the highest request rate within a latency objective, measured open-loop.
 
@@ -123,3 +152,8 @@ class Online(_OnlineBase):
     budget_s: Positive | None = Field(default=None, description="Time budget of the online sweep, seconds.")
     measuring_s: NonNeg | None = Field(default=None, description="Time it took, seconds.")
     reasoning: Str = Field(default="", description="Why these settings, in words.")
+    http: HttpOnline | None = Field(
+        default=None,
+        description="The same objective measured through a running server (tuner bench --online --url): "
+        "what tuner verify offers when present.",
+    )

@@ -74,6 +74,11 @@ def _curve_point(s: StepResult) -> dict[str, Any]:
     }
 
 
+def curve_points(steps: Sequence[StepResult]) -> list[dict[str, Any]]:
+    """The profile's ``curve`` entries (:class:`tuner.profile.OnlineStep` fields) of ``steps``."""
+    return [_curve_point(s) for s in steps]
+
+
 def online_section(
     summary: OnlineSummary,
     results: Sequence[CandidateResult],
