@@ -216,7 +216,21 @@ def service_figures(service_s: Any) -> dict[str, float]:
         "p99": round(p99 * 1000, 4),
         "p999": round(p999 * 1000, 4),
         "max": round(float(max(service_s)) * 1000, 4),
+        "log_spread": round(log_spread(service_s), 4),
+        "n": float(len(service_s)),
     }
+
+
+def log_spread(values: Any) -> float:
+    """The robust standard deviation of ``log(values)``: 1.4826 × their median absolute deviation
+    (a normal's σ when they are lognormal; a few stragglers barely move it). The drift detector's
+    reference spread of the service time (tuner.runtime.drift)."""
+    import numpy as np
+
+    logs = np.log(np.asarray([v for v in values if v > 0], dtype=float))
+    if logs.size < 2:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(logs - np.median(logs))))
 
 
 def _figures(run: _Run) -> dict[str, Any]:

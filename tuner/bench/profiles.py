@@ -134,6 +134,8 @@ def _evidence(
             }
         ),
         service_time_ms=Percentiles(**_pct(best.service_ms, ("p50", "p95", "p99", "p999"))),
+        service_time_spread=best.service_ms.get("log_spread"),
+        service_time_partitions=int(best.service_ms["n"]) if "n" in best.service_ms else None,
         cold_start_s=float(rec.cold_start_s if rec.cold_start_s is not None else best.cold_start_s),
         cpu_share=float(best.cpu_share),
         peak_rss_mb=PeakRss(

@@ -243,6 +243,7 @@ class Engine:
             "items_failed": self.items_failed,
             "retried": self.retried,
             "replaced": self.replaced,
+            "replaced_by": dict(sup.workers.replaced_by),
         }
         if sup.hedger is not None:
             out.update(sup.hedger.stats())

@@ -66,6 +66,7 @@ class WorkerManager:
         self.target = config.workers if kind.pooled else 1
         #: workers replaced after a crash, timeout or memory kill (cumulative)
         self.replaced = 0
+        self.replaced_by: dict[str, int] = {}  # ... by cause (crash, timeout, memory)
         #: the workers changed since the supervisor last built its wait map
         self.changed = True
         #: head partitions have a timeout (and the backend can take a partition from its worker)
@@ -122,6 +123,8 @@ class WorkerManager:
         ``counted``: it was lost (crash, timeout, memory), not ended as a hedge's loser."""
         if counted:
             self.replaced += 1
+            cause = w.cause or "unknown"
+            self.replaced_by[cause] = self.replaced_by.get(cause, 0) + 1
         if self.active() < self.target:
             self.spawn(w.wid)
 

@@ -180,6 +180,15 @@ class Evidence(Model):
     service_time_ms: Percentiles | None = Field(
         default=None, description="Partition service time (on a worker, excluding queueing), ms."
     )
+    service_time_spread: NonNeg | None = Field(
+        default=None,
+        description="Robust standard deviation of the log partition service time (1.4826 × MAD): with the "
+        "median, the reference the runtime's drift detector compares live service times with. Absent in "
+        "older profiles (the detector then assumes 10%).",
+    )
+    service_time_partitions: NonNegInt | None = Field(
+        default=None, description="Partition attempts the service-time figures are over."
+    )
     cold_start_s: NonNeg | None = Field(
         default=None, description="Time to first result from a cold pool, seconds."
     )

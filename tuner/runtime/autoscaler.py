@@ -34,7 +34,9 @@ DECISIONS_KEPT = 256
 class Autoscaler:
     """The thread that resizes ``engine`` as the policy says, between the deployment's bounds."""
 
-    def __init__(self, settings: Deployment, engine: Engine, backlog: Callable[[], float], meter: Meter) -> None:
+    def __init__(
+        self, settings: Deployment, engine: Engine, backlog: Callable[[], float], meter: Meter
+    ) -> None:
         assert settings.autoscale is not None
         self.policy = AutoscalePolicy(settings.autoscale)
         self.decisions: deque[ScalingDecision] = deque(maxlen=DECISIONS_KEPT)

@@ -73,7 +73,9 @@ class Batcher:
                 raise EngineClosed("the runtime is closed")
             if self._batcher is None:
                 self._batcher = threading.Thread(target=self._batch_loop, name="tuner-batcher", daemon=True)
-                self._completer = threading.Thread(target=self._complete_loop, name="tuner-completer", daemon=True)
+                self._completer = threading.Thread(
+                    target=self._complete_loop, name="tuner-completer", daemon=True
+                )
                 self._batcher.start()
                 self._completer.start()
             self._queue.append(_Pending(next(self._ids), item, future, time.perf_counter()))
@@ -99,7 +101,9 @@ class Batcher:
             batcher = self._batcher
         for p in dropped:
             if p.future.set_running_or_notify_cancel():
-                p.future.set_exception(ItemFailed(p.index, Failure("cancelled", "the runtime closed first", 0)))
+                p.future.set_exception(
+                    ItemFailed(p.index, Failure("cancelled", "the runtime closed first", 0))
+                )
         if batcher is not None:
             batcher.join()
 
@@ -220,6 +224,8 @@ def _as_partition(items: list[Any]) -> Any:
     np = sys.modules.get("numpy")
     if np is not None and isinstance(items[0], np.ndarray):
         first = items[0]
-        if all(isinstance(x, np.ndarray) and x.shape == first.shape and x.dtype == first.dtype for x in items):
+        if all(
+            isinstance(x, np.ndarray) and x.shape == first.shape and x.dtype == first.dtype for x in items
+        ):
             return np.stack(items)
     return items

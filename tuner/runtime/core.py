@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from tuner.engine import Engine, FaultPlan
     from tuner.engine.events import Event
     from tuner.profile import ScalingProfile
+    from tuner.runtime.observe import Observer
 
 __all__ = ["Runtime"]
 
@@ -76,6 +77,7 @@ class Runtime:
         allow_pickle: bool = False,
         check_input: bool = True,
         settings: Deployment | None = None,
+        drift: bool = True,
         **options: Any,
     ) -> None:
         """``deployment``: how to run it (a :class:`~tuner.deployment.Deployment`; ``settings`` is its
@@ -89,7 +91,8 @@ class Runtime:
         on one (ray) connects to when the runtime starts; the runtime closes that connection on close,
         and uses a connection this process already has (``ray.init``) as it is. Refused for a backend
         that runs on no cluster. ``allow_pickle``: consent to load a model file that is a pickle (it
-        runs the file's code). ``check_input``: see :attr:`check_input`.
+        runs the file's code). ``check_input``: see :attr:`check_input`. ``drift``: watch live behaviour
+        against the profile (:mod:`tuner.runtime.drift`; a runtime made from a profile, once started).
         """
         base = deployment if deployment is not None else settings
         settings = apply_hedge(Deployment.of(base, **options), hedge)
@@ -97,20 +100,23 @@ class Runtime:
         self.model = with_consent(model, allow_pickle)
         self.profile: ScalingProfile | None = None
         self.check_input = check_input
+        self.drift = drift
+        self._on_event = guarded(on_event) if on_event is not None else None
+        self._observer: Observer | None = None
         self._link: ClusterLink | None = link_for(settings, ray_address)
         from tuner.engine import Engine, EngineConfig, FaultPlan
 
         plan = FaultPlan.parse(faults) if isinstance(faults, str) else (faults or FaultPlan())
         self.engine_config = EngineConfig.of_deployment(settings, faults=plan)
-        self._engine: Engine = Engine(
-            self.model, self.engine_config, on_event=guarded(on_event) if on_event is not None else None
-        )
+        self._engine: Engine = Engine(self.model, self.engine_config, on_event=self._on_event)
         self._meter = Meter(window_for(settings.autoscale))
         self._gate = Gate(pending_bound(settings))
         self._dispatch = Dispatcher(self._engine, self._gate, self._meter)
         self._batcher = Batcher(settings.batch_size, settings.max_batch_delay_s, self._dispatch)
         self._autoscaler = (
-            Autoscaler(settings, self._engine, self._backlog, self._meter) if Autoscaler.needed(settings) else None
+            Autoscaler(settings, self._engine, self._backlog, self._meter)
+            if Autoscaler.needed(settings)
+            else None
         )
         self._lock = threading.Lock()
         self._started = False
@@ -177,7 +183,14 @@ class Runtime:
             if model is None:
                 model = model_of(name, profile, allow_pickle)
             settings = apply_hedge(with_overrides(settings, overrides), hedge, profile)
-            rt = cls(model, settings, faults=faults, on_event=on_event, allow_pickle=allow_pickle, check_input=check_input)
+            rt = cls(
+                model,
+                settings,
+                faults=faults,
+                on_event=on_event,
+                allow_pickle=allow_pickle,
+                check_input=check_input,
+            )
         except BaseException:
             if link is not None:
                 link.close()
@@ -207,8 +220,18 @@ class Runtime:
             self._meter.t0 = time.perf_counter()
             if self._autoscaler is not None:
                 self._autoscaler.start()
+            self._observe()
             self._started = True
         return self
+
+    def _observe(self) -> None:
+        """Histogram bounds from the profile; the drift watch when there is a profile to watch against."""
+        from tuner.runtime.observe import Observer, bounds_for
+
+        self._meter.use_bounds(*bounds_for(self.profile))
+        if self.profile is not None and self.drift:
+            self._observer = Observer(self.profile, self._meter, self._engine.stats, self._on_event)
+            self._observer.start()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -230,6 +253,8 @@ class Runtime:
             self._closed = True
         if self._autoscaler is not None:
             self._autoscaler.stop()
+        if self._observer is not None:
+            self._observer.stop()
         self._gate.close()
         try:
             self._batcher.stop(cancel)
@@ -253,7 +278,9 @@ class Runtime:
 
     # ---------------------------------------------------------------- offline: map
 
-    def map(self, items: Iterable[Any], on_failure: OnFailure = "raise", overload: Overload = "block") -> Iterator[Any]:
+    def map(
+        self, items: Iterable[Any], on_failure: OnFailure = "raise", overload: Overload = "block"
+    ) -> Iterator[Any]:
         """Outputs in input order, each item exactly once.
 
         ``on_failure="raise"``: a failed item raises :class:`ItemFailed` (its ``failure`` holds the
@@ -298,7 +325,9 @@ class Runtime:
         if self.check_input and self.profile is not None and hasattr(items, "dtype"):
             from tuner.models.signature import check_input
 
-            hint = "pass check_input=False to Runtime.from_profile (or set rt.check_input = False) to run anyway"
+            hint = (
+                "pass check_input=False to Runtime.from_profile (or set rt.check_input = False) to run anyway"
+            )
             check_input(self.profile, items, where, hint=hint, error=ConfigError)
         s = self.settings
         size = max(4, s.ceiling * (self.engine_config.prefetch + 2))
@@ -364,7 +393,9 @@ class Runtime:
             raise
         return fut.result()
 
-    def amap(self, items: Iterable[Any], on_failure: OnFailure = "raise", overload: Overload = "block") -> AsyncIterator[Any]:
+    def amap(
+        self, items: Iterable[Any], on_failure: OnFailure = "raise", overload: Overload = "block"
+    ) -> AsyncIterator[Any]:
         """``map``, awaited: ``async for y in rt.amap(items)`` — outputs in input order, each item
         exactly once, ``on_failure`` as for ``map``, the same bounded look-ahead window and
         ``max_pending``, with ``overload`` applied by awaiting (the loop runs on). Leaving the loop
@@ -450,6 +481,7 @@ class Runtime:
             hedges=e.get("hedges", 0),
             hedges_won=e.get("hedges_won", 0),
             duplicate_work=e.get("duplicate_ratio", 0.0),
+            drift=self._observer.drifting() if self._observer is not None else {},
         )
 
     @property

@@ -61,7 +61,7 @@ class Dispatcher:
         result = fut.result()
         now = time.perf_counter()
         causes = [o.cause for _, o in result.failures()] if result.failed else ()
-        self._meter.record(now, now - t_first, len(result.outputs), causes)
+        self._meter.record(now, now - t_first, len(result.outputs), causes, result.service_s)
 
     def engine_error(self) -> TunerError:
         """Why the engine dropped a partition the runtime did not cancel: closed, or broken.

@@ -81,7 +81,9 @@ def check_host(name: str, profile: ScalingProfile, settings: Deployment, strict:
     return adapted
 
 
-def check_cluster(name: str, profile: ScalingProfile, settings: Deployment, strict: bool, here: Any) -> Deployment:
+def check_cluster(
+    name: str, profile: ScalingProfile, settings: Deployment, strict: bool, here: Any
+) -> Deployment:
     """The host check for a profile that runs on a cluster: nodes, total CPUs and node shapes against
     the profile's (``here``: its :class:`tuner.cluster.ClusterShape`).
 
@@ -139,7 +141,9 @@ def _host_of(measured: HostInfo, here: Host) -> Host:
             blas = [{"internal_api": api, "version": version}]
     return Host(
         logical_cores=measured.logical_cores,
-        physical_cores=measured.physical_cores if measured.physical_cores is not None else here.physical_cores,
+        physical_cores=measured.physical_cores
+        if measured.physical_cores is not None
+        else here.physical_cores,
         affinity_cores=measured.usable_cores,
         cgroup_quota=None,
         usable_cores=measured.usable_cores,

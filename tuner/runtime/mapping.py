@@ -28,7 +28,9 @@ __all__ = ["PartitionWindow", "failed_outputs"]
 class PartitionWindow:
     """Partitions of ``items`` in flight for one ``map``: ``inflight`` holds (first item's index, future)."""
 
-    def __init__(self, items: Iterable[Any], size: int, window: int, gate: Gate, dispatch: Dispatcher) -> None:
+    def __init__(
+        self, items: Iterable[Any], size: int, window: int, gate: Gate, dispatch: Dispatcher
+    ) -> None:
         from tuner.engine.pool import partitions
 
         self.inflight: deque[tuple[int, Future[PartitionResult]]] = deque()

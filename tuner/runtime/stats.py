@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from tuner.stats import WindowedHistogram
@@ -65,12 +66,51 @@ class RuntimeStats:
     hedges: int = 0  # hedge copies sent (hedged stragglers)
     hedges_won: int = 0  # ... that came back before the original
     duplicate_work: float = 0.0  # hedges / partitions completed
+    #: dimensions drifting from the profile now (tuner.runtime.drift), each with its words
+    drift: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["scaling"] = [vars(x) for x in self.scaling]
         return d
+
+
+#: default histogram bounds, seconds: 0.5 ms to 60 s, about ×1.6 apart (a runtime without a profile)
+DEFAULT_BOUNDS: tuple[float, ...] = tuple(round(0.0005 * 1.6**i, 6) for i in range(26))
+
+
+def profile_bounds(*figures_s: float | None) -> tuple[float, ...]:
+    """Histogram bounds with resolution where the profile's figures are: the defaults, plus each
+    figure (a p50, a p99) and ±10% and ±25% around it, so its region is not one wide bucket."""
+    extra = {round(f * m, 6) for f in figures_s if f and f > 0 for m in (0.75, 0.9, 1.0, 1.1, 1.25)}
+    return tuple(sorted(set(DEFAULT_BOUNDS) | extra))
+
+
+class Buckets:
+    """A cumulative histogram for Prometheus (``_bucket``, ``_sum``, ``_count``): counts by upper
+    bound, observations weighted (a partition's latency counts once per item)."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: above every bound (+Inf)
+        self.sum = 0.0
+        self.count = 0
+
+    def add(self, value: float, weight: int = 1) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += weight
+        self.sum += value * weight
+        self.count += weight
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``[(le, count <= le), ..., ("+Inf", count)]``."""
+        out, running = [], 0
+        for bound, n in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
 
 
 class Meter:
@@ -88,15 +128,46 @@ class Meter:
         self.items_failed = 0
         self.failures: dict[str, int] = {}
         self.t0 = time.perf_counter()
+        # for /metrics (tuner.runtime.metrics) and the drift watch (tuner.runtime.drift)
+        self.latency = Buckets(DEFAULT_BOUNDS)
+        self.service = Buckets(DEFAULT_BOUNDS)
+        self.partitions = 0
+        self.min_items = 1  # partitions this large or larger give the drift watch their service time
+        self._per_item: list[float] = []  # ... per item, since the watch last took them
 
-    def record(self, t_done: float, latency_s: float, items: int, causes: Iterable[str] = ()) -> None:
-        """One partition completed at ``t_done``, ``latency_s`` after its first item arrived."""
+    def record(
+        self, t_done: float, latency_s: float, items: int, causes: Iterable[str] = (), service_s: float = 0.0
+    ) -> None:
+        """One partition completed at ``t_done``, ``latency_s`` after its first item arrived, after
+        ``service_s`` inside the model call."""
         with self._lock:
             self._hist.record(t_done, latency_s, items)
             self.items_done += items
+            self.partitions += 1
+            self.latency.add(latency_s, items)
+            if service_s > 0:
+                self.service.add(service_s)
+                if items >= self.min_items:
+                    self._per_item.append(service_s / items)
             for cause in causes:
                 self.failures[cause] = self.failures.get(cause, 0) + 1
                 self.items_failed += 1
+
+    def take_service(self) -> list[float]:
+        """The per-item service times recorded since the last call (the drift watch's window)."""
+        with self._lock:
+            taken, self._per_item = self._per_item, []
+        return taken
+
+    def histograms(self) -> tuple[Buckets, Buckets]:
+        """Copies of (item latency, partition service time), read together."""
+        with self._lock:
+            return _copy(self.latency), _copy(self.service)
+
+    def use_bounds(self, latency: tuple[float, ...], service: tuple[float, ...]) -> None:
+        """New histogram bounds (before any partition completed: the start of the runtime)."""
+        with self._lock:
+            self.latency, self.service = Buckets(latency), Buckets(service)
 
     def totals(self) -> tuple[int, int, dict[str, int]]:
         """(items done, items failed, failed items by cause), read together."""
@@ -114,3 +185,9 @@ class Meter:
             f"p{k}": (None if math.isnan(q) else q * 1000.0) for k, q in zip((50, 95, 99), qs, strict=True)
         }
         return hist.total / span, lat
+
+
+def _copy(b: Buckets) -> Buckets:
+    c = Buckets(b.bounds)
+    c.counts, c.sum, c.count = list(b.counts), b.sum, b.count
+    return c
