@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # Extras of the test environment besides [dev], comma-separated (e.g. onnx,torch,sklearn,ray).
-TEST_EXTRAS ?= onnx,torch,sklearn,test-models,test-k8s,ray
+TEST_EXTRAS ?= onnx,torch,sklearn,test-models,test-k8s,ray,serve
 # Requirements installed before those extras, so pip does not choose them itself. torch needs its
 # pinned CPU wheel (torch==2.13.0) first: an unpinned torch pulls a CUDA build of several GB.
 TEST_PREINSTALL ?= torch==2.13.0

@@ -31,7 +31,9 @@ def test_outputs_in_order_with_each_failure_record_in_its_place() -> None:
         s = rt.stats()
     assert [y for x, y in zip(items, got, strict=True) if x >= 0] == [2 * x for x in items if x >= 0]
     failed = [y for x, y in zip(items, got, strict=True) if x < 0]
-    assert all(isinstance(f, Failure) and f.cause == "exception" and f.exc_type == "ValueError" for f in failed)
+    assert all(
+        isinstance(f, Failure) and f.cause == "exception" and f.exc_type == "ValueError" for f in failed
+    )
     assert [f.message for f in failed][:2] == ["ValueError: negative item -3", "ValueError: negative item -6"]
     assert s.pending == 0, "every item's room came back"
 
@@ -41,7 +43,13 @@ def test_outputs_in_order_with_each_failure_record_in_its_place() -> None:
 def test_past_max_pending_it_refuses_at_once_whatever_the_policy(policy: str) -> None:
     model = Gated()
     with Runtime(
-        model, backend="thread", workers=1, partition_size=4, max_pending=8, overload=policy, overload_timeout_s=5
+        model,
+        backend="thread",
+        workers=1,
+        partition_size=4,
+        max_pending=8,
+        overload=policy,
+        overload_timeout_s=5,
     ) as rt:
 
         async def main() -> float:
