@@ -202,15 +202,15 @@ class Server:
         return kids
 
     def workers(self) -> list[psutil.Process]:
-        """The server's worker processes (not the forkserver, not the resource tracker)."""
+        """The server's worker processes: the forkserver's children (the forkserver and the resource
+        tracker are the server's own children)."""
         out = []
         for k in self.note_processes():
             try:
-                cmd = " ".join(k.cmdline())
+                if k.ppid() != self.proc.pid:
+                    out.append(k)
             except psutil.Error:
                 continue
-            if "forkserver" not in cmd and "resource_tracker" not in cmd:
-                out.append(k)
         return out
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
@@ -225,7 +225,8 @@ class Server:
         return code
 
     def assert_nothing_left(self) -> None:
-        """No process the server started survives it, and no shared-memory segment of its is left."""
+        """No process the server started survives it, no shared-memory segment of its is left, and
+        it printed no traceback."""
         assert self.proc.poll() is not None, "the server is still running"
         alive = []
         for pid, cmd in self.seen.items():
@@ -245,6 +246,8 @@ class Server:
             else []
         )
         assert not left, f"shared-memory segments left behind: {left}"
+        tracebacks = [line for line in self.lines if "Traceback" in line]
+        assert not tracebacks, "the server printed a traceback:\n" + "\n".join(self.lines)
 
     def __enter__(self) -> Server:
         return self

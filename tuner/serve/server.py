@@ -176,7 +176,7 @@ class _Stopper:
             self.signal = self.signal or name
             self.forced = name
             self.service.begin_drain()
-            self.service.expire()
+            self.service.expire(f"stopped at once on {name}")
             self.server.force_exit = True
         self._wake.set()
 

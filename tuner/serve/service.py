@@ -85,7 +85,7 @@ class Service:
         self._inflight: set[asyncio.Task[list[Any]]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._expired = False
+        self._expired: str | None = None  # why the requests in flight were cancelled
         self._at_drain = 0
         self._t0 = time.perf_counter()
         self._starter: asyncio.Task[None] | None = None
@@ -156,9 +156,9 @@ class Service:
         try:
             return await task
         except asyncio.CancelledError:
-            if self._expired and task.cancelled():
+            if self._expired is not None and task.cancelled():
                 raise Unfinished(
-                    "the server stopped before this request finished (drain time over)"
+                    f"the server stopped before this request finished ({self._expired})"
                 ) from None
             raise
         except EngineClosed:
@@ -188,13 +188,13 @@ class Service:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except asyncio.TimeoutError:
-            self.expire()
+            self.expire("drain time over")
         self.drain_took_s = time.perf_counter() - t0
         self.counts.drained = max(0, self._at_drain - self.counts.unfinished)
 
-    def expire(self) -> None:
-        """Cancel every request still in flight: each handler answers 503 (Unfinished)."""
-        self._expired = True
+    def expire(self, why: str) -> None:
+        """Cancel every request still in flight: each handler answers 503 (Unfinished: ``why``)."""
+        self._expired = why
         for task in list(self._inflight):
             if task.cancel():  # False: its outcome is in, its handler answers with it
                 self.counts.unfinished += 1
@@ -203,7 +203,7 @@ class Service:
         """Close the runtime (once; later calls wait for the first): its workers stop, its threads
         end. ``cancel`` (or a drain that expired): fail what is queued, do not wait for it."""
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close(cancel or self._expired))
+            self._closing = asyncio.ensure_future(self._close(cancel or self._expired is not None))
         await asyncio.shield(self._closing)
 
     async def _close(self, cancel: bool) -> None:
