@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 # Extras of the test environment besides [dev], comma-separated (e.g. onnx,torch,sklearn,ray).
 # Not bench-models: only tests/benchmarks/vs_default.py's real models need it, and no test does
 # (its smoke test runs the built-in mlp); install it by hand for that benchmark.
-TEST_EXTRAS ?= onnx,torch,sklearn,test-models,test-k8s,ray
+TEST_EXTRAS ?= onnx,torch,sklearn,test-models,test-k8s,ray,serve,metrics
 # Requirements installed before those extras, so pip does not choose them itself. torch needs its
 # pinned CPU wheel (torch==2.13.0) first: an unpinned torch pulls a CUDA build of several GB.
 TEST_PREINSTALL ?= torch==2.13.0

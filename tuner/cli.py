@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "hw": "show the hardware as tuner sees it",
     "bench": "sweep configurations headless, recommend one, write a profile",
     "run": "apply a profile to a data file",
+    "serve": "serve a profile's model over HTTP (needs the serve extra)",
     "check": "validate a profile",
     "verify": "offer a running server its profile's rates and say whether the profile holds",
     "plan": "workers and hosts for a target request rate, from a profile measured with --online",

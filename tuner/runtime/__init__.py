@@ -16,6 +16,7 @@ In an event loop (an ASGI app, an asyncio service)::
         y = await rt.asubmit(one_request)      # submit's batcher and backpressure, awaited
         async for y in rt.amap(rows):          # map's window, outputs in input order
             ...
+        ys = await rt.asubmit_all(request)     # a request's items, all or none (a server's 503)
 
 ``asubmit`` and ``amap`` (module :mod:`.aio`) resolve on the caller's loop without blocking it and
 without a thread per request: past ``max_pending`` a coroutine waits for room on an ``asyncio``
@@ -26,6 +27,8 @@ and is read from the item's future as ``submit(...).result()`` would give it. ``
 loop runs on. Cancelling the awaiting task cancels its item if the batcher has not sent it yet (its
 room comes back at once); leaving ``amap`` early cancels its partitions in flight, as for ``map``.
 ``astart``/``aclose`` (and ``async with``) start and close in a thread of their own.
+``asubmit_all`` (``tuner serve``'s door) takes room for all of a request's items at once or raises
+``Overloaded`` at once, whatever the policy, and returns each output or failure record in order.
 
 Data flow (each box is a module of this package)::
 

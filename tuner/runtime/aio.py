@@ -5,7 +5,8 @@
     coroutine ─► the gate: room now, else Gate.acquire_async (queued; woken on its loop when a
                  runtime thread frees room)
               ─► the same batcher (Runtime.asubmit) or look-ahead window (map_window) as submit / map
-              ─► await until_done(future): the runtime's thread that resolves a future puts it in
+              ─► await until_done(future) (until_all_done(futures): a request's items, one
+                 wake-up for them all): the runtime's thread that resolves a future puts it in
                  the loop's inbox; one loop.call_soon_threadsafe wakes the loop for a whole burst
                  of outcomes (a partition's items), not one per item
 
@@ -24,7 +25,7 @@ import asyncio
 import functools
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from tuner.runtime.gate import Gate
     from tuner.runtime.mapping import PartitionWindow
 
-__all__ = ["in_thread", "map_window", "until_done"]
+__all__ = ["in_thread", "map_window", "until_all_done", "until_done"]
 
 
 #: most waiters one pass of the loop wakes (each then runs a task step: ~10-20 µs)
@@ -90,16 +91,45 @@ _inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref
 _inboxes_lock = threading.Lock()
 
 
-def until_done(future: Future[Any]) -> asyncio.Future[None]:
-    """An awaitable that completes on the running loop once ``future`` is done (its outcome is then
-    ``future.result()``). Cancelling the awaitable leaves ``future`` as it is."""
+def _inbox() -> tuple[asyncio.AbstractEventLoop, _Inbox]:
     loop = asyncio.get_running_loop()
     inbox = _inboxes.get(loop)
     if inbox is None:
         with _inboxes_lock:
             inbox = _inboxes.setdefault(loop, _Inbox(loop))
+    return loop, inbox
+
+
+def until_done(future: Future[Any]) -> asyncio.Future[None]:
+    """An awaitable that completes on the running loop once ``future`` is done (its outcome is then
+    ``future.result()``). Cancelling the awaitable leaves ``future`` as it is."""
+    loop, inbox = _inbox()
     waiter: asyncio.Future[None] = loop.create_future()
     future.add_done_callback(functools.partial(inbox.put, waiter))
+    return waiter
+
+
+def until_all_done(futures: Sequence[Future[Any]]) -> asyncio.Future[None]:
+    """An awaitable that completes on the running loop once every one of ``futures`` is done: one
+    wake-up of the loop for them all (a request's items), not one per future. Cancelling the
+    awaitable leaves the futures as they are."""
+    loop, inbox = _inbox()
+    waiter: asyncio.Future[None] = loop.create_future()
+    if not futures:
+        waiter.set_result(None)
+        return waiter
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(done: Future[Any]) -> None:  # any thread: the last one hands the waiter over
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            inbox.put(waiter, done)
+
+    for f in futures:
+        f.add_done_callback(one_done)
     return waiter
 
 

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,13 @@ class Batcher:
 
     def put(self, item: Any, future: Future[Any]) -> None:
         """Queue ``item``; ``future`` gets its outcome. EngineClosed once the batcher has stopped."""
+        self.put_many([item], [future])
+
+    def put_many(self, items: Sequence[Any], futures: Sequence[Future[Any]]) -> None:
+        """Queue ``items`` together (side by side in the queue, so a request's items share partitions
+        when they fit); each of ``futures`` gets its item's outcome. EngineClosed once stopped: then
+        none is queued."""
+        now = time.perf_counter()
         with self._cv:
             if self._closed:
                 raise EngineClosed("the runtime is closed")
@@ -78,8 +86,10 @@ class Batcher:
                 )
                 self._batcher.start()
                 self._completer.start()
-            self._queue.append(_Pending(next(self._ids), item, future, time.perf_counter()))
-            if len(self._queue) == 1 or len(self._queue) >= self.size:
+            was_empty = not self._queue
+            for item, future in zip(items, futures, strict=True):
+                self._queue.append(_Pending(next(self._ids), item, future, now))
+            if was_empty or len(self._queue) >= self.size:
                 self._cv.notify()
 
     def queued(self) -> int:

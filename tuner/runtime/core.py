@@ -16,12 +16,12 @@ import math
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
 from tuner.deployment import Deployment
-from tuner.errors import ConfigError, EngineClosed
+from tuner.errors import ConfigError, EngineClosed, ItemFailed
 from tuner.runtime.autoscaler import Autoscaler
 from tuner.runtime.batcher import Batcher
 from tuner.runtime.callbacks import guarded
@@ -393,6 +393,44 @@ class Runtime:
             raise
         return fut.result()
 
+    async def asubmit_all(self, items: Sequence[Any]) -> list[Any]:
+        """A request's items, all or none: each item's output, or its failure record in its place.
+
+        Room for every item is taken at once, or :class:`Overloaded` is raised at once — never
+        waiting, whatever the ``overload`` policy (a server's 503: ``"block"`` inside an HTTP
+        handler would be an unbounded queue in disguise). The items then go through ``submit``'s
+        batcher side by side, and the coroutine awaits them all on the caller's loop (one wake-up
+        for the request, not one per item). Returns, in order, each output or its
+        :class:`~tuner.engine.Failure` record (cause, message, attempts), as ``map(...,
+        on_failure="yield")`` gives them; the engine's own error (``EngineClosed``, ``EngineFailed``)
+        is raised once every item is resolved. Cancelling the awaiting task cancels the items not
+        sent to a worker yet (their room comes back at once); those already running finish and
+        their outcomes are dropped.
+        """
+        from tuner.runtime.aio import until_all_done
+
+        if not self._started:
+            await self.astart()
+        n = len(items)
+        self._gate.acquire_now(n)
+        futures: list[Future[Any]] = []
+        for _ in range(n):
+            fut: Future[Any] = Future()
+            fut.add_done_callback(self._release_one)
+            futures.append(fut)
+        try:
+            self._batcher.put_many(items, futures)
+        except BaseException:
+            self._gate.release(n)  # none was queued: their futures never resolve
+            raise
+        try:
+            await until_all_done(futures)
+        except BaseException:  # the awaiting task was cancelled
+            for fut in futures:
+                fut.cancel()
+            raise
+        return _outcomes(futures)
+
     def amap(
         self, items: Iterable[Any], on_failure: OnFailure = "raise", overload: Overload = "block"
     ) -> AsyncIterator[Any]:
@@ -488,3 +526,21 @@ class Runtime:
     def scaling_decisions(self) -> list[ScalingDecision]:
         """Every resize the autoscaler made (the last DECISIONS_KEPT), oldest first."""
         return list(self._autoscaler.decisions) if self._autoscaler is not None else []
+
+
+def _outcomes(futures: list[Future[Any]]) -> list[Any]:
+    """Each done future's output or its failure record; the engine's error is raised (the first)."""
+    out: list[Any] = []
+    error: BaseException | None = None
+    for fut in futures:
+        e = fut.exception()
+        if e is None:
+            out.append(fut.result())
+        elif isinstance(e, ItemFailed):
+            out.append(e.failure)
+        else:
+            error = error or e
+            out.append(None)
+    if error is not None:
+        raise error
+    return out

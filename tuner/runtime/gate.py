@@ -6,6 +6,9 @@ the overload policy decides: "block" waits for room, "timeout" waits ``overload_
 raises :class:`~tuner.errors.Overloaded`, "reject" raises it at once. A thread of the runtime's
 own (a callback it runs) is refused rather than made to wait, since only those threads free room.
 
+:meth:`Gate.acquire_now` never waits, whatever the policy: room for all of a request's items now,
+or :class:`~tuner.errors.Overloaded` (``asubmit_all``: a server's 503).
+
 A coroutine (``asubmit``, ``amap``) waits without blocking its event loop: :meth:`Gate.acquire_async`
 queues it, first come first served, and the room freed by a runtime thread is handed to the head of
 that queue at once and the coroutine woken on its own loop (``loop.call_soon_threadsafe``). Room
@@ -68,6 +71,27 @@ class Gate:
                 return 0
             self.pending += n
             return n
+
+    def acquire_now(self, n: int) -> None:
+        """Take room for all ``n`` items at once, or raise :class:`Overloaded` at once: never waits,
+        whatever the overload policy, and never takes room ahead of coroutines waiting for it.
+
+        For a caller that must answer now (an HTTP request's items: all of them run, or the request
+        is refused with a 503). Unlike :meth:`try_acquire`, ``n`` is not capped at the bound: a
+        request of more items than ``max_pending`` can never fit, and is refused. A refusal counts
+        in ``rejected``.
+        """
+        with self._cv:
+            if self.closed:
+                raise EngineClosed("the runtime is closed")
+            if n > self.limit:
+                self.rejected += 1
+                raise Overloaded(
+                    f"overloaded: {n} items at once is more than max_pending {self.limit}; send fewer at a time"
+                )
+            if self.pending + n > self.limit or self._waiters:
+                raise self._refused("reject")
+            self.pending += n
 
     def acquire(self, n: int, policy: str, timeout_s: float) -> int:
         """Take room for ``n`` items under ``policy``; raises Overloaded (reject, timeout) or EngineClosed."""
