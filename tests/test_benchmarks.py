@@ -150,6 +150,14 @@ def _params() -> list[object]:
     return out
 
 
+def _kill_session(proc: subprocess.Popen[str]) -> None:
+    """Kill the script and every process of its session."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _shm_left(pid: int) -> list[str]:
     d = Path("/dev/shm")
     if not d.is_dir():
@@ -180,12 +188,16 @@ def test_smoke(smoke: Smoke) -> None:
     try:
         out, err = proc.communicate(timeout=smoke.timeout_s - 15)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _kill_session(proc)
         out, err = proc.communicate()
         pytest.fail(
             f"{smoke.script}.py --smoke ran past {smoke.timeout_s - 15} s\n"
             f"--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}"
         )
+    except BaseException:  # pytest-timeout's own, or ^C: the script's session is not the terminal's
+        _kill_session(proc)
+        proc.communicate()
+        raise
     said = f"--- stdout\n{out[-6000:]}\n--- stderr\n{err[-4000:]}"
     assert proc.returncode == 0, f"{smoke.script}.py --smoke exited {proc.returncode}\n{said}"
     for line in smoke.expect:
