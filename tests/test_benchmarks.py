@@ -35,7 +35,7 @@ class Smoke:
     expect: tuple[str, ...]
     timeout_s: int  # of the whole test; the subprocess gets 15 s less
     needs: tuple[str, ...] = ()  # importable modules
-    extra: str = ""  # the pip extra that brings them
+    extra: str = ""  # the pip extra that brings them (none: no extra declares them)
     browser: bool = False  # headless Chromium through Playwright
     ray: bool = False
     owned: bool = True  # False: another branch owns the script (it may not be here yet)
@@ -117,6 +117,13 @@ SMOKES = (
         owned=False,
     ),
     Smoke("loop_lag", (r"\s+amap\s+[\d,]+ items/s.*",), 120, owned=False),
+    Smoke(
+        "http_clients",
+        (r"  aiohttp\s+\d+ requests/s\s+\d+ µs client CPU/request\s+[\d.]+× aiohttp",),
+        90,
+        needs=("aiohttp", "starlette", "uvicorn"),
+        owned=False,
+    ),
     Smoke("engine_ab", (r"big_cpu\s+[\d.]+\s+[\d.]+\s+[\d.]+ .*",), 180, owned=False),
 )
 #: scripts whose smoke run has a test of its own
@@ -130,7 +137,8 @@ def _skip_reason(s: Smoke, path: Path) -> str | None:
         return f"{path.relative_to(REPO)} has no --smoke mode yet"
     missing = [m for m in s.needs if importlib.util.find_spec(m) is None]
     if missing:
-        return f"{s.script}.py needs {', '.join(missing)} (pip install -e '.[{s.extra}]')"
+        how = f"pip install -e '.[{s.extra}]'" if s.extra else "not installed"
+        return f"{s.script}.py needs {', '.join(missing)} ({how})"
     if s.browser:
         if str(REPO / "tests") not in sys.path:
             sys.path.insert(0, str(REPO / "tests"))
