@@ -8,6 +8,7 @@ Same workers (2), same chunk size, measured side by side in one run, repeated, m
 
 Targets (issue 2): engine <= 1.0x Pool on tiny tasks, <= 0.5x Pool on 1 MB partitions.
 Run: python tests/benchmarks/engine_overhead.py [--repeats 5]
+     python tests/benchmarks/engine_overhead.py --smoke   # 1 run of 500 tiny tasks and 10 partitions: does it run?
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--tiny", type=int, default=20000, help="tiny tasks per run")
     ap.add_argument("--big", type=int, default=200, help="1 MB partitions per run")
+    ap.add_argument("--smoke", action="store_true", help="1 run, 500 tiny tasks, 10 partitions: does it run?")
     args = ap.parse_args()
+    if args.smoke:
+        args.repeats, args.tiny, args.big = 1, 500, 10
 
     tiny = list(range(args.tiny))
     rows = 128
@@ -81,6 +85,8 @@ def main() -> None:
         for name, ts in results.items()
     }
     print(f"engine dispatch overhead — {WORKERS} workers, median of {args.repeats} runs")
+    if args.smoke:
+        print("smoke run: the figures below show that each case ran, not what dispatch costs")
     for group, n in (("tiny", args.tiny), ("1MB", args.big)):
         base = per[f"{group}/Pool.imap"]
         print(f"\n{group} ({n} per run)          us/task   vs Pool")

@@ -17,10 +17,17 @@ alternate, and each figure is the median of ``REPEATS`` passes, side by side in 
 and the ratios recommended / better default and oversubscribed / 1 process (its loss).
 
     python tests/benchmarks/frameworks.py            # needs tuner[onnx,torch] and onnx
+    python tests/benchmarks/frameworks.py --smoke    # does it still run? (its figures mean nothing)
+
+``--frameworks onnx`` (or ``torch``) measures one of the two. ``--smoke``: the ONNX model only (tuner's
+code path is the same for both; torch's start-up in every process would make it long), 512 items, a
+``tuner bench`` of one configuration (process ×1 · 1 thread · partition 64, 0.1 s windows, no host
+calibration; the default deployment and the cold start still measured), one pass of each deployment.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import multiprocessing as mp
 import os
@@ -40,6 +47,10 @@ REPEATS = 7
 #: between two timed passes, so the previous deployment's idle pool threads have stopped spinning
 PAUSE_S = 0.2
 BUDGET_S = "45"
+#: --smoke: few items, and a sweep of one configuration in short windows
+SMOKE_ITEMS = 512
+SMOKE_SWEEP = ["--strategy", "grid", "--backends", "process", "--workers", "1", "--threads", "1",
+               "--partition-sizes", "64", "--window", "0.1", "--calibration", "0"]  # fmt: skip
 
 
 def make_onnx(path: Path) -> None:
@@ -123,7 +134,9 @@ def _timed(run_pass: Any) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def measure_all(profile: str, path: str, x: Any, parts: list[Any], cores: int) -> dict[str, float]:
+def measure_all(
+    profile: str, path: str, x: Any, parts: list[Any], cores: int, repeats: int = REPEATS
+) -> dict[str, float]:
     """Median items/s of each deployment. All three are started and warmed first, then their passes
     alternate (recommended, 1 process, N processes, recommended, ...): a change in the host's load
     during the run falls on every deployment alike instead of on whichever ran then."""
@@ -145,7 +158,7 @@ def measure_all(profile: str, path: str, x: Any, parts: list[Any], cores: int) -
             "many": lambda: sum(many.imap_unordered(_call, parts, chunksize=1)),
         }
         rates: dict[str, list[float]] = {k: [] for k in passes}
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             for name, run_pass in passes.items():
                 time.sleep(PAUSE_S)  # the previous deployment's pool threads stop spinning
                 rates[name].append(_timed(run_pass))
@@ -153,24 +166,34 @@ def measure_all(profile: str, path: str, x: Any, parts: list[Any], cores: int) -
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frameworks", default="onnx,torch", help="which models (default onnx,torch)")
+    ap.add_argument("--smoke", action="store_true", help="onnx, 512 items, one configuration, one pass")
+    args = ap.parse_args()
     from tuner.hardware import probe
 
+    frameworks = ["onnx"] if args.smoke else [f.strip() for f in args.frameworks.split(",")]
+    items, repeats = (SMOKE_ITEMS, 1) if args.smoke else (ITEMS, REPEATS)
+    sweep = SMOKE_SWEEP if args.smoke else ["--budget", BUDGET_S, "--window", "0.5"]
     cores = probe().usable_cores
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"host: {cores} usable cores, load average {load:.1f} (other work on the host skews every figure alike)"
     )
-    x = np.random.default_rng(1).standard_normal((ITEMS, SIZES[0])).astype(np.float32)
+    if args.smoke:
+        print("smoke run: the figures below show that each deployment ran, not how they compare")
+    x = np.random.default_rng(1).standard_normal((items, SIZES[0])).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        models = {"onnx": folder / "mlp.onnx", "torch": folder / "mlp.pt2"}
-        make_onnx(models["onnx"])
-        make_torch(models["torch"])
+        makers = {"onnx": (make_onnx, folder / "mlp.onnx"), "torch": (make_torch, folder / "mlp.pt2")}
+        models = {name: makers[name][1] for name in frameworks}
+        for name, path in models.items():
+            makers[name][0](path)
         for name, path in models.items():
             prof = folder / f"{name}.yaml"
             r = subprocess.run(
-                [sys.executable, "-m", "tuner", "bench", "--model", str(path), "--items", str(ITEMS),
-                 "--budget", BUDGET_S, "--window", "0.5", "--out", str(prof)],
+                [sys.executable, "-m", "tuner", "bench", "--model", str(path), "--items", str(items),
+                 *sweep, "--out", str(prof)],
                 capture_output=True, text=True,
             )  # fmt: skip
             if r.returncode != 0:
@@ -181,8 +204,8 @@ def main() -> int:
             p = load_profile(prof)
             rec = p.recommended
             size = rec.partition_size
-            parts = [x[i : i + size] for i in range(0, ITEMS, size)]
-            figures = measure_all(str(prof), str(path), x, parts, cores)
+            parts = [x[i : i + size] for i in range(0, items, size)]
+            figures = measure_all(str(prof), str(path), x, parts, cores, repeats)
             tuned, one, many = figures["recommended"], figures["one"], figures["many"]
             best_default = max(one, many)
             ev = p.evidence.threads

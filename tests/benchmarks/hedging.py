@@ -2,6 +2,8 @@
 
 Run: ``.venv/bin/python tests/benchmarks/hedging.py [--repeats 3] [--seconds 8] [--workers 8] [--load 0.4]
 [--variants off,5%,10%,5%-kill]``
+Smoke: ``.venv/bin/python tests/benchmarks/hedging.py --smoke`` — 2 workers, one 0.5 s calibration run,
+one repeat of 1 s with ``off,5%,5%-kill``: checks the script runs; its figures mean nothing.
 
 **The load.** A model whose partition takes 10 ms, asleep (``_models.nap``: like a call to an
 accelerator or a remote service, so the host's other work moves it little), served by
@@ -148,7 +150,13 @@ def main() -> int:
     ap.add_argument("--load", type=float, default=0.4, help="share of the pool's capacity with stragglers")
     ap.add_argument("--faults", default="slow=0.05x10")
     ap.add_argument("--variants", default="off,5%,10%,5%-kill")
+    ap.add_argument("--smoke", action="store_true", help="one short round of three variants: does it run?")
     args = ap.parse_args()
+    calibrations, calibration_s = 3, 3.0
+    if args.smoke:
+        args.repeats, args.seconds, args.workers, args.variants = 1, 1.0, 2, "off,5%,5%-kill"
+        calibrations, calibration_s = 1, 0.5
+        print("smoke run: the figures below show that each variant ran, not what hedging does")
     from tuner.engine import FaultPlan
 
     plan = FaultPlan.parse(args.faults)
@@ -165,8 +173,8 @@ def main() -> int:
     )
     # The median of three short calibrations: a host stall during one would move a single p95.
     p95s = [
-        run(VARIANTS["off"], schedule(rate, 3.0, 900 + k), args.workers, None, None)["svc95"]
-        for k in range(3)
+        run(VARIANTS["off"], schedule(rate, calibration_s, 900 + k), args.workers, None, None)["svc95"]
+        for k in range(calibrations)
     ]
     after_s = statistics.median(p95s) / 1000
     print(

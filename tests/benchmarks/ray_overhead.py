@@ -13,6 +13,8 @@ closed. The Ray head is started by ``tuner.cluster.connect("local")`` on loopbac
 RAY_AUTH_MODE=disabled (nothing outside this machine can reach it; no token file is written).
 
 Run: python tests/benchmarks/ray_overhead.py [--repeats 3] [--quick]
+Smoke: python tests/benchmarks/ray_overhead.py --smoke   (one repeat, 100 one-item partitions, one
+partition size per model: checks the script runs; its figures mean nothing)
 """
 
 from __future__ import annotations
@@ -75,14 +77,17 @@ def median_pair(model: str, items: Any, size: int, repeats: int) -> dict[str, fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="fewer sizes and items (a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="fewer sizes and items")
+    ap.add_argument("--smoke", action="store_true", help="one repeat, one size per model: does it run?")
     args = ap.parse_args()
+    if args.smoke:
+        args.quick, args.repeats = True, 1
 
     from tuner.cluster import connect
 
     with connect("local", num_cpus=WORKERS) as conn:
         print(conn.info().summary())
-        n_tiny = 500 if args.quick else 2000
+        n_tiny = 100 if args.smoke else 500 if args.quick else 2000
         tiny = list(range(n_tiny))
         walls: dict[str, list[float]] = {"process": [], "ray": []}
         for _ in range(args.repeats):
@@ -104,7 +109,7 @@ def main() -> None:
             f"ray {per['ray']:.3f} ms per call -> ray/process {per['ray'] / per['process']:.2f}x"
         )
 
-        sizes = [4, 64, 256] if args.quick else [1, 4, 16, 64, 128, 256, 512]
+        sizes = [64] if args.smoke else [4, 64, 256] if args.quick else [1, 4, 16, 64, 128, 256, 512]
         for model in ("builtin:mlp", "builtin:sleep"):
             gen = input_generator(model)
             print(f"\n{model}: throughput, {WORKERS} workers x 1 thread (items/s, medians of {args.repeats})")

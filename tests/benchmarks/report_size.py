@@ -3,7 +3,9 @@
 Run: ``.venv/bin/python tests/benchmarks/report_size.py`` — measures a fresh 40-trial grid sweep of
 builtin:mlp (about 1–2 minutes on 2 cores), renders its report and its comparison with the recorded
 40-trial sweep, and opens each in headless Chromium ``--repeats`` times (default 5).
-``--smoke``: the recorded sweep only (``tests/report/fixtures/grid40.*``), 2 loads each: seconds.
+``--smoke``: the recorded sweep only (``tests/report/fixtures/grid40.*``), 2 loads each: seconds;
+it checks the script runs and exits 0 whatever its figures
+(``.venv/bin/python tests/benchmarks/report_size.py --smoke``).
 
 Figures: the file's size; the Python render time (``render_report`` / ``render_comparison``);
 the browser's time from navigation start to the end of the load event (``performance`` navigation
@@ -112,7 +114,7 @@ def main() -> int:
                   f"{load:>10.0f} ms {load / RENDER_TARGET_MS:>7.2f}")  # fmt: skip
         if why is not None:
             print(f"browser load not measured: {why}")
-    return 0 if ok else 1
+    return 0 if ok or args.smoke else 1  # a smoke run's figures are not held to the targets
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 own trial of the same configuration, back to back, alternating (target: >= 95%).
 
 Run: ``.venv/bin/python tests/benchmarks/runtime_vs_bench.py [--repeats 3] [--seconds 12] [--models mlp,pyloop,sleep]``
+Smoke: ``.venv/bin/python tests/benchmarks/runtime_vs_bench.py --smoke`` — mlp only, one repeat, a 0.5 s
+runtime run, 0.1 s trial windows, 0.1 s settles: checks the script runs; its figures mean nothing.
 
 For each built-in model with a profile in ``profiles/``, ``--repeats`` times, in alternating order:
 
@@ -42,6 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 MODELS = ("mlp", "pyloop", "sleep")
 SETTLE_S = 1.0
+SMOKE_SETTLE_S = 0.1
 BASE_PARTITIONS = 64  # the block cycled over: 64 partitions of distinct rows
 
 
@@ -69,14 +72,14 @@ class Cycled:
         return self.base[lo:hi]
 
 
-def time_runtime(path: Path, base: Any, n: int) -> dict[str, float]:
+def time_runtime(path: Path, base: Any, n: int, settle_s: float = SETTLE_S) -> dict[str, float]:
     from tuner.runtime import Runtime
 
     with Runtime.from_profile(path) as rt:
         size = rt.settings.partition_size
         list(rt.map(base[: 4 * size * max(1, rt.workers)]))  # warm: every worker has run
         gc.collect()
-        time.sleep(SETTLE_S)  # a quiet start, as for the benchmark's trial
+        time.sleep(settle_s)  # a quiet start, as for the benchmark's trial
         marks: list[tuple[int, float]] = []
         count = 0
         t0 = time.perf_counter()
@@ -93,18 +96,19 @@ def time_runtime(path: Path, base: Any, n: int) -> dict[str, float]:
     return {"end_to_end": n / wall, "steady": steady, "tail": 1.0 - (n / steady) / wall, "wall": wall}
 
 
-def time_bench(spec: str, base: Any, path: Path) -> float:
+def time_bench(spec: str, base: Any, path: Path, smoke: bool = False) -> float:
     from tuner.bench.measure import MeasureSettings, run_trial
     from tuner.bench.types import TrialConfig
     from tuner.profile import load_profile
 
-    rec = load_profile(path).effective_recommended()
-    cfg = TrialConfig(rec.backend, rec.workers, rec.threads_per_worker, rec.partition_size)
-    time.sleep(SETTLE_S)
-    return run_trial(spec, base, cfg, MeasureSettings()).throughput
+    d = load_profile(path).deployment()  # a profile's threads_per_worker "default" is None here
+    cfg = TrialConfig(d.backend, d.workers, d.threads_per_worker, d.partition_size, d.knobs, d.placement)
+    time.sleep(SMOKE_SETTLE_S if smoke else SETTLE_S)
+    settings = MeasureSettings.for_window(0.1) if smoke else MeasureSettings()
+    return run_trial(spec, base, cfg, settings).throughput
 
 
-def bench_model(name: str, repeats: int, seconds: float) -> dict[str, Any] | None:
+def bench_model(name: str, repeats: int, seconds: float, smoke: bool = False) -> dict[str, Any] | None:
     from tuner.models import input_generator
     from tuner.profile import load_profile
 
@@ -124,12 +128,12 @@ def bench_model(name: str, repeats: int, seconds: float) -> dict[str, Any] | Non
         order = ("bench", "runtime") if i % 2 == 0 else ("runtime", "bench")
         for which in order:
             if which == "bench":
-                bench.append(time_bench(spec, base, path))
+                bench.append(time_bench(spec, base, path, smoke))
             else:
                 if not n:  # size the long run from the first benchmark figure (bench runs first)
                     rate = 1.25 * bench[0]  # generous: a run must last >= `seconds` on a fast stretch
                     n = max(1, round(rate * seconds / rec.partition_size)) * rec.partition_size
-                runs.append(time_runtime(path, base, n))
+                runs.append(time_runtime(path, base, n, SMOKE_SETTLE_S if smoke else SETTLE_S))
     b = statistics.median(bench)
     # Each repeat's runtime run against the benchmark run right next to it: a slow drift of the
     # host cancels out of these, not out of the medians.
@@ -154,10 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=12.0, help="length of each runtime run")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--smoke", action="store_true", help="mlp, one short round: does it run?")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.seconds, args.models = 1, 0.5, "mlp"
+        print("smoke run: the figures below show that each part ran, not what the runtime delivers")
     rows = []
     for name in args.models.split(","):
-        row = bench_model(name.strip(), args.repeats, args.seconds)
+        row = bench_model(name.strip(), args.repeats, args.seconds, args.smoke)
         if row is None:
             continue
         rows.append(row)

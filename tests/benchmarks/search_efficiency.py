@@ -11,33 +11,53 @@ chose different configurations, re-measures both back to back (alternating, twic
 "confirmed" ratio — to tell a search miss from measurement noise. Results go to --save as JSON lines.
 
     .venv/bin/python tests/benchmarks/search_efficiency.py [--models mlp,pyloop,sleep] [--window 0.5]
+    .venv/bin/python tests/benchmarks/search_efficiency.py --smoke   # a few seconds, figures mean nothing
+
+Each sweep is the closed-loop stage of ``tuner bench``'s pipeline (``SweepPipeline(request).sweep()``)
+with no default-deployment trials, no confirmation and no host calibration: the strategies alone.
+``--smoke`` checks the script still runs: builtin:sleep over a space of 4 configurations (thread
+backend, workers 1,2, partitions 16,256), 1024 items, 0.1 s windows, nothing saved.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
 from tuner.bench.measure import MeasureSettings, run_trial
-from tuner.bench.session import Sweep, SweepSpec
+from tuner.bench.pipeline import SweepPipeline
+from tuner.bench.request import SpaceRequest, SweepRequest
 from tuner.bench.types import TrialConfig
 
+#: --smoke: a space of four configurations
+SMOKE_SPACE = SpaceRequest(backends=("thread",), workers=(1, 2), partition_sizes=(16, 256))
 
-def sweep(model: str, strategy: str, settings: MeasureSettings, items: int) -> tuple[Sweep, float]:
-    s = Sweep(SweepSpec(model=model, strategy=strategy, budget_s=None, settings=settings, n_items=items))
+
+def sweep(
+    model: str, strategy: str, settings: MeasureSettings, items: int, space: SpaceRequest
+) -> tuple[SweepPipeline, float]:
+    """The strategy's trials over the space, no budget; the time of the search (prepared beforehand)."""
+    request = SweepRequest(
+        model=model, strategy=strategy, budget_s=None, settings=settings, n_items=items, space=space,
+        measure_default=False, measure_cold_start=False, calibration_s=0.0,
+    )  # fmt: skip
+    pipeline = SweepPipeline(request)
+    pipeline.prepare()  # host, model, inputs, space: not part of the search's time
     t0 = time.perf_counter()
-    s.run()
-    return s, time.perf_counter() - t0
+    pipeline.sweep()
+    return pipeline, time.perf_counter() - t0
 
 
-def confirm(sweep: Sweep, a: TrialConfig, b: TrialConfig, settings: MeasureSettings) -> float:
+def confirm(sweep: SweepPipeline, a: TrialConfig, b: TrialConfig, settings: MeasureSettings) -> float:
     """Median throughput of ``a`` over that of ``b``, measured alternately, twice each."""
+    p = sweep.prepare()
     got: dict[TrialConfig, list[float]] = {a: [], b: []}
     for _ in range(2):
         for c in (a, b):
-            r = run_trial(sweep.spec.model, sweep.inputs, c, settings, usable_cores=sweep.host.usable_cores)
+            r = run_trial(p.model, p.inputs, c, settings, usable_cores=p.host.usable_cores)
             got[c].append(r.throughput)
     return statistics.median(got[a]) / statistics.median(got[b])
 
@@ -48,15 +68,19 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=0.5)
     ap.add_argument("--items", type=int, default=8192)
     ap.add_argument("--save", default="/tmp/search_efficiency.jsonl")
+    ap.add_argument("--smoke", action="store_true", help="sleep, 4 configurations, 0.1 s windows: seconds")
     args = ap.parse_args()
+    space = SpaceRequest()
+    if args.smoke:
+        args.models, args.window, args.items, args.save, space = "sleep", 0.1, 1024, os.devnull, SMOKE_SPACE
     settings = MeasureSettings(
         window_s=args.window, warmup_s=min(0.5, args.window), max_trial_s=12 * args.window
     )
     rows = []
     for name in args.models.split(","):
         model = f"builtin:{name}"
-        grid, t_grid = sweep(model, "grid", settings, args.items)
-        adaptive, t_adaptive = sweep(model, "adaptive", settings, args.items)
+        grid, t_grid = sweep(model, "grid", settings, args.items, space)
+        adaptive, t_adaptive = sweep(model, "adaptive", settings, args.items, space)
         g_best = max(grid.results, key=lambda r: r.throughput)
         a_best = max(adaptive.results, key=lambda r: r.throughput)
         same = next((r for r in grid.results if r.config == a_best.config), None)
