@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.engine.helpers import alive, children_recorded, expected_failures, gone, spec
-from tuner.engine import Backoff, Engine, EngineConfig, Failure, FaultPlan
+from tuner.engine import Engine, EngineConfig, Failure, FaultPlan
 from tuner.engine import events as ev
 from tuner.engine.ledger import Ledger
 from tuner.engine.transport import Poller

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.engine.helpers import expected_failures
-from tuner.engine import Backoff, Engine, EngineConfig, Failure, FaultPlan, TargetedFault
+from tuner.engine import Engine, EngineConfig, Failure, FaultPlan, TargetedFault
 from tuner.engine import events as ev
 from tuner.errors import FaultSpecError
 

@@ -152,7 +152,7 @@ def test_the_online_search_runs_a_pickle_model_with_its_consent_and_options(
         "predict_proba",
         "--input",
         str(models.x_path),
-        "--online", "--p99-ms", "200", "--online-budget", "6", "--step", "0.3",
+        "--online", "--p99-ms", "1000", "--online-budget", "10", "--step", "0.3",
         "--batch-delays", "2", "--online-configs", "1",
     )  # fmt: skip
     assert "pass --allow-pickle" not in said and "failed" not in said, said

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from textual.widgets import Input, Static
-
-from online.test_search import fake_step
 from tui.conftest import make_app, wait_for
 from tui.fakes import demo_messages, feed
+
+from online.test_search import fake_step
 from tuner.bench.online.messages import (
     CandidateFinished,
     CandidateStarted,
@@ -23,8 +23,8 @@ from tuner.bench.online.messages import (
 )
 from tuner.bench.online.search import CandidateResult, engine_key
 from tuner.bench.online.sweep import OnlineOutcome, summarize
-from tuner.bench.request import OnlineRequest
 from tuner.bench.recommend import recommend
+from tuner.bench.request import OnlineRequest
 from tuner.bench.types import Objective, TrialConfig, TrialResult
 from tuner.tui.driver import BenchDriver
 from tuner.tui.messages import OnlineResults, SweepBatch, SweepResults

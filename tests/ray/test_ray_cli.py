@@ -132,7 +132,7 @@ def test_bench_on_a_local_head_then_export_and_run_the_profile(
             [
                 *tuner_cmd, "bench", "--model", "builtin:sleep", "--ray-address", "local",
                 "--placements", "SPREAD,PACK", "--strategy", "grid", "--workers", "1,2",
-                "--partition-sizes", "32", "--window", "0.25", "--items", "1500", "--out", str(profile),
+                "--partition-sizes", "256", "--window", "0.25", "--items", "4000", "--out", str(profile),
             ],
             env=env, capture_output=True, text=True, timeout=150, cwd=tmp_path,
         )  # fmt: skip
@@ -156,7 +156,7 @@ def test_bench_on_a_local_head_then_export_and_run_the_profile(
         from ray.serve.schema import ServeDeploySchema
 
         dep = ServeDeploySchema.model_validate(yaml.safe_load(serve.stdout)).applications[0].deployments[0]
-        assert dep.user_config["max_batch_size"] == 32
+        assert dep.user_config["max_batch_size"] == 256
 
         np.save(tmp_path / "in.npy", np.arange(500, dtype=np.int64))
         out = tmp_path / "out.npy"

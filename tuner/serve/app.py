@@ -1,10 +1,11 @@
 """The ASGI app: ``/v1/predict``, ``/healthz``, ``/readyz``, ``/v1/profile`` in front of one :class:`Service`.
 
 Starlette, because it is the small, well-kept core under FastAPI: routing, requests and responses,
-a lifespan, nothing else — the server needs no validation framework (the codec checks items against
-the profile's signature) and no dependency injection. Its lifespan starts the runtime in the
-background (the server listens, and ``/healthz`` answers, while the model loads) and closes it on a
-normal shutdown; ``tuner.serve.server`` runs the app on uvicorn with its own stop.
+nothing else — the server needs no validation framework (the codec checks items against
+the profile's signature) and no dependency injection. No ASGI lifespan: ``tuner.serve.server``
+starts the runtime in the background before uvicorn serves (the server listens, and ``/healthz``
+answers, while the model loads) and closes it after uvicorn returns, on every way out — a forced
+stop cancels a lifespan mid-wait, and Starlette then prints the CancelledError's traceback.
 
 Nothing here blocks the loop: a request past ``max_pending`` is refused at once (503), a large
 body is parsed and its answer written in a worker thread, and the items wait on the runtime's
@@ -14,9 +15,8 @@ futures, not in threads. An unexpected error is a 500 ``{"error": ...}`` — nev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +54,6 @@ def create_app(service: Service, limits: Limits, profile_doc: dict[str, Any]) ->
     """The app serving ``service``; ``profile_doc`` is what ``GET /v1/profile`` answers."""
     ends = _Endpoints(service, limits, json.dumps(profile_doc, default=str).encode())
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        service.begin()
-        yield
-        # Not in a `finally`: a forced stop cancels the lifespan, and the server closes the runtime.
-        await service.close()
-
     return Starlette(
         routes=[
             Route("/v1/predict", ends.predict, methods=["POST"]),
@@ -68,7 +61,6 @@ def create_app(service: Service, limits: Limits, profile_doc: dict[str, Any]) ->
             Route("/readyz", ends.readyz, methods=["GET"]),
             Route("/v1/profile", ends.profile, methods=["GET"]),
         ],
-        lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
 

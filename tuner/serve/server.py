@@ -2,8 +2,8 @@
 
 ::
 
-    bind the socket ─► start line ─► uvicorn serves the app (its lifespan starts the runtime in
-    the background; /healthz answers at once, /readyz once the workers are warm) ─► ready line
+    bind the socket ─► start line ─► the runtime starts in the background ─► uvicorn serves the app
+    (/healthz answers at once, /readyz once the workers are warm) ─► ready line
     SIGTERM ─► draining: /readyz and new requests 503 at once; requests in flight go on ...
             ─► ... until none is left (exit 0) or --drain-s ends (the rest answered 503; exit 1)
             ─► uvicorn closes the listener and its connections ─► the runtime closes ─► stop line
@@ -196,7 +196,7 @@ async def _serve(app: Any, service: Service, sock: socket.socket, options: Serve
         log_config=None,  # tuner says its own lines; uvicorn's warnings and errors reach stderr
         log_level="warning",
         access_log=options.access_log,
-        lifespan="on",
+        lifespan="off",  # the runtime starts and closes here, around server.serve
         timeout_graceful_shutdown=WRITE_GRACE_S,
         server_header=False,
     )
@@ -210,11 +210,12 @@ async def _serve(app: Any, service: Service, sock: socket.socket, options: Serve
     for sig in previous:
         loop.add_signal_handler(sig, stopper.on_signal, sig)
     watcher = asyncio.ensure_future(stopper.watch())
+    service.begin()
     try:
         await server.serve(sockets=[sock])
     finally:
         watcher.cancel()
-        # Forced (uvicorn skipped the lifespan's shutdown) or a start that failed: close here.
+        # A normal stop waits for what is queued; a forced one or a start that failed cancels it.
         await service.close(cancel=stopper.forced is not None or service.error is not None)
         for sig, handler in previous.items():
             loop.remove_signal_handler(sig)

@@ -94,7 +94,7 @@ class Service:
     # ---------------------------------------------------------------- start
 
     def begin(self) -> None:
-        """Start the runtime in the background (the ASGI lifespan's startup: it must not wait)."""
+        """Start the runtime in the background (before uvicorn serves: it must not wait)."""
         if self._starter is None:
             self._t0 = time.perf_counter()
             self._starter = asyncio.ensure_future(self._start())

@@ -75,6 +75,10 @@ WARMUP_S = 0.5
 #: doubling, while a first step far past capacity costs a long drain and a backlog the bound refuses
 #: (and per-item submit overhead makes the open-loop capacity lower than the closed loop's).
 FIRST_START_SHARE = 0.25
+#: When the warm-up's sender could not keep its schedule (a model faster than one Python sender),
+#: the search starts at this share of what the sender did send: a first step at a rate it cannot
+#: send costs a budget's worth of backlog and says nothing of the model.
+GENERATOR_SHARE = 0.7
 #: Search settings of the candidates after the first: they start near the best rate found so far.
 LATER_START_SHARE = 0.8
 LATER_FACTOR = 1.5
@@ -258,9 +262,12 @@ class OnlineSweep:
             rt = Runtime(self.model, replace(cand, max_pending=bound, overload="reject"), on_event=counter)
             with rt:
                 warm = make_schedule(req.arrivals, start, WARMUP_S, size=req.request_size, seed=self.seed)
-                run_step(rt, warm, self.items, objective_ms=req.objective_ms, drain_timeout_s=req.drain_timeout_s,
-                         cancel=cancel, ci=False)  # fmt: skip
+                warmed = run_step(rt, warm, self.items, objective_ms=req.objective_ms,
+                                  drain_timeout_s=req.drain_timeout_s, cancel=cancel, ci=False)  # fmt: skip
                 position = warm.items
+                if warmed.generator_behind and warmed.offered > 0:
+                    # A fast model: the sender, not the model, was the limit. Start where it keeps up.
+                    start = max(settings.min_rate, GENERATOR_SHARE * warmed.offered)
                 ceiling = self.ceilings.get(engine_key(cand))
                 per = req.request_size.mean
                 found = search_max_rate(
