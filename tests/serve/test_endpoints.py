@@ -142,3 +142,32 @@ def test_bad_requests_are_400_or_413_with_one_line_and_failed_items_a_500(int_pr
     stop = server.wait_line(r"^tuner: stopped", 1)
     assert "1 request served · 2 failed · 0 rejected · 16 bad" in stop, stop
     server.assert_nothing_left()
+
+
+@pytest.mark.timeout(90)
+def test_metrics_are_scraped_in_prometheus_text_and_count_what_was_sent(mlp_profile: Path) -> None:
+    """GET /metrics parsed with prometheus_client's own parser: requests by outcome, items, the promise."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    rows = np.random.default_rng(2).standard_normal((3, 256), dtype=np.float32)
+    with Server(mlp_profile) as server:
+        server.wait_ready()
+        for _ in range(4):
+            assert server.post_json({"inputs": rows.tolist()}).status == 200
+        assert server.post_json({"inputs": [[1.0, 2.0]]}).status == 400
+        reply = server.get("/metrics")
+        assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain"), reply
+        got = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in parser.text_string_to_metric_families(reply.body.decode())
+            for s in family.samples
+        }
+        assert server.stop() == 0
+    assert got[("tuner_requests_total", (("outcome", "ok"),))] == 4
+    assert got[("tuner_requests_total", (("outcome", "bad"),))] == 1
+    assert got[("tuner_requests_total", (("outcome", "rejected"),))] == 0
+    assert got[("tuner_items_total", (("outcome", "ok"),))] == 12  # 4 requests of 3 rows; warm-up not counted
+    assert got[("tuner_item_latency_seconds_count", ())] == 12
+    assert got[("tuner_ready", ())] == 1 and got[("tuner_requests_in_flight", ())] == 0
+    assert got[("tuner_workers", ())] == 2 == got[("tuner_workers_target", ())]
+    assert ("tuner_profile_throughput_items_per_second", (("bound", "point"),)) in got
+    server.assert_nothing_left()

@@ -77,7 +77,7 @@ class Runtime:
         allow_pickle: bool = False,
         check_input: bool = True,
         settings: Deployment | None = None,
-        drift: bool = True,
+        drift: bool | float = True,
         **options: Any,
     ) -> None:
         """``deployment``: how to run it (a :class:`~tuner.deployment.Deployment`; ``settings`` is its
@@ -92,7 +92,8 @@ class Runtime:
         and uses a connection this process already has (``ray.init``) as it is. Refused for a backend
         that runs on no cluster. ``allow_pickle``: consent to load a model file that is a pickle (it
         runs the file's code). ``check_input``: see :attr:`check_input`. ``drift``: watch live behaviour
-        against the profile (:mod:`tuner.runtime.drift`; a runtime made from a profile, once started).
+        against the profile (:mod:`tuner.runtime.drift`; a runtime made from a profile, once started),
+        in windows of ``drift`` seconds when it is a number (True: the drift module's WINDOW_S).
         """
         base = deployment if deployment is not None else settings
         settings = apply_hedge(Deployment.of(base, **options), hedge)
@@ -100,6 +101,8 @@ class Runtime:
         self.model = with_consent(model, allow_pickle)
         self.profile: ScalingProfile | None = None
         self.check_input = check_input
+        if not isinstance(drift, bool) and not (isinstance(drift, (int, float)) and 0 < drift < math.inf):
+            raise ConfigError(f"drift must be True, False or a window in seconds > 0 (got {drift!r})")
         self.drift = drift
         self._on_event = guarded(on_event) if on_event is not None else None
         self._observer: Observer | None = None
@@ -139,6 +142,7 @@ class Runtime:
         allow_pickle: bool = False,
         hedge: bool | float | None = None,
         check_input: bool = True,
+        drift: bool | float = True,
         **overrides: Any,
     ) -> Runtime:
         """A runtime with the settings of the profile at ``path`` (nothing is started or imported yet).
@@ -165,7 +169,8 @@ class Runtime:
         ``hedge``: None applies the profile's ``recommended.hedge``; True hedges after the profile's
         p95 service time even if it does not say to; False turns hedging off; a number is the delay in
         seconds. ``check_input=False``: ``map`` does not check a numpy input against the item the
-        profile was measured with (a deliberate change of input; see :attr:`check_input`).
+        profile was measured with (a deliberate change of input; see :attr:`check_input`). ``drift``:
+        the drift watch (see ``__init__``).
         """
         from tuner.profile import load_profile
 
@@ -190,6 +195,7 @@ class Runtime:
                 on_event=on_event,
                 allow_pickle=allow_pickle,
                 check_input=check_input,
+                drift=drift,
             )
         except BaseException:
             if link is not None:
@@ -226,11 +232,13 @@ class Runtime:
 
     def _observe(self) -> None:
         """Histogram bounds from the profile; the drift watch when there is a profile to watch against."""
+        from tuner.runtime.drift import WINDOW_S
         from tuner.runtime.observe import Observer, bounds_for
 
         self._meter.use_bounds(*bounds_for(self.profile))
         if self.profile is not None and self.drift:
-            self._observer = Observer(self.profile, self._meter, self._engine.stats, self._on_event)
+            window = WINDOW_S if self.drift is True else float(self.drift)
+            self._observer = Observer(self.profile, self._meter, self._engine.stats, self._on_event, window)
             self._observer.start()
 
     def __enter__(self) -> Runtime:

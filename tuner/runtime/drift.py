@@ -23,8 +23,10 @@ a dimension whose observations stay standard-normal alarms after about 19,000 wi
 (Siegmund's approximation of the average run length, ``(e^b − b − 1)/0.5`` with ``b = H + 1.166``:
 about 26 hours at 5-s windows) — the false-alarm rate. A shift of one standard error per window is
 detected after about 16 windows on average, of three after about 4, and a 30% slower model
-(``log 1.3 ≈ 0.26`` against a spread of 0.1 over 50 partitions: ``z ≈ 15``) within one window. Return: ``S`` falls back to 0 after a drift and stays there for
-:data:`CLEAR_WINDOWS` windows. One log line and one :class:`ProfileDrift` event at each onset and
+(``log 1.3 ≈ 0.26`` against a spread of 0.1 over 50 partitions: ``z ≈ 15``) within one window. Return: once drifting, the
+dimension is back after :data:`CLEAR_WINDOWS` observations in a row below ``K`` (a service as
+profiled does that within about ten windows; one still a standard error off, about once in 300),
+and its CUSUM starts again from 0. One log line and one :class:`ProfileDrift` event at each onset and
 each return, never per window.
 
 **The host's part.** Each window also samples the host (:mod:`tuner.hostload`: the outside load
@@ -68,8 +70,8 @@ WINDOW_S = 5.0
 #: CUSUM allowance and threshold (see the module docstring for the false-alarm rate)
 K = 0.5
 H = 8.0
-#: windows of S == 0 after a drift before it counts as over
-CLEAR_WINDOWS = 3
+#: observations in a row below K after a drift before it counts as over
+CLEAR_WINDOWS = 5
 #: contaminated windows in a row before the host counts as the drift
 HOST_WINDOWS = 3
 #: the smallest spread of the log service time the detector assumes (5%)
@@ -104,17 +106,19 @@ class Cusum:
 
     def add(self, z: float, t: float) -> str | None:
         """One observation at ``t``; "onset" or "return" when the state changes, else None."""
+        if self.drifting:
+            # Back when CLEAR_WINDOWS observations in a row sit below the allowance K.
+            self.quiet = self.quiet + 1 if z < self.k else 0
+            if self.quiet >= CLEAR_WINDOWS:
+                self.drifting, self.s, self.since = False, 0.0, None
+                return "return"
+            return None
         if self.s == 0.0 and z - self.k > 0:
             self.since = t
         self.s = max(0.0, self.s + z - self.k)
-        if not self.drifting and self.s > self.h:
+        if self.s > self.h:
             self.drifting, self.quiet = True, 0
             return "onset"
-        if self.drifting:
-            self.quiet = self.quiet + 1 if self.s == 0.0 else 0
-            if self.quiet >= CLEAR_WINDOWS:
-                self.drifting = False
-                return "return"
         return None
 
 

@@ -119,14 +119,15 @@ class RuntimeCollector:
         yield g("tuner_items_queued", "Items waiting in the dynamic batcher.", value=s.queued)
         yield g("tuner_workers", "Workers loaded and serving.", value=s.live_workers)
         yield g("tuner_workers_target", "The engine's target worker count.", value=s.workers)
-        drift = g(
-            "tuner_profile_drift", "1 while the dimension drifts from the profile.", labels=["dimension"]
-        )
-        from tuner.runtime.drift import DIMENSIONS
+        if self.rt.profile is not None:  # no profile, no promise to drift from
+            drift = g(
+                "tuner_profile_drift", "1 while the dimension drifts from the profile.", labels=["dimension"]
+            )
+            from tuner.runtime.drift import DIMENSIONS
 
-        for d in DIMENSIONS:
-            drift.add_metric([d], 1.0 if d in s.drift else 0.0)
-        yield drift
+            for d in DIMENSIONS:
+                drift.add_metric([d], 1.0 if d in s.drift else 0.0)
+            yield drift
         outside = getattr(self.rt, "_observer", None)
         if outside is not None:
             yield g("tuner_host_outside_load_ratio", "Other processes' load, share of the usable cores.",
@@ -166,7 +167,7 @@ def _histogram(core: Any, name: str, doc: str, b: Any) -> Any:
 
 
 def registry_for(rt: Runtime) -> Any:
-    """A ``CollectorRegistry`` with ``rt``'s collector ."""
+    """A ``CollectorRegistry`` with ``rt``'s collector."""
     registry = _prometheus().CollectorRegistry(auto_describe=False)
     RuntimeCollector(rt, registry)
     return registry

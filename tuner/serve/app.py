@@ -29,6 +29,7 @@ from starlette.routing import Route
 from tuner.errors import Overloaded, TunerError
 from tuner.serve import codec
 from tuner.serve.codec import Answer, BadRequest
+from tuner.serve.metrics import exposition
 from tuner.serve.service import Service, Unavailable, Unfinished
 
 __all__ = ["Limits", "create_app"]
@@ -60,6 +61,7 @@ def create_app(service: Service, limits: Limits, profile_doc: dict[str, Any]) ->
             Route("/healthz", ends.healthz, methods=["GET"]),
             Route("/readyz", ends.readyz, methods=["GET"]),
             Route("/v1/profile", ends.profile, methods=["GET"]),
+            Route("/metrics", ends.metrics, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
@@ -70,6 +72,7 @@ class _Endpoints:
         self.service = service
         self.limits = limits
         self.profile_doc = profile_doc
+        self.exposition = exposition(service)
 
     async def healthz(self, request: Request) -> Response:
         """The process is alive (200 while the model loads and while it drains, too)."""
@@ -93,6 +96,12 @@ class _Endpoints:
     async def profile(self, request: Request) -> Response:
         """The profile's recommended section, what runs, and where it came from."""
         return _respond(Answer(200, self.profile_doc, codec.MEDIA_JSON))
+
+    async def metrics(self, request: Request) -> Response:
+        """The runtime's and the server's figures in Prometheus' text format (:mod:`tuner.serve.metrics`)."""
+        if self.exposition is None:
+            return _respond(codec.error(501, "metrics need prometheus_client: pip install 'tuner[metrics]'"))
+        return Response(self.exposition.text(), media_type=self.exposition.media)
 
     async def predict(self, request: Request) -> Response:
         """Run a request's items; see :mod:`tuner.serve` for the wire format."""
