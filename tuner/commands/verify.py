@@ -81,7 +81,7 @@ def _load(path: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """``tuner verify`` (see the module docstring)."""
-    from tuner.bench.online.remote import verify, verify_table
+    from tuner.bench.online.remote import drift_words, verify, verify_table
 
     profile = _load(args.profile)
     items = request_items(profile, args.input)
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = verify(profile, args.url, items, shares=args.rates, max_outside=args.max_outside_load / 100.0)
     for line in verify_table(outcome):
         print(line, file=out)
+    print(f"  {drift_words(outcome.server_drift)}", file=out)
     print(outcome.line, file=out, flush=True)
     if args.json:
         print(json.dumps(outcome.to_json(), indent=2))

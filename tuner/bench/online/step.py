@@ -324,7 +324,7 @@ def run_step(
     is set (the sender is stopped; requests in flight finish in the runtime), and the runtime's own
     error when it broke under the step.
     """
-    if not items:
+    if len(items) == 0:
         raise TunerError("no input items to send")
     sink: Sink = rt if hasattr(rt, "send") else RuntimeSink(rt)
     if batches is not None:
