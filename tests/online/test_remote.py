@@ -63,6 +63,9 @@ def test_verdicts_hold_break_and_say_a_busy_host() -> None:
     busy = [_step(1.0, 100, 18, (16, 19), {"200": 2000}, outside=0.6)]
     v = _judge(busy, 100, 20, "in process", 0.25)
     assert v.kind == "inconclusive" and "host busy" in v.line
+    # a miss on a busy host is what the load explains: inconclusive, saying what it saw
+    v = _judge([_step(1.0, 100, 26, (22, 30), {"200": 2000}, outside=0.6)], 100, 20, "in process", 0.25)
+    assert v.kind == "inconclusive" and "(what it saw: at 100/s p99 26 ms" in v.line
     assert v.to_json()["steps"][0]["status"] == {"200": 2000}
 
 
