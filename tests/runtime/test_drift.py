@@ -64,6 +64,17 @@ def test_a_model_30_percent_slower_is_announced_within_two_windows_with_its_caus
     assert state.drifting() == {"service_time": "drifting"}
 
 
+def test_a_slow_ramp_is_caught_while_it_is_still_small() -> None:
+    """The model slows by 0.5% a window: the CUSUM adds the small shifts up long before any one
+    window looks wrong on its own."""
+    ws = [w for i in range(200) for w in windows(1, slower=1.005**i, start=i, seed=100 + i)]
+    events = feed(DriftState(REF), ws)
+    assert len(events) == 1, events
+    i, e = events[0]
+    assert e.dimension == "service_time" and e.cause == "model"
+    assert 1.005**i < 1.15, f"caught only at {1.005**i:.2f}x (window {i})"
+
+
 def test_drift_returns_once_the_service_is_back_and_says_so_once() -> None:
     state = DriftState(REF)
     events = feed(state, windows(10, slower=1.5) + windows(40, start=10, seed=2))
