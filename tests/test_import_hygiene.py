@@ -4,12 +4,16 @@
 pull in Textual, plotext, rich, the benchmark or the TUI — not on import, and not while a runtime
 built from a profile serves. ``tuner.engine`` imports nothing of tuner's but its own modules,
 ``tuner.models`` and ``tuner.errors``.
+
+Below those, read from the source (every import, wherever it is): tuner's rooms in one-way layers
+(:data:`LAYERS`, the same table as tuner/ARCHITECTURE.md) and no import circle among its modules.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -265,3 +269,16 @@ def test_each_room_imports_only_the_layers_below_it() -> None:
             if b == "tuner.tui" and a == "tuner.commands" and m not in COMMANDS_INTO_TUI:
                 upward.append(f"{m}:{line} imports {t} (only {', '.join(COMMANDS_INTO_TUI)} may)")
     assert not upward, "imports against the layering:\n" + "\n".join(upward)
+
+
+def test_the_architecture_page_shows_the_same_layers() -> None:
+    """tuner/ARCHITECTURE.md's table of rooms is :data:`LAYERS`, row for row (a room moved in one
+    and not the other is a page that lies)."""
+    rows = re.findall(
+        r"^\| (\d+) \| ([^|]+) \|", (TUNER / "ARCHITECTURE.md").read_text(encoding="utf-8"), re.M
+    )
+    shown = {
+        int(n): {"tuner" if r == "tuner" else f"tuner.{r}" for r in re.findall(r"`([\w.]+)`", rooms)}
+        for n, rooms in rows
+    }
+    assert shown == {i: set(layer) for i, layer in enumerate(LAYERS)}
