@@ -4,15 +4,20 @@
 pull in Textual, plotext, rich, the benchmark or the TUI — not on import, and not while a runtime
 built from a profile serves. ``tuner.engine`` imports nothing of tuner's but its own modules,
 ``tuner.models`` and ``tuner.errors``.
+
+Below those, read from the source (every import, wherever it is): tuner's rooms in one-way layers
+(:data:`LAYERS`, the same table as tuner/ARCHITECTURE.md) and no import circle among its modules.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -159,87 +164,82 @@ def test_ray_is_imported_only_by_the_ray_backend() -> None:
     assert "tuner.engine.ray_actor" not in mods
 
 
-def test_the_engines_modules_import_one_another_without_a_circle() -> None:
-    """Every import among ``tuner.engine``'s modules points one way — counting imports inside
-    functions and under ``TYPE_CHECKING``: a circle there would mean a type lives in the wrong module.
-    (``from tuner.engine import events`` counts as importing ``tuner.engine.events``.)"""
-    engine = Path(__file__).resolve().parents[1] / "tuner" / "engine"
-    names = {"tuner.engine" if p.stem == "__init__" else f"tuner.engine.{p.stem}": p for p in engine.glob("*.py")}
-    imports: dict[str, set[str]] = {}
-    for name, path in names.items():
-        found = imports[name] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name in names)
-            elif isinstance(node, ast.ImportFrom) and node.module in names:
-                for a in node.names:
-                    sub = f"{node.module}.{a.name}"
-                    found.add(sub if sub in names else node.module)
+# -- the layering: which room of tuner may import which ------------------------------------------------
 
-    def circle_from(start: str, path: list[str]) -> list[str] | None:
-        for nxt in sorted(imports[start]):
-            if nxt in path:
-                return [*path[path.index(nxt) :], nxt]
-            found = circle_from(nxt, [*path, nxt])
-            if found:
-                return found
-        return None
-
-    assert len(names) > 10 and imports["tuner.engine.pool"]  # the walk saw the engine
-    for name in sorted(names):
-        circle = circle_from(name, [name])
-        assert circle is None, " -> ".join(circle or [])
+#: tuner's rooms (its top-level packages and modules) from the bottom up. A room imports only rooms of
+#: the layers below its own — never one beside it, never one above — so no circle can pass between
+#: rooms. A new room goes in the lowest layer its imports allow; tuner/ARCHITECTURE.md reads the same.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("tuner", "tuner.errors", "tuner.fmt", "tuner.stats"),  # the floor: standard library only
+    ("tuner.backends", "tuner.models"),  # the backend registry; model specs, loader, adapters
+    ("tuner.deployment", "tuner.hardware", "tuner.data"),  # the one deployment value; host; files
+    ("tuner.engine", "tuner.autoscale", "tuner.hostload"),  # the only code that runs a model
+    ("tuner.cluster", "tuner.calibrate"),  # reaching Ray; the host's speed
+    ("tuner.profile",),  # the profile schema, loaded and saved
+    ("tuner.runtime", "tuner.plan"),  # production: light, no benchmark, no UI
+    ("tuner.bench", "tuner.serve", "tuner.export"),  # the sweep pipeline; HTTP face; other configs
+    ("tuner.report", "tuner.options"),  # the HTML report; option parsing both faces share
+    ("tuner.tui",),  # the Textual app: the only importer of Textual and plotext
+    ("tuner.commands",),  # one module per subcommand
+    ("tuner.cli",),  # the entry point (finds a command by name)
+    ("tuner.__main__",),
+)
+LAYER_OF = {room: i for i, layer in enumerate(LAYERS) for room in layer}
+#: the one door from the commands into the TUI: the command that launches the app
+COMMANDS_INTO_TUI = ("tuner.commands.tui",)
+TUNER = Path(__file__).resolve().parents[1] / "tuner"
 
 
-def _package_imports(package: str) -> dict[str, set[str]]:
-    """Each module of ``package`` → the modules of ``package`` it imports anywhere: at the top, inside
-    functions, or under ``TYPE_CHECKING`` (a circle through any of them is still a circle)."""
-    import ast
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec(package)
-    assert spec is not None and spec.submodule_search_locations
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    edges: dict[str, set[str]] = {}
-    for path in sorted(folder.glob("*.py")):
-        name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-        here = package if path.stem == "__init__" else name.rpartition(".")[0]
-        found: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join([here, *([base] if base else [])]) if node.level == 1 else base
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
-            for t in targets:
-                if t != package and not t.startswith(package + "."):
-                    continue
-                # `from tuner.runtime.gate import Gate` and `from tuner.runtime import gate` name a module;
-                # `from tuner.runtime import Runtime` names the package (its __init__)
-                stem = t[len(package) + 1 :].split(".")[0]
-                mod = f"{package}.{stem}" if stem and (folder / f"{stem}.py").exists() else package
-                if mod != name:
-                    found.add(mod)
-        edges[name] = found
-    return edges
+def _modules() -> dict[str, Path]:
+    """Every module of tuner by dotted name (a package by its ``__init__``)."""
+    out = {}
+    for path in sorted(TUNER.rglob("*.py")):
+        parts = path.relative_to(TUNER.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
 
 
-@pytest.mark.timeout(60)
-def test_the_runtime_package_has_no_import_circle() -> None:
-    """The runtime's rooms import one way: no circle among its modules, counting imports inside
-    functions and under TYPE_CHECKING (each room can be read, and tested, without the ones above it)."""
-    edges = _package_imports("tuner.runtime")
-    assert "tuner.runtime.core" in edges and len(edges) > 5
+def _imports(name: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[str, int]]:
+    """The tuner modules ``name`` imports anywhere — at the top, inside functions, under
+    ``TYPE_CHECKING`` — with the line. ``from tuner.engine import events`` names the module
+    ``tuner.engine.events``; ``from tuner.engine import Engine`` names the package."""
+    package = name if path.stem == "__init__" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from . / from .. (tuner uses none today)
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, *([base] if base else [])])
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        for t in targets:
+            while t not in known and "." in t:
+                t = t.rpartition(".")[0]
+            if t in known and t != name:
+                yield t, node.lineno
+
+
+def _room(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_import_circle_among_tuners_modules() -> None:
+    """Every import among tuner's modules points one way — project-wide, counting imports inside
+    functions and under ``TYPE_CHECKING``: a circle hidden there still means a type lives in the wrong
+    module (each module can then be read, and tested, without the ones above it)."""
+    known = _modules()
+    edges = {m: {t for t, _ in _imports(m, p, known)} for m, p in known.items()}
+    assert len(edges) > 100 and "tuner.engine.pool" in edges["tuner.engine"]  # the walk saw tuner
+    assert "tuner.runtime.core" in edges["tuner.runtime"]
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
     def visit(m: str, path: list[str]) -> None:
         state[m] = 1
-        for n in sorted(edges.get(m, ())):
-            assert state.get(n) != 1, "import circle: " + " → ".join([*path, n])
+        for n in sorted(edges[m]):
+            if state.get(n) == 1:
+                pytest.fail("import circle: " + " → ".join([*path[path.index(n) :], n]))
             if n not in state:
                 visit(n, [*path, n])
         state[m] = 2
@@ -247,3 +247,38 @@ def test_the_runtime_package_has_no_import_circle() -> None:
     for m in sorted(edges):
         if m not in state:
             visit(m, [m])
+
+
+def test_each_room_imports_only_the_layers_below_it() -> None:
+    """The one-way order of tuner's rooms (:data:`LAYERS`), counting every import wherever it is: the
+    engine imports none of the runtime, the benchmark, the TUI or the commands; the runtime none of
+    the benchmark, the server, the TUI or the commands; nothing below the commands imports them or the
+    CLI; and the commands reach the TUI only through the command that launches it."""
+    known = _modules()
+    rooms = {_room(m) for m in known}
+    assert rooms == set(LAYER_OF), (
+        f"rooms not in LAYERS: {sorted(rooms - set(LAYER_OF))}; "
+        f"in LAYERS but gone: {sorted(set(LAYER_OF) - rooms)}"
+    )
+    upward = []
+    for m, path in sorted(known.items()):
+        for t, line in _imports(m, path, known):
+            a, b = _room(m), _room(t)
+            if a != b and LAYER_OF[b] >= LAYER_OF[a]:
+                upward.append(f"{m}:{line} imports {t} ({a} is layer {LAYER_OF[a]}, {b} layer {LAYER_OF[b]})")
+            if b == "tuner.tui" and a == "tuner.commands" and m not in COMMANDS_INTO_TUI:
+                upward.append(f"{m}:{line} imports {t} (only {', '.join(COMMANDS_INTO_TUI)} may)")
+    assert not upward, "imports against the layering:\n" + "\n".join(upward)
+
+
+def test_the_architecture_page_shows_the_same_layers() -> None:
+    """tuner/ARCHITECTURE.md's table of rooms is :data:`LAYERS`, row for row (a room moved in one
+    and not the other is a page that lies)."""
+    rows = re.findall(
+        r"^\| (\d+) \| ([^|]+) \|", (TUNER / "ARCHITECTURE.md").read_text(encoding="utf-8"), re.M
+    )
+    shown = {
+        int(n): {"tuner" if r == "tuner" else f"tuner.{r}" for r in re.findall(r"`([\w.]+)`", rooms)}
+        for n, rooms in rows
+    }
+    assert shown == {i: set(layer) for i, layer in enumerate(LAYERS)}

@@ -139,8 +139,10 @@ def _pick(results: list[TrialResult], objective: Objective) -> TrialResult | Non
 def _retries(results: list[TrialResult], best: TrialResult) -> tuple[int, tuple[float, float], str]:
     attempts_failed = sum(sum(r.faults_seen.values()) for r in results)
     partitions = sum(max(1, r.items // max(1, r.config.partition_size)) for r in results if r.items)
+    base, cap = Deployment.backoff_base_s, Deployment.backoff_cap_s  # the declared defaults
     if attempts_failed == 0:
-        return 2, (0.05, 2.0), "no failures observed: 2 retries, backoff 0.05–2 s"
+        text = f"no failures observed: {Deployment.retries} retries, backoff {base:g}–{cap:g} s"
+        return Deployment.retries, (base, cap), text
     rate = min(0.9, attempts_failed / max(1, partitions + attempts_failed))
     need = math.ceil(math.log(LOSS_TARGET) / math.log(rate)) - 1 if rate > 0 else MIN_RETRIES
     retries = max(MIN_RETRIES, min(MAX_RETRIES, need))
@@ -148,7 +150,6 @@ def _retries(results: list[TrialResult], best: TrialResult) -> tuple[int, tuple[
     for r in results:
         for k, v in r.faults_seen.items():
             kinds[k] = kinds.get(k, 0) + v
-    base, cap = 0.05, 2.0
     if any(k in kinds for k in ("crash", "timeout", "memory")):
         base = max(base, round(best.cold_start_s / 4, 3))
     if rate > 0.05:

@@ -115,8 +115,9 @@ class Space:
     #: a format adapter's own dimensions, e.g. (("execution_mode", ("sequential", "parallel")),):
     #: each is one more dimension of the product, its first value the adapter's default
     knobs: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-    #: ray backend: where actors go (SPREAD, PACK); the other backends take SPREAD (no meaning)
-    placements: tuple[str, ...] = ("SPREAD",)
+    #: ray backend: where actors go (SPREAD, PACK); the other backends take the deployment's default
+    #: (no meaning for them)
+    placements: tuple[str, ...] = (TrialConfig.placement,)
     #: where the adaptive search starts its partition size (:func:`knee_partition`); None: START_PARTITION
     start_partition: int | None = None
 

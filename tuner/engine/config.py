@@ -18,8 +18,9 @@ __all__ = ["BACKENDS", "HEDGE_CANCEL", "PLACEMENTS", "Backoff", "EngineConfig", 
 class Backoff:
     """Full-jitter exponential backoff: ``uniform(0, min(cap, base * 2**attempt))`` (AWS architecture blog)."""
 
-    base_s: float = 0.05
-    cap_s: float = 2.0
+    # the defaults are the deployment's (declared once, in tuner.deployment)
+    base_s: float = Deployment.backoff_base_s
+    cap_s: float = Deployment.backoff_cap_s
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0.0, min(self.cap_s, self.base_s * (2.0 ** max(0, attempt - 1))))

@@ -48,19 +48,24 @@ DEFAULT_IMPORT_PATH = "tuner.export.ray_app:app"
 
 def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
     """The deployment's settings and, for each (dotted key), the measurement it came from."""
+    dep: dict[str, Any] = {"name": "TunerModel"}
+    why: dict[str, str] = {"name": "one deployment: the model, one replica per tuner worker"}
+    target = _ongoing(profile, dep, why)
+    _replicas(profile, target, dep, why)
+    _actor_and_batching(profile, dep, why)
+    return dep, why
+
+
+def _ongoing(profile: ScalingProfile, dep: dict[str, Any], why: dict[str, str]) -> tuple[int, str]:
+    """Set ``max_ongoing_requests``; return the autoscaler's ``target_ongoing_requests`` and its why."""
     rec = profile.effective_recommended("linux")
-    auto = profile.autoscale
     ev = profile.evidence
-    why: dict[str, str] = {}
-    dep: dict[str, Any] = {}
     per_worker = ev.throughput / rec.workers  # items/s one worker sustained
     p99_budget = profile.objective.p99_budget_ms
     batch = rec.partition_size
-
     svc = ev.service_time_ms.p50 if ev.service_time_ms is not None else None
     # One full batch in flight per replica keeps it busy with latency near one service time; the
     # closed-loop benchmark's own in-flight count is deliberately saturated, so it is no target.
-    target = batch
     target_why = (
         f"one full partition ({batch}) in flight per replica: busy, with latency near the service time"
         + (f" (p50 {fmt.ms(svc)} per partition)" if svc is not None else "")
@@ -76,34 +81,44 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
                 f"what one replica serves within the p99 budget (Little's law): {per_worker:,.0f} items/s × "
                 f"{p99_budget:g} ms, at least one partition ({batch})"
             )
-    target = min(target, max_ongoing)
-    dep["name"] = "TunerModel"
-    why["name"] = "one deployment: the model, one replica per tuner worker"
     dep["max_ongoing_requests"] = max_ongoing
     why["max_ongoing_requests"] = ongoing_why
+    return min(batch, max_ongoing), target_why
 
+
+def _replicas(
+    profile: ScalingProfile, target: tuple[int, str], dep: dict[str, Any], why: dict[str, str]
+) -> None:
+    """A fixed ``num_replicas`` when the autoscaler's bounds are equal, else ``autoscaling_config``."""
+    rec = profile.effective_recommended("linux")
+    auto = profile.autoscale
     if auto.min_workers == auto.max_workers:
         dep["num_replicas"] = rec.workers
         why["num_replicas"] = f"recommended.workers (autoscale bounds are equal: {auto.min_workers})"
-    else:
-        ac: dict[str, Any] = {
-            "min_replicas": auto.min_workers,
-            "initial_replicas": rec.workers,
-            "max_replicas": auto.max_workers,
-            "target_ongoing_requests": target,
-            "upscale_delay_s": num(auto.upscale_delay_s),
-            "downscale_delay_s": num(auto.downscale_delay_s),
-        }
-        dep["autoscaling_config"] = ac
-        why["autoscaling_config.min_replicas"] = "autoscale.min_workers: " + _first(auto.reasoning, "min")
-        why["autoscaling_config.initial_replicas"] = (
-            f"recommended.workers: the best measured configuration ({ev.throughput:,.0f} items/s)"
-        )
-        why["autoscaling_config.max_replicas"] = "autoscale.max_workers: " + _first(auto.reasoning, "max")
-        why["autoscaling_config.target_ongoing_requests"] = target_why
-        why["autoscaling_config.upscale_delay_s"] = "autoscale.upscale_delay_s"
-        why["autoscaling_config.downscale_delay_s"] = "autoscale.downscale_delay_s"
+        return
+    dep["autoscaling_config"] = {
+        "min_replicas": auto.min_workers,
+        "initial_replicas": rec.workers,
+        "max_replicas": auto.max_workers,
+        "target_ongoing_requests": target[0],
+        "upscale_delay_s": num(auto.upscale_delay_s),
+        "downscale_delay_s": num(auto.downscale_delay_s),
+    }
+    why["autoscaling_config.min_replicas"] = "autoscale.min_workers: " + _first(auto.reasoning, "min")
+    why["autoscaling_config.initial_replicas"] = (
+        f"recommended.workers: the best measured configuration ({profile.evidence.throughput:,.0f} items/s)"
+    )
+    why["autoscaling_config.max_replicas"] = "autoscale.max_workers: " + _first(auto.reasoning, "max")
+    why["autoscaling_config.target_ongoing_requests"] = target[1]
+    why["autoscaling_config.upscale_delay_s"] = "autoscale.upscale_delay_s"
+    why["autoscaling_config.downscale_delay_s"] = "autoscale.downscale_delay_s"
 
+
+def _actor_and_batching(profile: ScalingProfile, dep: dict[str, Any], why: dict[str, str]) -> None:
+    """``ray_actor_options`` (CPUs, memory) and ``user_config`` (``@serve.batch``'s size and wait, threads)."""
+    rec = profile.effective_recommended("linux")
+    ev = profile.evidence
+    svc = ev.service_time_ms.p50 if ev.service_time_ms is not None else None
     threads = profile.deployment("linux").threads_or(profile.host.usable_cores)
     opts: dict[str, Any] = {"num_cpus": num(threads)}
     why["ray_actor_options.num_cpus"] = (
@@ -119,7 +134,7 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
     dep["ray_actor_options"] = opts
 
     dep["user_config"] = {
-        "max_batch_size": batch,
+        "max_batch_size": rec.partition_size,
         "batch_wait_timeout_s": num(rec.max_batch_delay_ms / 1000.0),
         "threads_per_worker": threads,
     }
@@ -130,7 +145,6 @@ def derive(profile: ScalingProfile) -> tuple[dict[str, Any], dict[str, str]]:
         f"recommended.max_batch_delay_ms ({rec.max_batch_delay_ms:g} ms), for @serve.batch"
     )
     why["user_config.threads_per_worker"] = "limit the framework's threads to this in the replica"
-    return dep, why
 
 
 def _first(reasoning: str, word: str) -> str:
