@@ -14,7 +14,8 @@ Fresh interpreters, not two long-lived ones taking turns: tried here, two long-l
 of the same checkout differed by ~20% in wall time per tiny task over 60 rounds — a bias of that
 pair of processes, not of the code — which many pairs of fresh runs average out.
 
-Run: python tests/benchmarks/engine_ab.py --base /path/to/checkout/A [--pairs 9]
+Run: python tests/benchmarks/engine_ab.py --base /path/to/checkout/A [--pairs 9]; ``--smoke``: this
+checkout against itself, two small pairs (the script works; the figures mean nothing).
 (for a commit: ``git worktree add /tmp/engine-base <commit>``, and remove it afterwards).
 """
 
@@ -83,11 +84,19 @@ def main() -> None:
     ap.add_argument("--tiny", type=int, default=20000, help="tiny tasks per measurement")
     ap.add_argument("--big", type=int, default=200, help="1 MiB partitions per measurement")
     ap.add_argument("--control", action="store_true", help="run A against A (the noise floor)")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="this checkout against itself, 2 pairs of small runs: the script works (no figure)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         _child(args.child, args.tiny, args.big, args.repeats)
         return
+    if args.smoke:
+        args.base, args.control = args.base or REPO, True
+        args.pairs, args.repeats, args.tiny, args.big = 2, 1, 2000, 20
     if args.base is None:
         ap.error("--base is required")
     b_root = args.base if args.control else REPO
