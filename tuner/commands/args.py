@@ -59,6 +59,32 @@ def writable(name: str, path: str | None, creates_folders: bool = False) -> None
         raise BadInput(f"{name} {path}: folder {parent} is not writable")
 
 
+def add_profile_runner_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """The options of a command that runs a profile's model (``tuner run``, ``tuner serve``): another
+    model, the host check, the input check, a ray profile's cluster, and the model file's own."""
+    parser.add_argument(
+        "--model",
+        type=typed(non_blank, "--model", what="a model spec"),
+        metavar="SPEC",
+        help=f"model spec to {verb} instead of the profile's",
+    )
+    parser.add_argument("--strict", action="store_true", help="refuse a profile measured on another host")
+    parser.add_argument(
+        "--no-input-check",
+        dest="input_check",
+        action="store_false",
+        help="take items that differ from those the profile was measured with "
+        "(dtype or shape; see model.input.item in the profile)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        type=typed(non_blank, "--ray-address", what="auto, local or ray://host:port"),
+        metavar="ADDRESS",
+        help="a ray profile's cluster: auto, local or ray://host:port (default: the kind the profile records)",
+    )
+    add_model_file_arguments(parser, sweep=False)
+
+
 def add_model_file_arguments(parser: argparse.ArgumentParser, *, sweep: bool) -> None:
     """Options for model files (.onnx, .pt, .pt2, .skops, .joblib, .pkl); ``sweep``: bench's too."""
     from tuner.models.formats.scikit import METHODS

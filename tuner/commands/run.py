@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from tuner import fmt
-from tuner.commands.args import add_model_file_arguments, add_setting_options, setting_values
+from tuner.commands.args import (
+    add_profile_runner_arguments,
+    add_setting_options,
+    setting_values,
+)
 from tuner.errors import DataError, ExitCode
 from tuner.options import fault_plan, finite, non_blank, typed
 
@@ -91,28 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="inject faults to rehearse, e.g. crash=0.05,slow=0.1x5",
     )
-    parser.add_argument(
-        "--model",
-        type=typed(non_blank, "--model", what="a model spec"),
-        metavar="SPEC",
-        help="model spec to run instead of the profile's",
-    )
-    parser.add_argument("--strict", action="store_true", help="refuse a profile measured on another host")
-    parser.add_argument(
-        "--no-input-check",
-        dest="input_check",
-        action="store_false",
-        help="run even if the input's items differ from those the profile was measured with "
-        "(dtype or shape; see model.input.item in the profile)",
-    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--ray-address",
-        type=typed(non_blank, "--ray-address", what="auto, local or ray://host:port"),
-        metavar="ADDRESS",
-        help="a ray profile's cluster: auto, local or ray://host:port (default: the kind the profile records)",
-    )
-    add_model_file_arguments(parser, sweep=False)
+    add_profile_runner_arguments(parser, "run")
     add_setting_options(parser.add_argument_group("overrides of the profile's settings"), OVERRIDES)
 
 

@@ -20,7 +20,11 @@ import logging
 import sys
 from typing import Any
 
-from tuner.commands.args import add_model_file_arguments, add_setting_options, setting_values
+from tuner.commands.args import (
+    add_profile_runner_arguments,
+    add_setting_options,
+    setting_values,
+)
 from tuner.commands.run import OVERRIDES
 from tuner.errors import BadInput
 from tuner.options import finite, integer, non_blank, typed
@@ -63,26 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--access-log", action="store_true", help="one line per request on stderr (default off)"
     )
-    parser.add_argument(
-        "--model",
-        type=typed(non_blank, "--model", what="a model spec"),
-        metavar="SPEC",
-        help="model spec to serve instead of the profile's",
-    )
-    parser.add_argument("--strict", action="store_true", help="refuse a profile measured on another host")
-    parser.add_argument(
-        "--no-input-check",
-        dest="input_check",
-        action="store_false",
-        help="take items that differ from those the profile was measured with (dtype or shape)",
-    )
-    parser.add_argument(
-        "--ray-address",
-        type=typed(non_blank, "--ray-address", what="auto, local or ray://host:port"),
-        metavar="ADDRESS",
-        help="a ray profile's cluster: auto, local or ray://host:port (default: the kind the profile records)",
-    )
-    add_model_file_arguments(parser, sweep=False)
+    add_profile_runner_arguments(parser, "serve")
     add_setting_options(parser.add_argument_group("overrides of the profile's settings"), OVERRIDES)
 
 
