@@ -39,7 +39,7 @@ import psutil
 import pytest
 from serve.helpers import REPO, Server
 
-from export.helpers import PROFILES, documents
+from export.helpers import PROFILES, documents, validate_k8s
 from tuner.bench import threads as thread_evidence
 from tuner.profile import load_profile
 
@@ -197,6 +197,8 @@ def test_the_exported_deployments_command_line_serves_probes_scales_and_drains(
     assert r.returncode == 0, r.stderr
     docs = documents((deploy / "kubernetes.yaml").read_text())
     dep, svc, cm = docs["Deployment"], docs["Service"], docs["ConfigMap"]
+    for kind in ("ConfigMap", "Deployment", "Service"):
+        validate_k8s(docs[kind])  # what runs below is what the API server accepts
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     profile = load_profile(PROFILES[name])
