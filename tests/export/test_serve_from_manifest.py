@@ -243,10 +243,12 @@ def test_the_exported_deployments_command_line_serves_probes_scales_and_drains(
         assert ev is not None and threads == ev.threads_per_worker == profile.recommended.threads_per_worker
         in_caller = ev.scope.startswith("process")
         procs = _model_processes(server, in_caller)
+        wanted_env = {e["name"]: e["value"] for e in c["env"]}
+        assert set(wanted_env.values()) == {str(threads)}
         for p in procs:
             penv = p.environ()
-            for e in c["env"]:
-                assert penv.get(e["name"]) == e["value"] == str(threads), (p.pid, e["name"])
+            got = {k: penv.get(k) for k in wanted_env}  # only these: no other variable in a message
+            assert got == wanted_env, f"pid {p.pid} ({' '.join(p.cmdline())[:80]})"
         body, media = _body(profile.model.input.item if profile.model.input else None, 16)
         pids = [p.pid for p in procs]
         before = thread_evidence.snapshot(pids)
