@@ -41,6 +41,11 @@ def test_out_names_a_file_or_a_folder_that_gets_the_targets_file(
     ("args", "message"),
     [
         (["mlp", "--to", "kubernetes", "--rate", "100"], "no online: section — the autoscaler's replicas"),
+        (
+            ["mlp", "--to", "kubernetes", "--autoscaler", "keda", "--prometheus-url", "http://p:9090"],
+            "no online: section — the autoscaler's replicas",
+        ),
+        (["mlp", "--to", "kserve", "--rate", "100"], "no online: section — the autoscaler's replicas"),
         (["sleep", "--to", "kubernetes", "--rate", "100"], "give --cpu-target PCT"),
         (
             ["sleep", "--to", "kubernetes", "--namespace", "Prod"],

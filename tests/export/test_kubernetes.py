@@ -258,6 +258,22 @@ def test_smaller_nodes_adapt_as_the_runtimes_host_check_does_and_the_header_says
     assert any("the runtime adapts as its host check does: workers 2→1" in ln for ln in head)
     same = _export("mlp", node_cpus=16)  # bigger nodes: the pod stays the measured unit
     assert _container(documents(same))["resources"]["limits"]["cpu"] == "2"
+    for doc in [*documents(text).values(), *documents(same).values()]:
+        validate_k8s(doc)
+
+
+def test_no_autoscaler_with_a_rate_fixes_the_replicas_the_plan_gives() -> None:
+    from tuner.plan import make_plan
+
+    text = _export("sleep", autoscaler="none")
+    docs = documents(text)
+    assert set(docs) == {"ConfigMap", "Deployment", "Service"}
+    for doc in docs.values():
+        validate_k8s(doc)
+    assert (
+        docs["Deployment"]["spec"]["replicas"] == make_plan(load("sleep"), 50_000, headroom_pct=30).hosts == 6
+    )
+    assert "replicas: 6  # tuner plan at 50.0k requests/s" in text
 
 
 def test_every_number_and_quantity_says_where_it_came_from() -> None:
