@@ -407,22 +407,54 @@ def _rate_at(profile: ScalingProfile, objective_ms: float) -> tuple[float, str]:
     return top.rate, how
 
 
+def _others(profile: ScalingProfile) -> list[Any]:
+    """The online search's other candidates with a sustainable rate: every configuration × batching
+    searched but the profile's own (a shorter batch delay of the same pool is another candidate)."""
+    online = profile.online
+    assert online is not None
+    own = (
+        online.backend,
+        online.workers,
+        online.threads_per_worker,
+        online.max_batch_size,
+        online.max_batch_delay_ms,
+    )
+    return [
+        c for c in online.candidates
+        if c.p99_ms is not None and c.max_rate_at_slo > 0
+        and (c.backend, c.workers, c.threads_per_worker, c.max_batch_size, c.max_batch_delay_ms) != own
+    ]  # fmt: skip
+
+
+def _label(c: Any) -> str:
+    return f"{c.backend} ×{c.workers} · batch ≤{c.max_batch_size} · delay {c.max_batch_delay_ms:g} ms"
+
+
 def _other_candidates(profile: ScalingProfile, objective_ms: float) -> str:
     """What the online search's other candidates measured, for the message when the profile's own
     curve cannot meet ``objective_ms`` (each candidate records its p99 at its max rate)."""
-    online = profile.online
-    assert online is not None
-    others = [
-        c for c in online.candidates
-        if c.p99_ms is not None and c.max_rate_at_slo > 0
-        and (c.backend, c.workers, c.threads_per_worker) != (online.backend, online.workers, online.threads_per_worker)
-    ]  # fmt: skip
+    others = _others(profile)
     if not others:
         return ""
     c = min(others, key=lambda c: c.p99_ms or 0.0)
-    label = f"{c.backend} ×{c.workers} · batch ≤{c.max_batch_size} · delay {c.max_batch_delay_ms:g} ms"
     keeps = "keeps" if c.p99_ms is not None and c.p99_ms <= objective_ms else "measured"
-    return f"; another configuration searched ({label}) {keeps} p99 {fmt.ms(c.p99_ms)} at {fmt.rate(c.max_rate_at_slo)}/s"
+    return f"; another configuration searched ({_label(c)}) {keeps} p99 {fmt.ms(c.p99_ms)} at {fmt.rate(c.max_rate_at_slo)}/s"
+
+
+def _faster_other(profile: ScalingProfile, objective_ms: float, rate: float) -> str | None:
+    """A warning when another candidate sustained more than ``rate`` (the profile's own figure at
+    ``objective_ms``) with p99 within ``objective_ms``: the plan is for the profile's configuration."""
+    faster = [
+        c for c in _others(profile) if (c.p99_ms or math.inf) <= objective_ms and c.max_rate_at_slo > rate
+    ]
+    if not faster:
+        return None
+    c = max(faster, key=lambda c: c.max_rate_at_slo)
+    return (
+        f"another configuration searched ({_label(c)}) sustained {fmt.rate(c.max_rate_at_slo)} requests/s with p99 "
+        f"{fmt.ms(c.p99_ms)} <= {objective_ms:g} ms, more than this profile's {fmt.rate(rate)}/s at that objective: "
+        f"tuner bench --online --p99-ms {objective_ms:g} searches for this objective"
+    )
 
 
 def make_plan(
@@ -450,6 +482,10 @@ def make_plan(
     pick, best, hosts = _pick(options, rate)
     n = int(pick["workers"])
     warnings: list[str] = []
+    if not math.isclose(objective, online.objective_p99_ms, rel_tol=1e-9):  # read off the curve
+        other = _faster_other(profile, objective, r_ref)
+        if other is not None:
+            warnings.append(other)
     measured_max = max([*measured, *(fit.workers if fit else ())])
     if pick["source"] == "fit" and n > measured_max:
         warnings.append(

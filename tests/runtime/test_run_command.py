@@ -4,6 +4,7 @@ and the input checked against the item the profile was measured with (issue 13).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -324,3 +325,33 @@ def test_runtime_map_refuses_an_array_unlike_the_measured_item(measured_profile:
     with Runtime.from_profile(profile, check_input=False) as rt:
         outcomes = list(rt.map(np.zeros((8, 3)), on_failure="yield"))
         assert len(outcomes) == 8 and all(getattr(o, "cause", None) == "exception" for o in outcomes)
+
+
+@pytest.mark.timeout(90)
+def test_a_profile_run_from_another_folder_keeps_dtypes_and_says_start_up_apart(
+    tuner_cmd: list[str], tmp_path: Path, this_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: the model path is relative to the profile file (`tuner run other/dir/p.yaml` from
+    elsewhere finds it); failed items keep an integer output integer, marked in a mask; the line
+    reports the start-up apart from the steady rate."""
+    import shutil
+
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    shutil.copy(Path(model_spec("double_or_fail").rpartition(":")[0]), project / "models" / "m.py")
+    monkeypatch.chdir(project)  # the sweep ran here and named models/m.py
+    write_profile(
+        project / "other" / "dir" / "p.yaml", host_info(this_host), spec="models/m.py:double_or_fail",
+        backend="process", workers=1, partition_size=4,
+    )  # fmt: skip
+    rows = np.array([1, 2, -3, 4, 5, 6, 7, 8], dtype=np.int64)
+    np.save(tmp_path / "in.npy", rows)
+    r = subprocess.run(
+        [*tuner_cmd, "run", "project/other/dir/p.yaml", "-i", "in.npy", "-o", "out.npy", "--max-failed-share", "0.5"],
+        capture_output=True, text=True, timeout=90, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = np.load(tmp_path / "out.npy")
+    assert out.dtype == np.int64 and out.tolist() == [2, 4, 0, 8, 10, 12, 14, 16]  # not float64 with NaN
+    assert np.load(tmp_path / "out.failed.npy").tolist() == [i == 2 for i in range(8)]
+    assert re.search(r"\(start-up [\d.,]+ s, then [\d.,kM]+ items/s over [\d.,]+ s; ", r.stderr), r.stderr

@@ -223,8 +223,8 @@ def _autoscale(results: list[TrialResult], best: TrialResult, host: Host | None)
         if lo == c.workers:
             why_min = f"{lo} worker{'s' if lo != 1 else ''} is the smallest pool"
     text = (
-        f"min {lo}: {why_min} (a pool that absorbs half the peak without a cold start of "
-        f"{best.cold_start_s:.2f} s); max {hi}: {why_max}"
+        f"min {lo}: {why_min} (a pool that absorbs half the peak without starting a worker: its model "
+        f"load took {fmt.seconds(best.cold_start_s)} in the sweep); max {hi}: {why_max}"
     )
     return lo, hi, text
 
@@ -443,6 +443,12 @@ def _against_default(rec: Recommendation) -> str:
     return f"{rec.speedup:.2f}× {what}{ci}"
 
 
+def _load_words(best: TrialResult) -> str:
+    """The trial's workers' model load time: not the cold start a service pays (a fresh process
+    starting the runtime, timed after the sweep: tuner.bench.coldstart), so not called one."""
+    return f"workers loaded the model in {fmt.seconds(best.cold_start_s)} in the sweep"
+
+
 def _words(rec: Recommendation, ok: list[TrialResult], host: Host | None, threads_word: str) -> list[str]:
     """The recommendation in plain words: what to run, its evidence, the settings derived, and why."""
     best, d = rec.best, rec.deployment
@@ -478,13 +484,11 @@ def _words(rec: Recommendation, ok: list[TrialResult], host: Host | None, thread
     )
     a = d.autoscale
     if a.min_workers == a.max_workers:
-        words.append(
-            f"  a fixed pool of {d.kind.count(a.max_workers)} (no autoscaling); cold start {fmt.seconds(best.cold_start_s)}"
-        )
+        words.append(f"  a fixed pool of {d.kind.count(a.max_workers)} (no autoscaling); {_load_words(best)}")
     else:
         words.append(
             f"  autoscale {a.min_workers}–{a.max_workers} workers; scale-up on backlog > "
-            f"{BACKLOG_PER_WORKER:g} partitions per worker; cold start {fmt.seconds(best.cold_start_s)}"
+            f"{BACKLOG_PER_WORKER:g} partitions per worker; {_load_words(best)}"
         )
     load_line = host_load_words(best, host.usable_cores if host is not None else None)
     if load_line:
