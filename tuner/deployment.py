@@ -592,7 +592,7 @@ class Deployment:
         if self.max_batch_size is not None:
             parts.append(f"batches ≤{self.max_batch_size} within {self.max_batch_delay_s * 1000:g} ms")
         if self.hedge_after_s is not None:
-            parts.append(f"hedge after {fmt.sig(self.hedge_after_s * 1000)} ms (≤{self.hedge_budget:.0%})")
+            parts.append(f"hedge after {fmt.sig(self.hedge_after_s * 1000)} ms (≤{self.hedge_budget:.0%} after a first burst)")
         return " · ".join(parts)
 
     # -- what the runtime derives ----------------------------------------------------------------

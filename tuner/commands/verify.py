@@ -17,6 +17,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from tuner import fmt
 from tuner.errors import BadInput, ExitCode, Inconclusive, Regression
 from tuner.options import finite, non_blank, typed
 
@@ -135,7 +136,7 @@ def run_bench_over_http(args: argparse.Namespace, request: Any) -> int:
     print(
         f"through {got.server}: {section.max_rate_at_slo:,.0f} requests/s at p99 ≤ {objective:g} ms "
         f"(in process {online.max_rate_at_slo:,.0f}/s: {_ratio(section.max_rate_at_slo, online.max_rate_at_slo)}); "
-        f"the load generator used {got.client_cores:.2g} cores ({got.client})"
+        f"the load generator used {fmt.sig(got.client_cores, 2)} cores ({got.client})"
         + ("" if best is not None else " — no rate was sustainable"),
         flush=True,
     )

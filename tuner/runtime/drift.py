@@ -49,6 +49,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuner import fmt
+
 __all__ = [
     "CLEAR_WINDOWS",
     "DIMENSIONS",
@@ -253,7 +255,7 @@ class DriftState:
                     (
                         "p99",
                         z,
-                        f"p99 {w.p99_ms:.3g} ms at {w.rate:.0f} requests/s, the profile's curve says {p99:.3g} ms",
+                        f"p99 {fmt.ms(w.p99_ms)} at {w.rate:.0f} requests/s, the profile's curve says {fmt.ms(p99)}",
                     )
                 )
         if w.saturated and ref.throughput_ci is not None and w.throughput > 0:
@@ -264,7 +266,7 @@ class DriftState:
                 (
                     "throughput",
                     z,
-                    f"saturated at {w.throughput:.3g} items/s, the profile's CI {lo:.3g}–{hi:.3g}",
+                    f"saturated at {fmt.rate(w.throughput)} items/s, the profile's CI {fmt.rate(lo)}–{fmt.rate(hi)}",
                 )
             )
         return out  # fmt: skip
@@ -301,7 +303,7 @@ class DriftState:
 
 
 def _ms(s: float) -> str:
-    return f"{s * 1000:.3g} ms"
+    return fmt.ms(s * 1000)
 
 
 class DriftWatch:

@@ -409,7 +409,7 @@ def verify_table(outcome: VerifyOutcome) -> list[str]:
         lines.append(
             f"  {s.share:.0%} · {fmt.rate(s.rate)}/s offered, {fmt.rate(r.achieved)}/s achieved · p99 predicted "
             f"{pred}, observed {observed} · {codes}"
-            + (f" · server {r.cpu_cores:.2g} cores" if r.cpu_cores is not None else "")
+            + (f" · server {fmt.sig(r.cpu_cores, 2)} cores" if r.cpu_cores is not None else "")
         )
     return lines
 

@@ -157,7 +157,7 @@ def step_line(s: StepResult) -> str:
     lag = f" · generator late ×{s.late} (max {s.max_lag_ms:.0f} ms)" if s.late else ""
     return (
         f"{_fmt(s.rate)}/s → offered {_fmt(s.offered)}, achieved {_fmt(s.achieved)} · p99 {p99_text} · "
-        f"queue {s.queue_slope:+.3g} items/s{lag} · {s.verdict()}"
+        f"queue {_signed_rate(s.queue_slope)} items/s{lag} · {s.verdict()}"
     )
 
 
@@ -192,8 +192,13 @@ def curve_table(result: CandidateResult) -> Any:
             _n(lat.get("p99")),
             f"{_n(ci[0])}–{_n(ci[1])}" if ci else "–",
             _n(lat.get("p999")),
-            f"{s.queue_slope:+.3g}",
+            _signed_rate(s.queue_slope),
             mean_batch,
             "sustainable" if s.sustainable else "; ".join(s.reasons),
         )
     return t
+
+
+def _signed_rate(x: float) -> str:
+    """A queue's slope: '+19.9k', '-171', '+0.039' (never scientific notation)."""
+    return ("+" if x >= 0 else "-") + fmt.rate(abs(x))

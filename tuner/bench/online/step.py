@@ -180,7 +180,7 @@ def judge(
             f"achieved {fmt.rate(achieved)}/s < {ACHIEVED_SHARE:.0%} of offered {fmt.rate(offered)}/s"
         )
     if growing:
-        reasons.append(f"queue growing ({slope:+.4g} items/s)")
+        reasons.append(f"queue growing (+{fmt.rate(slope)} items/s)")
     if p99_ms is None:
         reasons.append("no request completed")
     elif p99_ms > objective_ms:
