@@ -70,6 +70,10 @@ class Recommendation:
     baseline_throughput: float | None = None
     baseline_ci: Interval | None = None
     baseline_p99: float | None = None
+    # The profile's own ratio against its baseline (evidence.speedup, its CI): the figure the
+    # recommendation's words state, read back rather than recomputed from rounded throughputs.
+    speedup: float | None = None
+    speedup_ci: Interval | None = None
     runner_ups: list[tuple[str, float, float | None]] = field(default_factory=list)
     evidence: list[tuple[str, str]] = field(default_factory=list)  # (what, value) lines
     faults: str | None = None
@@ -95,6 +99,7 @@ class HostView:
     contaminated: bool = False
     busiest: list[tuple[str, int, float]] = field(default_factory=list)
     cluster: list[tuple[str, str]] = field(default_factory=list)
+    calibration: Any = None  # tuner.calibrate.Calibration: the host's measured speed, when recorded
 
 
 @dataclass
@@ -158,6 +163,7 @@ class Run:
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     verdict: str | None = None  # the regression gate's line, when a gate made this run
+    warnings: list[str] = field(default_factory=list)  # said at the top (e.g. an interrupted sweep)
 
     @property
     def trials_from_results(self) -> bool:
