@@ -72,8 +72,13 @@ def _baseline_words(rec: Recommendation) -> str:
     """The recommendation against its baseline: the profile's own ratio (``evidence.speedup`` and its
     CI) when it records one, against the framework's default deployment measured in the same sweep;
     older profiles name another baseline (the slowest configuration), said as "the baseline"."""
-    if not rec.baseline_throughput or not rec.baseline_name:
+    if not rec.from_profile:
         return ""
+    if not rec.baseline_throughput or not rec.baseline_name:
+        return e(
+            f"No ratio against {DEFAULT_DEPLOYMENT}: it was not measured cleanly in this sweep "
+            "(a busy host, or an error: see its trials)."
+        )
     name = rec.baseline_name
     default = name.startswith(DEFAULT_DEPLOYMENT)
     what = DEFAULT_DEPLOYMENT if default else "the baseline"

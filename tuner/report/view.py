@@ -78,6 +78,7 @@ class Recommendation:
     evidence: list[tuple[str, str]] = field(default_factory=list)  # (what, value) lines
     faults: str | None = None
     faults_observed: dict[str, int] = field(default_factory=dict)
+    from_profile: bool = True  # False: a run's fastest trial (no profile: no baseline to state)
 
     @classmethod
     def from_trial(cls, t: Trial) -> Recommendation:
@@ -85,7 +86,7 @@ class Recommendation:
         config = {"backend": t.backend, "workers": t.workers, "threads per worker": t.threads,
                   "partition size": t.partition}  # fmt: skip
         return cls(label=t.label, config=config, throughput=t.throughput, throughput_ci=t.ci,
-                   latency=t.latency, latency_ci=t.latency_ci, service={})  # fmt: skip
+                   latency=t.latency, latency_ci=t.latency_ci, service={}, from_profile=False)  # fmt: skip
 
 
 @dataclass
