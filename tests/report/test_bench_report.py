@@ -176,3 +176,23 @@ def test_a_bad_report_path_is_one_line_and_exit_2_before_anything_runs(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["tuner: " + says.format(tmp=tmp_path)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.html"]  # no profile, no page, no temporary
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_an_online_sweeps_page_has_its_online_section(
+    tmp_path: Path, tuner_cmd: list[str], clean_env: dict[str, str]
+) -> None:
+    args = ["--model", "builtin:sleep", "--backends", "thread", "--workers", "1", "--partition-sizes", "256",
+            "--strategy", "grid", "--window", "0.2", "--items", "2048", "--calibration", "0", "--online",
+            "--p99-ms", "50", "--online-budget", "4", "--step", "0.3", "--batch-delays", "2",
+            "--online-configs", "1", "--out", "p.yaml", "--report", "rep.html"]  # fmt: skip
+    proc = subprocess.run(
+        [*tuner_cmd, "bench", *args], cwd=tmp_path, capture_output=True, text=True, env=clean_env, timeout=140
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    online = load_profile(tmp_path / "p.yaml").online
+    assert online is not None
+    html = (tmp_path / "rep.html").read_text(encoding="utf-8")
+    assert fields(html)["max-rate"] == online.max_rate_at_slo
+    assert '<section id="online">' in html and 'id="chart-online"' in html
