@@ -362,6 +362,7 @@ def _check_report(args: argparse.Namespace) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     """The sweep, its output and its files."""
     from tuner.bench.pipeline import SweepPipeline
+    from tuner.bench.types import TrialFinished
     from tuner.commands.progress import Progress, cancellable, console
 
     request = request_of(args)
@@ -369,15 +370,27 @@ def _sweep(args: argparse.Namespace) -> int:
     with SweepPipeline(request) as pipeline:
         prepared = pipeline.prepare()  # a bad model, input or space is one line, nothing started
         _say_prepared(err, pipeline)
+        finished: list[Any] = []  # every trial as it ends, heard from the pipeline's messages
+
         with Progress(request.strategy, request.budget_s, request.max_trials) as progress:
-            pipeline.on_message = progress
+
+            def hear(message: Any) -> None:
+                progress(message)
+                if isinstance(message, TrialFinished):
+                    finished.append(message.result)
+
+            pipeline.on_message = hear
             outcome, stopped = cancellable(pipeline.run, err, "the sweep")
         if outcome is None:  # interrupted before the pipeline returned
             from tuner.bench.pipeline import SweepOutcome
 
+            if not pipeline.results:  # its sweep had not handed its trials over yet: those heard
+                pipeline.results = [*pipeline.resumed, *finished]
             outcome = SweepOutcome(
-                request, prepared, pipeline.results, pipeline.recommend(), True, pipeline.elapsed_s
-            )
+                request, prepared, pipeline.results, pipeline.recommend(), True, pipeline.elapsed_s,
+                resumed=list(pipeline.resumed), calibration=pipeline.calibration,
+                calibration_problem=pipeline.calibration_problem,
+            )  # fmt: skip
         interrupted = stopped or outcome.interrupted
         return _report(args, outcome, interrupted, err)
 
