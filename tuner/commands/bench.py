@@ -375,9 +375,9 @@ def _sweep(args: argparse.Namespace) -> int:
         with Progress(request.strategy, request.budget_s, request.max_trials) as progress:
 
             def hear(message: Any) -> None:
-                progress(message)
-                if isinstance(message, TrialFinished):
+                if isinstance(message, TrialFinished):  # kept before its line is printed
                     finished.append(message.result)
+                progress(message)
 
             pipeline.on_message = hear
             outcome, stopped = cancellable(pipeline.run, err, "the sweep")
