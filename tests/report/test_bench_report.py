@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,44 @@ def test_an_online_sweeps_page_has_its_online_section(
     html = (tmp_path / "rep.html").read_text(encoding="utf-8")
     assert fields(html)["max-rate"] == online.max_rate_at_slo
     assert '<section id="online">' in html and 'id="chart-online"' in html
+
+
+def _calibrated(name: str, scale: float) -> Any:
+    """A recorded profile with the reference calibration (tests/fixtures/profiles/good.yaml) scaled."""
+    import yaml
+
+    from tuner.profile.calibration import CalibrationRecord
+
+    good = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "profiles" / "good.yaml").read_text())
+    cal = good["host"]["calibration"]
+    for kernel in cal["kernels"].values():
+        for mode in ("single", "all"):
+            if kernel.get(mode):
+                kernel[mode]["score"] *= scale
+                kernel[mode]["ci"] = [x * scale for x in kernel[mode]["ci"]]
+    profile = load_profile(Path(__file__).parent / "fixtures" / f"{name}.yaml")
+    profile.host.__dict__["calibration"] = CalibrationRecord.model_validate(cal)
+    return profile
+
+
+def test_a_comparison_gives_the_host_speed_ratio_and_the_side_by_side_gate_its_two_versions() -> None:
+    from tuner.bench.session import load_results
+    from tuner.calibrate import compare
+    from tuner.report import render_comparison
+
+    a, b = _calibrated("plain", 1.0), _calibrated("faults", 0.7)
+    page = render_comparison(a, b)
+    speed = re.search(r'data-host-speed="([^"]+)"', page)
+    expected = compare(a.host.calibration.calibration(), b.host.calibration.calibration())
+    envelope = expected.envelope("all") or expected.envelope("single")
+    assert speed is not None and envelope is not None
+    assert float(speed.group(1)) == pytest.approx(envelope.ratio) == pytest.approx(0.7, rel=0.01)
+    assert "B's host runs the reference kernels 30% slower than A's: ×0.70" in text(page)
+    # --against: the previous version's trials (A) beside the current one's (B), one host, no profile
+    results = load_results(Path(__file__).parent / "fixtures" / "plain.jsonl")
+    page = render_comparison(
+        None, None, results[0::2], results[1::2], names=("previous: old.py", "current: new.py")
+    )
+    seen = text(page)
+    assert "tuner comparison: previous: old.py vs current: new.py" in seen
+    assert "Both runs were measured now on this host, interleaved" in seen

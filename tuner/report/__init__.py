@@ -126,5 +126,7 @@ def render_comparison(
         )  # fmt: skip
     else:
         raise BadInput("a comparison needs a second profile or the second run's results")
+    if a is None and b is None:
+        run_a.host = run_b.host  # both measured now, on this host
     run_b.verdict = verdict
     return render(run_a, run_b, page_command=page_command)

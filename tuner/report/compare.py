@@ -110,6 +110,8 @@ def host_speed(a: Run, b: Run) -> tuple[float | None, str]:
     and what it means in words; None, and why, when it cannot be had."""
     from tuner.calibrate import compare
 
+    if a.host is b.host:  # one host for both runs (the side-by-side gate, interleaved)
+        return None, "Both runs were measured now on this host, interleaved: no host speed between them."
     ca, cb = a.host.calibration, b.host.calibration
     if ca is None or cb is None:
         missing = " and ".join(w for w, c in (("A", ca), ("B", cb)) if c is None)
