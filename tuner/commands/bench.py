@@ -10,6 +10,9 @@ verdict; 130 interrupted (completed trials kept in ``--results``, best so far pr
 
 Progress goes to stderr; the results table, charts and recommendation to stdout — or, with
 ``--json``, to stderr, and stdout gets only the JSON summary.
+
+``--report FILE.html`` writes the sweep's page (:mod:`tuner.report`) at its end — interrupted too,
+then saying so — and, with ``--baseline``, the gate's comparison, before the exit code is decided.
 """
 
 from __future__ import annotations
