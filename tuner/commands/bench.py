@@ -10,6 +10,9 @@ verdict; 130 interrupted (completed trials kept in ``--results``, best so far pr
 
 Progress goes to stderr; the results table, charts and recommendation to stdout — or, with
 ``--json``, to stderr, and stdout gets only the JSON summary.
+
+``--report FILE.html`` writes the sweep's page (:mod:`tuner.report`) at its end — interrupted too,
+then saying so — and, with ``--baseline``, the gate's comparison, before the exit code is decided.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     option(p, "--csv", non_blank, what="a file", metavar="FILE", help="write the trials as CSV")
     option(p, "--summary", non_blank, what="a Markdown file", metavar="FILE.md",
            help="append a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")  # fmt: skip
+    option(p, "--report", non_blank, what="an .html file", metavar="FILE.html",
+           help="write the sweep's HTML report here at its end (as tuner report PROFILE --results R "
+           "would; atomically, its folder must exist); with --baseline, the gate's comparison: the "
+           "baseline beside the new measurement")  # fmt: skip
     option(p, "--json", help="JSON summary on stdout; everything else on stderr")
     option(p, "--baseline", non_blank, what="a profile file", metavar="PROFILE",
            help="CI gate: re-measure this profile's recommended configuration")  # fmt: skip
@@ -323,6 +331,7 @@ def _ray_options(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, tupl
 
 def run(args: argparse.Namespace) -> int:
     """`tuner bench` (see the module docstring for exit codes and streams)."""
+    _check_report(args)
     if args.url is not None or args.profile is not None:
         return _over_http(args)
     if args.against is not None and args.baseline is None:
@@ -330,7 +339,33 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline is not None:
         online_request(args)  # a bad online option is refused first, as without --baseline
         return _gate(args)
+    try:
+        return _sweep(args)
+    except KeyboardInterrupt:
+        if args.report:  # stopped before the sweep returned anything to show
+            sys.stderr.write(
+                f"tuner: interrupted before any trial finished: no report written to {args.report}\n"
+            )
+        raise
+
+
+def _check_report(args: argparse.Namespace) -> None:
+    """--report: an .html file in a folder that exists and is writable, refused before anything runs."""
+    if args.report is None:
+        return
+    if args.url is not None or args.profile is not None:
+        raise BadInput(
+            "--report is not available with --url (tuner report PROFILE makes the page of the profile)"
+        )
+    if Path(args.report).suffix.lower() not in (".html", ".htm"):
+        raise BadInput(f"--report {args.report}: a report is an .html file")
+    writable("--report", args.report)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """The sweep, its output and its files."""
     from tuner.bench.pipeline import SweepPipeline
+    from tuner.bench.types import TrialFinished
     from tuner.commands.progress import Progress, cancellable, console
 
     request = request_of(args)
@@ -338,15 +373,27 @@ def run(args: argparse.Namespace) -> int:
     with SweepPipeline(request) as pipeline:
         prepared = pipeline.prepare()  # a bad model, input or space is one line, nothing started
         _say_prepared(err, pipeline)
+        finished: list[Any] = []  # every trial as it ends, heard from the pipeline's messages
+
         with Progress(request.strategy, request.budget_s, request.max_trials) as progress:
-            pipeline.on_message = progress
+
+            def hear(message: Any) -> None:
+                if isinstance(message, TrialFinished):  # kept before its line is printed
+                    finished.append(message.result)
+                progress(message)
+
+            pipeline.on_message = hear
             outcome, stopped = cancellable(pipeline.run, err, "the sweep")
         if outcome is None:  # interrupted before the pipeline returned
             from tuner.bench.pipeline import SweepOutcome
 
+            if not pipeline.results:  # its sweep had not handed its trials over yet: those heard
+                pipeline.results = [*pipeline.resumed, *finished]
             outcome = SweepOutcome(
-                request, prepared, pipeline.results, pipeline.recommend(), True, pipeline.elapsed_s
-            )
+                request, prepared, pipeline.results, pipeline.recommend(), True, pipeline.elapsed_s,
+                resumed=list(pipeline.resumed), calibration=pipeline.calibration,
+                calibration_problem=pipeline.calibration_problem,
+            )  # fmt: skip
         interrupted = stopped or outcome.interrupted
         return _report(args, outcome, interrupted, err)
 
@@ -407,6 +454,7 @@ def _report(args: argparse.Namespace, outcome: SweepOutcome, interrupted: bool, 
     busy = rec.best is not None and rec.best.contaminated
     refuse = busy and args.require_clean
     written = _write_outputs(args, outcome, human, interrupted=interrupted, refuse=refuse)
+    _write_report(args, outcome, human, interrupted=interrupted, written=written, refused=refuse)
     if args.json:
         _print_json(args, outcome, interrupted, written)
     if interrupted:
@@ -513,10 +561,82 @@ def _write_outputs(
     if interrupted:
         human.print(f"interrupted: profile not written to {args.out} (resume with --resume)", markup=False)
         return None
-    name = args.name or re.sub(r"[^a-zA-Z0-9_.-]", "-", Path(args.out).stem) or "profile"
-    save_profile(outcome.profile(name), args.out)
+    save_profile(outcome.profile(_profile_name(args, outcome)), args.out)
     human.print(f"profile written to {args.out}", markup=False, highlight=False, soft_wrap=True)
     return str(args.out)
+
+
+def _profile_name(args: argparse.Namespace, outcome: SweepOutcome) -> str:
+    """--name, else --out's stem, else the model's spec, as a profile name."""
+    stem = Path(args.out).stem if args.out else outcome.request.model
+    return args.name or re.sub(r"[^a-zA-Z0-9_.-]", "-", stem).strip("-") or "profile"
+
+
+def command_line() -> str | None:
+    """The exact ``tuner bench`` command of this process, for the page's "how to reproduce"; None
+    when tuner was not started from a command line (called in-process: the page reconstructs one
+    from the profile and says so)."""
+    argv = sys.argv[1:]
+    if argv[:1] != ["bench"] or not any(a == "--report" or a.startswith("--report=") for a in argv):
+        return None
+    return shlex.join(["tuner", *argv])
+
+
+def _write_report(
+    args: argparse.Namespace, outcome: SweepOutcome, human: Any, *, interrupted: bool, written: str | None,
+    refused: bool,
+) -> None:  # fmt: skip
+    """--report: the page of this sweep, written atomically — the profile it wrote (or would have:
+    interrupted, or refused by --require-clean, the page says so at its top) and every trial; a
+    sweep with nothing to recommend gets its trials alone; one with no trial, a line saying so."""
+    if not args.report:
+        return
+    from tuner.data import atomic_write_text
+    from tuner.errors import TunerError
+    from tuner.report import render_report, render_trials
+
+    results, rec = outcome.results, outcome.recommendation
+    measured = len({r.config.key() for r in results})
+    warnings = []
+    if interrupted:
+        warnings.append(
+            f"The sweep was interrupted after {measured} configuration{'s' if measured != 1 else ''}: "
+            "what follows is its best so far, not a finished recommendation, and no profile was written "
+            "(tuner bench --resume --results R.jsonl continues it)."
+        )
+    elif refused:
+        warnings.append(
+            "The recommendation was measured on a busy host (too few clean windows): --require-clean wrote "
+            "no profile. Its figures read low; re-measure on a quiet host."
+        )
+    profile = None
+    if rec.best is not None:
+        try:
+            profile = outcome.profile(_profile_name(args, outcome))
+        except TunerError as e:  # a partial sweep the profile cannot describe: its trials stand alone
+            warnings.append(f"No profile could be made of this sweep ({e}): the trials alone are shown.")
+    if profile is not None:
+        sources = [written, *([args.results] if args.results else [])] if written else []
+        again = ["tuner", "report", str(written), *(["--results", args.results] if args.results else [])]
+        page_command = shlex.join([*again, "--out", args.report]) if written else None
+        text = render_report(
+            profile, results, command=command_line(), sources=sources, page_command=page_command,
+            warnings=warnings,
+        )  # fmt: skip
+    elif results:
+        if not interrupted and rec.best is None:
+            warnings.append(
+                "No configuration was feasible: nothing is recommended (see every trial's status)."
+            )
+        text = render_trials(
+            results, model=outcome.request.model, host=outcome.prepared.host, calibration=outcome.calibration,
+            command=command_line(), warnings=warnings, recommend=rec.best is not None,
+        )  # fmt: skip
+    else:
+        sys.stderr.write(f"tuner: no trial finished: no report written to {args.report}\n")
+        return
+    atomic_write_text(args.report, text)
+    human.print(f"report written to {args.report}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_json(
@@ -574,9 +694,16 @@ def _gate(args: argparse.Namespace) -> int:
 
         gated, stopped = cancellable(measure, err, "the gate")
         if stopped or gated is None:
+            if args.report:
+                sys.stderr.write(
+                    f"tuner: the gate was interrupted before its verdict: no comparison written to {args.report}\n"
+                )
             raise KeyboardInterrupt
         host = pipeline.prepare().host
+        calibration = pipeline.calibration
     verdict = gated.verdict
+    if args.report:
+        _write_gate_report(args, profile, gated, host, calibration, request.model)
     if args.summary:
         with open(args.summary, "a", encoding="utf-8") as f:
             title = f"tuner gate: {args.baseline}"
@@ -599,6 +726,33 @@ def _gate(args: argparse.Namespace) -> int:
     if verdict.kind == "inconclusive":
         raise Inconclusive(f"inconclusive against {args.baseline}: {verdict.message}")
     return int(ExitCode.OK)
+
+
+def _write_gate_report(
+    args: argparse.Namespace, profile: Any, gated: Any, host: Any, calibration: Any, model: str
+) -> None:
+    """--report with --baseline: the comparison page — the baseline profile (A) beside the trials
+    the gate just measured (B), with the verdict; with --against, the previous version's trials (A)
+    beside the current one's (B), both measured now. Written before the exit code is decided, so a
+    regression's page is there for the CI artifact."""
+    from tuner.data import atomic_write_text
+    from tuner.report import render_comparison
+
+    verdict = gated.verdict.line
+    if args.against is not None:
+        # GateOutcome.results of the side-by-side gate: each pair's A then its B (pipeline.gate_against).
+        a_side, b_side = gated.results[0::2], gated.results[1::2]
+        text = render_comparison(
+            None, None, a_side, b_side, host_b=host, calibration_b=calibration, verdict=verdict,
+            command=command_line(), names=(f"previous version: {args.against}", f"current version: {model}"),
+        )  # fmt: skip
+    else:
+        text = render_comparison(
+            profile, None, results_b=gated.results, host_b=host, calibration_b=calibration, verdict=verdict,
+            command=command_line(),
+        )  # fmt: skip
+    atomic_write_text(args.report, text)
+    print(f"comparison written to {args.report}", file=sys.stderr, flush=True)
 
 
 def _profile_address(profile: Any) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from tuner import __version__
 from tuner.report import charts
 from tuner.report.html import Cell, e, facts, figure, page, para, section, table, toc
-from tuner.report.page import footer, reproduce_section
+from tuner.report.page import footer, reproduce_section, warnings
 from tuner.report.view import Run, Trial, fmt_ms, fmt_rate
 
 CONFIG_KEYS = ("backend", "workers", "threads per worker", "partition size")
@@ -104,6 +104,36 @@ def hosts_alike(a: Run, b: Run) -> tuple[str, list[tuple[str, str, str]]]:
     return ("same" if fa == fb else "different"), diffs
 
 
+def host_speed(a: Run, b: Run) -> tuple[float | None, str]:
+    """B's host speed over A's from the two calibrations (:func:`tuner.calibrate.compare`): the
+    reference kernels' ratio (their median, on all cores when both hosts have as many, else on one)
+    and what it means in words; None, and why, when it cannot be had."""
+    from tuner.calibrate import compare
+
+    if a.host is b.host:  # one host for both runs (the side-by-side gate, interleaved)
+        return None, "Both runs were measured now on this host, interleaved: no host speed between them."
+    ca, cb = a.host.calibration, b.host.calibration
+    if ca is None or cb is None:
+        missing = " and ".join(w for w, c in (("A", ca), ("B", cb)) if c is None)
+        return None, f"{missing} recorded no host calibration: the hosts' speeds cannot be compared."
+    speed = compare(ca, cb)
+    r = speed.envelope("all") or speed.envelope("single")
+    if r is None:
+        return None, f"The host calibrations could not be compared ({speed.problem_words()})."
+    cores = "1 core" if r.mode == "single" else f"{speed.cores[1]} cores"
+    each = ", ".join(f"{k.kernel} {k.words()}" for k in speed.kernels(r.mode))
+    pace = "as fast as" if r.words() == "as fast" else f"{r.words()} than"
+    noise = (
+        "the hosts differ in speed beyond the calibrations' noise: figures may differ because the machines do"
+        if r.differs
+        else "within the calibrations' noise"
+    )
+    return r.ratio, (
+        f"B's host runs the reference kernels {pace} A's: ×{r.ratio:.2f} (95% CI {r.low:.2f}–{r.high:.2f}; "
+        f"{each}; {cores}) — {noise}."
+    )
+
+
 # -- the page ---------------------------------------------------------------------------------------
 
 _FMT = {"throughput": lambda v: f"{fmt_rate(v)} items/s", "p99": fmt_ms,
@@ -173,8 +203,10 @@ def _summary(a: Run, b: Run) -> str:
     words += "; the recommended configuration " + (
         "changed" if config == "yes" else "is the same" if config == "no" else "cannot be compared"
     )
-    words += {"same": "; same host (fingerprints match).", "different": "; the hosts differ (fingerprints do not match).",
-              "unknown": "; whether the hosts were alike is not known (a fingerprint is missing)."}[alike]  # fmt: skip
+    words += {"same": "; same host (fingerprints match)", "different": "; the hosts differ (fingerprints do not match)",
+              "unknown": "; whether the hosts were alike is not known (a fingerprint is missing)"}[alike]  # fmt: skip
+    ratio, _ = host_speed(a, b)
+    words += f"; B's host ran the reference kernels at ×{ratio:.2f} A's speed." if ratio is not None else "."
     return f'<p class="lead" id="summary">{e(words)}</p>'
 
 
@@ -188,10 +220,13 @@ def hosts_section(a: Run, b: Run) -> str:
         "unknown": "One run did not record its host fingerprint: whether the hosts were alike is not known.",
     }[alike]
     rows: list[list[Cell]] = [[k, va, vb] for k, va, vb in diffs]
+    ratio, speed = host_speed(a, b)
+    raw = "" if ratio is None else repr(float(ratio))
     return section(
         "hosts",
         "Were the hosts alike?",
         f'<p data-hosts="{alike}">{e(verdict)}</p>',
+        f'<p id="host-speed" data-host-speed="{raw}">{e(speed)}</p>',
         table(["", "A", "B"], [["summary", a.host.summary, b.host.summary], *rows], cls="hosts"),
         para(f"A, while measured: {a.host.load_words}.") if a.host.load_words else "",
         para(f"B, while measured: {b.host.load_words}.") if b.host.load_words else "",
@@ -274,6 +309,7 @@ def render(a: Run, b: Run, *, page_command: str | None = None) -> str:
     )
     parts = [
         header,
+        warnings(b),
         toc(entries),
         section("changes", "What changed", _summary(a, b), verdict, changes_table(a, b),
                 para("A figure changed when the two 95% confidence intervals do not overlap.", "small muted")),

@@ -262,6 +262,7 @@ def recommendation(profile: Any) -> Recommendation:
     t = _rec_trial(profile)
     base = getattr(ev, "baseline", None)
     base_ci = getattr(base, "throughput_ci", None) if base is not None else None
+    speedup_ci = getattr(ev, "speedup_ci", None)
     return Recommendation(
         label=t.label,
         config=_rec_config(rec, auto),
@@ -276,6 +277,8 @@ def recommendation(profile: Any) -> Recommendation:
         baseline_throughput=getattr(base, "throughput", None),
         baseline_ci=(float(base_ci[0]), float(base_ci[1])) if base_ci else None,
         baseline_p99=getattr(base, "p99_ms", None),
+        speedup=getattr(ev, "speedup", None),
+        speedup_ci=(float(speedup_ci[0]), float(speedup_ci[1])) if speedup_ci else None,
         runner_ups=[
             (t.label, t.throughput, t.latency.get("p99")) for t in _candidate_trials(profile, "runner_ups")
         ],
@@ -294,7 +297,7 @@ def _call(x: Any, name: str) -> Any:
     return v() if callable(v) else v
 
 
-def _host_facts(h: Any) -> list[tuple[str, str]]:
+def _host_facts(h: Any, calibration: Any = None) -> list[tuple[str, str]]:
     facts: list[tuple[str, str]] = []
     cores = [f"{h.usable_cores} usable"]
     for what, attr in (("logical", "logical_cores"), ("physical", "physical_cores")):
@@ -318,7 +321,6 @@ def _host_facts(h: Any) -> list[tuple[str, str]]:
             v = f"{b.get('internal_api')} {'.'.join(str(b.get('version') or '?').split('.')[:3])}"
         if v:
             facts.append((what, str(v)))
-    calibration = getattr(h, "calibration", None)  # host.calibration: the host's measured speed
     if calibration is not None:
         facts.extend(_calibration_facts(calibration))
     return facts
@@ -362,15 +364,30 @@ def _cluster_facts(c: Any) -> list[tuple[str, str]]:
     return facts
 
 
-def host_view(host: Any, load: Any = None, cluster: Any = None) -> HostView:
-    """A profile's ``host`` (or a probed Host) with the evidence's ``host_load``."""
+def calibration_of(record: Any) -> Any:
+    """A ``host.calibration`` record (or a ``tuner.calibrate.Calibration``) as a Calibration, the
+    form :func:`tuner.calibrate.compare` takes; None when there is none or it cannot be read."""
+    if record is None:
+        return None
+    to_calibration = getattr(record, "calibration", None)
+    try:
+        return to_calibration() if callable(to_calibration) else record
+    except (ValueError, TypeError, KeyError):  # a record this version cannot read: shown, not compared
+        return None
+
+
+def host_view(host: Any, load: Any = None, cluster: Any = None, calibration: Any = None) -> HostView:
+    """A profile's ``host`` (or a probed Host) with the evidence's ``host_load``; ``calibration``:
+    the host's measured speed when the host does not carry it (a probed Host: the sweep's own)."""
     if host is None:
         return HostView(fingerprint=None, summary="host not recorded")
+    cal = calibration if calibration is not None else getattr(host, "calibration", None)
     view = HostView(
         fingerprint=_call(host, "fingerprint"),
         summary=str(_call(host, "summary") or ""),
-        facts=_host_facts(host),
+        facts=_host_facts(host, cal),
         cluster=_cluster_facts(cluster),
+        calibration=calibration_of(cal),
     )
     if load is not None:
         words = getattr(load, "words", None)
@@ -482,6 +499,7 @@ def run_from_profile(
     command: str | None = None,
     plan: Any = None,
     sources: list[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> Run:
     """A :class:`Run` from a loaded profile and, when at hand, its sweep's results."""
     ev = profile.evidence
@@ -510,6 +528,7 @@ def run_from_profile(
         command_exact=command is not None,
         sources=list(sources or []),
         notes=notes,
+        warnings=list(warnings or []),
     )
 
 
@@ -521,17 +540,21 @@ def run_from_results(
     host: Any = None,
     command: str | None = None,
     verdict: str | None = None,
+    calibration: Any = None,
+    recommend: bool = True,
+    warnings: list[str] | None = None,
 ) -> Run:
-    """A :class:`Run` from trials alone (the regression gate's new measurement): repeated trials of
-    one configuration are pooled (median of each figure), and the fastest feasible configuration
-    is what this run "recommends"."""
+    """A :class:`Run` from trials alone (the regression gate's new measurement, or a sweep that
+    ended without a profile): repeated trials of one configuration are pooled (median of each
+    figure), and the fastest feasible configuration is what this run "recommends" (nothing when
+    ``recommend`` is False: a sweep whose trials were none of them feasible)."""
     groups: dict[str, list[Trial]] = {}
     for r in results:
         t = trial_from_result(r)
         groups.setdefault(t.key, []).append(t)
     trials = [pooled(g) for g in groups.values()]
     ok = [t for t in trials if t.ok] or trials
-    best = max(ok, key=lambda t: t.throughput) if ok else None
+    best = max(ok, key=lambda t: t.throughput) if ok and recommend else None
     if best is not None:
         best.recommended = True
     return Run(
@@ -540,9 +563,10 @@ def run_from_results(
         created="",
         tool_version="",
         rec=Recommendation.from_trial(best) if best is not None else None,
-        host=host_view(host),
+        host=host_view(host, calibration=calibration),
         trials=trials,
         command=command or "",
         command_exact=command is not None,
         verdict=verdict,
+        warnings=list(warnings or []),
     )

@@ -64,19 +64,45 @@ def recommendation_words(run: Run, rec: Recommendation) -> str:
     return text + "."
 
 
+#: How a profile names its baseline when it is the default deployment (tuner.bench.profiles).
+DEFAULT_DEPLOYMENT = "the framework's default deployment"
+
+
 def _baseline_words(rec: Recommendation) -> str:
-    if not rec.baseline_throughput or not rec.baseline_name:
+    """The recommendation against its baseline: the profile's own ratio (``evidence.speedup`` and its
+    CI) when it records one, against the framework's default deployment measured in the same sweep;
+    older profiles name another baseline (the slowest configuration), said as "the baseline"."""
+    if not rec.from_profile:
         return ""
-    ratio = rec.throughput / rec.baseline_throughput
+    if not rec.baseline_throughput or not rec.baseline_name:
+        return e(
+            f"No ratio against {DEFAULT_DEPLOYMENT}: it was not measured cleanly in this sweep "
+            "(a busy host, or an error: see its trials)."
+        )
+    name = rec.baseline_name
+    default = name.startswith(DEFAULT_DEPLOYMENT)
+    what = DEFAULT_DEPLOYMENT if default else "the baseline"
+    detail = name.partition(": ")[2] if default else name
+    ratio = rec.speedup if rec.speedup is not None else rec.throughput / rec.baseline_throughput
+    if default and rec.baseline_throughput == rec.throughput:  # the same trial: nothing beat it
+        return (
+            f"That is {value('baseline-ratio', ratio, f'{ratio:.2f}×')} {e(what)}: it is the default "
+            f"deployment itself ({e(detail)}) — no configuration measured beat it beyond the noise."
+        )
     ci = ci_text(rec.baseline_ci)
     p99 = f", p99 {fmt_ms(rec.baseline_p99)}" if rec.baseline_p99 is not None else ""
     beyond = ""
-    if rec.baseline_ci and rec.throughput_ci:
+    if rec.speedup_ci is not None:
+        lo, hi = rec.speedup_ci
+        apart = lo > 1 or hi < 1
+        beyond = f" (95% CI {lo:.2f}–{hi:.2f}×: " + ("beyond the noise)" if apart else "within the noise)")
+    elif rec.baseline_ci and rec.throughput_ci:
         apart = rec.throughput_ci[0] > rec.baseline_ci[1] or rec.throughput_ci[1] < rec.baseline_ci[0]
         beyond = " — beyond both confidence intervals" if apart else " — within the confidence intervals"
+    measured = ", measured in the same sweep" if default else ""
     return (
-        f"That is {value('baseline-ratio', ratio, f'{ratio:.2f}×')} the baseline{e(beyond)} — "
-        f"{e(rec.baseline_name)}: {e(fmt_rate(rec.baseline_throughput))} items/s{e(ci)}{e(p99)}."
+        f"That is {value('baseline-ratio', ratio, f'{ratio:.2f}×')} {e(what)}{e(beyond)} — "
+        f"{e(detail)}{e(measured)}: {e(fmt_rate(rec.baseline_throughput))} items/s{e(ci)}{e(p99)}."
     )
 
 
@@ -341,7 +367,13 @@ def render(run: Run, *, page_command: str | None = None) -> str:
     ]
     entries = [(sid, title) for sid, title in _TITLES if sid != "plan" or run.plan is not None]
     title = f"tuner report: {run.model}"
-    return page(title, [header(title, run), toc(entries), *parts, footer()], generator=f"tuner {__version__}")
+    head = [header(title, run), warnings(run), toc(entries)]
+    return page(title, [*head, *parts, footer()], generator=f"tuner {__version__}")
+
+
+def warnings(run: Run) -> str:
+    """What a reader must know before the figures (a sweep interrupted, no profile written)."""
+    return "".join(f'<p class="warn" role="alert" data-warning>{e(w)}</p>' for w in run.warnings)
 
 
 _TITLES = [

@@ -70,10 +70,15 @@ class Recommendation:
     baseline_throughput: float | None = None
     baseline_ci: Interval | None = None
     baseline_p99: float | None = None
+    # The profile's own ratio against its baseline (evidence.speedup, its CI): the figure the
+    # recommendation's words state, read back rather than recomputed from rounded throughputs.
+    speedup: float | None = None
+    speedup_ci: Interval | None = None
     runner_ups: list[tuple[str, float, float | None]] = field(default_factory=list)
     evidence: list[tuple[str, str]] = field(default_factory=list)  # (what, value) lines
     faults: str | None = None
     faults_observed: dict[str, int] = field(default_factory=dict)
+    from_profile: bool = True  # False: a run's fastest trial (no profile: no baseline to state)
 
     @classmethod
     def from_trial(cls, t: Trial) -> Recommendation:
@@ -81,7 +86,7 @@ class Recommendation:
         config = {"backend": t.backend, "workers": t.workers, "threads per worker": t.threads,
                   "partition size": t.partition}  # fmt: skip
         return cls(label=t.label, config=config, throughput=t.throughput, throughput_ci=t.ci,
-                   latency=t.latency, latency_ci=t.latency_ci, service={})  # fmt: skip
+                   latency=t.latency, latency_ci=t.latency_ci, service={}, from_profile=False)  # fmt: skip
 
 
 @dataclass
@@ -95,6 +100,7 @@ class HostView:
     contaminated: bool = False
     busiest: list[tuple[str, int, float]] = field(default_factory=list)
     cluster: list[tuple[str, str]] = field(default_factory=list)
+    calibration: Any = None  # tuner.calibrate.Calibration: the host's measured speed, when recorded
 
 
 @dataclass
@@ -158,6 +164,7 @@ class Run:
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     verdict: str | None = None  # the regression gate's line, when a gate made this run
+    warnings: list[str] = field(default_factory=list)  # said at the top (e.g. an interrupted sweep)
 
     @property
     def trials_from_results(self) -> bool:
