@@ -218,8 +218,8 @@ class LivePane(Vertical):
         """The two lines at the top: the server and its state; the figures now against the promise."""
         f = self.figures
         if self.error is not None:
-            t = Text("✗ ", style="bold red")
-            t.append(self.error, style="bold red")
+            t = Text()
+            t.append("✗ " + self.error, style="bold red")
             t.append(" — retrying every second", style="red")
             t.append("\n")
             if self._last_ok is not None:
@@ -231,8 +231,10 @@ class LivePane(Vertical):
         if f is None:
             return Text(f"connecting to {self.url}…", style="dim")
         ready = f.ready is not False
-        t = Text("● ready" if ready else "◌ not ready", style="bold green" if ready else "bold yellow")
-        t.append(" · " + self.describe())
+        t = Text()
+        # separators end the styled span before them (an SVG screenshot drops a span's leading space)
+        t.append("● ready " if ready else "◌ not ready ", style="bold green" if ready else "bold yellow")
+        t.append("· " + self.describe())
         t.append("\n")
         t.append_text(figures_line(f))
         return t
@@ -260,7 +262,7 @@ class LivePane(Vertical):
                 t.append(" ✓ as profiled\n", style="green")
         t.append("outside load ", style="bold")
         t.append_text(outside_bar(f.outside_load))
-        t.append(" (other processes, share of the server's cores)", style="dim")
+        t.append(" (other processes)", style="dim")
         t.append("\nautoscaler ", style="bold")
         t.append(
             f"{f.scale_ups:.0f} up · {f.scale_downs:.0f} down · workers {_n(f.workers)} (target {_n(f.workers_target)})"
@@ -283,21 +285,24 @@ def figures_line(f: Figures) -> Text:
     """``412 requests/s (promise 12.8k/s) · p50 3.1 ms · p99 8.2 ms (objective 20 ms) · …``: the
     figures against the promise first, what is left as room allows (the line is cut at the edge)."""
     t = Text()
-    t.append(f"{si(f.request_rate)} requests/s", style="bold")
+    t.append(f"{si(f.request_rate)} requests/s ", style="bold")
     if f.max_rate is not None:
-        t.append(f" (promise {si(f.max_rate)}/s)", style="dim")
-    t.append(f" · p50 {_ms(f.p50_ms)}")
+        t.append(f"(promise {si(f.max_rate)}/s) ", style="dim")
+    t.append(f"· p50 {_ms(f.p50_ms)} · ")
     over = f.p99_ms is not None and f.objective_ms is not None and f.p99_ms > f.objective_ms
-    t.append(f" · p99 {_ms(f.p99_ms)}", style="bold red" if over else "bold")
+    t.append(f"p99 {_ms(f.p99_ms)} ", style="bold red" if over else "bold")
     if f.objective_ms is not None:
-        t.append(f" (objective {f.objective_ms:g} ms)", style="dim")
+        t.append(f"(objective {f.objective_ms:g} ms) ", style="dim")
     if f.drifting:
-        t.append(" · drift: " + ", ".join(f.drifting), style="bold red")
+        t.append("· ")
+        t.append("drift: " + ", ".join(f.drifting) + " ", style="bold red")
     elif f.drift:
-        t.append(" · no drift", style="green")
+        t.append("· ")
+        t.append("no drift ", style="green")
     if f.error_rate:
-        t.append(f" · {si(f.error_rate)} errors/s", style="bold red")
-    t.append(f" · in flight {_n(f.in_flight)}/{_n(f.max_pending)} · workers {_n(f.workers)}")
+        t.append("· ")
+        t.append(f"{si(f.error_rate)} errors/s ", style="bold red")
+    t.append(f"· in flight {_n(f.in_flight)}/{_n(f.max_pending)} · workers {_n(f.workers)}")
     t.append(f" · {si(f.item_rate)} items/s")
     return t
 

@@ -66,10 +66,12 @@ class LiveRateChart(LiveChart):
         top = max(rates) * 1.15 or 1.0
         if promise is not None:
             plt.hline(promise, color=C_P95)  # the promise stays in view: how far below it the service runs
-            top = max(top, promise * 1.15)
+            top = max(top, promise * 1.3)
             plt.title(f"promise {si(promise)}/s within the objective")
+            _line_ticks(plt, promise, top, si)
+        else:
+            _y_si(plt, top)
         plt.ylim(0, top)
-        _y_si(plt, top)
         plt.xlabel("s")
 
 
@@ -93,13 +95,13 @@ class LiveLatencyChart(LiveChart):
         top = max(p99) * 1.15 or 1.0
         if objective is not None:
             top = max(objective * 1.3, min(top, objective * 4))  # keep the objective in view; outliers clip
-        plt.plot(xs, p99, color=C_P99, marker=MARKER, label=_visible("p99", p99, top))
+        # p50 first: where they meet, the p99 (what the objective is about) is drawn on top
         plt.plot(xs, p50, color=C_P50, marker=MARKER, label=_visible("p50", p50, top))
+        plt.plot(xs, p99, color=C_P99, marker=MARKER, label=_visible("p99", p99, top))
         if objective is not None:
             plt.hline(objective, color=C_P95)
             plt.title(f"objective p99 {objective:g} ms")
-            ticks = sorted({0.0, objective / 2, objective, round(top, 1)})
-            plt.yticks(ticks, [f"{t:.3g}" for t in ticks])
+            _line_ticks(plt, objective, top)
         plt.ylim(0, top)
         plt.xlabel("s")
 
@@ -177,6 +179,7 @@ class LivePromiseChart(LiveChart):
             plt.scatter(lx[-1:], ly[-1:], color=C_MAIN, marker="●")
         if obj is not None:
             plt.hline(obj, color=C_P95)
+            _line_ticks(plt, obj, top)
         if self.max_rate:
             plt.vline(self.max_rate, color=C_P95)
         plt.ylim(0, top)
@@ -185,3 +188,10 @@ class LivePromiseChart(LiveChart):
         ticks = [hi * i / 3 for i in range(4)]
         plt.xticks(ticks, [si(t) for t in ticks])
         plt.xlabel("requests/s")
+
+
+def _line_ticks(plt: Any, line: float, top: float, fmt: Any = None) -> None:
+    """Y ticks that put a horizontal line (the objective, the promise) on a labelled row of its own:
+    on a chart a few rows high, evenly spaced ticks leave it between two labels."""
+    ticks = sorted({0.0, line / 2, line, top})
+    plt.yticks(ticks, [fmt(t) if fmt else f"{t:.3g}" for t in ticks])
