@@ -8,6 +8,7 @@ and the Live view on a real ``tuner serve`` started here (stopped mid-test: the 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -163,6 +164,18 @@ def test_the_command_without_a_server_is_one_line_and_exit_2(capsys: pytest.Capt
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "unreachable (connection refused)" in err and "--wait" in err
+
+
+def test_without_the_metrics_extra_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client.parser", None)  # its import now fails
+    assert main(["watch", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "tuner: tuner watch needs the metrics extra (prometheus_client is missing): pip install 'tuner[metrics]'\n"
+    )
 
 
 # -- the view on a fake scraper (no process) -----------------------------------------------------------
