@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve a profile's model over HTTP (needs the serve extra)",
     "check": "validate a profile",
     "verify": "offer a running server its profile's rates and say whether the profile holds",
+    "watch": "watch a running tuner serve live against its profile (the TUI's Live view)",
     "plan": "workers and hosts for a target request rate, from a profile measured with --online",
     "schema": "print the profile JSON Schema",
     "export": "write a profile as another system's config (Ray Serve)",

@@ -54,6 +54,8 @@ NO_TIMEOUT_DRAIN_S = 30.0
 #: after the drain, how long uvicorn may wait for responses still being written
 WRITE_GRACE_S = 5
 LISTEN_BACKLOG = 2048
+#: the fields of the profile's online curve that GET /v1/profile carries
+_CURVE_FIELDS = {"rate", "offered", "achieved", "p50_ms", "p99_ms", "p99_ci_ms", "sustainable"}
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,12 @@ def profile_document(
             "request_size": online.request_size,
             "items_per_request": online.items_per_request,
             "max_rate_at_slo": online.max_rate_at_slo,
+            "max_rate_ci": list(online.max_rate_ci),
             "p99_at_max_ms": online.p99_at_max_ms,
+            # the measured latency-vs-rate curve: what tuner watch draws the live points on
+            "curve": [
+                s.model_dump(mode="json", include=_CURVE_FIELDS, exclude_none=True) for s in online.curve
+            ],
         }
     return doc
 

@@ -43,13 +43,12 @@ from tuner.tui.screens.export import ExportScreen
 from tuner.tui.screens.faults import FaultsScreen
 from tuner.tui.screens.help import HelpScreen
 from tuner.tui.screens.load import LoadProfileScreen
+from tuner.tui.widgets.charts import CHART_INTERVAL_S
 from tuner.tui.widgets.hostbar import HostPanel, Load, psutil_sampler
 from tuner.tui.widgets.online import OnlinePane
 from tuner.tui.widgets.results import ResultsPane
 from tuner.tui.widgets.run import RunPane
 from tuner.tui.widgets.setup import FormValues, SetupForm
-
-CHART_INTERVAL_S = 0.5  # live charts redraw at most this often
 
 
 def _validate_model(spec: str) -> Any:

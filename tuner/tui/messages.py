@@ -93,3 +93,19 @@ class OutsideMeasured(Message):
     shows the same figure."""
 
     outside: float
+
+
+@dataclass
+class LiveScraped(Message):
+    """One scrape of a watched server (``tuner watch``): its figures (tuner.tui.live.Figures) and
+    its profile document (``GET /v1/profile``). One a second: nothing to coalesce."""
+
+    figures: Any
+    profile: dict[str, Any]
+
+
+@dataclass
+class LiveFailed(Message):
+    """A scrape gave no figures (unreachable, or not a tuner server); ``text`` is one line."""
+
+    text: str

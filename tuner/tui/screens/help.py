@@ -65,9 +65,47 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "dismiss", "Close"),
     ]
 
+    def __init__(self, text: str = HELP) -> None:
+        super().__init__()
+        self._text = text
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body", classes="dialog"):
-            yield Markdown(HELP)
+            yield Markdown(self._text)
 
     def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]
         self.dismiss(None)
+
+
+WATCH_HELP = """\
+# tuner watch — keys
+
+| key | does |
+|---|---|
+| `t` | dark / light theme |
+| `ctrl+p` | command palette |
+| `?` | this help · `q` quit (closes the view; the server goes on serving) |
+
+# Reading the Live view
+
+It reads the server's `GET /metrics` once a second (and `GET /v1/profile` when it connects), and never
+sends it a request of its own: what it shows is what the server's clients cause.
+
+* **requests/s**: requests answered per second, every outcome (a refused request is load too); errors/s
+  in red when there are any. The orange line is the profile's promise: the highest request rate it
+  measured within its p99 objective (`tuner bench --online`).
+* **item latency**: p50 and p99 per second, estimated from the latency histogram's bucket counts between
+  two scrapes (interpolated inside a bucket, as Prometheus' `histogram_quantile`); the orange line is the
+  profile's p99 objective.
+* **in flight · workers**: items accepted and not yet answered (left axis), workers loaded (right axis);
+  a grey line where the autoscaler resized the pool.
+* **p99 vs requests/s**: the profile's measured curve (red) and its confidence band (grey), the objective
+  and the max rate (orange), and the last minute's live points on it: a service as profiled sits on
+  the curve.
+* **drift from the profile**: the server's own verdicts (`tuner_profile_drift`: a sequential test over
+  5-s windows, not a threshold), each dimension with the time this view first saw it drift; the
+  outside load on the server's host (other processes, share of its usable cores).
+
+A server that does not answer, or is not a tuner server, is said in one line at the top; the view tries
+again every second and the charts keep what they had.
+"""

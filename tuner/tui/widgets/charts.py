@@ -16,6 +16,7 @@ from textual_plotext import PlotextPlot
 from tuner.bench.types import TrialResult, WindowMeasured
 from tuner.tui.format import si
 
+CHART_INTERVAL_S = 0.5  # live charts redraw at most this often (the app's chart timer)
 MAX_POINTS = 600  # ~10 min of 1 s windows; older points fall off the left
 # plotext colour names that read on dark and light canvases alike.
 C_MAIN, C_WARM, C_P50, C_P95, C_P99 = "cyan", "gray", "green", "orange", "red"

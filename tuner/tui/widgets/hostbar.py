@@ -86,6 +86,22 @@ def _bar(pct: float, width: int = CELL_BAR) -> Text:
     return t
 
 
+def outside_bar(outside: float | None) -> Text:
+    """The outside load (share of the usable cores) as a bar and a percentage: red above the
+    contamination limit at which a measurement window is discarded, yellow from 10% (it can cost a
+    few %), else green; a dash while unknown."""
+    if outside is None:
+        return Text("–", style="dim")
+    pct = 100 * outside
+    style = "bold red" if outside > DEFAULT_MAX_OUTSIDE else "yellow" if pct >= 10 else "green"
+    filled = round(max(0.0, min(100.0, pct)) / 100 * CELL_BAR)
+    t = Text()
+    t.append("█" * filled, style=style)
+    t.append("░" * (CELL_BAR - filled), style="dim")
+    t.append(f" {pct:3.0f}%")
+    return t
+
+
 class LoadBars(Widget):
     """Per-core CPU bars and a memory bar, packed into as many lines as the width needs."""
 
@@ -138,15 +154,7 @@ class LoadBars(Widget):
         # Other processes' CPU (and steal), share of the usable cores: above the contamination
         # limit a measurement window is discarded (red); from 10% it can cost a few % (yellow).
         t = Text("outside ", style="bold")
-        if load.outside is None:
-            t.append("–", style="dim")
-        else:
-            pct = 100 * load.outside
-            style = "bold red" if load.outside > DEFAULT_MAX_OUTSIDE else "yellow" if pct >= 10 else "green"
-            filled = round(max(0.0, min(100.0, pct)) / 100 * CELL_BAR)
-            t.append("█" * filled, style=style)
-            t.append("░" * (CELL_BAR - filled), style="dim")
-            t.append(f" {pct:3.0f}%")
+        t.append_text(outside_bar(load.outside))
         cells.append(t)
         return cells
 
