@@ -186,7 +186,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 LAYER_OF = {room: i for i, layer in enumerate(LAYERS) for room in layer}
 #: the one door from the commands into the TUI: the command that launches the app
-COMMANDS_INTO_TUI = ("tuner.commands.tui",)
+COMMANDS_INTO_TUI = ("tuner.commands.tui", "tuner.commands.watch")  # the two app launchers
 TUNER = Path(__file__).resolve().parents[1] / "tuner"
 
 

@@ -22,8 +22,7 @@ from tui.conftest import wait_for
 from tuner.cli import main
 from tuner.errors import BadInput
 from tuner.hardware import probe
-from tuner.tui.format import si
-from tuner.tui.live import (
+from tuner.serve.scrape import (
     Figures,
     NotTuner,
     Scraper,
@@ -33,6 +32,7 @@ from tuner.tui.live import (
     parse_url,
     quantile,
 )
+from tuner.tui.format import si
 from tuner.tui.watch import WatchApp
 
 pytestmark = pytest.mark.timeout(120)

@@ -34,14 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _url(name: str, text: str, what: str) -> str:
-    from tuner.tui.live import parse_url
+    from tuner.serve.scrape import parse_url
 
     return parse_url(non_blank(name, text, what=what)).url
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the extra and the server, then open the view; returns its exit code."""
-    from tuner.tui.live import Scraper, WatchError, need_parser, parse_url
+    from tuner.serve.scrape import Scraper, WatchError, need_parser, parse_url
 
     need_parser()
     scraper = Scraper(parse_url(args.url))

@@ -97,7 +97,7 @@ class OutsideMeasured(Message):
 
 @dataclass
 class LiveScraped(Message):
-    """One scrape of a watched server (``tuner watch``): its figures (tuner.tui.live.Figures) and
+    """One scrape of a watched server (``tuner watch``): its figures (tuner.serve.scrape.Figures) and
     its profile document (``GET /v1/profile``). One a second: nothing to coalesce."""
 
     figures: Any

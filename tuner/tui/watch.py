@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from tuner.tui.live import Figures
+from tuner.serve.scrape import Figures
 from tuner.tui.screens.help import WATCH_HELP, HelpScreen
 from tuner.tui.widgets.charts import CHART_INTERVAL_S
 from tuner.tui.widgets.live import SCRAPE_INTERVAL_S, LivePane
@@ -46,7 +46,7 @@ class WatchApp(App[int]):
         clock: Callable[[], float] = time.time,
         interval_s: float = SCRAPE_INTERVAL_S,
     ) -> None:
-        """``scrape`` (tuner.tui.live.Scraper, or a fake in tests) runs in a thread every ``interval_s``."""
+        """``scrape`` (tuner.serve.scrape.Scraper, or a fake in tests) runs in a thread every ``interval_s``."""
         super().__init__()
         self.url = url
         self._scrape = scrape

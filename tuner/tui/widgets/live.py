@@ -9,7 +9,7 @@
     └ drift from the profile · outside load · autoscale   ┴ events
 
     on_mount ─► @work(thread) _watch: every second scrape() ─► LiveScraped | LiveFailed ─► apply / failed
-                (tuner.tui.live.Scraper: GET /v1/profile once, GET /metrics each time; never on the UI thread)
+                (tuner.serve.scrape.Scraper: GET /v1/profile once, GET /metrics each time; never on the UI thread)
 
 The worker is the only place that talks HTTP; widgets change only in the message handlers on the
 UI thread, and the charts are only marked dirty there and drawn by ``flush`` (the app's chart
@@ -31,8 +31,8 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Static
 
+from tuner.serve.scrape import Figures, WatchError
 from tuner.tui.format import si
-from tuner.tui.live import Figures, WatchError
 from tuner.tui.messages import LiveFailed, LiveScraped
 from tuner.tui.widgets.charts import Chart
 from tuner.tui.widgets.events import EventLog

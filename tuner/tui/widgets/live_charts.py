@@ -11,8 +11,8 @@ from collections import deque
 from itertools import pairwise
 from typing import Any
 
+from tuner.serve.scrape import Figures
 from tuner.tui.format import si
-from tuner.tui.live import Figures
 from tuner.tui.widgets.charts import C_MAIN, C_P50, C_P95, C_P99, C_WARM, MARKER, Chart, _y_si
 from tuner.tui.widgets.online_charts import _visible
 
