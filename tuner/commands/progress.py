@@ -50,25 +50,28 @@ def cancellable(stage: Callable[[threading.Event], T], console: Any, what: str) 
     """Run ``stage(cancel)`` in a worker thread; Ctrl-C sets ``cancel`` and waits for it to stop.
     Returns (its result, interrupted); re-raises what it raised."""
     cancel = threading.Event()
-    box: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.is_alive/join: a Ctrl-C inside join() can leave the thread
+    box: dict[str, Any] = {}  # reading as finished while it still runs (CPython 3.11)
 
     def target() -> None:
         try:
             box["result"] = stage(cancel)
         except BaseException as e:
             box["error"] = e
+        finally:
+            done.set()
 
     t = threading.Thread(target=target, name="tuner-stage", daemon=True)
     interrupted = False
     t.start()
     try:
-        while t.is_alive():
-            t.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
         interrupted = True
         cancel.set()
         console.print(f"[yellow]interrupted: stopping {what}…[/yellow]")
-        t.join(15.0)
+        done.wait(15.0)
     if "error" in box:
         raise box["error"]
     return box.get("result"), interrupted
