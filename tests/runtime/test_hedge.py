@@ -112,7 +112,7 @@ def test_bad_hedge_settings_are_refused(kw: dict[str, Any], message: str) -> Non
 def test_a_number_is_the_delay_in_seconds_and_false_turns_it_off() -> None:
     rt = Runtime("builtin:sleep", workers=2, hedge=0.25, hedge_budget=0.1)
     assert (rt.engine_config.hedge_after_s, rt.engine_config.hedge_budget) == (0.25, 0.1)
-    assert "hedge after 250 ms (≤10%)" in rt.settings.describe()
+    assert "hedge after 250 ms (≤10% after a first burst)" in rt.settings.describe()
     assert Runtime("builtin:sleep", workers=2, hedge=False).engine_config.hedge_after_s is None
 
 
