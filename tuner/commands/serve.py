@@ -134,6 +134,7 @@ def _runtime(args: argparse.Namespace, overrides: dict[str, Any]) -> tuple[Any, 
             ray_address=args.ray_address,
             allow_pickle=args.allow_pickle,
             check_input=args.input_check,
+            served=True,
             **overrides,
         )
     finally:

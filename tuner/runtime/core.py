@@ -78,6 +78,7 @@ class Runtime:
         check_input: bool = True,
         settings: Deployment | None = None,
         drift: bool | float = True,
+        served: bool = False,
         **options: Any,
     ) -> None:
         """``deployment``: how to run it (a :class:`~tuner.deployment.Deployment`; ``settings`` is its
@@ -94,6 +95,8 @@ class Runtime:
         runs the file's code). ``check_input``: see :attr:`check_input`. ``drift``: watch live behaviour
         against the profile (:mod:`tuner.runtime.drift`; a runtime made from a profile, once started),
         in windows of ``drift`` seconds when it is a number (True: the drift module's WINDOW_S).
+        ``served``: the runtime sits behind an HTTP server (``tuner serve``): its p99 is judged against
+        the profile's curve measured through the server (``online.http``), not the in-process one.
         """
         base = deployment if deployment is not None else settings
         settings = apply_hedge(Deployment.of(base, **options), hedge)
@@ -104,6 +107,7 @@ class Runtime:
         if not isinstance(drift, bool) and not (isinstance(drift, (int, float)) and 0 < drift < math.inf):
             raise ConfigError(f"drift must be True, False or a window in seconds > 0 (got {drift!r})")
         self.drift = drift
+        self.served = served
         self._on_event = guarded(on_event) if on_event is not None else None
         self._observer: Observer | None = None
         self._link: ClusterLink | None = link_for(settings, ray_address)
@@ -143,6 +147,7 @@ class Runtime:
         hedge: bool | float | None = None,
         check_input: bool = True,
         drift: bool | float = True,
+        served: bool = False,
         **overrides: Any,
     ) -> Runtime:
         """A runtime with the settings of the profile at ``path`` (nothing is started or imported yet).
@@ -196,6 +201,7 @@ class Runtime:
                 allow_pickle=allow_pickle,
                 check_input=check_input,
                 drift=drift,
+                served=served,
             )
         except BaseException:
             if link is not None:
@@ -238,7 +244,9 @@ class Runtime:
         self._meter.use_bounds(*bounds_for(self.profile))
         if self.profile is not None and self.drift:
             window = WINDOW_S if self.drift is True else float(self.drift)
-            self._observer = Observer(self.profile, self._meter, self._engine.stats, self._on_event, window)
+            self._observer = Observer(
+                self.profile, self._meter, self._engine.stats, self._on_event, window, self.served
+            )
             self._observer.start()
 
     def __enter__(self) -> Runtime:

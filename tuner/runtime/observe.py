@@ -53,13 +53,14 @@ class Observer:
         engine_stats: Callable[[], dict[str, Any]],
         on_event: Callable[[Any], None] | None,
         window_s: float = WINDOW_S,
+        served: bool = False,
     ) -> None:
         """``meter`` is the runtime's, ``engine_stats`` its engine's ``stats``, ``on_event`` its listener
         (handed in, not the runtime: this room sits below the runtime's core)."""
         from tuner.hostload import HostSampler, Rule
 
         self._meter, self._engine_stats, self._on_event = meter, engine_stats, on_event
-        self.ref = Reference.of(profile)
+        self.ref = Reference.of(profile, served)
         self.state = DriftState(self.ref)
         self._sampler = HostSampler()
         self._rule = Rule()
