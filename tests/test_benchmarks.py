@@ -99,7 +99,29 @@ SMOKES = (
     Smoke("report_size", (r"report\s+\d+ KiB .*", r"comparison\s+\d+ KiB .*"), 90, browser=True),
     Smoke("reproducibility", (r"sleep\.yaml\s+.*(within ±5%|OUTSIDE ±5%)",), 90),
     Smoke("runtime_import", (r"import tuner\.runtime: [\d.]+ ms vs target 150 ms — .*",), 60),
-    Smoke("runtime_vs_bench", (r"mlp\s+bench\s+[\d,]+/s\s+runtime end to end .*",), 90),
+    Smoke(
+        "runtime_vs_bench",
+        (r"mlp\s+bench\s+[\d,]+/s\s+runtime end to end .*", r"        metrics on .*"),
+        90,
+    ),
+    Smoke(
+        "serve",
+        (r"sleep ×64\s+in process .* HTTP/in-process [\d.]+×.*", r"processes left behind: 0"),
+        90,
+        needs=("aiohttp", "starlette", "uvicorn"),
+        extra="serve",
+    ),
+    Smoke(
+        "drift",
+        (
+            r"model\s+steady 30 s: false alarms \d+ .*",
+            r"summary: false alarms \d+ in \d+ s of steady load; .*",
+            r"processes left behind: 0",
+        ),
+        120,
+        needs=("aiohttp", "starlette", "uvicorn", "prometheus_client"),
+        extra="serve,metrics",
+    ),
     Smoke("search_efficiency", (r"sleep\s+\d+\s+\d+\s+.*(meets target|MISSES target).*",), 90),
     Smoke(
         "soak",

@@ -9,7 +9,7 @@ For each built-in model with a profile in ``profiles/``, ``--repeats`` times, in
 
 * **bench**: ``run_trial`` at the profile's configuration (closed loop, warm-up excluded, median of the
   stable windows) — the figure a profile's ``evidence.throughput`` is;
-* **runtime**: a fresh ``Runtime.from_profile(profile)``, warmed (workers started, a few partitions run),
+* **runtime**: a fresh ``Runtime.from_profile(profile, drift=False)``, warmed (workers started, a few partitions run),
   then one ``map`` over about ``--seconds`` of items (a long run, so the start and the end weigh
   little). The input is the model's generated rows cycled without copying (a sequence whose slices are
   views of one block, as the benchmark's trial cycles its inputs), consumed one output at a time.
@@ -24,6 +24,17 @@ Printed per model: the medians of both, and the runtime's throughput as a share 
 * **pairs** — each runtime run over the benchmark run next to it, median: on a host whose speed drifts,
   the figure least moved by the drift.
 
+The runtime runs twice per repeat, side by side (issue 20: the cost of metrics and drift on the hot
+path, target >= 95%):
+
+* **metrics off** — ``Runtime.from_profile(profile, drift=False)``, nothing scraped: the figures above;
+* **metrics on** — ``Runtime.from_profile(profile)`` (its drift watch on, the default) with a
+  ``prometheus_client`` registry from ``tuner.runtime.metrics.registry_for(rt)`` that a thread scrapes
+  every second (``generate_latest``, as a Prometheus server would), over the same items.
+
+Printed: metrics on against the benchmark and against metrics off (medians, and the median of each
+repeat's on/off pair).
+
 The benchmark's figure is the median of its *last 3 windows that agreed within 5%*: on a noisy host the
 trial runs until it finds a calm stretch, so it leans high against a long run that averages over
 everything. That is part of what this script measures, not an error in it.
@@ -37,6 +48,7 @@ import argparse
 import gc
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +58,7 @@ MODELS = ("mlp", "pyloop", "sleep")
 SETTLE_S = 1.0
 SMOKE_SETTLE_S = 0.1
 BASE_PARTITIONS = 64  # the block cycled over: 64 partitions of distinct rows
+SCRAPE_S = 1.0  # the metrics arm's scrape interval
 
 
 class Cycled:
@@ -72,12 +85,39 @@ class Cycled:
         return self.base[lo:hi]
 
 
-def time_runtime(path: Path, base: Any, n: int, settle_s: float = SETTLE_S) -> dict[str, float]:
+class Scraper(threading.Thread):
+    """Scrapes ``registry`` every ``every_s`` seconds, as a Prometheus server would."""
+
+    def __init__(self, registry: Any, every_s: float = SCRAPE_S) -> None:
+        super().__init__(name="scraper", daemon=True)
+        self.registry, self.every_s = registry, every_s
+        self.stop = threading.Event()
+        self.scrapes = 0
+
+    def run(self) -> None:
+        from prometheus_client import generate_latest
+
+        while not self.stop.wait(self.every_s):
+            generate_latest(self.registry)
+            self.scrapes += 1
+
+
+def time_runtime(
+    path: Path, base: Any, n: int, settle_s: float = SETTLE_S, metrics: bool = False
+) -> dict[str, float]:
+    """One long ``map``; ``metrics``: the drift watch on and the registry scraped every second
+    (off: ``drift=False``, no registry)."""
     from tuner.runtime import Runtime
 
-    with Runtime.from_profile(path) as rt:
+    scraper: Scraper | None = None
+    with Runtime.from_profile(path, drift=metrics) as rt:
         size = rt.settings.partition_size
         list(rt.map(base[: 4 * size * max(1, rt.workers)]))  # warm: every worker has run
+        if metrics:
+            from tuner.runtime.metrics import registry_for
+
+            scraper = Scraper(registry_for(rt))
+            scraper.start()
         gc.collect()
         time.sleep(settle_s)  # a quiet start, as for the benchmark's trial
         marks: list[tuple[int, float]] = []
@@ -88,12 +128,22 @@ def time_runtime(path: Path, base: Any, n: int, settle_s: float = SETTLE_S) -> d
             if count % size == 0:
                 marks.append((count, time.perf_counter()))
         t_end = time.perf_counter()
+        if scraper is not None:
+            scraper.stop.set()
+            scraper.join(5.0)
+            assert scraper.scrapes >= 1 or t_end - t0 < 2 * SCRAPE_S, "the registry was never scraped"
     assert count == n, (count, n)
     lo = next(m for m in marks if m[0] >= 0.1 * n)
     hi = next(m for m in marks if m[0] >= 0.9 * n)
     steady = (hi[0] - lo[0]) / (hi[1] - lo[1])
     wall = t_end - t0
     return {"end_to_end": n / wall, "steady": steady, "tail": 1.0 - (n / steady) / wall, "wall": wall}
+
+
+def _have_metrics() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("prometheus_client") is not None
 
 
 def time_bench(spec: str, base: Any, path: Path, smoke: bool = False) -> float:
@@ -123,23 +173,38 @@ def bench_model(name: str, repeats: int, seconds: float, smoke: bool = False) ->
     base = gen(BASE_PARTITIONS * rec.partition_size, 1)
     bench: list[float] = []
     runs: list[dict[str, float]] = []
+    on: list[dict[str, float]] = []
     n = 0
+    arms = ("bench", "runtime", "metrics") if _have_metrics() else ("bench", "runtime")
     for i in range(repeats):
-        order = ("bench", "runtime") if i % 2 == 0 else ("runtime", "bench")
+        order = arms[i % 3 :] + arms[: i % 3]  # each arm first in turn (bench first in the first repeat)
         for which in order:
             if which == "bench":
                 bench.append(time_bench(spec, base, path, smoke))
-            else:
-                if not n:  # size the long run from the first benchmark figure (bench runs first)
-                    rate = 1.25 * bench[0]  # generous: a run must last >= `seconds` on a fast stretch
-                    n = max(1, round(rate * seconds / rec.partition_size)) * rec.partition_size
-                runs.append(time_runtime(path, base, n, SMOKE_SETTLE_S if smoke else SETTLE_S))
+                continue
+            if not n:  # size the long run from the first benchmark figure (bench runs first)
+                rate = 1.25 * bench[0]  # generous: a run must last >= `seconds` on a fast stretch
+                n = max(1, round(rate * seconds / rec.partition_size)) * rec.partition_size
+            got = time_runtime(
+                path, base, n, SMOKE_SETTLE_S if smoke else SETTLE_S, metrics=which == "metrics"
+            )
+            (on if which == "metrics" else runs).append(got)
     b = statistics.median(bench)
     # Each repeat's runtime run against the benchmark run right next to it: a slow drift of the
     # host cancels out of these, not out of the medians.
     pairs = [r["end_to_end"] / x for r, x in zip(runs, bench, strict=True)]
     med = {k: statistics.median(r[k] for r in runs) for k in ("end_to_end", "steady", "tail", "wall")}
+    metrics: dict[str, Any] = {}
+    if on:
+        metrics = {
+            "metrics_e2e": statistics.median(r["end_to_end"] for r in on),
+            "metrics_runs": [r["end_to_end"] for r in on],
+            "on_off_pair": statistics.median(
+                a["end_to_end"] / b["end_to_end"] for a, b in zip(on, runs, strict=True)
+            ),
+        }
     return {
+        **metrics,
         "model": name,
         "config": f"{rec.backend} ×{rec.workers} · {rec.threads_per_worker} thread · partition {rec.partition_size}",
         "items": n,
@@ -180,6 +245,20 @@ def main(argv: list[str] | None = None) -> int:
             f"        {row['config']} · {row['items']:,} items per runtime run · medians of {args.repeats}\n"
             f"        runs: bench {[round(x) for x in row['bench_runs']]} "
             f"runtime e2e {[round(x) for x in row['e2e_runs']]} steady {[round(x) for x in row['steady_runs']]}",
+            flush=True,
+        )
+        if "metrics_e2e" not in row:
+            print(
+                "        metrics on: not measured (prometheus_client is missing: pip install 'tuner[metrics]')"
+            )
+            continue
+        m_bench = row["metrics_e2e"] / row["bench"]
+        m_off = row["metrics_e2e"] / row["end_to_end"]
+        print(
+            f"        metrics on (drift watch, registry scraped every {SCRAPE_S:g} s) end to end "
+            f"{row['metrics_e2e']:>9,.0f}/s = {m_bench:.1%} of bench ({'ok' if m_bench >= 0.95 else 'BELOW 95%'}), "
+            f"{m_off:.1%} of metrics off ({'ok' if m_off >= 0.95 else 'BELOW 95%'}); on/off pairs median "
+            f"{row['on_off_pair']:.1%}; runs {[round(x) for x in row['metrics_runs']]}",
             flush=True,
         )
     if not rows:
