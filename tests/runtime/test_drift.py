@@ -202,3 +202,26 @@ def test_a_live_runtime_announces_a_model_slower_than_its_profile(tmp_path: Path
         assert e.dimension == "service_time" and e.drifting and e.cause in ("model", "host load")
         assert "service_time" in drift
         assert float(e.words.split("service time per item ")[1].split("×")[0]) > 2
+
+
+@pytest.mark.timeout(60)
+def test_the_watch_counts_the_runtimes_own_worker_processes_as_its_own(
+    tmp_path: Path, this_host: Any
+) -> None:
+    """A process backend's workers are the runtime's CPU, not outside load (else a busy runtime
+    reads as a busy host, and only the host dimension could ever alarm)."""
+    import time
+
+    import psutil
+
+    path = write_profile(tmp_path / "p.yaml", host_info(this_host), spec=model_spec("slow_double"),
+                         backend="process", workers=2)  # fmt: skip
+    with Runtime.from_profile(path, drift=0.2) as rt:
+        list(rt.map([1] * 64))
+        kids = {p.pid for p in psutil.Process().children(recursive=True)}
+        assert len(kids) >= 2
+        observer: Any = rt._observer
+        deadline = time.monotonic() + 20
+        while not kids <= observer._sampler.pids and time.monotonic() < deadline:
+            threading.Event().wait(0.1)  # a window of the watch's own thread: 0.2 s
+        assert kids <= observer._sampler.pids, (kids, observer._sampler.pids)

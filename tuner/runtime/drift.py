@@ -38,9 +38,9 @@ each return, never per window.
 beyond this process and its workers, steal, swap). A window the noise guard would call
 contaminated feeds no dimension: it counts toward the ``host`` dimension instead, which drifts after
 :data:`HOST_WINDOWS` contaminated windows in a row. The cause of a model dimension's drift is the
-likeliest the runtime can see: the host busy (the outside load in the drifted windows), fewer
-usable cores than the profile measured (affinity or CPU quota), another framework version than the
-profile's, else the model itself slower at the same load.
+likeliest the runtime can see, in this order: fewer usable cores than the profile measured (affinity
+or CPU quota: a fact), the host busy (outside load of at least 10% in the drifted window), another
+framework version than the profile's, else the model itself slower at the same load.
 """
 
 from __future__ import annotations
@@ -302,10 +302,11 @@ class DriftState:
     def cause(self, w: WindowFigures, framework: str | None) -> tuple[str, str]:
         """The likeliest cause tuner can see, and its words."""
         ref = self.ref
-        if w.outside >= 0.1:
-            return "host load", f"other processes use {w.outside:.0%} of the usable cores"
+        # fewer cores first: a fact, where outside load may be what the lost core's neighbours do
         if ref.usable_cores and w.usable_cores and w.usable_cores < ref.usable_cores:
             return "cores", f"{w.usable_cores} usable cores, the profile measured {ref.usable_cores}"
+        if w.outside >= 0.1:
+            return "host load", f"other processes use {w.outside:.0%} of the usable cores"
         if framework and ref.framework and framework != ref.framework:
             return "framework", f"{framework}, the profile measured {ref.framework}"
         return (

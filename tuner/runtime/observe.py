@@ -64,6 +64,7 @@ class Observer:
         self.state = DriftState(self.ref)
         self._sampler = HostSampler()
         self._rule = Rule()
+        self._sampler.scan()
         self._snap = self._sampler.snapshot()
         self._done = meter.totals()[0]
         meter.min_items = max(1, self.ref.partition_size // 2)
@@ -91,6 +92,7 @@ class Observer:
 
     def _window(self) -> WindowFigures:
         meter = self._meter
+        self._sampler.scan()  # the engine's worker processes (and their replacements) are the runtime's own
         snap = self._sampler.snapshot()
         iv = self._sampler.interval(self._snap, snap)
         self._snap = snap
@@ -134,7 +136,8 @@ def _usable_cores() -> int | None:
     from tuner.hardware import cgroup_cpu_quota, usable_cores
 
     try:
-        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        # the main thread's (the process id's), not this drift thread's: `taskset -p PID` sets that one
+        cpus = os.sched_getaffinity(os.getpid()) if hasattr(os, "sched_getaffinity") else None
         return int(usable_cores(len(cpus) if cpus else (os.cpu_count() or 1), cgroup_cpu_quota()))
     except OSError:  # a host that will not say: no figure, no cause from it
         return None
