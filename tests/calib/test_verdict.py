@@ -137,9 +137,12 @@ def test_kernels_that_disagree_leave_an_unclear_model_inconclusive() -> None:
     assert v.line.startswith(
         "throughput 800 items/s vs 1.00k (-20.0%; host-adjusted -20.0%, CI -36% to +21%)"
     )
-    # Known natures pick their kernel: python explains the drop, BLAS does not.
+    # Known natures pick their kernel: python explains the drop. BLAS reads "as fast", but its
+    # recorded CI (17% slower to 21% faster) is wider than the tolerance: it cannot tell a 20% slower
+    # build from a slower host, so no verdict — never "hosts alike" from a CI that wide.
     assert gate(800, cur, replace(BASE, nature=PYTHON)).kind == "ok"
-    assert gate(800, cur, replace(BASE, nature=Nature("blas"))).kind == "regression"
+    blas = gate(800, cur, replace(BASE, nature=Nature("blas")))
+    assert blas.kind == "inconclusive" and "calibration CI 17% slower to 21% faster; blas kernel" in blas.line
     # A drop that no kernel explains is a regression even for an unclear model.
     assert gate(400, cur, base).kind == "regression"
     # Without a recorded nature the kernels must agree, as for an unclear one.

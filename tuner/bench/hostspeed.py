@@ -42,17 +42,18 @@ calibration ratio, in the deployment's mode), the host-adjusted change is ``C / 
 1. **no host-adjusted verdict** — today's rule decides, and the line says why: the baseline has no
    calibration ("re-measure the baseline with this version for host-adjusted verdicts"), this host
    was not calibrated, the calibrations do not compare (busy, another kernels' version), the model
-   mostly waits (``io``), or the hosts run the kernel alike within the CIs. A matching fingerprint
-   never makes hosts alike: only the calibrations do.
+   mostly waits (``io``), or the hosts run the kernel alike — no kernel differs and the ratio's CI
+   lies within the tolerance either side of 1 (a wider CI cannot tell a slower host from a slower
+   build). A matching fingerprint never makes hosts alike: only the calibrations do.
 2. otherwise the hosts differ: **ok** when the adjusted CI's low end is within the tolerance
    (``>= −t``), **regression** when its high end is beyond it (``< −t``) *and* the change as
    measured is beyond it too (the host adjustment alone never fails a build: a calibration that
    read wrong would), else **inconclusive**: "this host runs the reference kernels 27% slower
    than the baseline's (calibration CI ...); the change (-28%) is within what that explains".
 3. nature ``unclear``: ``r`` is the envelope of the kernels' ratios (lowest low to highest high).
-   When the kernels agree within their CIs that is their common speed; when they disagree the
-   verdict is still ok / regression if it is so whichever kernel the model follows, else
-   inconclusive, saying the kernels disagree.
+   When the envelope leaves the verdict open, it is still ok / regression if it is so whichever
+   kernel the model follows (each judged with its own, narrower interval), else inconclusive —
+   saying the kernels disagree when they do.
 """
 
 from __future__ import annotations
@@ -450,7 +451,12 @@ def judge(
             words=f"the host calibrations do not compare on {what} ({why}): judged without host adjustment",
         )
     family = [r] if kernel in KERNELS else speed.kernels(r.mode)
-    out = replace(out, speed=speed, ratio=r, hosts="differ" if any(k.differs for k in family) else "alike")
+    # Alike only when the calibrations rule out a difference the size of the tolerance: a CI wider
+    # than that (a short or noisy calibration) cannot tell a slower host from a slower build.
+    band = tolerance_pct / 100
+    narrow = r.low >= 1 / (1 + band) and r.high <= 1 + band
+    alike = narrow and not any(k.differs for k in family)
+    out = replace(out, speed=speed, ratio=r, hosts="alike" if alike else "differ")
     if kernel == "io":
         return replace(
             out,
@@ -460,6 +466,14 @@ def judge(
         return replace(out, words=f"hosts alike: {speed.describe(r)}")
     adjusted, low, high = _adjust(base_throughput, base_ci, throughput, ci, r)
     kind = "ok" if low >= -tolerance_pct else "regression" if high < -tolerance_pct else "inconclusive"
+    if kind == "inconclusive" and kernel not in KERNELS:
+        # The envelope of the kernels is wider than any one of them: the rule is "ok or REGRESSION
+        # if it is so whichever kernel the model follows", judged with each kernel's own interval.
+        each = [_adjust(base_throughput, base_ci, throughput, ci, k) for k in family]
+        if each and all(h < -tolerance_pct for _, _, h in each):
+            kind = "regression"
+        elif each and all(lo >= -tolerance_pct for _, lo, _ in each):
+            kind = "ok"
     if kind == "regression" and change >= -tolerance_pct:
         # Within the tolerance as measured, beyond it only once the host's speed is taken out: a
         # calibration that read wrong (seen: 43% low on one kernel in a fresh VM process) would
