@@ -483,11 +483,13 @@ def judge(
             words=f"{speed.describe(r)}; relative to it the change is beyond {tolerance_pct:g}%, as "
             "measured it is not — the calibrations alone never fail a build",
         )  # fmt: skip
-    words = _words(kind, speed, r, kernel, change)
+    words = _words(kind, speed, r, kernel, change, tolerance_pct)
     return replace(out, kind=kind, words=words, adjusted_pct=adjusted, adjusted_ci_pct=(low, high))
 
 
-def _words(kind: str, speed: HostSpeed, r: SpeedRatio, kernel: str, change: float) -> str:
+def _words(
+    kind: str, speed: HostSpeed, r: SpeedRatio, kernel: str, change: float, tolerance_pct: float = 10.0
+) -> str:
     """The host's part of the verdict line (module docstring, rules 2 and 3)."""
     disagree = kernel not in KERNELS and not speed.agree(r.mode)
     if kind == "inconclusive" and disagree:
@@ -497,6 +499,13 @@ def _words(kind: str, speed: HostSpeed, r: SpeedRatio, kernel: str, change: floa
             f"({each}); the change ({change:+.0f}%) is within what they explain"
         )
     host = speed.describe(r)
+    if kind == "inconclusive" and r.ratio * (1 - tolerance_pct / 100) > 1 + change / 100:
+        # the host's measured speed does not explain the change; only its wide interval might
+        return (
+            f"{host}; the change ({change:+.0f}%) is more than that speed explains, but the calibration's "
+            "interval is too wide to tell a slower host from a slower build — compare side by side "
+            "(--against) to decide"
+        )
     if kind == "inconclusive":
         return f"{host}; the change ({change:+.0f}%) is within what that explains"
     if kind == "regression":
