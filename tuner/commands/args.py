@@ -60,8 +60,14 @@ def writable(name: str, path: str | None, creates_folders: bool = False) -> None
 
 
 def add_profile_runner_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
-    """The options of a command that runs a profile's model (``tuner run``, ``tuner serve``): another
+    """The profile and the options of a command that runs its model (``tuner run``, ``tuner serve``): another
     model, the host check, the input check, a ray profile's cluster, and the model file's own."""
+    parser.add_argument(
+        "profile",
+        type=typed(non_blank, "PROFILE", what="a profile file"),
+        metavar="PROFILE",
+        help="scaling profile YAML (made by tuner bench)",
+    )
     parser.add_argument(
         "--model",
         type=typed(non_blank, "--model", what="a model spec"),

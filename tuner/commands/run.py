@@ -55,12 +55,6 @@ OVERRIDES = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments (imports nothing heavy); values are checked as they are parsed."""
     parser.add_argument(
-        "profile",
-        type=typed(non_blank, "PROFILE", what="a profile file"),
-        metavar="PROFILE",
-        help="scaling profile YAML (made by tuner bench)",
-    )
-    parser.add_argument(
         "--input",
         "-i",
         type=typed(non_blank, "--input", what="a .npy, .npz or .jsonl file", required=True),

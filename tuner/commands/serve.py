@@ -33,12 +33,6 @@ from tuner.options import finite, integer, non_blank, typed
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments (imports nothing heavy); values are checked as they are parsed."""
     parser.add_argument(
-        "profile",
-        type=typed(non_blank, "PROFILE", what="a profile file"),
-        metavar="PROFILE",
-        help="scaling profile YAML (made by tuner bench)",
-    )
-    parser.add_argument(
         "--host",
         type=typed(non_blank, "--host", what="an address to listen on", default="127.0.0.1"),
         default="127.0.0.1",
