@@ -83,12 +83,14 @@ def _load(path: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """``tuner verify`` (see the module docstring)."""
     from tuner.bench.online.remote import drift_words, verify, verify_table
+    from tuner.serve.scrape import server_drift
 
     profile = _load(args.profile)
     items = request_items(profile, args.input)
     out = sys.stderr if args.json else sys.stdout
     print(f"verifying {args.url} against {args.profile}: {len(args.rates)} steps", file=sys.stderr)
     outcome = verify(profile, args.url, items, shares=args.rates, max_outside=args.max_outside_load / 100.0)
+    outcome.server_drift = server_drift(args.url)
     for line in verify_table(outcome):
         print(line, file=out)
     print(f"  {drift_words(outcome.server_drift)}", file=out)

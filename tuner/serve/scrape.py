@@ -1,4 +1,5 @@
-"""What ``tuner watch`` reads from a running ``tuner serve``: one scrape of ``/metrics`` turned into figures.
+"""What ``tuner watch`` and ``tuner verify`` read from a running ``tuner serve``: one scrape of
+``/metrics`` turned into figures.
 
 No Textual here (the Live view, :mod:`tuner.tui.widgets.live`, draws what this computes), and no
 third-party HTTP client: one ``GET`` with :mod:`http.client` per scrape, run in the view's thread
@@ -40,6 +41,7 @@ __all__ = [
     "parse_metrics",
     "parse_url",
     "quantile",
+    "server_drift",
 ]
 
 #: how long one scrape may take before the server counts as unreachable for that second
@@ -202,6 +204,17 @@ def parse_metrics(text: str, t: float) -> Sample:
     if not any(name == "tuner_items_total" or name == "tuner_requests_total" for name, _ in values):
         raise NotTuner("not a tuner server (its /metrics page has no tuner_ metrics)")
     return Sample(t, values, tuple(sorted(buckets)))
+
+
+def server_drift(url: str) -> dict[str, bool] | None:
+    """The server's own drift verdict from its ``/metrics`` (``tuner_profile_drift{dimension}``):
+    dimension → drifting; None when it serves no such figure (no metrics extra, not tuner, gone)."""
+    try:
+        target = parse_url(url.rsplit("/v1/predict", 1)[0])
+        found = parse_metrics(fetch_metrics(target), 0.0).labelled("tuner_profile_drift", "dimension")
+    except (WatchError, BadInput):
+        return None
+    return {d: v > 0 for d, v in found.items()} or None
 
 
 def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

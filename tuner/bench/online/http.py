@@ -195,19 +195,10 @@ class HttpSink:
     # -- probes -------------------------------------------------------------------------------------
     def get_json(self, path: str) -> tuple[int, Any]:
         """``GET path`` on the server: (status, the JSON body or None)."""
-        return self._get(path, as_json=True)
-
-    def get_text(self, path: str) -> tuple[int, str]:
-        """``GET path`` on the server: (status, the body as text)."""
-        return self._get(path, as_json=False)
-
-    def _get(self, path: str, as_json: bool) -> tuple[int, Any]:
         base = self.url.rsplit("/v1/predict", 1)[0]
 
         async def get() -> tuple[int, Any]:
             async with self._session.get(base + path) as r:
-                if not as_json:
-                    return r.status, await r.text(errors="replace")
                 try:
                     return r.status, await r.json(content_type=None)
                 except ValueError:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from tuner import fmt
-from tuner.bench.online.http import HttpSink, ServerUnreachable, server_address
+from tuner.bench.online.http import HttpSink, server_address
 from tuner.bench.online.results import StepResult
 from tuner.bench.online.schedule import make_schedule
 from tuner.bench.online.search import RateSearch, SearchSettings, search_max_rate
@@ -316,30 +316,7 @@ def verify(
             status = dict(Counter(sink.status) - before)
             p50, p99 = predicted(curve, rate)
             steps.append(VerifyStep(share, rate, p50, p99, replace(result, raw=None), status))
-        drift = server_drift(sink)
-    outcome = _judge(steps, max_rate, online.objective_p99_ms, basis, limit)
-    outcome.server_drift = drift
-    return outcome
-
-
-def server_drift(sink: HttpSink) -> dict[str, bool] | None:
-    """The server's own drift verdict, from its ``/metrics`` (``tuner_profile_drift{dimension}``):
-    dimension → drifting; None when the server serves no such metric (no metrics extra, not tuner)."""
-    try:
-        code, text = sink.get_text("/metrics")
-        if code != 200:
-            return None
-        from prometheus_client.parser import text_string_to_metric_families
-
-        found = {
-            s.labels["dimension"]: s.value > 0
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == "tuner_profile_drift" and "dimension" in s.labels
-        }
-    except (ImportError, ValueError, ServerUnreachable):
-        return None
-    return found or None
+    return _judge(steps, max_rate, online.objective_p99_ms, basis, limit)
 
 
 def drift_words(drift: dict[str, bool] | None) -> str:
