@@ -17,6 +17,7 @@ from models.conftest import FEATURES, Models, need
 from tuner.backends import backend
 from tuner.cli import main
 from tuner.profile import load_profile
+from tuner.runtime import Runtime
 
 ONE = [
     "--backends", "process", "--workers", "1", "--threads", "1", "--partition-sizes", "64",
@@ -85,6 +86,13 @@ def test_onnx_bench_then_run(models: Models, sklearn_models: dict[str, Path], tm
     )
     np.testing.assert_array_equal(got["label"], label)
     np.testing.assert_allclose(got["probabilities"], proba, rtol=1e-6)
+    # map_batches: each partition as the session gave it, a label array and a probability array
+    with Runtime.from_profile(prof) as rt:
+        batches = list(rt.map_batches(models.x))
+    assert all(type(b) is tuple and len(b) == 2 and isinstance(b[1], np.ndarray) for b in batches)
+    assert max(len(b[0]) for b in batches) == min(p.recommended.partition_size, len(models.x))
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), label)
+    np.testing.assert_allclose(np.concatenate([b[1] for b in batches]), proba, rtol=1e-6)
     if p.recommended.knobs["execution_mode"] == "sequential":
         threads_as_profiled(prof)
 

@@ -36,3 +36,18 @@ def slower_double(partition: Any) -> list[Any]:
     """Doubles every item after 20 ms per partition."""
     time.sleep(0.02)
     return [x * 2 for x in partition]
+
+
+@batch
+def pairs_in_twos(partition: Any) -> Any:
+    """Two outputs per item, (2x, x + 1), as whole arrays (what an ONNX or torch model with two
+    outputs gives); a partition of more than two items raises MemoryError, so the engine splits it
+    until its pieces run (a failure of the partition, not of its items)."""
+    import numpy as np
+
+    from tuner.models.columns import Rows
+
+    if len(partition) > 2:
+        raise MemoryError(f"a partition of {len(partition)} items is too large")
+    x = np.asarray(partition, dtype=np.float64)
+    return Rows([x * 2, x + 1])

@@ -106,6 +106,27 @@ def test_amap_raises_item_failed_where_map_does_and_keeps_input_order() -> None:
             rt.amap(got, on_failure="ignore")  # type: ignore[arg-type]
 
 
+@pytest.mark.timeout(30)
+def test_amap_batches_gives_what_map_batches_gives() -> None:
+    items = [1, 2, -3, 4, 5, -6, 7] * 3
+    with Runtime(model_spec("double_or_fail"), backend="thread", workers=2, partition_size=4) as rt:
+        mapped = [[_record(y) for y in b] for b in rt.map_batches(items, on_failure="yield")]
+
+        async def batches() -> list[Any]:
+            return [[_record(y) for y in b] async for b in rt.amap_batches(items, on_failure="yield")]
+
+        assert run(batches()) == mapped
+    assert [len(b) for b in mapped] == [4, 4, 4, 4, 4, 1]
+    assert [y for b in mapped for y in b] == _doubled_or_failed(items)
+
+
+def _doubled_or_failed(items: list[int]) -> list[Any]:
+    return [
+        ("failed", "exception", "ValueError", f"ValueError: negative item {x}") if x < 0 else 2 * x
+        for x in items
+    ]
+
+
 @pytest.mark.timeout(120)
 def test_each_item_exactly_once_under_worker_crashes() -> None:
     items = list(range(400))

@@ -170,3 +170,58 @@ def test_process_backend_map_and_submit_agree() -> None:
         mapped = np.asarray(list(rt.map(rows)))
         submitted = np.asarray([f.result(timeout=30) for f in [rt.submit(r) for r in rows]])
     assert np.array_equal(mapped, rows * 2) and np.array_equal(submitted, rows * 2)
+
+
+# ------------------------------------------------------------------------------- map_batches
+
+
+@pytest.mark.timeout(30)
+def test_map_batches_gives_each_partition_whole_in_input_order() -> None:
+    items = list(range(103))
+    with Runtime(model_spec("slow_double"), backend="thread", workers=3, partition_size=10) as rt:
+        batches = list(rt.map_batches(items))
+        assert [len(b) for b in batches] == [10] * 10 + [3]
+        assert [y for b in batches for y in b] == list(rt.map(items))
+        assert [list(b) for b in rt.map_batches(iter(items[:25]))] == [
+            [x * 2 for x in items[i:j]] for i, j in ((0, 10), (10, 20), (20, 25))
+        ]
+
+
+@pytest.mark.timeout(30)
+def test_map_batches_failures_raise_at_the_item_or_come_in_place() -> None:
+    items = [1, 2, 3, -4, 5, 6, 7]
+    with Runtime(model_spec("double_or_fail"), backend="thread", workers=2, partition_size=3) as rt:
+        got = []
+        with pytest.raises(ItemFailed) as info:
+            for batch in rt.map_batches(items):
+                got.append(batch)
+        assert got == [[2, 4, 6]] and info.value.index == 3
+        out = list(rt.map_batches(items, on_failure="yield"))
+        assert out[0] == [2, 4, 6] and out[2] == [14]
+        four, ten, twelve = out[1]  # the failed partition: one outcome per item, aligned
+        assert isinstance(four, Failure) and four.exc_type == "ValueError" and (ten, twelve) == (10, 12)
+        with pytest.raises(ConfigError):
+            rt.map_batches(items, overload="drop")  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(30)
+def test_map_batches_of_several_outputs_are_arrays_even_when_split() -> None:
+    np = pytest.importorskip("numpy")
+    items = [float(i) for i in range(10)]
+    with Runtime(model_spec("pairs_in_twos"), backend="thread", workers=2, partition_size=2, retries=0) as rt:
+        whole = list(rt.map_batches(items))
+        assert len(whole) == 5 and all(isinstance(b, tuple) and len(b) == 2 for b in whole)
+        assert all(isinstance(a, np.ndarray) for b in whole for a in b)
+        np.testing.assert_array_equal(np.concatenate([b[0] for b in whole]), np.asarray(items) * 2)
+        np.testing.assert_array_equal(np.concatenate([b[1] for b in whole]), np.asarray(items) + 1)
+        assert [tuple(y) for y in rt.map(items)] == [(x * 2, x + 1) for x in items]
+    # partitions of 5 fail (MemoryError) and are split until their pieces run: each comes back
+    # stacked again, a tuple of arrays of 5 rows, as if it had run whole
+    with Runtime(model_spec("pairs_in_twos"), backend="thread", workers=2, partition_size=5, retries=0) as rt:
+        split = list(rt.map_batches(items))
+        assert rt.stats().items_failed == 0
+    assert [(type(b), len(b)) for b in split] == [(tuple, 2), (tuple, 2)]
+    for b, first in zip(split, (0, 5), strict=True):
+        assert all(isinstance(a, np.ndarray) and a.shape == (5,) for a in b)
+        np.testing.assert_array_equal(b[0], np.arange(first, first + 5) * 2.0)
+        np.testing.assert_array_equal(b[1], np.arange(first, first + 5) + 1.0)

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
-from tuner.runtime.mapping import failed_outputs
+from tuner.runtime.mapping import failed_outputs, partition_outputs
 
 if TYPE_CHECKING:
     from tuner.errors import TunerError
@@ -155,9 +155,11 @@ async def map_window(
     timeout_s: float,
     on_failure: str,
     engine_error: Callable[[], TunerError],
+    batches: bool = False,
 ) -> AsyncIterator[Any]:
     """``map``'s loop, awaited: the same window (``prepare`` starts the runtime and makes it, at the
-    first ``__anext__``), outputs in input order, each item once."""
+    first ``__anext__``), outputs in input order, each item once (``batches``: each partition's
+    outputs whole, as ``map_batches`` gives them)."""
     window = await prepare()
     try:
         while True:
@@ -175,6 +177,9 @@ async def map_window(
                 result = fut.result()  # an engine error (its supervisor broke) is raised as is
             except CancelledError:  # we cancel only what we abandon: the engine dropped it
                 raise engine_error() from None
+            if batches:
+                yield partition_outputs(first, result, on_failure)
+                continue
             outputs = result.outputs if not result.failed else failed_outputs(first, result, on_failure)
             for y in outputs:
                 yield y

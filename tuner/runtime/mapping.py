@@ -4,7 +4,9 @@ Partitions are sent ahead within a window of partitions (sized from the autoscal
 large input shows as backlog and can scale the pool up) and within the gate's room. When the
 runtime is full, the map first consumes its own partitions (each frees room); with none in flight
 it must wait for room under its overload policy. ``map`` waits by blocking, ``amap`` by awaiting:
-both drive this one window, so they send the same partitions and give the same outcomes.
+both drive this one window, so they send the same partitions and give the same outcomes;
+``map_batches`` and ``amap_batches`` read each partition's outputs whole (:func:`partition_outputs`)
+instead of item by item.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from tuner.runtime.dispatch import Dispatcher
     from tuner.runtime.gate import Gate
 
-__all__ = ["PartitionWindow", "failed_outputs"]
+__all__ = ["PartitionWindow", "failed_outputs", "partition_outputs"]
 
 
 class PartitionWindow:
@@ -79,3 +81,41 @@ def failed_outputs(first: int, result: PartitionResult, on_failure: str) -> Iter
         if isinstance(out, Failure) and on_failure == "raise":
             raise ItemFailed(first + i, out)
         yield out
+
+
+def partition_outputs(first: int, result: PartitionResult, on_failure: str) -> Any:
+    """A partition's outputs whole, for ``map_batches``: what the model returned for it — an array
+    (or list) with one row per item, or for a model with several outputs a tuple with one array per
+    output. A partition that was split to isolate a failing item comes back in pieces; its rows are
+    stacked again when they are arrays or numpy scalars. With a failed item, ``"raise"`` raises
+    ItemFailed at it, ``"yield"`` gives a list, one outcome per item, the Failure record in its
+    place (the rows stay aligned with the inputs)."""
+    from tuner.models.columns import Rows
+
+    if result.failed:
+        return list(failed_outputs(first, result, on_failure))
+    out = result.outputs
+    if isinstance(out, Rows):
+        return out.outputs
+    if isinstance(out, list) and out:
+        return _restacked(out)
+    return out
+
+
+def _restacked(rows: list[Any]) -> Any:
+    """Per-item outputs (a split partition's pieces) stacked again as the model gave them whole:
+    a tuple of arrays for per-item tuples, an array for array rows; anything else stays a list."""
+    import numpy as np
+
+    def is_array(x: Any) -> bool:
+        return isinstance(x, (np.ndarray, np.generic))
+
+    head = rows[0]
+    try:
+        if isinstance(head, tuple) and all(is_array(x) for x in head):
+            return tuple(np.stack(column) for column in zip(*rows, strict=True))
+        if is_array(head):
+            return np.stack(rows)
+    except ValueError:  # rows of different shapes: no array holds them
+        pass
+    return rows
