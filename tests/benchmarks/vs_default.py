@@ -14,7 +14,11 @@ transformer all-MiniLM-L6-v2 over English sentences of varied length; see ``_rea
 
    * **A, recommended** — ``Runtime.from_profile(P)``; start-up = construction + ``start()`` (every
      worker has loaded the model); a pass = ``list(rt.map(items))`` (per-item outputs: a tuple per
-     item for several outputs, as tuner returns them; not re-stacked into arrays inside the timing);
+     item for several outputs, as ``map`` returns them; not re-stacked into arrays inside the timing)
+     or ``list(rt.map_batches(items))`` (each partition's outputs whole, as the model returned them:
+     the form B's batches are in), the two alternating in each round; steady A is the faster of
+     the two in each pass, as B is the faster of its variants, and both are printed. The cold pass
+     (the end-to-end figure) is ``map``'s;
    * **B, the default deployment** — what a user writes without tuner, in this process with the
      framework's own threads: ``fn(items)`` on the whole input for a built-in (``load_model(spec)``);
      ``model.predict(X)`` (skops ``load``); a default ``onnxruntime.InferenceSession`` run over batches
@@ -37,7 +41,7 @@ transformer all-MiniLM-L6-v2 over English sentences of varied length; see ``_rea
 
 Printed per model: the recommendation (backend × workers × threads · partition), items/s of each
 (medians, with their spread), **steady A/B**: median of the paired ratios (A's pass k of round r over
-B's pass k of round r; B the faster variant) with a bootstrap 95% CI (``tuner.stats.bootstrap_ci``
+B's pass k of round r; A and B each the faster of its variants) with a bootstrap 95% CI (``tuner.stats.bootstrap_ci``
 over the pairs: with 6 pairs it is near their range), **e2e A/B**: (B's load + first pass) / (A's
 start-up + first pass), median over rounds, for this input's item count; the **break-even** item
 count from which the recommendation pays for its start: (A's start-up − B's load) / (B's per-item
@@ -371,7 +375,8 @@ class DefaultThreads:
 class Measured:
     """Everything measured for one case."""
 
-    a: Figures = field(default_factory=Figures)
+    a: Figures = field(default_factory=Figures)  # Runtime.map: one output per item
+    ab: Figures = field(default_factory=Figures)  # Runtime.map_batches: each partition's outputs whole
     b: dict[str, Figures] = field(default_factory=dict)  # per variant
     c: Figures = field(default_factory=Figures)
     mismatch: list[str] = field(default_factory=list)
@@ -426,12 +431,17 @@ def measure(
             out.a.startup_s.append(time.perf_counter() - t0)
             dt, result = timed(lambda: list(rt.map(items)))
             out.a.cold_s.append(dt)
-            check("recommended (A)", columns_of_items(result, case.outputs))
+            check("recommended (A, map)", columns_of_items(result, case.outputs))
             del result
-            for _ in range(passes):
-                dt, result = timed(lambda: list(rt.map(items)), out.a.load)
-                out.a.steady.append(n / dt)
-                del result
+            dt, result = timed(lambda: list(rt.map_batches(items)))
+            out.ab.cold_s.append(dt)
+            check("recommended (A, map_batches)", columns_of_chunks(result, case.outputs))
+            del result
+            for k in range(passes):  # the two calls alternate, first one then the other
+                for fig, call in ((out.a, rt.map), (out.ab, rt.map_batches))[:: 1 if k % 2 == 0 else -1]:
+                    dt, result = timed(lambda call=call: list(call(items)), fig.load)  # type: ignore[misc]
+                    fig.steady.append(n / dt)
+                    del result
 
     def b_pass(v: Variant, model: Any, cap_s: float | None) -> tuple[float, int, list[np.ndarray] | None]:
         """One pass of a default variant: seconds, items done, outputs (None when stopped at the cap)."""
@@ -623,12 +633,13 @@ def is_default(rec: Any) -> bool:
     """The recommendation is the default deployment: in the caller, one worker, framework threads."""
     from tuner.backends import backend
 
-    return backend(rec.backend).in_caller and rec.workers == 1 and rec.threads_per_worker is None
+    # the profile writes the framework's own threads as "default" (the deployment value as None)
+    return backend(rec.backend).in_caller and rec.workers == 1 and rec.threads_per_worker in (None, "default")
 
 
 def describe_rec(rec: Any, knobs: bool = False) -> str:
     """``process ×2 × 1 thr · part 64`` (``knobs``: with the adapter's knobs too)."""
-    threads = "default threads" if rec.threads_per_worker is None else f"{rec.threads_per_worker} thr"
+    threads = "default thr" if rec.threads_per_worker in (None, "default") else f"{rec.threads_per_worker} thr"
     extra = "".join(f" · {k}={v}" for k, v in sorted((rec.knobs or {}).items())) if knobs else ""
     return f"{rec.backend} ×{rec.workers} × {threads} · part {rec.partition_size}{extra}"
 
@@ -645,10 +656,12 @@ def summarise(case: Case, profile_path: Path, m: Measured, host: Host, sweep_s: 
     verdict_b = [v.name for v in case.variants if v.in_verdict]
     pairs = len(m.a.steady)
     best_b = [max(m.b[v].steady[i] for v in verdict_b) for i in range(pairs)]
-    ratios = [m.a.steady[i] / best_b[i] for i in range(pairs)]
-    pool_ratios = [m.a.steady[i] / m.c.steady[i] for i in range(pairs)]
+    # A as B: the faster of its two calls in each pass (map per item, map_batches per partition)
+    best_a = [max(m.a.steady[i], m.ab.steady[i]) for i in range(pairs)]
+    ratios = [best_a[i] / best_b[i] for i in range(pairs)]
+    pool_ratios = [best_a[i] / m.c.steady[i] for i in range(pairs)]
     first = m.b[case.variants[0].name]
-    row.a_rate, row.b_rate, row.c_rate = med(m.a.steady), med(best_b), med(m.c.steady)
+    row.a_rate, row.b_rate, row.c_rate = med(best_a), med(best_b), med(m.c.steady)
     row.steady, row.steady_ci = med(ratios), ci(ratios)
     row.pool = med(pool_ratios)
     row.pool_text = f"{'≥' if m.c_capped else ''}{row.pool:.2f}×"
@@ -685,11 +698,9 @@ def summarise(case: Case, profile_path: Path, m: Measured, host: Host, sweep_s: 
             why.append(f"default already uses {b_cores:.1f} of {host.cores} cores")
         share = row.a_rate / evidence
         if share < 0.9:
-            why.append(f"map gives {share:.0%} of the profile's {si(evidence)}/s")
+            why.append(f"the runtime gives {share:.0%} of the profile's {si(evidence)}/s")
         if row.b_rate > evidence:
             why.append(f"default is {row.b_rate / evidence:.2f}× the sweep's best")
-        if case.outputs > 1:
-            why.append(f"{case.outputs} outputs → a tuple per item")
         # batching alone: the default's own call over partitions of the profile's size, one process
         whole = [v for v in case.variants if not v.per_partition]
         parts = [v for v in case.variants if v.per_partition]
@@ -699,6 +710,9 @@ def summarise(case: Case, profile_path: Path, m: Measured, host: Host, sweep_s: 
                 why.append(f"partitions of {rec.partition_size} alone cost the default {w / q:.1f}×")
     elif not default:
         why.append(f"{rec.workers} × {rec.threads_per_worker or 'default'} threads beat the default")
+    per_item_cost = 1 - med(m.a.steady) / med(m.ab.steady)
+    if case.outputs > 1 and per_item_cost > 0.1:
+        why.append(f"{case.outputs} outputs: map's tuple per item costs {per_item_cost:.0%} (map_batches does not)")
     if row.e2e < STEADY_TARGET and start_a >= 0.3 * (start_a + med(m.a.cold_s)):
         why.append(f"start-up {start_a:.1f} s (default's load {load_b:.2f} s) weighs on {n:,} items")
     if math.isfinite(outside) and outside > 0.25:
@@ -712,8 +726,13 @@ def summarise(case: Case, profile_path: Path, m: Measured, host: Host, sweep_s: 
         + (f"; {'; '.join(case.notes)}" if case.notes else "")
     )
     d.append(
-        f"A recommended   steady {si(row.a_rate)}/s (passes {spread(m.a.steady)}, {a_cores:.1f} cores)  "
+        f"A map           steady {si(med(m.a.steady))}/s (passes {spread(m.a.steady)}, {a_cores:.1f} cores)  "
         f"start-up {start_a:.2f} s (rounds {spread(m.a.startup_s)} s)  first pass {med(m.a.cold_s):.2f} s"
+    )
+    ab_cores = med(m.ab.load.get("own_cores", []))
+    d.append(
+        f"A map_batches   steady {si(med(m.ab.steady))}/s (passes {spread(m.ab.steady)}, {ab_cores:.1f} cores)  "
+        f"(the same runtime, each partition's outputs whole)"
     )
     for v in case.variants:
         f = m.b[v.name]
@@ -850,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(
         f"host: {host.cores} usable cores, os.cpu_count() {os.cpu_count()}, load average {load:.1f} at start; "
-        f"{args.repeats} round(s) × {args.passes} steady pass(es); A = Runtime.from_profile(P).map, "
+        f"{args.repeats} round(s) × {args.passes} steady pass(es); A = Runtime.from_profile(P).map or .map_batches (the faster), "
         f"B = the framework's default call in this process, C = Pool({os.cpu_count()}) default threads"
     )
     sys.stdout.flush()
