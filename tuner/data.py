@@ -324,7 +324,11 @@ def _stack(name: str, outputs: Any) -> np.ndarray:
 
 
 def _is_multi(outputs: Any) -> bool:
-    """Several outputs per item: a list whose items are tuples."""
+    """Several outputs per item: :class:`~tuner.models.columns.Rows`, or a list whose items are tuples."""
+    from tuner.models.columns import Rows
+
+    if isinstance(outputs, Rows):
+        return True
     if hasattr(outputs, "dtype") or not len(outputs):
         return False
     first = next((o for o in outputs if o is not None), None)
@@ -335,6 +339,10 @@ def _columns(name: str, outputs: Any, multi: bool) -> list[Any]:
     """Outputs as one sequence per output: the tuples' elements side by side."""
     if not multi:
         return [outputs]
+    from tuner.models.columns import Rows
+
+    if isinstance(outputs, Rows):  # the arrays whole, as the model gave them
+        return list(outputs.outputs)
     width = len(next(o for o in outputs if o is not None))
     cols: list[list[Any]] = [[] for _ in range(width)]
     for o in outputs:
