@@ -51,3 +51,16 @@ def pairs_in_twos(partition: Any) -> Any:
         raise MemoryError(f"a partition of {len(partition)} items is too large")
     x = np.asarray(partition, dtype=np.float64)
     return Rows([x * 2, x + 1])
+
+
+@batch
+def pairs_or_fail(partition: Any) -> Any:
+    """Two outputs per item, (2x, x + 1), as whole arrays; a negative item raises ValueError."""
+    import numpy as np
+
+    from tuner.models.columns import Rows
+
+    x = np.asarray(partition, dtype=np.float64)
+    if (x < 0).any():
+        raise ValueError(f"negative item {x[x < 0][0]:g}")
+    return Rows([x * 2, x + 1])

@@ -113,6 +113,43 @@ def test_jsonl_in_jsonl_out_with_failures_sidecar(
     assert len(side.read_text().splitlines()) == 2
 
 
+@pytest.mark.timeout(60)
+def test_two_outputs_to_npz_whole_and_with_placeholders(
+    tuner_cmd: list[str], tmp_path: Path, this_host: Host
+) -> None:
+    profile = write_profile(
+        tmp_path / "p.yaml",
+        host_info(this_host),
+        spec=model_spec("pairs_or_fail"),
+        backend="thread",
+        partition_size=4,
+    )
+    x = np.arange(10, dtype=np.float64)
+    np.save(tmp_path / "in.npy", x)
+    out = tmp_path / "out.npz"
+    r = run(tuner_cmd, str(profile), "-i", str(tmp_path / "in.npy"), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)
+    assert got.files == ["output_0", "output_1"]
+    np.testing.assert_array_equal(got["output_0"], x * 2)
+    np.testing.assert_array_equal(got["output_1"], x + 1)
+    # a poison item: its partition comes back item by item, the others whole; all are joined in
+    # input order, the failed row a zero placeholder marked in the mask
+    x[6] = -1
+    np.save(tmp_path / "in.npy", x)
+    r = run(
+        tuner_cmd, str(profile), "-i", str(tmp_path / "in.npy"), "-o", str(out), "--max-failed-share", "0.5"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "10 items · 9 outputs · 1 failed" in r.stderr
+    got = np.load(out)
+    assert got.files == ["output_0", "output_1", "failed"]
+    assert got["failed"].tolist() == [i == 6 for i in range(10)]
+    np.testing.assert_array_equal(got["output_0"], np.where(x < 0, 0, x * 2))
+    np.testing.assert_array_equal(got["output_1"], np.where(x < 0, 0, x + 1))
+    assert got["output_0"].dtype == np.float64
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
