@@ -114,7 +114,7 @@ SMOKES = (
     Smoke(
         "drift",
         (
-            r"model\s+steady 30 s: false alarms \d+ .*",
+            r"model\s+steady 10 s: false alarms \d+ .*",
             r"summary: false alarms \d+ in \d+ s of steady load; .*",
             r"processes left behind: 0",
         ),

@@ -4,7 +4,7 @@ attributed to the right cause (issue 20).
 
 Run: ``.venv/bin/python tests/benchmarks/drift.py [--steady-s 600] [--pre-s 30] [--profile P]``
 Smoke: ``.venv/bin/python tests/benchmarks/drift.py --smoke`` — a closed-loop-only profile made with a
-tiny budget, 30 s steady, then the model case only, 20 s to detect it: checks the script runs; its
+tiny budget, 10 s steady, then the model case only, 15 s to detect it: checks the script runs; its
 figures mean little.
 
 The model is ``tests/benchmarks/_drift_model.py:predict``: fixed CPU work per item (BLAS, GIL
@@ -380,10 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, help="a profile of the drift model made before (else made here)"
     )
-    parser.add_argument("--smoke", action="store_true", help="30 s steady, the model case: does it run?")
+    parser.add_argument("--smoke", action="store_true", help="10 s steady, the model case: does it run?")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.steady_s, args.cases, args.detect_s = 30.0, "model", 20.0
+        args.steady_s, args.cases, args.detect_s = 10.0, "model", 15.0
         print("smoke run: a profile made in seconds; the figures below show that each part ran")
     kinds = [k.strip() for k in args.cases.split(",") if k.strip()]
     if any(k not in EXPECTED for k in kinds):
