@@ -146,6 +146,45 @@ def test_throughput_counts_only_while_saturated() -> None:
     assert events and events[0][1].dimension == "throughput" and "saturated at 600" in events[0][1].words
 
 
+@pytest.mark.timeout(30)
+def test_a_window_is_saturated_only_when_its_workers_were_busy_all_of_it(
+    tmp_path: Path, this_host: Any
+) -> None:
+    """A backlog at the window's end is not enough: a batch job's passes with pauses between them
+    left windows half idle, and their items/s read as a throughput far below the profile's (the
+    drift watch announced a slower model that was not: tests/benchmarks/vs_default.py)."""
+    import time
+
+    from tuner.profile import load_profile
+    from tuner.runtime.observe import Observer
+    from tuner.runtime.stats import Meter
+
+    path = write_profile(tmp_path / "p.yaml", host_info(this_host), spec=model_spec("slow_double"), workers=2)
+    meter = Meter(5.0)
+    engine = {"backlog": 10, "live_workers": 2}
+    observer = Observer(load_profile(path), meter, lambda: dict(engine), None)
+    last = time.perf_counter()
+
+    def window(busy_share: float, backlog: int = 10) -> bool:
+        """One window of ~0.1 s whose 2 workers were inside the model call ``busy_share`` of it."""
+        nonlocal last
+        threading.Event().wait(0.1)  # the window's length (its figures are per second of it)
+        now = time.perf_counter()
+        meter.record(now, 0.01, 64, (), busy_share * 2 * (now - last))
+        engine["backlog"] = backlog
+        saturated = observer._window().saturated
+        last = time.perf_counter()
+        return saturated
+
+    assert window(1.0) is False  # no backlog seen at its start yet
+    assert window(1.0) is True
+    assert window(0.5) is False  # half idle, though backlogged at both ends
+    assert window(1.0) is True
+    assert window(1.0, backlog=0) is False  # drained by its end
+    assert window(1.0) is False  # not backlogged at its start
+    assert window(1.0) is True
+
+
 def test_an_older_profile_without_the_spread_falls_back_to_the_default(
     tmp_path: Path, this_host: Any
 ) -> None:

@@ -20,8 +20,11 @@ one-sided CUSUM (Page's test):
   (``online.http``): the in-process curve has no HTTP parsing or event loop in it, and served
   latency sits above it by design (tests/benchmarks/drift.py saw 1.35–1.8× at the same rate), so a served runtime
   whose profile has no ``online.http`` does not judge p99, and says so once.
-* ``throughput`` — only while saturated (a backlog beyond every worker busy): the window's items/s
-  against the evidence's throughput CI.
+* ``throughput`` — only while saturated for the whole window (a backlog beyond every worker busy
+  at its start and its end, and the workers inside the model call at least 80% of it): the
+  window's items/s against the evidence's throughput CI. A model whose partitions spend much of
+  their time outside the model call (transport) is then rarely judged on throughput; its service
+  time still is.
 
 **The decision.** ``S = max(0, S + z − K)``; drift when ``S > H``. With ``K = 0.5`` and ``H = 8``
 a dimension whose observations stay standard-normal alarms after about 19,000 windows on average

@@ -25,6 +25,9 @@ __all__ = ["Observer"]
 
 log = logging.getLogger("tuner.runtime")
 
+#: a window is saturated when its workers were inside the model call at least this share of it
+SATURATED_BUSY = 0.8
+
 
 def bounds_for(profile: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(item latency, partition service time) histogram bounds with resolution at the profile's figures."""
@@ -67,6 +70,8 @@ class Observer:
         self._sampler.scan()
         self._snap = self._sampler.snapshot()
         self._done = meter.totals()[0]
+        self._busy = meter.busy_s()
+        self._backlogged = False  # at the end of the last window
         meter.min_items = max(1, self.ref.partition_size // 2)
         self.watch = DriftWatch(self.state, self._window, self._emit, window_s, framework=_framework(profile))
 
@@ -102,13 +107,24 @@ class Observer:
         self._done = done
         _, lat = meter.recent()
         st = self._engine_stats()
+        workers = max(int(st["live_workers"]), 1)
+        busy = meter.busy_s()
+        busy_share = (busy - self._busy) / (span * workers)
+        self._busy = busy
+        backlogged = st["backlog"] > workers * 2
+        # Saturated for the whole window, not at its end: a backlog at both ends and the workers
+        # busy nearly all of it. A backlog read at one instant called a window saturated that was
+        # half idle (a batch job's passes with pauses between them), and its items/s then read as
+        # a throughput far below the profile's.
+        saturated = backlogged and self._backlogged and busy_share >= SATURATED_BUSY
+        self._backlogged = backlogged
         return WindowFigures(
             t=snap.t,
             per_item_service_s=meter.take_service(),
             rate=items_s / max(self.ref.items_per_request, 1e-9),
             p99_ms=lat.get("p99"),
             throughput=items_s,
-            saturated=st["backlog"] > st["live_workers"] * 2,
+            saturated=saturated,
             outside=iv.outside,
             contaminated=self._rule.verdict(iv, self._sampler.usable_cores) is not None,
             usable_cores=_usable_cores(),

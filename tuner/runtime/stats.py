@@ -134,6 +134,7 @@ class Meter:
         self.partitions = 0
         self.min_items = 1  # partitions this large or larger give the drift watch their service time
         self._per_item: list[float] = []  # ... per item, since the watch last took them
+        self._busy_s = 0.0  # seconds inside the model call, summed over partitions (workers' busy time)
 
     def record(
         self, t_done: float, latency_s: float, items: int, causes: Iterable[str] = (), service_s: float = 0.0
@@ -146,12 +147,18 @@ class Meter:
             self.partitions += 1
             self.latency.add(latency_s, items)
             if service_s > 0:
+                self._busy_s += service_s
                 self.service.add(service_s)
                 if items >= self.min_items:
                     self._per_item.append(service_s / items)
             for cause in causes:
                 self.failures[cause] = self.failures.get(cause, 0) + 1
                 self.items_failed += 1
+
+    def busy_s(self) -> float:
+        """Seconds spent inside the model call by every completed partition (cumulative)."""
+        with self._lock:
+            return self._busy_s
 
     def take_service(self) -> list[float]:
         """The per-item service times recorded since the last call (the drift watch's window)."""
