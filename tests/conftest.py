@@ -15,6 +15,7 @@ of pytest until it exits: reaping them here could steal the exit status of a pro
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,6 +46,13 @@ def _become_subreaper() -> bool:
 
 
 SUBREAPER = _become_subreaper()
+
+# Several tests press Ctrl-C on a tuner they started (SIGINT to a subprocess). A shell starts a
+# background job (`make test &`, nohup) with SIGINT ignored, and an ignored signal stays ignored
+# across exec: every such child would shrug the key press off. Python's own handler here makes the
+# children start with the default disposition, however the suite itself was started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _infrastructure(p: psutil.Process) -> bool:
