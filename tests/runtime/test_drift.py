@@ -144,6 +144,10 @@ def test_throughput_counts_only_while_saturated() -> None:
     assert feed(DriftState(REF), slow) == []  # light traffic: low throughput is no news
     events = feed(DriftState(REF), [WindowFigures(t=i, throughput=600.0, saturated=True) for i in range(3)])
     assert events and events[0][1].dimension == "throughput" and "saturated at 600" in events[0][1].words
+    assert ", since 1 s ago; likeliest cause: " in events[0][1].words  # two windows of 1 s
+    # a fall so large that one window is enough: said so, not "since 0 s ago"
+    (i, e), *_ = feed(DriftState(REF), [WindowFigures(t=0, throughput=100.0, saturated=True)])
+    assert i == 0 and ", in the last window; likeliest cause: " in e.words, e.words
 
 
 @pytest.mark.timeout(30)

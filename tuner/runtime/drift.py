@@ -296,7 +296,12 @@ class DriftState:
         if change == "return":
             return ProfileDrift(time.time(), dim, False, f"{dim} is back within the profile: {words}")
         since = self.cusums[dim].since
-        ago = f", since {w.t - since:.0f} s ago" if since is not None else ""
+        if since is None:
+            ago = ""
+        elif w.t - since < 1:  # one window was enough
+            ago = ", in the last window"
+        else:
+            ago = f", since {w.t - since:.0f} s ago"
         cause, why = self.cause(w, framework)
         return ProfileDrift(
             time.time(), dim, True, f"{dim} left the profile: {words}{ago}; likeliest cause: {why}", cause
