@@ -212,7 +212,7 @@ def _apply(
                         )
                         batch[i] = None
             batches.append(batch)
-            done += len(batch[0]) if isinstance(batch, tuple) else len(batch)
+            done += len(batch[0] if isinstance(batch, tuple) else batch)
             advance(done)
         t_end = time.perf_counter()
         stats = runtime.stats()
@@ -229,12 +229,10 @@ def _joined(batches: list[Any]) -> Any:
     if batches and all(isinstance(b, np.ndarray) for b in batches):
         return np.concatenate(batches)
     if batches and all(isinstance(b, tuple) and all(isinstance(a, np.ndarray) for a in b) for b in batches):
-        width = len(batches[0])
-        if all(len(b) == width for b in batches):
-            return Rows(tuple(np.concatenate([b[k] for b in batches]) for k in range(width)))
+        return Rows(tuple(np.concatenate(column) for column in zip(*batches, strict=True)))
     outputs: list[Any] = []
     for b in batches:
-        outputs.extend(zip(*b, strict=True) if isinstance(b, tuple) else b)
+        outputs.extend(Rows(b) if isinstance(b, tuple) else b)  # Rows reads a tuple per item
     return outputs
 
 

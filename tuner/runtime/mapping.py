@@ -86,8 +86,9 @@ def failed_outputs(first: int, result: PartitionResult, on_failure: str) -> Iter
 def partition_outputs(first: int, result: PartitionResult, on_failure: str) -> Any:
     """A partition's outputs whole, for ``map_batches``: what the model returned for it — an array
     (or list) with one row per item, or for a model with several outputs a tuple with one array per
-    output. A partition that was split to isolate a failing item comes back in pieces; its rows are
-    stacked again when they are arrays or numpy scalars. With a failed item, ``"raise"`` raises
+    output. Per-item rows — the pieces of a partition the engine split to isolate a failing item,
+    or a model that returns a list — are stacked into arrays when they are arrays or numpy scalars
+    (a tuple of arrays for per-item tuples), so that every batch of a model has one form. With a failed item, ``"raise"`` raises
     ItemFailed at it, ``"yield"`` gives a list, one outcome per item, the Failure record in its
     place (the rows stay aligned with the inputs)."""
     from tuner.models.columns import Rows
@@ -103,8 +104,8 @@ def partition_outputs(first: int, result: PartitionResult, on_failure: str) -> A
 
 
 def _restacked(rows: list[Any]) -> Any:
-    """Per-item outputs (a split partition's pieces) stacked again as the model gave them whole:
-    a tuple of arrays for per-item tuples, an array for array rows; anything else stays a list."""
+    """Per-item outputs stacked as a model gives them whole: a tuple of arrays for per-item tuples,
+    an array for array rows; anything else stays a list."""
     import numpy as np
 
     def is_array(x: Any) -> bool:
